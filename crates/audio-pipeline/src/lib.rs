@@ -1,0 +1,1 @@
+//! 20 ms audio frames on dedicated real-time threads.

@@ -1,0 +1,1 @@
+//! The local calling service: Graph calling API, tokens, notifications and participants.

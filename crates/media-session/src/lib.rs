@@ -1,0 +1,1 @@
+//! The media session and its serialized blob.

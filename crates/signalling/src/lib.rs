@@ -1,0 +1,1 @@
+//! Graph calling model, request validation, client, token provider and notification webhook.

@@ -1,0 +1,1 @@
+//! botmedia: an app-hosted real-time media engine for calling bots.

@@ -1,0 +1,2 @@
+//! The `botmedia` command line.
+fn main() {}
