@@ -1,0 +1,1 @@
+//! Mixing N sources, per-source levels, active and dominant speakers.

@@ -1,0 +1,1 @@
+//! Resampling any rate to and from 16 kHz.
