@@ -1,2 +1,7 @@
 //! The `botmedia` command line.
-fn main() {}
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and testing botmedia needs on a Debian machine, skipping what is
+# already there: a Rust toolchain, cargo-nextest, and the Debian packages below.
+# Safe to run again; used by `make demo`, `make test` and CI.
+set -euo pipefail
+
+# Debian packages: cmake builds libopus (opus crate); ALSA headers for cpal; libsoxr for the
+# resampling bench's peer.
+PACKAGES=(build-essential pkg-config cmake libasound2-dev libsoxr-dev)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "setup: installing the Rust toolchain with rustup"
+        command -v curl >/dev/null 2>&1 || as_root apt-get install -y -qq curl ca-certificates
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+
+if [ "${1:-}" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-nextest"
+    cargo install cargo-nextest --locked
+fi

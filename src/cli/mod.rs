@@ -1,0 +1,94 @@
+//! Command-line parsing and dispatch.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod blob;
+
+/// The largest input file the CLI reads, in bytes.
+const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "botmedia",
+    version,
+    about = "App-hosted real-time media engine for calling bots"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints a fresh media session blob, or checks one with --parse.
+    Blob(blob::BlobArgs),
+}
+
+/// Runs the command line and maps outcomes to exit codes: 0 success, 1 input refused,
+/// 2 usage or I/O error.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Blob(args) => blob::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("botmedia: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error that stops a command before it judged its input.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {max} bytes")]
+    TooLarge { path: String, max: u64 },
+    #[error("{path} is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 { path: String, offset: usize },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Reads a whole file, or standard input for `-`, bounded by [`MAX_INPUT_BYTES`].
+fn read_input(path: &str) -> Result<String, CliError> {
+    let read_err = |source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    let limit = MAX_INPUT_BYTES + 1;
+    if path == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+    } else {
+        std::fs::File::open(path)
+            .map_err(read_err)?
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+    }
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(CliError::TooLarge {
+            path: path.to_owned(),
+            max: MAX_INPUT_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| CliError::NotUtf8 {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
