@@ -1,1 +1,3 @@
 //! The local calling service: Graph calling API, tokens, notifications and participants.
+
+pub mod identity;
