@@ -1,5 +1,65 @@
 //! 20 ms audio frames on dedicated real-time threads: wait-free queues, jitter buffer,
 //! Opus, resampling and mixing. No async and no network in this crate.
+//!
+//! A [`Pipeline`] runs a few threads that tick every call each 20 ms on absolute
+//! deadlines. [`Pipeline::add_call`] allocates everything a call needs and returns its
+//! three handles: the [`CallHandle`] that owns it, the [`NetworkHalf`] (encoded packets in
+//! and out) and the [`BotHalf`] (PCM frames in and out). After that nothing on the
+//! pipeline threads allocates, locks or logs.
+//!
+//! ```
+//! use audio_pipeline::{CallConfig, Pcm16K, Pipeline, PipelineConfig, Realtime};
+//!
+//! let pipeline = Pipeline::start(PipelineConfig {
+//!     threads: 1,
+//!     realtime: Realtime::Off,
+//!     ..PipelineConfig::default()
+//! })?;
+//! let mut call = pipeline.add_call(CallConfig::new(0x1234_5678, 111))?;
+//! call.bot.try_send(Pcm16K::SILENCE).map_err(|e| e.to_string())?;
+//! // Within a tick or two the pacer has encoded it for the network side.
+//! let deadline = audio_pipeline::now() + audio_pipeline::Ticks::from_millis(500);
+//! let packet = loop {
+//!     if let Some(p) = call.network.pop_packet() { break p; }
+//!     assert!(audio_pipeline::now() < deadline, "no packet");
+//!     std::thread::sleep(std::time::Duration::from_millis(5));
+//! };
+//! assert_eq!(packet.meta.ssrc, 0x1234_5678);
+//! drop(call.handle); // removes the call
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod mix;
 pub mod resample;
+
+mod call;
+mod codec;
+mod config;
+mod error;
+mod frame;
+mod jitter;
+mod pacer;
+mod packet;
+mod pipeline;
+mod rt;
+mod stats;
+mod time;
+
+pub use call::{BotHalf, Call, CallHandle, CallId, NetworkHalf};
+pub use config::{
+    CallConfig, ConfigError, FrameCallback, HealthThresholds, JitterConfig, MAX_JITTER_DELAY,
+    OpusConfig, PipelineConfig, Realtime, ThreadStartHook,
+};
+pub use error::{AdmissionError, PushPacketError, SendError, StartError};
+pub use frame::{
+    BYTES_PER_FRAME, FrameError, FrameSource, Pcm16K, ReceivedFrame, SAMPLE_RATE_HZ,
+    SAMPLES_PER_FRAME,
+};
+pub use jitter::{InsertOutcome, JitterBuffer, JitterStats, Playout};
+pub use pacer::{PacedFrame, Pacer, PacerStats};
+pub use packet::{
+    AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket, MAX_CSRCS, MAX_PAYLOAD, PacketError, RtpMeta,
+};
+pub use pipeline::Pipeline;
+pub use stats::{CallStats, PlatformHealth, ThreadLoad};
+pub use time::{FRAME_DURATION, Ticks, now};

@@ -1,0 +1,476 @@
+//! One call's state on its pipeline thread, and the handles the other threads hold.
+
+use crate::codec::{DecodeResult, Decoder, Encoder};
+use crate::config::{CallConfig, FrameCallback};
+use crate::error::{AdmissionError, PushPacketError, SendError};
+use crate::frame::{FrameSource, Pcm16K, ReceivedFrame, SAMPLES_PER_FRAME};
+use crate::jitter::{InsertOutcome, JitterBuffer, JitterStats, Playout};
+use crate::pacer::Pacer;
+use crate::packet::{AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket};
+use crate::stats::{CallCounters, CallStats, add, bump, set};
+use crate::time::Ticks;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// Identifies a call within one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call-{}", self.0)
+    }
+}
+
+const NO_LOSS_REPORT: u8 = u8::MAX;
+
+/// State shared between a call's handles and its pipeline thread (atomics only).
+#[derive(Debug)]
+pub(crate) struct CallShared {
+    pub(crate) id: CallId,
+    pub(crate) counters: CallCounters,
+    pub(crate) removed: AtomicBool,
+    pub(crate) send_active: AtomicBool,
+    pub(crate) loss_percent: AtomicU8,
+}
+
+/// A call's processing state, owned by one pipeline thread. Everything is allocated in
+/// [`CallState::create`], on the thread adding the call.
+pub(crate) struct CallState {
+    pub(crate) shared: Arc<CallShared>,
+    inbound: rtrb::Consumer<EncodedPacket>,
+    outbound: rtrb::Producer<EncodedPacket>,
+    send_queue: rtrb::Consumer<Pcm16K>,
+    receive_queue: Option<rtrb::Producer<ReceivedFrame>>,
+    on_frame: Option<FrameCallback>,
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    encoder: Encoder,
+    pacer: Pacer,
+    ssrc: u32,
+    payload_type: u8,
+    inbound_capacity: usize,
+    bot_started: bool,
+    /// Speakers and level of the last packet decoded, reused for its continuation frames.
+    speakers: Csrcs,
+    audio_level: Option<u8>,
+    last_seq: Option<u16>,
+    frame: ReceivedFrame,
+    packet: EncodedPacket,
+    /// Jitter buffer counters already added to the call's counters.
+    seen: JitterStats,
+}
+
+/// The halves returned by [`crate::Pipeline::add_call`].
+pub(crate) struct Halves {
+    pub(crate) state: Box<CallState>,
+    pub(crate) call: Call,
+}
+
+impl CallState {
+    pub(crate) fn create(id: CallId, cfg: CallConfig) -> Result<Halves, AdmissionError> {
+        cfg.validate()?;
+        let shared = Arc::new(CallShared {
+            id,
+            counters: CallCounters::default(),
+            removed: AtomicBool::new(false),
+            send_active: AtomicBool::new(cfg.send_active),
+            loss_percent: AtomicU8::new(NO_LOSS_REPORT),
+        });
+        let (in_tx, in_rx) = rtrb::RingBuffer::new(cfg.inbound_queue_packets);
+        let (out_tx, out_rx) = rtrb::RingBuffer::new(cfg.outbound_queue_packets);
+        let (send_tx, send_rx) = rtrb::RingBuffer::new(cfg.send_queue_frames);
+        let (recv_tx, recv_rx) = if cfg.receive_queue_frames > 0 {
+            let (tx, rx) = rtrb::RingBuffer::new(cfg.receive_queue_frames);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let state = Box::new(CallState {
+            inbound: in_rx,
+            outbound: out_tx,
+            send_queue: send_rx,
+            receive_queue: recv_tx,
+            on_frame: cfg.on_frame,
+            jitter: JitterBuffer::new(cfg.jitter),
+            decoder: Decoder::new()?,
+            encoder: Encoder::new(&cfg.opus)?,
+            // Random-ish initial numbers (RFC 3550 asks for unpredictable ones) without
+            // a RNG dependency: derive them from the SSRC and the clock.
+            pacer: Pacer::new(
+                (cfg.outbound_ssrc ^ crate::time::now().0 as u32) as u16,
+                cfg.outbound_ssrc.rotate_left(13) ^ (crate::time::now().0 >> 7) as u32,
+                cfg.jitter.rtp_clock_hz,
+            ),
+            ssrc: cfg.outbound_ssrc,
+            payload_type: cfg.outbound_payload_type,
+            inbound_capacity: cfg.inbound_queue_packets,
+            bot_started: false,
+            speakers: Csrcs::new(),
+            audio_level: None,
+            last_seq: None,
+            frame: ReceivedFrame {
+                timestamp: Ticks::ZERO,
+                pcm: Pcm16K::SILENCE,
+                is_silence: true,
+                source: FrameSource::NoSignal,
+                late: false,
+                active_speakers: Csrcs::new(),
+                audio_level: None,
+                seq: None,
+                gap: 0,
+            },
+            packet: EncodedPacket::empty(),
+            seen: JitterStats::default(),
+            shared: Arc::clone(&shared),
+        });
+        let call = Call {
+            handle: CallHandle {
+                shared: Arc::clone(&shared),
+            },
+            network: NetworkHalf {
+                shared: Arc::clone(&shared),
+                inbound: in_tx,
+                outbound: out_rx,
+            },
+            bot: BotHalf {
+                shared,
+                send: send_tx,
+                receive: recv_rx,
+            },
+        };
+        Ok(Halves { state, call })
+    }
+
+    /// One 20 ms step in both directions. `now` is the tick's deadline.
+    pub(crate) fn tick(&mut self, now: Ticks, late: bool) {
+        let c = &self.shared.counters;
+        if late {
+            bump(&c.late_ticks);
+        }
+        self.receive(now, late);
+        self.send(now);
+    }
+
+    fn receive(&mut self, now: Ticks, late: bool) {
+        let c = &self.shared.counters;
+        // Bounded: a flood cannot keep this call (or its thread) busy past one queue's worth.
+        for _ in 0..self.inbound_capacity {
+            let Ok(packet) = self.inbound.pop() else {
+                break;
+            };
+            bump(&c.packets_received);
+            if self.jitter.insert(&packet, now) == InsertOutcome::Resynced {
+                self.decoder.reset();
+            }
+        }
+
+        let frame = &mut self.frame;
+        frame.timestamp = now;
+        frame.late = late;
+        frame.gap = 0;
+        if self.decoder.buffered() >= SAMPLES_PER_FRAME {
+            // The rest of a packet longer than 20 ms.
+            frame.source = FrameSource::Decoded;
+        } else {
+            frame.source = match self.jitter.pop(now) {
+                Playout::Packet { packet, gap } => {
+                    frame.gap = gap;
+                    self.last_seq = Some(packet.meta.seq);
+                    self.speakers = packet.meta.csrcs;
+                    self.audio_level = packet.meta.audio_level;
+                    match self.decoder.decode(packet.payload()) {
+                        DecodeResult::Ok => FrameSource::Decoded,
+                        DecodeResult::Invalid => {
+                            bump(&c.invalid_packets);
+                            bump(&c.dropped_packets);
+                            FrameSource::Concealed
+                        }
+                    }
+                }
+                Playout::Lost { fec: Some(next) } => {
+                    if self.decoder.recover_fec(next.payload()) {
+                        bump(&c.fec_recovered);
+                        FrameSource::FecRecovered
+                    } else {
+                        FrameSource::Concealed
+                    }
+                }
+                Playout::Lost { fec: None } => {
+                    self.decoder.conceal();
+                    FrameSource::Concealed
+                }
+                Playout::Stretch => {
+                    self.decoder.conceal();
+                    FrameSource::Stretched
+                }
+                Playout::NoSignal => {
+                    self.speakers = Csrcs::new();
+                    self.audio_level = None;
+                    FrameSource::NoSignal
+                }
+            };
+        }
+        self.decoder.take_frame(&mut frame.pcm);
+        if matches!(
+            frame.source,
+            FrameSource::Concealed | FrameSource::Stretched
+        ) {
+            bump(&c.concealed);
+        }
+        frame.seq = self.last_seq;
+        frame.active_speakers = self.speakers;
+        frame.audio_level = self.audio_level;
+        frame.is_silence = frame.source == FrameSource::NoSignal
+            || self.audio_level == Some(AUDIO_LEVEL_SILENT)
+            || frame.pcm.is_digital_silence();
+
+        if let Some(callback) = self.on_frame.as_mut() {
+            callback(frame);
+        }
+        if let Some(queue) = self.receive_queue.as_mut()
+            && queue.push(*frame).is_err()
+        {
+            bump(&c.receive_queue_full);
+        }
+        bump(&c.frames_received);
+
+        let js = self.jitter.stats();
+        set(&c.late_packets, js.late);
+        set(&c.duplicate_packets, js.duplicates);
+        set(&c.compressed_packets, js.compressed);
+        set(&c.resyncs, js.resyncs);
+        set(&c.jitter_ticks, self.jitter.jitter().0);
+        set(&c.buffer_delay_ticks, self.jitter.current_delay().0);
+        set(&c.target_delay_ticks, self.jitter.target_delay().0);
+        // Packets the jitter buffer refused count as dropped (and garbage as invalid);
+        // the decoder's rejections were counted above as they happened.
+        let new_invalid = js.invalid - self.seen.invalid;
+        let new_unconfirmed = js.unconfirmed - self.seen.unconfirmed;
+        let new_compressed = js.compressed - self.seen.compressed;
+        add(&c.invalid_packets, new_invalid);
+        add(
+            &c.dropped_packets,
+            new_invalid + new_unconfirmed + new_compressed,
+        );
+        self.seen = js;
+    }
+
+    fn send(&mut self, now: Ticks) {
+        let c = &self.shared.counters;
+        let loss = self.shared.loss_percent.load(Ordering::Relaxed);
+        if loss != NO_LOSS_REPORT {
+            self.encoder.set_loss_percent(loss);
+        }
+        let due = self.pacer.frames_due(now);
+        for _ in 0..due {
+            let from_bot = self.send_queue.pop().ok();
+            self.bot_started |= from_bot.is_some();
+            if !self.shared.send_active.load(Ordering::Relaxed) {
+                if from_bot.is_some() {
+                    bump(&c.discarded_inactive);
+                }
+                let _ = self.pacer.next_frame(None);
+                self.pacer.not_sent();
+                continue;
+            }
+            if from_bot.is_none() && self.bot_started {
+                bump(&c.underruns);
+            }
+            let paced = self.pacer.next_frame(from_bot.as_ref());
+            let packet = &mut self.packet;
+            let Some(len) = self.encoder.encode(&paced.pcm, packet.payload_buffer_mut()) else {
+                self.pacer.not_sent();
+                continue;
+            };
+            packet.set_payload_len(len);
+            self.pacer.stamp(&paced, &mut packet.meta);
+            packet.meta.ssrc = self.ssrc;
+            packet.meta.payload_type = self.payload_type;
+            packet.meta.arrival = now;
+            if self.outbound.push(*packet).is_err() {
+                bump(&c.outbound_queue_full);
+            } else {
+                bump(&c.frames_sent);
+            }
+        }
+    }
+}
+
+/// A new call: its three handles. Send each where it is used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Call {
+    /// Owns the call: dropping it (or [`CallHandle::remove`]) removes the call.
+    pub handle: CallHandle,
+    /// For the network side: packets in and out, loss reports, send status.
+    pub network: NetworkHalf,
+    /// For the bot: frames in and out.
+    pub bot: BotHalf,
+}
+
+/// Owns a call: dropping it removes the call from its pipeline thread without stalling
+/// the others; its memory is freed off the pipeline threads.
+#[derive(Debug)]
+pub struct CallHandle {
+    shared: Arc<CallShared>,
+}
+
+impl CallHandle {
+    /// The call's id.
+    pub fn id(&self) -> CallId {
+        self.shared.id
+    }
+
+    /// A snapshot of the call's counters.
+    pub fn stats(&self) -> CallStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Removes the call (same as dropping the handle).
+    pub fn remove(self) {}
+}
+
+impl Drop for CallHandle {
+    fn drop(&mut self) {
+        self.shared.removed.store(true, Ordering::Release);
+    }
+}
+
+/// The network side's half of a call. `Send`; use it from one thread at a time.
+pub struct NetworkHalf {
+    shared: Arc<CallShared>,
+    inbound: rtrb::Producer<EncodedPacket>,
+    outbound: rtrb::Consumer<EncodedPacket>,
+}
+
+impl fmt::Debug for NetworkHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkHalf")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetworkHalf {
+    /// The call's id.
+    pub fn id(&self) -> CallId {
+        self.shared.id
+    }
+
+    /// Queues a received packet for the jitter buffer. Wait-free. A full queue (a flood,
+    /// or a pipeline far behind) hands the packet back and counts it as dropped.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the packet is handed back by value, as rtrb does; boxing would allocate"
+    )]
+    pub fn push_packet(&mut self, packet: EncodedPacket) -> Result<(), PushPacketError> {
+        if self.shared.removed.load(Ordering::Relaxed) || self.inbound.is_abandoned() {
+            return Err(PushPacketError::Removed(packet));
+        }
+        self.inbound
+            .push(packet)
+            .map_err(|rtrb::PushError::Full(p)| {
+                let c = &self.shared.counters;
+                bump(&c.inbound_queue_full);
+                bump(&c.dropped_packets);
+                PushPacketError::Full(p)
+            })
+    }
+
+    /// Takes the next encoded packet to send, if any. Wait-free. The pipeline numbers
+    /// packets itself (sequence, timestamp, marker, SSRC, payload type); the network side
+    /// may renumber them into its own sequence space (e.g. to interleave DTMF).
+    pub fn pop_packet(&mut self) -> Option<EncodedPacket> {
+        self.outbound.pop().ok()
+    }
+
+    /// Packets waiting to be sent.
+    pub fn packets_ready(&self) -> usize {
+        self.outbound.slots()
+    }
+
+    /// Feeds the loss percentage from the remote receiver report to the encoder.
+    pub fn set_remote_loss_percent(&self, percent: u8) {
+        let percent = percent.min(100);
+        self.shared.loss_percent.store(percent, Ordering::Relaxed);
+        set(
+            &self.shared.counters.remote_loss_percent,
+            u64::from(percent),
+        );
+    }
+
+    /// Same, from an RTCP report block's `fraction lost` (loss * 256).
+    pub fn set_remote_fraction_lost(&self, fraction: u8) {
+        self.set_remote_loss_percent(((u16::from(fraction) * 100 + 128) / 256) as u8);
+    }
+
+    /// Sets the send status: while inactive, frames the bot sends are discarded
+    /// (counted) and no packets are produced.
+    pub fn set_send_active(&self, active: bool) {
+        self.shared.send_active.store(active, Ordering::Relaxed);
+    }
+
+    /// The send status.
+    pub fn is_send_active(&self) -> bool {
+        self.shared.send_active.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of the call's counters.
+    pub fn stats(&self) -> CallStats {
+        self.shared.counters.snapshot()
+    }
+}
+
+/// The bot's half of a call. `Send`; use it from one thread at a time.
+pub struct BotHalf {
+    shared: Arc<CallShared>,
+    send: rtrb::Producer<Pcm16K>,
+    receive: Option<rtrb::Consumer<ReceivedFrame>>,
+}
+
+impl fmt::Debug for BotHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotHalf")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BotHalf {
+    /// The call's id.
+    pub fn id(&self) -> CallId {
+        self.shared.id
+    }
+
+    /// Queues a frame to send; the pacer takes one per 20 ms. Wait-free, never blocks: a
+    /// full queue hands the frame back.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the frame is handed back by value, as rtrb does; boxing would allocate"
+    )]
+    pub fn try_send(&mut self, frame: Pcm16K) -> Result<(), SendError> {
+        if self.shared.removed.load(Ordering::Relaxed) || self.send.is_abandoned() {
+            return Err(SendError::Removed(frame));
+        }
+        self.send
+            .push(frame)
+            .map_err(|rtrb::PushError::Full(f)| SendError::Full(f))
+    }
+
+    /// Frames that can be queued right now.
+    pub fn send_capacity_left(&self) -> usize {
+        self.send.slots()
+    }
+
+    /// Takes the next received frame, if the call has a receive queue and one is ready.
+    pub fn try_recv(&mut self) -> Option<ReceivedFrame> {
+        self.receive.as_mut()?.pop().ok()
+    }
+
+    /// A snapshot of the call's counters.
+    pub fn stats(&self) -> CallStats {
+        self.shared.counters.snapshot()
+    }
+}

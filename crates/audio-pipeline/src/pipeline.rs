@@ -1,0 +1,360 @@
+//! The platform: pipeline threads ticking every call on absolute 20 ms deadlines.
+
+use crate::call::{Call, CallId, CallState};
+use crate::config::{CallConfig, ConfigError, HealthThresholds, PipelineConfig};
+use crate::error::{AdmissionError, StartError};
+use crate::rt;
+use crate::stats::{PlatformHealth, ThreadLoad, ThreadLoadCell, health_to_u64, set};
+use crate::time::{FRAME_DURATION, Ticks, now, sleep_until};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+/// Ticks per health window: one second.
+const WINDOW_TICKS: u64 = 50;
+/// Ticks in a window that must exceed a lateness limit for it to count.
+const LATE_TICKS_FOR_HEALTH: u64 = 5;
+/// Falling further behind than this skips deadlines instead of catching up.
+const MAX_CATCH_UP: Ticks = Ticks::from_millis(100);
+
+struct WorkerControl {
+    commands: rtrb::Producer<Box<CallState>>,
+    garbage: rtrb::Consumer<Box<CallState>>,
+}
+
+struct Shared {
+    control: Mutex<Vec<WorkerControl>>,
+    loads: Vec<Arc<ThreadLoadCell>>,
+    /// Calls assigned to each thread, including ones awaiting removal.
+    assigned: Vec<AtomicU64>,
+    shutdown: AtomicBool,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn collect_garbage(&self) {
+        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, w) in control.iter_mut().enumerate() {
+            while let Ok(call) = w.garbage.pop() {
+                drop(call);
+                self.assigned[i].fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The media platform's audio engine: a fixed set of pipeline threads.
+///
+/// Dropping it stops the threads (after their current tick) and frees every call.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    reaper: Option<JoinHandle<()>>,
+    max_calls_per_thread: usize,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("threads", &self.workers.len())
+            .field("calls", &self.calls())
+            .field("health", &self.health())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// Starts the pipeline threads.
+    pub fn start(config: PipelineConfig) -> Result<Pipeline, StartError> {
+        if config.threads == 0 {
+            return Err(ConfigError::ZeroCapacity { which: "threads" }.into());
+        }
+        if config.max_calls_per_thread == 0 {
+            return Err(ConfigError::ZeroCapacity {
+                which: "max_calls_per_thread",
+            }
+            .into());
+        }
+        let n = config.threads;
+        let per = config.max_calls_per_thread;
+        let mut controls = Vec::with_capacity(n);
+        let mut ends = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(per);
+            let (gc_tx, gc_rx) = rtrb::RingBuffer::new(per);
+            controls.push(WorkerControl {
+                commands: cmd_tx,
+                garbage: gc_rx,
+            });
+            ends.push((cmd_rx, gc_tx));
+        }
+        let shared = Arc::new(Shared {
+            control: Mutex::new(controls),
+            loads: (0..n)
+                .map(|_| Arc::new(ThreadLoadCell::default()))
+                .collect(),
+            assigned: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            shutdown: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+        });
+        let mut pipeline = Pipeline {
+            shared: Arc::clone(&shared),
+            workers: Vec::with_capacity(n),
+            reaper: None,
+            max_calls_per_thread: per,
+        };
+        for (index, (commands, garbage)) in ends.into_iter().enumerate() {
+            let worker = Worker {
+                index,
+                calls: Vec::with_capacity(per),
+                commands,
+                garbage,
+                load: Arc::clone(&shared.loads[index]),
+                shared: Arc::clone(&shared),
+                thresholds: config.health,
+            };
+            let realtime = config.realtime;
+            let hook = config.on_thread_start.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("audio-pipeline-{index}"))
+                .spawn(move || {
+                    let granted = rt::apply(index, realtime);
+                    set(&worker.load.realtime, u64::from(granted));
+                    if let Some(hook) = hook {
+                        hook(index);
+                    }
+                    worker.run();
+                })
+                .map_err(|source| StartError::Spawn { index, source })?;
+            pipeline.workers.push(handle);
+        }
+        let reaper_shared = Arc::clone(&shared);
+        let reaper = std::thread::Builder::new()
+            .name("audio-pipeline-reaper".into())
+            .spawn(move || {
+                while !reaper_shared.shutdown.load(Ordering::Acquire) {
+                    std::thread::park_timeout(std::time::Duration::from_millis(50));
+                    reaper_shared.collect_garbage();
+                }
+            })
+            .map_err(|source| StartError::Spawn { index: n, source })?;
+        pipeline.reaper = Some(reaper);
+        Ok(pipeline)
+    }
+
+    /// Adds a call to the least loaded thread. All its buffers, codecs and queues are
+    /// allocated here, on the calling thread. Refused while the platform is
+    /// [`PlatformHealth::Overloaded`] or when every thread is full; the other calls are
+    /// never stalled (the hand-over is a wait-free queue the thread drains at its tick).
+    pub fn add_call(&self, config: CallConfig) -> Result<Call, AdmissionError> {
+        if self.shared.shutdown.load(Ordering::Acquire) {
+            return Err(AdmissionError::ShutDown);
+        }
+        if self.health() == PlatformHealth::Overloaded {
+            return Err(AdmissionError::Overloaded);
+        }
+        self.shared.collect_garbage();
+        let id = CallId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let halves = CallState::create(id, config)?;
+        let mut control = self
+            .shared
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let chosen = (0..control.len())
+            .filter(|&i| {
+                self.shared.assigned[i].load(Ordering::Relaxed) < self.max_calls_per_thread as u64
+            })
+            .min_by_key(|&i| self.shared.assigned[i].load(Ordering::Relaxed));
+        let Some(i) = chosen else {
+            return Err(AdmissionError::Full {
+                threads: control.len(),
+                per_thread: self.max_calls_per_thread,
+            });
+        };
+        // Cannot be full: the queue holds max_calls_per_thread and `assigned` counts
+        // every call queued or running on this thread.
+        if control[i].commands.push(halves.state).is_err() {
+            return Err(AdmissionError::Full {
+                threads: control.len(),
+                per_thread: self.max_calls_per_thread,
+            });
+        }
+        self.shared.assigned[i].fetch_add(1, Ordering::Relaxed);
+        Ok(halves.call)
+    }
+
+    /// The media clock now (same as [`crate::now`]).
+    pub fn now(&self) -> Ticks {
+        now()
+    }
+
+    /// The platform health: the worst of its threads', over their last second.
+    pub fn health(&self) -> PlatformHealth {
+        self.shared
+            .loads
+            .iter()
+            .map(|l| l.snapshot().health)
+            .max()
+            .unwrap_or(PlatformHealth::Normal)
+    }
+
+    /// Load figures per thread.
+    pub fn thread_loads(&self) -> Vec<ThreadLoad> {
+        self.shared.loads.iter().map(|l| l.snapshot()).collect()
+    }
+
+    /// Calls on the platform (including removed ones not yet freed).
+    pub fn calls(&self) -> usize {
+        self.shared
+            .assigned
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed) as usize)
+            .sum()
+    }
+
+    /// Number of pipeline threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Stops the threads and frees every call (also done on drop).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for w in self.workers.drain(..) {
+            // A worker that panicked has nothing left to clean up; its calls were
+            // dropped during unwinding.
+            let _ = w.join();
+        }
+        if let Some(r) = self.reaper.take() {
+            r.thread().unpark();
+            let _ = r.join();
+        }
+        self.shared.collect_garbage();
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Worker {
+    index: usize,
+    calls: Vec<Box<CallState>>,
+    commands: rtrb::Consumer<Box<CallState>>,
+    garbage: rtrb::Producer<Box<CallState>>,
+    load: Arc<ThreadLoadCell>,
+    shared: Arc<Shared>,
+    thresholds: HealthThresholds,
+}
+
+#[derive(Default)]
+struct Window {
+    ticks: u64,
+    max_lateness: Ticks,
+    max_busy: Ticks,
+    busy_sum: u64,
+    over_heavy: u64,
+    over_overloaded: u64,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let _ = self.index;
+        let mut deadline = now() + FRAME_DURATION;
+        let mut window = Window::default();
+        let mut total_ticks = 0u64;
+        let mut late_ticks = 0u64;
+        let mut skipped = 0u64;
+        loop {
+            sleep_until(deadline);
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            let woke = now();
+            let lateness = woke.saturating_sub(deadline);
+            self.admit_and_remove();
+            let late = lateness >= self.thresholds.late_tick;
+            for call in self.calls.iter_mut() {
+                call.tick(deadline, late);
+            }
+            let busy = now().saturating_sub(woke);
+
+            total_ticks += 1;
+            late_ticks += u64::from(late);
+            window.ticks += 1;
+            window.max_lateness = window.max_lateness.max(lateness);
+            window.max_busy = window.max_busy.max(busy);
+            window.busy_sum += busy.0;
+            window.over_heavy += u64::from(lateness > self.thresholds.heavy_lateness);
+            window.over_overloaded += u64::from(lateness > self.thresholds.overloaded_lateness);
+            if window.ticks >= WINDOW_TICKS {
+                self.publish(&window, total_ticks, late_ticks, skipped);
+                window = Window::default();
+            }
+
+            deadline += FRAME_DURATION;
+            let behind = now().saturating_sub(deadline);
+            if behind > MAX_CATCH_UP {
+                let n = behind.0 / FRAME_DURATION.0;
+                deadline += Ticks(n * FRAME_DURATION.0);
+                skipped += n;
+            }
+        }
+        // Calls still here are dropped with `self` on this thread at shutdown: the
+        // real-time phase is over.
+    }
+
+    fn admit_and_remove(&mut self) {
+        while self.calls.len() < self.calls.capacity() {
+            match self.commands.pop() {
+                Ok(call) => self.calls.push(call),
+                Err(_) => break,
+            }
+        }
+        let mut i = 0;
+        while i < self.calls.len() {
+            if !self.calls[i].shared.removed.load(Ordering::Acquire) {
+                i += 1;
+                continue;
+            }
+            if self.garbage.is_full() {
+                // Freed on a later tick, once the reaper has emptied the queue.
+                break;
+            }
+            let call = self.calls.swap_remove(i);
+            // Checked not full above and this thread is the only producer.
+            let _ = self.garbage.push(call);
+        }
+        set(&self.load.calls, self.calls.len() as u64);
+    }
+
+    fn publish(&self, w: &Window, total: u64, late: u64, skipped: u64) {
+        let l = &self.load;
+        let mean_busy = w.busy_sum / w.ticks.max(1);
+        let busy_fraction = mean_busy as f32 / FRAME_DURATION.0 as f32;
+        let t = &self.thresholds;
+        let health = if busy_fraction > t.overloaded_busy_fraction
+            || w.over_overloaded >= LATE_TICKS_FOR_HEALTH
+        {
+            PlatformHealth::Overloaded
+        } else if busy_fraction > t.heavy_busy_fraction || w.over_heavy >= LATE_TICKS_FOR_HEALTH {
+            PlatformHealth::HeavilyLoaded
+        } else {
+            PlatformHealth::Normal
+        };
+        set(&l.ticks, total);
+        set(&l.max_lateness, w.max_lateness.0);
+        set(&l.max_busy, w.max_busy.0);
+        set(&l.mean_busy, mean_busy);
+        set(&l.late_ticks, late);
+        set(&l.skipped_ticks, skipped);
+        set(&l.health, health_to_u64(health));
+    }
+}

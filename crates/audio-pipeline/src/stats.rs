@@ -1,0 +1,182 @@
+//! Per-call counters (written by the pipeline thread, read from anywhere) and platform health.
+
+use crate::time::Ticks;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Atomic counters of one call. Relaxed ordering: each is a standalone statistic.
+        #[derive(Debug, Default)]
+        pub(crate) struct CallCounters {
+            $( pub(crate) $name: AtomicU64, )*
+        }
+
+        /// A snapshot of one call's counters.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct CallStats {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl CallCounters {
+            pub(crate) fn snapshot(&self) -> CallStats {
+                CallStats {
+                    $( $name: self.$name.load(Ordering::Relaxed), )*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Packets taken from the inbound queue.
+    packets_received,
+    /// Frames handed to the bot (frames in).
+    frames_received,
+    /// Packets encoded and queued for the network (frames out).
+    frames_sent,
+    /// Frames concealed by the decoder (lost or late packets, delay growth).
+    concealed,
+    /// Lost packets rebuilt from in-band FEC.
+    fec_recovered,
+    /// Packets that arrived after their playout time.
+    late_packets,
+    /// Duplicate packets.
+    duplicate_packets,
+    /// Packets dropped: inbound queue full, unusable payload, too far ahead, or skipped
+    /// to shrink the delay.
+    dropped_packets,
+    /// Of `dropped_packets`: the network side found the inbound queue full.
+    inbound_queue_full,
+    /// Of `dropped_packets`: payloads the decoder rejected or empty payloads.
+    invalid_packets,
+    /// Of `dropped_packets`: skipped to shrink the jitter buffer delay.
+    compressed_packets,
+    /// Jitter buffer resyncs (SSRC change, large jump).
+    resyncs,
+    /// Ticks where the bot had no frame queued; silence was sent.
+    underruns,
+    /// Frames the bot sent while sending was inactive (discarded).
+    discarded_inactive,
+    /// Encoded packets dropped because the network side did not drain the outbound queue.
+    outbound_queue_full,
+    /// Received frames dropped because the bot did not drain its queue.
+    receive_queue_full,
+    /// Ticks of this call that ran later than the late-tick threshold.
+    late_ticks,
+    /// Inter-arrival jitter estimate (RFC 3550), in 100 ns ticks.
+    jitter_ticks,
+    /// Current jitter buffer playout delay, in 100 ns ticks.
+    buffer_delay_ticks,
+    /// Current jitter buffer target delay, in 100 ns ticks.
+    target_delay_ticks,
+    /// Loss percentage last reported by the receiver.
+    remote_loss_percent,
+}
+
+impl CallStats {
+    /// Jitter estimate.
+    pub fn jitter(&self) -> Ticks {
+        Ticks(self.jitter_ticks)
+    }
+
+    /// Current buffer delay.
+    pub fn buffer_delay(&self) -> Ticks {
+        Ticks(self.buffer_delay_ticks)
+    }
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    if n > 0 {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn set(c: &AtomicU64, v: u64) {
+    c.store(v, Ordering::Relaxed);
+}
+
+/// Load of the platform, from tick lateness and the share of each tick spent working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PlatformHealth {
+    /// Within limits.
+    Normal,
+    /// Above the heavy-load limits; calls are still admitted.
+    HeavilyLoaded,
+    /// Above the overload limits; new calls are refused.
+    Overloaded,
+}
+
+/// Load figures of one pipeline thread over its last second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThreadLoad {
+    /// Calls on the thread.
+    pub calls: u64,
+    /// Ticks run since start.
+    pub ticks: u64,
+    /// Worst lateness of a tick (wake-up after deadline) over the last second.
+    pub max_lateness: Ticks,
+    /// Worst time spent working in one tick over the last second.
+    pub max_busy: Ticks,
+    /// Mean time spent working per tick over the last second.
+    pub mean_busy: Ticks,
+    /// Ticks that started later than the late-tick threshold, since start.
+    pub late_ticks: u64,
+    /// Deadlines skipped after falling more than 100 ms behind, since start.
+    pub skipped_ticks: u64,
+    /// Whether the thread got real-time scheduling.
+    pub realtime: bool,
+    /// This thread's health.
+    pub health: PlatformHealth,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ThreadLoadCell {
+    pub(crate) calls: AtomicU64,
+    pub(crate) ticks: AtomicU64,
+    pub(crate) max_lateness: AtomicU64,
+    pub(crate) max_busy: AtomicU64,
+    pub(crate) mean_busy: AtomicU64,
+    pub(crate) late_ticks: AtomicU64,
+    pub(crate) skipped_ticks: AtomicU64,
+    pub(crate) realtime: AtomicU64,
+    pub(crate) health: AtomicU64,
+}
+
+impl ThreadLoadCell {
+    pub(crate) fn snapshot(&self) -> ThreadLoad {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ThreadLoad {
+            calls: r(&self.calls),
+            ticks: r(&self.ticks),
+            max_lateness: Ticks(r(&self.max_lateness)),
+            max_busy: Ticks(r(&self.max_busy)),
+            mean_busy: Ticks(r(&self.mean_busy)),
+            late_ticks: r(&self.late_ticks),
+            skipped_ticks: r(&self.skipped_ticks),
+            realtime: r(&self.realtime) != 0,
+            health: health_from_u64(r(&self.health)),
+        }
+    }
+}
+
+pub(crate) fn health_to_u64(h: PlatformHealth) -> u64 {
+    match h {
+        PlatformHealth::Normal => 0,
+        PlatformHealth::HeavilyLoaded => 1,
+        PlatformHealth::Overloaded => 2,
+    }
+}
+
+fn health_from_u64(v: u64) -> PlatformHealth {
+    match v {
+        0 => PlatformHealth::Normal,
+        1 => PlatformHealth::HeavilyLoaded,
+        _ => PlatformHealth::Overloaded,
+    }
+}
