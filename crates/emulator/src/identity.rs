@@ -25,7 +25,7 @@ pub const TOKEN_LIFETIME_SECS: u64 = 3600;
 /// One app registration: who may ask for tokens, and which application permissions
 /// (`roles`) its tokens carry.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct AppRegistration {
     /// The app (client) id.
     pub app_id: String,
