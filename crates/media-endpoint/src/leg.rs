@@ -1,0 +1,914 @@
+//! One WebRTC leg: negotiating the answer, then one task that moves RTP between the peer
+//! connection and the pipeline's queues, sends tones, watches the transport and reports.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    Registry, register_default_interceptors,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::shared::error::Error as RtcError;
+use rtc::{rtcp, rtp, sansio};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription,
+};
+
+use crate::bridge::{InboundRtp, NetworkLink, OutboundAudio, PushError, opus_packet_samples_48k};
+use crate::dtmf::{EventReceiver, EventSender, Tone};
+use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
+use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
+use crate::sdp::{
+    CSRC_AUDIO_LEVEL_URI, Negotiated, OfferError, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI, read_answer,
+};
+
+const OPUS_CLOCK: u32 = 48_000;
+/// How often the task drains the outbound queue: a quarter of a packet.
+const OUTBOUND_TICK: Duration = Duration::from_millis(5);
+/// A pause in outbound audio longer than this restarts the RTP timeline from the clock.
+const TALKSPURT_GAP: Duration = Duration::from_millis(100);
+const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Per-leg settings taken from the endpoint configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct LegSettings {
+    pub(crate) ice_addresses: Vec<IpAddr>,
+    pub(crate) gathering_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) media_timeout: Duration,
+}
+
+/// What the session's owner sees of its leg, shared with the leg task.
+#[derive(Debug, Default)]
+pub(crate) struct LegShared {
+    pub(crate) active: AtomicBool,
+    pub(crate) telephone_event: AtomicBool,
+    pub(crate) ended: AtomicBool,
+    /// Inbound packets dropped because the pipeline's queue was full.
+    pub(crate) inbound_dropped: AtomicU64,
+}
+
+/// A tone the bot asked to send.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ToneRequest {
+    pub(crate) tone: Tone,
+    pub(crate) duration: Duration,
+}
+
+/// Why negotiating a leg failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NegotiateError {
+    /// The offer was refused (HTTP 400).
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    /// The WebRTC stack failed for a reason unrelated to the offer (HTTP 500).
+    #[error("the WebRTC stack failed while {step}")]
+    Stack {
+        step: &'static str,
+        #[source]
+        source: RtcError,
+    },
+    /// ICE gathering produced no candidate on the configured addresses (HTTP 500).
+    #[error("no ICE candidate could be gathered on the configured addresses")]
+    NoCandidates,
+}
+
+fn stack(step: &'static str) -> impl FnOnce(RtcError) -> NegotiateError {
+    move |source| NegotiateError::Stack { step, source }
+}
+
+/// Events from the peer connection's driver, forwarded to the leg task.
+enum PcEvent {
+    Gathering(RTCIceGatheringState),
+    Connection(RTCPeerConnectionState),
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler {
+    tx: mpsc::Sender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        // The driver must never wait on the leg task; the channel is sized for every event
+        // a leg can produce before its task runs.
+        let _ = self.tx.try_send(PcEvent::Gathering(state));
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.try_send(PcEvent::Connection(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tx.try_send(PcEvent::Track(track));
+    }
+}
+
+/// Hands inbound RTCP to the application: receiver reports carry the loss, jitter and round
+/// trip of the stream the endpoint sends, and any RTCP proves the peer is alive. Without this
+/// the report interceptors consume it.
+#[derive(Default)]
+struct DeliverRtcp {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl sansio::Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = RtcError;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        None
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: OPUS_CLOCK,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn telephone_event_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+        clock_rate: OPUS_CLOCK,
+        channels: 1,
+        sdp_fmtp_line: "0-16".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
+    let mut engine = MediaEngine::default();
+    engine.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: 111,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    // One telephone-event rate only: the codec matcher ignores clock rates, so a second one
+    // would duplicate a payload type.
+    engine.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: telephone_event_codec(),
+            payload_type: 126,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    for uri in [SSRC_AUDIO_LEVEL_URI, CSRC_AUDIO_LEVEL_URI, SDES_MID_URI] {
+        engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )?;
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    // Last in the chain, so every interceptor has seen the RTCP before it is delivered.
+    let registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
+    Ok((engine, registry))
+}
+
+/// A negotiated leg whose task has not started yet.
+pub(crate) struct Negotiation {
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    events: mpsc::Receiver<PcEvent>,
+    early: Vec<PcEvent>,
+    negotiated: Negotiated,
+    ssrc: u32,
+    /// The answer, with the gathered candidates.
+    pub(crate) answer: String,
+}
+
+/// Builds a peer connection for `offer` and returns its non-trickle answer.
+pub(crate) async fn negotiate(
+    offer: String,
+    track_id: String,
+    settings: &LegSettings,
+) -> Result<Negotiation, NegotiateError> {
+    let (engine, registry) = media_engine().map_err(stack("configuring the media engine"))?;
+    let setting_engine = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(true)
+        .build();
+    let (tx, mut events) = mpsc::channel(64);
+    let addrs: Vec<SocketAddr> = settings
+        .ice_addresses
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, 0))
+        .collect();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(engine)
+        .with_setting_engine(setting_engine)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { tx }))
+        .with_udp_addrs(addrs)
+        .build()
+        .await
+        .map_err(stack("building the peer connection"))?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    match answer_offer(&pc, offer, track_id, settings, &mut events).await {
+        Ok((track, negotiated, ssrc, answer, early)) => Ok(Negotiation {
+            pc,
+            track,
+            events,
+            early,
+            negotiated,
+            ssrc,
+            answer,
+        }),
+        Err(e) => {
+            let _ = pc.close().await;
+            Err(e)
+        }
+    }
+}
+
+type Answered = (
+    Arc<TrackLocalStaticRTP>,
+    Negotiated,
+    u32,
+    String,
+    Vec<PcEvent>,
+);
+
+async fn answer_offer(
+    pc: &Arc<dyn PeerConnection>,
+    offer: String,
+    track_id: String,
+    settings: &LegSettings,
+    events: &mut mpsc::Receiver<PcEvent>,
+) -> Result<Answered, NegotiateError> {
+    let refused = |e: RtcError| OfferError::Rejected {
+        detail: e.to_string(),
+    };
+    let offer = RTCSessionDescription::offer(offer).map_err(refused)?;
+    pc.set_remote_description(offer).await.map_err(refused)?;
+
+    let ssrc = rand_u32();
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("botmedia-{track_id}"),
+        track_id,
+        "botmedia-audio".to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )));
+    pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .map_err(stack("adding the audio track"))?;
+    // add_track narrows the transceiver to the track's one codec; widen it again so the
+    // answer keeps telephone-event beside Opus.
+    for t in pc.get_transceivers().await {
+        let is_audio_sender = match t.sender().await {
+            Ok(Some(s)) => {
+                webrtc::media_stream::Track::kind(&**s.track()).await == RtpCodecKind::Audio
+            }
+            _ => false,
+        };
+        if is_audio_sender {
+            let prefs = vec![
+                RTCRtpCodecParameters {
+                    rtp_codec: opus_codec(),
+                    payload_type: 0,
+                },
+                RTCRtpCodecParameters {
+                    rtp_codec: telephone_event_codec(),
+                    payload_type: 0,
+                },
+            ];
+            t.set_codec_preferences(prefs)
+                .await
+                .map_err(stack("setting codec preferences"))?;
+            t.set_direction(RTCRtpTransceiverDirection::Sendrecv)
+                .await
+                .map_err(stack("setting the transceiver direction"))?;
+        }
+    }
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|e| OfferError::Rejected {
+            detail: e.to_string(),
+        })?;
+    pc.set_local_description(answer)
+        .await
+        .map_err(stack("applying the answer"))?;
+
+    let mut early = Vec::new();
+    let deadline = tokio::time::sleep(settings.gathering_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(PcEvent::Gathering(RTCIceGatheringState::Complete)) => break,
+                Some(other) => early.push(other),
+                None => break,
+            },
+            () = &mut deadline => {
+                tracing::warn!("ICE gathering did not complete in time; answering with what was gathered");
+                break;
+            }
+        }
+    }
+    let local = pc
+        .local_description()
+        .await
+        .ok_or(NegotiateError::NoCandidates)?;
+    if !local.sdp.contains("a=candidate:") {
+        return Err(NegotiateError::NoCandidates);
+    }
+    let negotiated = read_answer(&local.sdp).ok_or_else(|| OfferError::Rejected {
+        detail: "no audio section could be answered with Opus".to_owned(),
+    })?;
+    Ok((track, negotiated, ssrc, local.sdp, early))
+}
+
+fn rand_u32() -> u32 {
+    let u = uuid::Uuid::new_v4();
+    let b = u.as_bytes();
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The RTP sequence and timestamp space of the sent stream, shared by audio and tones.
+#[derive(Debug)]
+struct RtpTimeline {
+    origin: Instant,
+    ts_base: u32,
+    next_seq: u16,
+    next_ts: u32,
+    last_audio: Option<Instant>,
+    resync: bool,
+}
+
+impl RtpTimeline {
+    fn new(origin: Instant) -> Self {
+        let r = rand_u32();
+        Self {
+            origin,
+            ts_base: r,
+            next_seq: (r >> 16) as u16 & 0x7fff,
+            next_ts: r,
+            last_audio: None,
+            resync: true,
+        }
+    }
+
+    fn wall_ts(&self, now: Instant) -> u32 {
+        let elapsed = now.saturating_duration_since(self.origin);
+        let units = elapsed.as_micros() as u64 * u64::from(OPUS_CLOCK) / 1_000_000;
+        self.ts_base.wrapping_add(units as u32)
+    }
+
+    /// Moves the timeline to the clock, never backwards.
+    fn catch_up(&mut self, now: Instant) {
+        let wall = self.wall_ts(now);
+        if (wall.wrapping_sub(self.next_ts) as i32) > 0 {
+            self.next_ts = wall;
+        }
+    }
+
+    fn seq(&mut self) -> u16 {
+        let s = self.next_seq;
+        self.next_seq = s.wrapping_add(1);
+        s
+    }
+
+    /// Sequence number, timestamp and marker of the next audio packet of `samples`.
+    fn audio(&mut self, samples: u32, now: Instant) -> (u16, u32, bool) {
+        let gap = self
+            .last_audio
+            .is_some_and(|t| now.saturating_duration_since(t) > TALKSPURT_GAP);
+        let marker = self.resync || gap;
+        if marker {
+            self.catch_up(now);
+            self.resync = false;
+        }
+        self.last_audio = Some(now);
+        let ts = self.next_ts;
+        self.next_ts = ts.wrapping_add(samples);
+        (self.seq(), ts, marker)
+    }
+}
+
+struct PlayingTone {
+    sender: EventSender,
+    timestamp: u32,
+    next_at: Instant,
+}
+
+/// Everything the leg task owns.
+pub(crate) struct Leg {
+    pub(crate) link: NetworkLink,
+    pub(crate) events: mpsc::Sender<EndpointEvent>,
+    pub(crate) tones: mpsc::Receiver<ToneRequest>,
+    pub(crate) stop: mpsc::Receiver<EndReason>,
+    pub(crate) shared: Arc<LegShared>,
+    pub(crate) settings: LegSettings,
+    pub(crate) label: String,
+}
+
+/// How a leg ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LegOutcome {
+    Ended(EndReason),
+    Failed(FailureReason),
+}
+
+struct Runner {
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    remote: Option<Arc<dyn TrackRemote>>,
+    negotiated: Negotiated,
+    /// Header extension id for `ssrc-audio-level` as the sender applies it.
+    send_level_id: Option<u8>,
+    ssrc: u32,
+    leg: Leg,
+    started: Instant,
+    connected_once: bool,
+    active: bool,
+    last_heard: Instant,
+    timeline: RtpTimeline,
+    tone: Option<PlayingTone>,
+    dtmf_in: EventReceiver,
+    stats: InboundStats,
+    quality: QualityData,
+    unknown_pt: u64,
+}
+
+/// Runs the leg until it ends; returns how.
+pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
+    let now = Instant::now();
+    let send_level_id = send_extension_id(&neg.pc, SSRC_AUDIO_LEVEL_URI).await;
+    leg.shared
+        .telephone_event
+        .store(neg.negotiated.telephone_event.is_some(), Ordering::Release);
+    let mut r = Runner {
+        pc: neg.pc,
+        track: neg.track,
+        remote: None,
+        negotiated: neg.negotiated,
+        send_level_id,
+        ssrc: neg.ssrc,
+        leg,
+        started: now,
+        connected_once: false,
+        active: false,
+        last_heard: now,
+        timeline: RtpTimeline::new(now),
+        tone: None,
+        dtmf_in: EventReceiver::default(),
+        stats: InboundStats::default(),
+        quality: QualityData::default(),
+        unknown_pt: 0,
+    };
+    let mut pc_events = neg.events;
+    let mut outcome = None;
+    for ev in neg.early {
+        outcome = outcome.or(r.on_pc_event(ev));
+    }
+    let mut tick = tokio::time::interval(OUTBOUND_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut local_rtcp = true;
+    while outcome.is_none() {
+        let remote = r.remote.clone();
+        let track = Arc::clone(&r.track);
+        tokio::select! {
+            ev = pc_events.recv() => {
+                outcome = match ev {
+                    Some(ev) => r.on_pc_event(ev),
+                    None => Some(LegOutcome::Failed(FailureReason::TransportFailed)),
+                };
+            }
+            ev = async { match &remote { Some(t) => t.poll().await, None => std::future::pending().await } } => {
+                match ev {
+                    Some(TrackRemoteEvent::OnRtpPacket(p)) => r.on_rtp(p),
+                    Some(TrackRemoteEvent::OnRtcpPacket(p)) => r.on_rtcp(&p),
+                    Some(TrackRemoteEvent::OnEnded) | None => r.remote = None,
+                    Some(_) => {}
+                }
+            }
+            ev = async { if local_rtcp { track.poll().await } else { std::future::pending().await } } => {
+                match ev {
+                    Some(TrackLocalEvent::OnRtcpPacket(p)) => r.on_rtcp(&p),
+                    Some(_) => {}
+                    None => local_rtcp = false,
+                }
+            }
+            // Tones wait in the channel while one plays, so a sequence plays in order.
+            req = r.leg.tones.recv(), if r.tone.is_none() => {
+                if let Some(req) = req { r.on_tone_request(req); }
+            }
+            reason = r.leg.stop.recv() => {
+                outcome = Some(LegOutcome::Ended(reason.unwrap_or(EndReason::Closed)));
+            }
+            _ = tick.tick() => {
+                r.on_tick().await;
+                outcome = r.watchdog();
+            }
+        }
+    }
+    let outcome = outcome.unwrap_or(LegOutcome::Ended(EndReason::Closed));
+    r.finish(outcome).await;
+    outcome
+}
+
+async fn send_extension_id(pc: &Arc<dyn PeerConnection>, uri: &str) -> Option<u8> {
+    for s in pc.get_senders().await {
+        if let Ok(params) = s.get_parameters().await
+            && let Some(ext) = params
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == uri)
+        {
+            return u8::try_from(ext.id).ok();
+        }
+    }
+    None
+}
+
+impl Runner {
+    fn emit(&self, ev: EndpointEvent) {
+        if self.leg.events.try_send(ev).is_err() {
+            tracing::debug!(leg = %self.leg.label, "event dropped: the session's event queue is full or closed");
+        }
+    }
+
+    fn set_active(&mut self, active: bool) {
+        if self.active == active {
+            return;
+        }
+        self.active = active;
+        self.leg.shared.active.store(active, Ordering::Release);
+        self.leg.link.status.set_active(active);
+        if active {
+            self.timeline.resync = true;
+        } else {
+            self.tone = None;
+        }
+        self.emit(EndpointEvent::SendStatus(if active {
+            SendStatus::Active
+        } else {
+            SendStatus::Inactive
+        }));
+    }
+
+    fn on_pc_event(&mut self, ev: PcEvent) -> Option<LegOutcome> {
+        match ev {
+            PcEvent::Track(t) => {
+                self.remote = Some(t);
+                None
+            }
+            PcEvent::Gathering(_) => None,
+            PcEvent::Connection(state) => {
+                tracing::debug!(leg = %self.leg.label, ?state, "connection state");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        self.connected_once = true;
+                        self.last_heard = Instant::now();
+                        self.set_active(true);
+                        None
+                    }
+                    RTCPeerConnectionState::Disconnected => {
+                        self.set_active(false);
+                        None
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        self.set_active(false);
+                        Some(LegOutcome::Failed(FailureReason::TransportFailed))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, p: rtp::Packet) {
+        let now = Instant::now();
+        self.last_heard = now;
+        let h = &p.header;
+        if h.payload_type == self.negotiated.opus_pt {
+            let since = now.saturating_duration_since(self.started);
+            let arrival_units =
+                (since.as_micros() as u64 * u64::from(OPUS_CLOCK) / 1_000_000) as i64;
+            self.stats
+                .on_packet(h.sequence_number, h.timestamp, arrival_units);
+            let audio_level = self
+                .negotiated
+                .ssrc_audio_level_id
+                .and_then(|id| h.get_extension(id))
+                .and_then(|b| b.first().map(|v| v & 0x7f));
+            let csrc_levels = self
+                .negotiated
+                .csrc_audio_level_id
+                .and_then(|id| h.get_extension(id));
+            let csrc_levels = csrc_levels
+                .as_deref()
+                .filter(|l| l.len() >= h.csrc.len() && !h.csrc.is_empty())
+                .map(|l| &l[..h.csrc.len()]);
+            let mut levels_buf = [0u8; 15];
+            let csrc_levels = csrc_levels.map(|l| {
+                let n = l.len().min(levels_buf.len());
+                for (d, s) in levels_buf.iter_mut().zip(l) {
+                    *d = s & 0x7f;
+                }
+                &levels_buf[..n]
+            });
+            let packet = InboundRtp {
+                seq: h.sequence_number,
+                rtp_timestamp: h.timestamp,
+                ssrc: h.ssrc,
+                payload_type: h.payload_type,
+                marker: h.marker,
+                audio_level,
+                csrcs: &h.csrc,
+                csrc_levels,
+                arrival: since,
+                payload: &p.payload,
+            };
+            match self.leg.link.inbound.push(packet) {
+                Ok(()) => {}
+                Err(PushError::Full) => {
+                    self.leg
+                        .shared
+                        .inbound_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    tracing::debug!(leg = %self.leg.label, len = p.payload.len(), "inbound packet the pipeline cannot carry");
+                }
+            }
+        } else if self
+            .negotiated
+            .telephone_event
+            .is_some_and(|(pt, _)| pt == h.payload_type)
+        {
+            if let Some(tone) = self.dtmf_in.on_packet(h.timestamp, &p.payload) {
+                tracing::debug!(leg = %self.leg.label, %tone, "tone received");
+                self.emit(EndpointEvent::ToneReceived(tone));
+            }
+        } else {
+            self.unknown_pt += 1;
+        }
+    }
+
+    fn on_rtcp(&mut self, packets: &[Box<dyn rtcp::Packet>]) {
+        self.last_heard = Instant::now();
+        for p in packets {
+            let any = p.as_any();
+            let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
+            {
+                &rr.reports
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                &sr.reports
+            } else {
+                continue;
+            };
+            let ssrc = self.ssrc;
+            for r in reports.iter().filter(|r| r.ssrc == ssrc) {
+                self.on_report(r);
+            }
+        }
+    }
+
+    fn on_report(&mut self, r: &ReceptionReport) {
+        let q = &mut self.quality;
+        q.outbound_fraction_lost = f32::from(r.fraction_lost) / 256.0;
+        q.outbound_total_lost = r.total_lost;
+        q.outbound_jitter =
+            Duration::from_nanos(u64::from(r.jitter) * 1_000_000_000 / u64::from(OPUS_CLOCK));
+        if let Some(rtt) = round_trip(ntp_mid32(SystemTime::now()), r.last_sender_report, r.delay) {
+            q.round_trip = Some(rtt);
+        }
+        q.inbound_packets = self.stats.received();
+        q.inbound_lost = self.stats.lost();
+        q.inbound_jitter = self.stats.jitter(OPUS_CLOCK);
+        let percent = (u32::from(r.fraction_lost) * 100).div_ceil(256) as u8;
+        self.leg.link.status.set_loss_percent(percent);
+        let snapshot = *q;
+        self.emit(EndpointEvent::Quality(snapshot));
+    }
+
+    fn on_tone_request(&mut self, req: ToneRequest) {
+        let Some((_, rate)) = self.negotiated.telephone_event else {
+            return;
+        };
+        if !self.active {
+            // The handle refuses tones while inactive; this one raced a disconnect.
+            tracing::debug!(leg = %self.leg.label, "tone dropped: transport inactive");
+            return;
+        }
+        let now = Instant::now();
+        self.timeline.catch_up(now);
+        let ms = u32::try_from(req.duration.as_millis()).unwrap_or(u32::MAX);
+        self.tone = Some(PlayingTone {
+            sender: EventSender::new(req.tone, ms, rate),
+            timestamp: self.timeline.next_ts,
+            next_at: now,
+        });
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        while let Some(audio) = self.leg.link.outbound.pop() {
+            // Media before Active is discarded, and a tone replaces the audio it overlaps.
+            if self.active && self.tone.is_none() {
+                self.send_audio(audio, now).await;
+            }
+        }
+        self.send_tone_packets(now).await;
+    }
+
+    async fn send_audio(&mut self, audio: OutboundAudio, now: Instant) {
+        let samples = opus_packet_samples_48k(&audio.payload).unwrap_or(960);
+        let (seq, ts, marker) = self.timeline.audio(samples, now);
+        let mut header = rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type: self.negotiated.opus_pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        if let (Some(id), Some(level)) = (self.send_level_id, audio.audio_level) {
+            // V bit set when the level is above silence: the pipeline has no separate VAD.
+            let v = if level < 127 { 0x80 } else { 0 };
+            let _ = header.set_extension(id, Bytes::copy_from_slice(&[v | (level & 0x7f)]));
+        }
+        let packet = rtp::packet::Packet {
+            header,
+            payload: audio.payload,
+        };
+        if let Err(e) = self.track.write_rtp(packet).await {
+            tracing::debug!(leg = %self.leg.label, error = %e, "RTP write failed");
+        }
+    }
+
+    async fn send_tone_packets(&mut self, now: Instant) {
+        let Some(pt) = self.negotiated.telephone_event.map(|(pt, _)| pt) else {
+            return;
+        };
+        let Some(tone) = self.tone.as_mut() else {
+            return;
+        };
+        if now < tone.next_at {
+            return;
+        }
+        tone.next_at += TONE_PACKET_INTERVAL;
+        let Some(ev) = tone.sender.next_packet() else {
+            return;
+        };
+        let header = rtp::header::Header {
+            version: 2,
+            marker: ev.marker,
+            payload_type: pt,
+            sequence_number: self.timeline.seq(),
+            timestamp: tone.timestamp,
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        if tone.sender.is_done() {
+            self.tone = None;
+            // Audio resumes on the clock's timeline, as a new talkspurt.
+            self.timeline.resync = true;
+        }
+        let packet = rtp::packet::Packet {
+            header,
+            payload: Bytes::copy_from_slice(&ev.payload),
+        };
+        if let Err(e) = self.track.write_rtp(packet).await {
+            tracing::debug!(leg = %self.leg.label, error = %e, "tone write failed");
+        }
+    }
+
+    fn watchdog(&self) -> Option<LegOutcome> {
+        let now = Instant::now();
+        if !self.connected_once {
+            return (now.saturating_duration_since(self.started)
+                > self.leg.settings.connect_timeout)
+                .then_some(LegOutcome::Failed(FailureReason::ConnectTimeout));
+        }
+        (now.saturating_duration_since(self.last_heard) > self.leg.settings.media_timeout)
+            .then_some(LegOutcome::Failed(FailureReason::PeerSilent))
+    }
+
+    async fn finish(&mut self, outcome: LegOutcome) {
+        self.set_active(false);
+        self.leg.shared.ended.store(true, Ordering::Release);
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!(leg = %self.leg.label, error = %e, "closing the peer connection");
+        }
+        tracing::info!(
+            leg = %self.leg.label,
+            ?outcome,
+            received = self.stats.received(),
+            lost = self.stats.lost(),
+            unknown_payload_types = self.unknown_pt,
+            "leg ended"
+        );
+        self.emit(match outcome {
+            LegOutcome::Ended(r) => EndpointEvent::LegEnded(r),
+            LegOutcome::Failed(r) => EndpointEvent::StreamFailure(r),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_counts_samples_and_resyncs_after_gaps() {
+        let t0 = Instant::now();
+        let mut tl = RtpTimeline::new(t0);
+        let (s0, ts0, m0) = tl.audio(960, t0);
+        assert!(m0, "first packet starts a talkspurt");
+        let (s1, ts1, m1) = tl.audio(960, t0 + Duration::from_millis(23));
+        assert!(!m1);
+        assert_eq!(s1, s0.wrapping_add(1));
+        assert_eq!(
+            ts1,
+            ts0.wrapping_add(960),
+            "jittered drain keeps regular timestamps"
+        );
+        // A 1 s pause: the timeline follows the clock and marks the new talkspurt.
+        let later = t0 + Duration::from_millis(1023);
+        let (_, ts2, m2) = tl.audio(960, later);
+        assert!(m2);
+        assert_eq!(ts2, tl.wall_ts(later));
+        assert_eq!(ts2.wrapping_sub(ts0), 1023 * 48);
+    }
+}

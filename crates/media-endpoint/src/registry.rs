@@ -1,0 +1,289 @@
+//! The sessions the endpoint accepts legs for, and the state of each one's leg.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use media_session::{ContextId, MediaSessionId};
+use tokio::sync::mpsc;
+
+use crate::bridge::NetworkLink;
+use crate::dtmf::Tone;
+use crate::error::{RegisterError, ToneError};
+use crate::events::{EndReason, EndpointEvent};
+use crate::leg::{LegShared, ToneRequest};
+
+/// What the endpoint needs to serve a session's leg.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SessionHooks {
+    /// The session's audio source context: the `a=msid` track id of what the bot sends.
+    pub source_context: ContextId,
+    /// The call's network half in the pipeline.
+    pub link: NetworkLink,
+    /// Where the leg's events go. The endpoint never waits on it: when full, events are dropped.
+    pub events: mpsc::Sender<EndpointEvent>,
+}
+
+impl SessionHooks {
+    /// Hooks for one session.
+    pub fn new(
+        source_context: ContextId,
+        link: NetworkLink,
+        events: mpsc::Sender<EndpointEvent>,
+    ) -> Self {
+        Self {
+            source_context,
+            link,
+            events,
+        }
+    }
+}
+
+/// The id of one leg (one accepted offer), the last segment of its `Location`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LegId(uuid::Uuid);
+
+impl LegId {
+    pub(crate) fn random() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(s).ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for LegId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0.simple(), f)
+    }
+}
+
+pub(crate) struct Pending {
+    pub(crate) hooks: SessionHooks,
+    pub(crate) tones: mpsc::Receiver<ToneRequest>,
+}
+
+enum LegState {
+    Waiting(Box<Pending>),
+    Negotiating,
+    Live {
+        leg: LegId,
+        stop: mpsc::Sender<EndReason>,
+    },
+    Finished,
+}
+
+struct Slot {
+    state: LegState,
+    shared: Arc<LegShared>,
+}
+
+/// Why a session cannot take a leg now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    Unknown,
+    Finished,
+    Busy,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    slots: Mutex<HashMap<MediaSessionId, Slot>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<MediaSessionId, Slot>> {
+        // A panic while holding this lock cannot leave a slot half-updated (every update is a
+        // single assignment), so a poisoned map is still consistent.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        id: MediaSessionId,
+        hooks: SessionHooks,
+    ) -> Result<SessionHandle, RegisterError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(RegisterError::Closed);
+        }
+        let mut slots = self.lock();
+        if slots.contains_key(&id) {
+            return Err(RegisterError::AlreadyRegistered { session: id });
+        }
+        let (tone_tx, tone_rx) = mpsc::channel(4);
+        let shared = Arc::new(LegShared::default());
+        slots.insert(
+            id,
+            Slot {
+                state: LegState::Waiting(Box::new(Pending {
+                    hooks,
+                    tones: tone_rx,
+                })),
+                shared: Arc::clone(&shared),
+            },
+        );
+        tracing::debug!(session = %id, "media session registered");
+        Ok(SessionHandle {
+            id,
+            registry: Arc::downgrade(self),
+            tones: tone_tx,
+            shared,
+        })
+    }
+
+    /// Takes a waiting session's hooks for a new leg.
+    pub(crate) fn claim(
+        &self,
+        id: &MediaSessionId,
+    ) -> Result<(Box<Pending>, Arc<LegShared>), ClaimError> {
+        let mut slots = self.lock();
+        let slot = slots.get_mut(id).ok_or(ClaimError::Unknown)?;
+        match std::mem::replace(&mut slot.state, LegState::Negotiating) {
+            LegState::Waiting(p) => Ok((p, Arc::clone(&slot.shared))),
+            other => {
+                let err = match other {
+                    LegState::Finished => ClaimError::Finished,
+                    _ => ClaimError::Busy,
+                };
+                slot.state = other;
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether `id` could take a leg now, without claiming it.
+    pub(crate) fn check(&self, id: &MediaSessionId) -> Result<(), ClaimError> {
+        match self.lock().get(id).map(|s| &s.state) {
+            None => Err(ClaimError::Unknown),
+            Some(LegState::Waiting(_)) => Ok(()),
+            Some(LegState::Finished) => Err(ClaimError::Finished),
+            Some(_) => Err(ClaimError::Busy),
+        }
+    }
+
+    /// Puts the hooks back after a failed negotiation.
+    pub(crate) fn unclaim(&self, id: &MediaSessionId, pending: Box<Pending>) {
+        if let Some(slot) = self.lock().get_mut(id) {
+            slot.state = LegState::Waiting(pending);
+        }
+    }
+
+    /// Records the running leg; false when the session was unregistered meanwhile.
+    pub(crate) fn go_live(
+        &self,
+        id: &MediaSessionId,
+        leg: LegId,
+        stop: mpsc::Sender<EndReason>,
+    ) -> bool {
+        match self.lock().get_mut(id) {
+            Some(slot) => {
+                slot.state = LegState::Live { leg, stop };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks the session finished once its leg ended.
+    pub(crate) fn finish(&self, id: &MediaSessionId) {
+        if let Some(slot) = self.lock().get_mut(id) {
+            slot.state = LegState::Finished;
+        }
+    }
+
+    /// Asks a live leg to end; false when `leg` is not the session's live leg.
+    pub(crate) fn stop_leg(&self, id: &MediaSessionId, leg: LegId, reason: EndReason) -> bool {
+        match self.lock().get(id).map(|s| &s.state) {
+            Some(LegState::Live { leg: live, stop }) if *live == leg => {
+                // Capacity 1 and one sender per leg: a full channel already holds a stop.
+                let _ = stop.try_send(reason);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn unregister(&self, id: &MediaSessionId) {
+        if let Some(slot) = self.lock().remove(id)
+            && let LegState::Live { stop, .. } = slot.state
+        {
+            let _ = stop.try_send(EndReason::Closed);
+        }
+    }
+
+    /// Refuses new sessions and ends every leg.
+    pub(crate) fn close_all(&self) {
+        self.closed.store(true, Ordering::Release);
+        for (_, slot) in self.lock().drain() {
+            if let LegState::Live { stop, .. } = slot.state {
+                let _ = stop.try_send(EndReason::Closed);
+            }
+        }
+    }
+}
+
+/// A registered session. Dropping it unregisters the session and ends its leg.
+#[derive(Debug)]
+pub struct SessionHandle {
+    id: MediaSessionId,
+    registry: std::sync::Weak<Registry>,
+    tones: mpsc::Sender<ToneRequest>,
+    shared: Arc<LegShared>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("sessions", &self.lock().len())
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    /// The session's id.
+    pub fn id(&self) -> &MediaSessionId {
+        &self.id
+    }
+
+    /// Whether the session's leg is connected (send status Active).
+    pub fn is_active(&self) -> bool {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Received packets dropped because the pipeline's inbound queue was full.
+    pub fn inbound_dropped(&self) -> u64 {
+        self.shared.inbound_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends a DTMF tone (RFC 4733) of `duration` (clamped to 40 ms..5 s); the audio it
+    /// overlaps is not sent.
+    pub fn send_tone(&self, tone: Tone, duration: Duration) -> Result<(), ToneError> {
+        if self.shared.ended.load(Ordering::Acquire) {
+            return Err(ToneError::Ended);
+        }
+        if !self.is_active() {
+            return Err(ToneError::NotActive);
+        }
+        if !self.shared.telephone_event.load(Ordering::Acquire) {
+            return Err(ToneError::NotNegotiated);
+        }
+        self.tones
+            .try_send(ToneRequest { tone, duration })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ToneError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ToneError::Ended,
+            })
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.unregister(&self.id);
+        }
+    }
+}

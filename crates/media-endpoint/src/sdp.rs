@@ -1,0 +1,209 @@
+//! What the endpoint checks in an offer before handing it to the WebRTC stack, and what it
+//! reads back from its own answer (payload types and header extension ids as negotiated).
+
+use std::io::Cursor;
+
+use rtc::sdp::SessionDescription;
+use rtc::sdp::description::media::MediaDescription;
+
+/// URI of the RFC 6464 client-to-mixer audio level extension.
+pub(crate) const SSRC_AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// URI of the RFC 6465 mixer-to-client audio level extension.
+pub(crate) const CSRC_AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:csrc-audio-level";
+/// URI of the RFC 8843 MID extension, needed by peers that demultiplex a bundle by MID.
+pub(crate) const SDES_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+
+/// Largest SDP body accepted, far above any real audio offer.
+pub(crate) const MAX_SDP_BYTES: usize = 64 * 1024;
+
+/// Why an offer was refused before negotiation; the message is the HTTP 400 body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// The body is not UTF-8 text.
+    #[error("the SDP offer is not UTF-8 text")]
+    NotUtf8,
+    /// The body is empty.
+    #[error("the SDP offer is empty")]
+    Empty,
+    /// The SDP grammar was violated.
+    #[error("the SDP offer does not parse: {detail}")]
+    Syntax {
+        /// What the parser reported.
+        detail: String,
+    },
+    /// No usable audio m-line.
+    #[error("the SDP offer has no active audio m-line")]
+    NoAudio,
+    /// The audio m-line offers no Opus 48000/2.
+    #[error("the SDP offer's audio m-line has no opus/48000/2 payload type")]
+    NoOpus,
+    /// DTLS-SRTP is required.
+    #[error("the SDP offer has no a=fingerprint: DTLS-SRTP is required")]
+    NoFingerprint,
+    /// ICE is required.
+    #[error("the SDP offer has no a=ice-ufrag/a=ice-pwd: ICE is required")]
+    NoIceCredentials,
+    /// The WebRTC stack refused the offer.
+    #[error("the SDP offer was refused: {detail}")]
+    Rejected {
+        /// What the WebRTC stack reported.
+        detail: String,
+    },
+}
+
+fn parse(sdp: &str) -> Result<SessionDescription, OfferError> {
+    SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes())).map_err(|e| {
+        OfferError::Syntax {
+            detail: e.to_string(),
+        }
+    })
+}
+
+fn is_active_audio(m: &MediaDescription) -> bool {
+    m.media_name.media.eq_ignore_ascii_case("audio") && m.media_name.port.value != 0
+}
+
+fn has_opus(m: &MediaDescription) -> bool {
+    m.codecs().values().any(|c| {
+        c.name.eq_ignore_ascii_case("opus")
+            && c.clock_rate == 48_000
+            && c.encoding_parameters == "2"
+    })
+}
+
+fn session_or_media_attr(s: &SessionDescription, m: &MediaDescription, key: &str) -> bool {
+    s.has_attribute(key) || m.has_attribute(key)
+}
+
+/// Checks the parts of an offer the endpoint relies on; the WebRTC stack checks the rest.
+pub(crate) fn check_offer(body: &[u8]) -> Result<String, OfferError> {
+    let text = std::str::from_utf8(body).map_err(|_| OfferError::NotUtf8)?;
+    if text.trim().is_empty() {
+        return Err(OfferError::Empty);
+    }
+    // Some clients send bare LF line ends; the parser wants CRLF.
+    let normalised = if text.contains("\r\n") {
+        text.to_owned()
+    } else {
+        text.replace('\n', "\r\n")
+    };
+    let parsed = parse(&normalised)?;
+    let audio = parsed
+        .media_descriptions
+        .iter()
+        .find(|m| is_active_audio(m))
+        .ok_or(OfferError::NoAudio)?;
+    if !has_opus(audio) {
+        return Err(OfferError::NoOpus);
+    }
+    if !session_or_media_attr(&parsed, audio, "fingerprint") {
+        return Err(OfferError::NoFingerprint);
+    }
+    if !(session_or_media_attr(&parsed, audio, "ice-ufrag")
+        && session_or_media_attr(&parsed, audio, "ice-pwd"))
+    {
+        return Err(OfferError::NoIceCredentials);
+    }
+    Ok(normalised)
+}
+
+/// The negotiated audio parameters, read from the endpoint's own answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Negotiated {
+    pub(crate) opus_pt: u8,
+    /// Payload type and clock rate of `telephone-event`, when negotiated.
+    pub(crate) telephone_event: Option<(u8, u32)>,
+    pub(crate) ssrc_audio_level_id: Option<u8>,
+    pub(crate) csrc_audio_level_id: Option<u8>,
+}
+
+fn extmap_id(m: &MediaDescription, uri: &str) -> Option<u8> {
+    m.attributes.iter().find_map(|a| {
+        if a.key != "extmap" {
+            return None;
+        }
+        let value = a.value.as_deref()?;
+        let mut parts = value.split_whitespace();
+        let id = parts.next()?.split('/').next()?.parse::<u8>().ok()?;
+        (parts.next()? == uri).then_some(id)
+    })
+}
+
+/// Reads the answer back. `None` when the answer has no active audio section with Opus,
+/// which the offer check makes an internal error.
+pub(crate) fn read_answer(sdp: &str) -> Option<Negotiated> {
+    let parsed = parse(sdp).ok()?;
+    let audio = parsed
+        .media_descriptions
+        .iter()
+        .find(|m| is_active_audio(m))?;
+    let codecs = audio.codecs();
+    let opus_pt = codecs
+        .values()
+        .find(|c| c.name.eq_ignore_ascii_case("opus"))?
+        .payload_type;
+    // Prefer the Opus clock for events; an 8 kHz one is accepted when that is all there is.
+    let telephone_event = codecs
+        .values()
+        .filter(|c| c.name.eq_ignore_ascii_case("telephone-event"))
+        .max_by_key(|c| (c.clock_rate == 48_000, c.clock_rate))
+        .map(|c| (c.payload_type, c.clock_rate));
+    Some(Negotiated {
+        opus_pt,
+        telephone_event,
+        ssrc_audio_level_id: extmap_id(audio, SSRC_AUDIO_LEVEL_URI),
+        csrc_audio_level_id: extmap_id(audio, CSRC_AUDIO_LEVEL_URI),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\na=fingerprint:sha-256 AA:BB\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 110 126\r\nc=IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=setup:actpass\r\na=mid:0\r\n\
+a=extmap:1/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=sendrecv\r\na=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
+
+    #[test]
+    fn accepts_a_plain_offer_and_reads_it_back() {
+        let normalised = check_offer(OFFER.replace("\r\n", "\n").as_bytes()).expect("valid");
+        assert!(normalised.contains("\r\na=mid:0\r\n"));
+        let n = read_answer(OFFER).expect("audio");
+        assert_eq!(n.opus_pt, 111);
+        assert_eq!(n.telephone_event, Some((126, 48_000)));
+        assert_eq!(n.ssrc_audio_level_id, Some(1));
+        assert_eq!(n.csrc_audio_level_id, None);
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        assert_eq!(check_offer(&[0xff, 0xfe]), Err(OfferError::NotUtf8));
+        assert_eq!(check_offer(b"  \r\n"), Err(OfferError::Empty));
+        assert!(matches!(
+            check_offer(b"hello world"),
+            Err(OfferError::Syntax { .. })
+        ));
+        let no_opus = OFFER.replace("opus/48000/2", "PCMU/8000");
+        assert_eq!(check_offer(no_opus.as_bytes()), Err(OfferError::NoOpus));
+        let video = OFFER.replace("m=audio", "m=video");
+        assert_eq!(check_offer(video.as_bytes()), Err(OfferError::NoAudio));
+        let rejected = OFFER.replace("m=audio 9", "m=audio 0");
+        assert_eq!(check_offer(rejected.as_bytes()), Err(OfferError::NoAudio));
+        let plain = OFFER.replace("a=fingerprint:sha-256 AA:BB\r\n", "");
+        assert_eq!(
+            check_offer(plain.as_bytes()),
+            Err(OfferError::NoFingerprint)
+        );
+        let no_ice = OFFER.replace("a=ice-pwd:0123456789012345678901\r\n", "");
+        assert_eq!(
+            check_offer(no_ice.as_bytes()),
+            Err(OfferError::NoIceCredentials)
+        );
+    }
+}
