@@ -84,7 +84,7 @@ pub struct JitterStats {
     pub unconfirmed: u64,
     /// Packets skipped to shrink the delay.
     pub compressed: u64,
-    /// Packets declared lost.
+    /// Packets declared lost (sequence numbers never played).
     pub lost: u64,
     /// Concealment frames inserted to grow the delay.
     pub stretched: u64,
@@ -349,7 +349,9 @@ impl JitterBuffer {
             self.cursor_seq = ext;
             self.cursor_ts = ts;
         }
-        self.probation = None;
+        if self.probation.take().is_some() {
+            self.stats.unconfirmed += 1;
+        }
         self.store_at(packet, ext, ts, duration, arrival);
         InsertOutcome::Accepted
     }
@@ -489,13 +491,15 @@ impl JitterBuffer {
             }
         }
 
-        if self.current_delay + FRAME_DURATION <= self.target {
+        // Grow when more than half a frame short; shrink (below) when a whole frame over:
+        // the delay stays within [target - 10 ms, target + 20 ms].
+        if self.current_delay + Ticks(FRAME_DURATION.0 / 2) < self.target {
             self.stats.stretched += 1;
             return Playout::Stretch;
         }
 
         let Some(&Slot { ts, duration, .. }) = self.slot(self.cursor_seq) else {
-            return self.missing(now);
+            return self.missing();
         };
         if ts > self.cursor_ts + self.frame_ts / 2 {
             // A pause (DTX) in the sender's timeline: play silence until it resumes.
@@ -515,7 +519,7 @@ impl JitterBuffer {
                 Some(&Slot { ts, duration, .. }) if ts <= self.cursor_ts + self.frame_ts / 2 => {
                     self.play(ts, duration)
                 }
-                _ => self.missing(now),
+                _ => self.missing(),
             };
         }
         self.play(ts, duration)
@@ -538,29 +542,57 @@ impl JitterBuffer {
         }
     }
 
-    fn missing(&mut self, _now: Ticks) -> Playout<'_> {
-        if self.later_packet_held() {
-            // Lost: move past it. The next packet may carry it as FEC.
-            self.stats.lost += 1;
-            self.losses_since_played += 1;
-            self.cursor_seq += 1;
+    /// The earliest packet held after the cursor: (extended sequence, timestamp).
+    fn earliest_later(&self) -> Option<(i64, i64)> {
+        if self.highest_seq <= self.cursor_seq {
+            return None;
+        }
+        self.slots
+            .iter()
+            .filter(|s| s.ext_seq > self.cursor_seq && s.ext_seq != i64::MIN)
+            .min_by_key(|s| s.ext_seq)
+            .map(|s| (s.ext_seq, s.ts))
+    }
+
+    fn missing(&mut self) -> Playout<'_> {
+        if let Some((next_seq, next_ts)) = self.earliest_later() {
+            if next_ts <= self.cursor_ts + self.frame_ts / 2 {
+                // The missing packets' time was already concealed while waiting: they
+                // are lost, and the next one is due now.
+                let skipped = (next_seq - self.cursor_seq) as u64;
+                self.stats.lost += skipped;
+                self.losses_since_played += skipped as u32;
+                self.cursor_seq = next_seq;
+                return match self.slot(next_seq) {
+                    Some(&Slot { ts, duration, .. }) => self.play(ts, duration),
+                    None => Playout::NoSignal,
+                };
+            }
+            // The packet due now is lost. Re-align the cursor on the next packet's
+            // timeline first: packets whose time passed while waiting were concealed.
+            let frames_to_next =
+                ((next_ts - self.cursor_ts + self.frame_ts / 2) / self.frame_ts.max(1)).max(1);
+            let due_seq = (next_seq - frames_to_next).max(self.cursor_seq);
+            let lost = (due_seq - self.cursor_seq + 1) as u64;
+            self.stats.lost += lost;
+            self.losses_since_played += lost as u32;
+            self.cursor_seq = due_seq + 1;
             self.cursor_ts += self.last_duration;
-            self.plc_run += 1;
             let next_ts = self.cursor_ts;
             let frame_ts = self.frame_ts;
             return match self.slot(self.cursor_seq) {
+                // The next packet may carry the lost one as in-band FEC.
                 Some(slot) if (slot.ts - next_ts).abs() < frame_ts / 2 => Playout::Lost {
                     fec: Some(&slot.packet),
                 },
                 _ => Playout::Lost { fec: None },
             };
         }
-        // Nothing later is here: lost, late or paused. Conceal a little while, keep the
-        // cursor on the sequence number so a paused stream resumes cleanly.
+        // Nothing later is here: lost, late or a paused stream. Conceal a little while,
+        // keeping the cursor on the sequence number so a paused stream resumes cleanly.
         self.cursor_ts += self.frame_ts;
         if self.plc_run < MAX_PLC_FRAMES {
             self.plc_run += 1;
-            self.stats.lost += 1;
             return Playout::Lost { fec: None };
         }
         Playout::NoSignal

@@ -1,0 +1,361 @@
+//! The jitter buffer in simulated time: reorder, burst loss, skew, SSRC change, wrap.
+
+mod common;
+
+use audio_pipeline::{
+    EncodedPacket, FRAME_DURATION, InsertOutcome, JitterBuffer, JitterConfig, Playout, Ticks,
+};
+use common::{Rng, fake_packet, fake_seq};
+
+/// What one receiver tick played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Played {
+    Packet(u16, u16),
+    Lost(bool),
+    Stretch,
+    NoSignal,
+}
+
+/// A sender with its own clock (skew in ppm), a network (base delay, uniform jitter,
+/// loss, duplicates), and a receiver ticking every 20 ms of its own clock.
+struct Sim {
+    jb: JitterBuffer,
+    rng: Rng,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    skew_ppm: f64,
+    base_delay: Ticks,
+    jitter: Ticks,
+    loss: f64,
+    dup: f64,
+    /// Sender packet index, and (arrival, packet) in flight.
+    sent: u64,
+    in_flight: Vec<(Ticks, EncodedPacket)>,
+    now: Ticks,
+    played: Vec<Played>,
+    outcomes: Vec<InsertOutcome>,
+    /// Packets to drop by sender index.
+    drop: Vec<u64>,
+    t0: Ticks,
+}
+
+impl Sim {
+    fn new(seed: u64, cfg: JitterConfig) -> Sim {
+        Sim {
+            jb: JitterBuffer::new(cfg),
+            rng: Rng(seed),
+            ssrc: 0xABCD,
+            seq: 1000,
+            ts: 123_456,
+            skew_ppm: 0.0,
+            base_delay: Ticks::from_millis(30),
+            jitter: Ticks::ZERO,
+            loss: 0.0,
+            dup: 0.0,
+            sent: 0,
+            in_flight: Vec::new(),
+            now: Ticks::from_millis(1_000),
+            played: Vec::new(),
+            outcomes: Vec::new(),
+            drop: Vec::new(),
+            t0: Ticks::from_millis(1_000),
+        }
+    }
+
+    fn send_time(&self, index: u64) -> Ticks {
+        // The sender's 20 ms measured on the receiver's clock.
+        let period = FRAME_DURATION.0 as f64 * (1.0 - self.skew_ppm * 1e-6);
+        Ticks(self.t0.0 + (index as f64 * period) as u64)
+    }
+
+    fn send_due(&mut self) {
+        while self.send_time(self.sent) <= self.now {
+            let at = self.send_time(self.sent);
+            let index = self.sent;
+            self.sent += 1;
+            let seq = self.seq;
+            let ts = self.ts;
+            self.seq = self.seq.wrapping_add(1);
+            self.ts = self.ts.wrapping_add(960);
+            if self.drop.contains(&index) || self.rng.unit() < self.loss {
+                continue;
+            }
+            let copies = if self.rng.unit() < self.dup { 2 } else { 1 };
+            for _ in 0..copies {
+                let j = Ticks(self.rng.below(self.jitter.0 + 1));
+                let arrival = at + self.base_delay + j;
+                self.in_flight
+                    .push((arrival, fake_packet(self.ssrc, seq, ts, arrival)));
+            }
+        }
+    }
+
+    /// One receiver tick.
+    fn tick(&mut self) {
+        self.send_due();
+        // Deliver in arrival order everything that has arrived.
+        self.in_flight.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+        while let Some((t, _)) = self.in_flight.last() {
+            if *t > self.now {
+                break;
+            }
+            let (_, p) = self.in_flight.pop().unwrap();
+            let outcome = self.jb.insert(&p, self.now);
+            self.outcomes.push(outcome);
+        }
+        let played = match self.jb.pop(self.now) {
+            Playout::Packet { packet, gap } => Played::Packet(fake_seq(packet), gap),
+            Playout::Lost { fec } => Played::Lost(fec.is_some()),
+            Playout::Stretch => Played::Stretch,
+            Playout::NoSignal => Played::NoSignal,
+        };
+        self.played.push(played);
+        self.now += FRAME_DURATION;
+    }
+
+    fn run(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            self.tick();
+        }
+    }
+
+    fn seqs(&self) -> Vec<u16> {
+        self.played
+            .iter()
+            .filter_map(|p| match p {
+                Played::Packet(s, _) => Some(*s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, f: impl Fn(&Played) -> bool) -> usize {
+        self.played.iter().filter(|p| f(p)).count()
+    }
+}
+
+fn assert_in_order(seqs: &[u16]) {
+    for w in seqs.windows(2) {
+        assert!(
+            w[1].wrapping_sub(w[0]) >= 1 && w[1].wrapping_sub(w[0]) < 100,
+            "out of order: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+#[test]
+fn clean_stream_plays_every_packet_once_in_order() {
+    let mut sim = Sim::new(1, JitterConfig::default());
+    sim.run(500);
+    let seqs = sim.seqs();
+    assert_in_order(&seqs);
+    assert!(seqs.len() >= 490, "played {}", seqs.len());
+    assert_eq!(sim.count(|p| matches!(p, Played::Lost(_))), 0);
+    assert_eq!(seqs[0], 1000);
+    // Delay settles near the lower bound: no jitter to cover.
+    assert!(
+        sim.jb.target_delay() <= Ticks::from_millis(40),
+        "{:?}",
+        sim.jb
+    );
+}
+
+#[test]
+fn reordering_jitter_is_absorbed_and_delay_adapts() {
+    let mut sim = Sim::new(2, JitterConfig::default());
+    // Up to 80 ms of jitter: packets arrive up to four places out of order.
+    sim.jitter = Ticks::from_millis(80);
+    sim.run(3_000);
+    let seqs = sim.seqs();
+    assert_in_order(&seqs);
+    let losses = sim.count(|p| matches!(p, Played::Lost(_)));
+    // After the first second the target covers the 95th percentile of the delay spread.
+    let late_losses = sim.played[500..]
+        .iter()
+        .filter(|p| matches!(p, Played::Lost(_)))
+        .count();
+    assert!(
+        late_losses <= 2_500 / 20,
+        "losses after warm-up: {late_losses} (all {losses})"
+    );
+    let target = sim.jb.target_delay();
+    assert!(
+        target >= Ticks::from_millis(60) && target <= Ticks::from_millis(120),
+        "target {target:?} for 80 ms of jitter"
+    );
+    assert!(
+        sim.jb.jitter() > Ticks::from_millis(10),
+        "{:?}",
+        sim.jb.jitter()
+    );
+}
+
+#[test]
+fn burst_loss_is_reported_as_lost_with_the_gap_on_the_next_packet() {
+    // A 60 ms floor keeps the packet after the burst in the buffer before its turn.
+    let cfg = JitterConfig {
+        min_delay: Ticks::from_millis(60),
+        ..JitterConfig::default()
+    };
+    let mut sim = Sim::new(3, cfg);
+    sim.drop = (100..106).collect();
+    sim.run(300);
+    let seqs = sim.seqs();
+    assert_in_order(&seqs);
+    assert_eq!(sim.count(|p| matches!(p, Played::Lost(_))), 6);
+    let after = sim
+        .played
+        .iter()
+        .find(|p| matches!(p, Played::Packet(1106, _)))
+        .copied();
+    assert_eq!(after, Some(Played::Packet(1106, 6)));
+    // The packet after the burst was offered for FEC of the last lost one.
+    assert!(
+        sim.played.contains(&Played::Lost(true)),
+        "{:?} {:?}",
+        &sim.played[95..120],
+        sim.jb
+    );
+}
+
+#[test]
+fn duplicates_are_dropped_and_counted() {
+    let mut sim = Sim::new(4, JitterConfig::default());
+    sim.dup = 0.2;
+    sim.jitter = Ticks::from_millis(10);
+    sim.run(500);
+    let seqs = sim.seqs();
+    assert_in_order(&seqs);
+    let mut sorted = seqs.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seqs.len(), "a packet played twice");
+    let dups = sim.jb.stats().duplicates;
+    assert!(dups > 50, "duplicates counted: {dups}");
+}
+
+fn skew_run(skew_ppm: f64) -> Sim {
+    let mut sim = Sim::new(5, JitterConfig::default());
+    sim.skew_ppm = skew_ppm;
+    sim.jitter = Ticks::from_millis(5);
+    // Ten minutes: 100 ppm is 60 ms, three frames.
+    sim.run(30_000);
+    sim
+}
+
+#[test]
+fn sender_clock_fast_by_100ppm_is_absorbed_by_skipping() {
+    let sim = skew_run(100.0);
+    assert_in_order(&sim.seqs());
+    let st = sim.jb.stats();
+    assert!(
+        (2..=6).contains(&st.compressed),
+        "compressed {} for +100 ppm over 10 min",
+        st.compressed
+    );
+    assert_eq!(st.late, 0);
+    assert!(
+        sim.jb.current_delay() <= sim.jb.target_delay() + FRAME_DURATION + Ticks::from_millis(5)
+    );
+}
+
+#[test]
+fn sender_clock_slow_by_100ppm_is_absorbed_by_stretching() {
+    let sim = skew_run(-100.0);
+    assert_in_order(&sim.seqs());
+    let st = sim.jb.stats();
+    assert!(
+        (2..=6).contains(&st.stretched),
+        "stretched {} for -100 ppm over 10 min: {st:?}",
+        st.stretched
+    );
+    assert_eq!(st.late, 0, "{st:?}");
+    let lost_after_start = sim.played[100..]
+        .iter()
+        .filter(|p| matches!(p, Played::Lost(_)))
+        .count();
+    assert_eq!(lost_after_start, 0);
+}
+
+#[test]
+fn sequence_wraparound_is_seamless() {
+    let mut sim = Sim::new(6, JitterConfig::default());
+    sim.seq = 65_500;
+    sim.ts = u32::MAX - 960 * 20;
+    sim.jitter = Ticks::from_millis(30);
+    sim.run(400);
+    let seqs = sim.seqs();
+    assert_in_order(&seqs);
+    assert!(seqs.contains(&65_535) && seqs.contains(&0) && seqs.contains(&200));
+    assert!(seqs.len() >= 380, "played {}", seqs.len());
+    assert_eq!(sim.jb.stats().resyncs, 0);
+}
+
+#[test]
+fn ssrc_change_resyncs_and_plays_the_new_stream() {
+    let mut sim = Sim::new(7, JitterConfig::default());
+    sim.run(200);
+    sim.ssrc = 0x5555;
+    sim.seq = 40_000;
+    sim.ts = 7;
+    sim.run(200);
+    assert!(sim.outcomes.contains(&InsertOutcome::Resynced));
+    assert_eq!(sim.jb.stats().resyncs, 1);
+    let seqs = sim.seqs();
+    let new: Vec<u16> = seqs.iter().copied().filter(|s| *s >= 40_000).collect();
+    assert!(new.len() >= 180, "new stream played {} packets", new.len());
+    assert_in_order(&new);
+}
+
+#[test]
+fn one_stray_packet_with_a_huge_jump_does_not_resync() {
+    let mut sim = Sim::new(8, JitterConfig::default());
+    sim.run(100);
+    let stray = fake_packet(sim.ssrc, sim.seq.wrapping_add(30_000), 5, sim.now);
+    assert_eq!(sim.jb.insert(&stray, sim.now), InsertOutcome::Probation);
+    sim.run(100);
+    assert_eq!(sim.jb.stats().resyncs, 0);
+    assert_eq!(sim.jb.stats().unconfirmed, 1);
+    assert_eq!(sim.count(|p| matches!(p, Played::Lost(_))), 0);
+}
+
+#[test]
+fn a_confirmed_timestamp_jump_resyncs() {
+    let mut sim = Sim::new(9, JitterConfig::default());
+    sim.run(100);
+    sim.ts = sim.ts.wrapping_add(48_000 * 60); // a minute ahead, sequence continuous
+    sim.run(100);
+    assert_eq!(sim.jb.stats().resyncs, 1);
+    assert!(sim.seqs().len() >= 180);
+}
+
+#[test]
+fn a_pause_in_the_stream_plays_no_signal_then_resumes_without_late_drops() {
+    let mut sim = Sim::new(10, JitterConfig::default());
+    sim.run(100);
+    // The sender pauses 1 s (DTX): sequence continues, timestamp jumps with real time.
+    let pause_packets = 50;
+    sim.t0 += Ticks(FRAME_DURATION.0 * pause_packets);
+    sim.ts = sim.ts.wrapping_add(960 * pause_packets as u32);
+    sim.run(200);
+    assert_eq!(sim.jb.stats().late, 0, "{:?}", sim.jb.stats());
+    assert_in_order(&sim.seqs());
+    assert!(sim.count(|p| *p == Played::NoSignal) >= 40);
+    assert!(sim.seqs().len() >= 240);
+}
+
+#[test]
+fn garbage_and_empty_payloads_are_refused() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    let now = Ticks::from_millis(5);
+    let mut p = fake_packet(1, 1, 0, now);
+    p.set_payload(&[]).unwrap();
+    assert_eq!(jb.insert(&p, now), InsertOutcome::Invalid);
+    // Code 3 with a frame count of 0 is not a valid Opus packet.
+    p.set_payload(&[0x4B, 0x00]).unwrap();
+    assert_eq!(jb.insert(&p, now), InsertOutcome::Invalid);
+    assert_eq!(jb.stats().invalid, 2);
+    assert!(matches!(jb.pop(now), Playout::NoSignal));
+}
