@@ -1,0 +1,419 @@
+//! The fixed 48 kHz <-> 16 kHz path: one polyphase FIR per direction, designed at
+//! construction, run by a [`Kernel`] chosen once.
+//!
+//! Down by 3: `y[n] = sum_k h[k] x[3n + 2 - k]`. Splitting `k = 3q + r` turns it into three
+//! ordinary FIRs on the de-interleaved input phases `u_r[i] = x[3i + 2 - r]`, so the inner loop
+//! reads contiguous memory and computes only the samples that are kept.
+//! Up by 3: `z[3n + s] = 3 sum_q h[3q + s] x[n - q]`, three FIRs on the same 16 kHz input whose
+//! outputs are interleaved.
+
+use super::design::LowPass;
+use super::kernel::{Kernel, fir_accumulate};
+use super::{ResampleError, f32_to_i16, i16_to_f32};
+
+/// Passband edge of the fixed path's prototype filter (flat within 0.001 dB below it).
+pub const FIXED_PASSBAND_HZ: u32 = 7_000;
+/// Stopband edge of the fixed path's prototype filter.
+pub const FIXED_STOPBAND_HZ: u32 = 8_500;
+/// Design attenuation of the fixed path's stopband, in dB.
+pub const FIXED_STOPBAND_DB: u32 = 130;
+
+/// Outputs (down) or inputs (up) handled per internal block: one 20 ms frame at 16 kHz.
+const BLOCK: usize = 320;
+
+/// The prototype taps, split into the three polyphase branches, each reversed so that the
+/// kernel can correlate forwards: `branch[r][j] = gain * h[3 * (len - 1 - j) + r - lead]`.
+struct Branches {
+    coefs: [Vec<f32>; 3],
+    /// Taps per branch.
+    len: usize,
+}
+
+impl Branches {
+    fn new(lp: &LowPass, lead: usize, gain: f64) -> Branches {
+        let len = (lp.taps.len() + 2).div_ceil(3);
+        let padded = |k: usize| {
+            k.checked_sub(lead)
+                .and_then(|k| lp.taps.get(k))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let coefs = std::array::from_fn(|r| {
+            (0..len)
+                .map(|j| (gain * padded(3 * (len - 1 - j) + r)) as f32)
+                .collect()
+        });
+        Branches { coefs, len }
+    }
+}
+
+fn prototype() -> LowPass {
+    LowPass::kaiser(
+        48_000.0,
+        f64::from(FIXED_PASSBAND_HZ),
+        f64::from(FIXED_STOPBAND_HZ),
+        f64::from(FIXED_STOPBAND_DB),
+    )
+}
+
+fn checked_kernel(kernel: Kernel) -> Result<Kernel, ResampleError> {
+    if kernel.is_available() {
+        Ok(kernel)
+    } else {
+        Err(ResampleError::KernelUnavailable { kernel })
+    }
+}
+
+/// 48 kHz -> 16 kHz, mono, streaming: the fixed fast path.
+///
+/// Any input length is accepted; up to two samples that do not complete a group of three are
+/// carried to the next call. After construction nothing allocates.
+///
+/// ```
+/// use audio_pipeline::resample::Downsampler48To16;
+/// let mut down = Downsampler48To16::new();
+/// let input = [0.0f32; 960];
+/// let mut output = [0.0f32; 320];
+/// assert_eq!(down.process(&input, &mut output)?, 320);
+/// # Ok::<(), audio_pipeline::resample::ResampleError>(())
+/// ```
+pub struct Downsampler48To16 {
+    kernel: Kernel,
+    branches: Branches,
+    /// De-interleaved input phases, each `branches.len - 1` samples of history then a block.
+    phases: [Vec<f32>; 3],
+    carry: [f32; 2],
+    carry_len: usize,
+    latency: usize,
+    scratch_in: Vec<f32>,
+    scratch_out: Vec<f32>,
+}
+
+impl Default for Downsampler48To16 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Downsampler48To16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Downsampler48To16")
+            .field("kernel", &self.kernel)
+            .field("taps", &(3 * self.branches.len))
+            .field("latency", &self.latency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Downsampler48To16 {
+    /// A downsampler on the fastest kernel of this CPU ([`Kernel::detect`]).
+    pub fn new() -> Self {
+        Self::build(Kernel::detect())
+    }
+
+    /// A downsampler on a given kernel (to compare kernels, or to pin the scalar one).
+    ///
+    /// # Errors
+    /// [`ResampleError::KernelUnavailable`] if this CPU cannot run `kernel`.
+    pub fn with_kernel(kernel: Kernel) -> Result<Self, ResampleError> {
+        Ok(Self::build(checked_kernel(kernel)?))
+    }
+
+    fn build(kernel: Kernel) -> Self {
+        let lp = prototype();
+        // Output n stands for input time 3n + 2 - (lead + delay); pad so that is a whole
+        // number of output samples.
+        let lead = (3 - (lp.delay() + 3 - 2) % 3) % 3;
+        let latency = (lp.delay() + lead - 2) / 3;
+        let branches = Branches::new(&lp, lead, 1.0);
+        let history = branches.len - 1;
+        Downsampler48To16 {
+            kernel,
+            phases: std::array::from_fn(|_| vec![0.0; history + BLOCK]),
+            branches,
+            carry: [0.0; 2],
+            carry_len: 0,
+            latency,
+            scratch_in: vec![0.0; 3 * BLOCK],
+            scratch_out: vec![0.0; BLOCK],
+        }
+    }
+
+    /// The kernel this instance runs on.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Delay of the filter in output (16 kHz) samples: a tone entering at input sample `3m`
+    /// appears at output sample `m + latency()`. Currently 50 (3.1 ms).
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// Number of output samples the next [`process`](Self::process) call with `input_len`
+    /// samples will write (it depends on the 0-2 samples carried from the previous call).
+    pub fn output_len(&self, input_len: usize) -> usize {
+        (self.carry_len + input_len) / 3
+    }
+
+    /// An output length that is enough for `input_len` input samples whatever was carried.
+    pub fn max_output_len(input_len: usize) -> usize {
+        (input_len + 2) / 3
+    }
+
+    /// Forget all history, as if newly constructed.
+    pub fn reset(&mut self) {
+        self.phases.iter_mut().for_each(|p| p.fill(0.0));
+        self.carry_len = 0;
+    }
+
+    /// Resample `input` (48 kHz) into the start of `output` (16 kHz) and return how many
+    /// output samples were written.
+    ///
+    /// # Errors
+    /// [`ResampleError::OutputTooSmall`] if `output` is shorter than
+    /// [`output_len`](Self::output_len); nothing is consumed then.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32]) -> Result<usize, ResampleError> {
+        let produced = self.output_len(input.len());
+        if output.len() < produced {
+            return Err(ResampleError::OutputTooSmall {
+                needed: produced,
+                available: output.len(),
+            });
+        }
+        let history = self.branches.len - 1;
+        let carry_len = self.carry_len;
+        let carry = self.carry;
+        // Index into the carried samples followed by `input`.
+        let sample = |g: usize| {
+            if g < carry_len {
+                carry[g]
+            } else {
+                input[g - carry_len]
+            }
+        };
+        let mut written = 0;
+        while written < produced {
+            let block = (produced - written).min(BLOCK);
+            let [u0, u1, u2] = &mut self.phases;
+            for i in 0..block {
+                let g = 3 * (written + i);
+                u2[history + i] = sample(g);
+                u1[history + i] = sample(g + 1);
+                u0[history + i] = sample(g + 2);
+            }
+            let out = &mut output[written..written + block];
+            out.fill(0.0);
+            for (phase, coefs) in self.phases.iter().zip(&self.branches.coefs) {
+                fir_accumulate(self.kernel, &phase[..history + block], coefs, out);
+            }
+            for phase in &mut self.phases {
+                phase.copy_within(block..block + history, 0);
+            }
+            written += block;
+        }
+        // What is left is shorter than a triple: keep it for the next call.
+        let total = carry_len + input.len();
+        let mut rest = [0.0f32; 2];
+        for (slot, g) in rest.iter_mut().zip(3 * produced..total) {
+            *slot = sample(g);
+        }
+        self.carry = rest;
+        self.carry_len = total - 3 * produced;
+        Ok(produced)
+    }
+
+    /// Resample one 20 ms frame of i16 samples: 960 at 48 kHz in, 320 at 16 kHz out
+    /// (saturating, rounded to nearest). Any other lengths work too, as in
+    /// [`process`](Self::process); i16 and f32 calls may be mixed on one stream.
+    ///
+    /// # Errors
+    /// As [`process`](Self::process).
+    pub fn process_i16(
+        &mut self,
+        input: &[i16],
+        output: &mut [i16],
+    ) -> Result<usize, ResampleError> {
+        let needed = self.output_len(input.len());
+        if output.len() < needed {
+            return Err(ResampleError::OutputTooSmall {
+                needed,
+                available: output.len(),
+            });
+        }
+        let mut scratch_in = std::mem::take(&mut self.scratch_in);
+        let mut scratch_out = std::mem::take(&mut self.scratch_out);
+        let mut written = 0;
+        let mut result = Ok(());
+        for chunk in input.chunks(3 * BLOCK) {
+            let produced = self.output_len(chunk.len());
+            i16_to_f32(chunk, &mut scratch_in[..chunk.len()]);
+            if let Err(e) = self.process(&scratch_in[..chunk.len()], &mut scratch_out[..produced]) {
+                result = Err(e);
+                break;
+            }
+            f32_to_i16(
+                &scratch_out[..produced],
+                &mut output[written..written + produced],
+            );
+            written += produced;
+        }
+        self.scratch_in = scratch_in;
+        self.scratch_out = scratch_out;
+        result.map(|()| written)
+    }
+}
+
+/// 16 kHz -> 48 kHz, mono, streaming: the fixed fast path, the mirror of
+/// [`Downsampler48To16`] with the same prototype filter. Writes exactly three outputs per
+/// input. After construction nothing allocates.
+pub struct Upsampler16To48 {
+    kernel: Kernel,
+    branches: Branches,
+    /// `branches.len - 1` samples of history then a block.
+    history: Vec<f32>,
+    /// One output phase per branch, interleaved into the caller's buffer afterwards.
+    phase_out: [Vec<f32>; 3],
+    latency: usize,
+    scratch_in: Vec<f32>,
+    scratch_out: Vec<f32>,
+}
+
+impl Default for Upsampler16To48 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Upsampler16To48 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upsampler16To48")
+            .field("kernel", &self.kernel)
+            .field("taps", &(3 * self.branches.len))
+            .field("latency", &self.latency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upsampler16To48 {
+    /// An upsampler on the fastest kernel of this CPU ([`Kernel::detect`]).
+    pub fn new() -> Self {
+        Self::build(Kernel::detect())
+    }
+
+    /// An upsampler on a given kernel.
+    ///
+    /// # Errors
+    /// [`ResampleError::KernelUnavailable`] if this CPU cannot run `kernel`.
+    pub fn with_kernel(kernel: Kernel) -> Result<Self, ResampleError> {
+        Ok(Self::build(checked_kernel(kernel)?))
+    }
+
+    fn build(kernel: Kernel) -> Self {
+        let lp = prototype();
+        // Pad so that the delay is a whole number of input (16 kHz) samples.
+        let lead = (3 - lp.delay() % 3) % 3;
+        let latency = lp.delay() + lead;
+        let branches = Branches::new(&lp, lead, 3.0);
+        let history = branches.len - 1;
+        Upsampler16To48 {
+            kernel,
+            history: vec![0.0; history + BLOCK],
+            branches,
+            phase_out: std::array::from_fn(|_| vec![0.0; BLOCK]),
+            latency,
+            scratch_in: vec![0.0; BLOCK],
+            scratch_out: vec![0.0; 3 * BLOCK],
+        }
+    }
+
+    /// The kernel this instance runs on.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Delay of the filter in output (48 kHz) samples: a tone entering at input sample `m`
+    /// appears at output sample `3m + latency()`. Currently 153 (3.2 ms); always a multiple
+    /// of 3, so a 16k -> 48k -> 16k round trip is delayed by a whole number of samples.
+    pub fn latency(&self) -> usize {
+        self.latency
+    }
+
+    /// Number of output samples for `input_len` input samples: `3 * input_len`.
+    pub fn output_len(input_len: usize) -> usize {
+        3 * input_len
+    }
+
+    /// Forget all history, as if newly constructed.
+    pub fn reset(&mut self) {
+        self.history.fill(0.0);
+    }
+
+    /// Resample `input` (16 kHz) into the start of `output` (48 kHz) and return how many
+    /// output samples were written (`3 * input.len()`).
+    ///
+    /// # Errors
+    /// [`ResampleError::OutputTooSmall`] if `output` is shorter than `3 * input.len()`;
+    /// nothing is consumed then.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32]) -> Result<usize, ResampleError> {
+        let produced = 3 * input.len();
+        if output.len() < produced {
+            return Err(ResampleError::OutputTooSmall {
+                needed: produced,
+                available: output.len(),
+            });
+        }
+        let hist = self.branches.len - 1;
+        for (block_in, block_out) in input.chunks(BLOCK).zip(output.chunks_mut(3 * BLOCK)) {
+            let n = block_in.len();
+            self.history[hist..hist + n].copy_from_slice(block_in);
+            for (phase_out, coefs) in self.phase_out.iter_mut().zip(&self.branches.coefs) {
+                let out = &mut phase_out[..n];
+                out.fill(0.0);
+                fir_accumulate(self.kernel, &self.history[..hist + n], coefs, out);
+            }
+            let [p0, p1, p2] = &self.phase_out;
+            for (i, z) in block_out[..3 * n].chunks_exact_mut(3).enumerate() {
+                z[0] = p0[i];
+                z[1] = p1[i];
+                z[2] = p2[i];
+            }
+            self.history.copy_within(n..n + hist, 0);
+        }
+        Ok(produced)
+    }
+
+    /// Resample i16 samples: 320 at 16 kHz in, 960 at 48 kHz out per 20 ms frame
+    /// (saturating, rounded to nearest).
+    ///
+    /// # Errors
+    /// As [`process`](Self::process).
+    pub fn process_i16(
+        &mut self,
+        input: &[i16],
+        output: &mut [i16],
+    ) -> Result<usize, ResampleError> {
+        let produced = 3 * input.len();
+        if output.len() < produced {
+            return Err(ResampleError::OutputTooSmall {
+                needed: produced,
+                available: output.len(),
+            });
+        }
+        let mut scratch_in = std::mem::take(&mut self.scratch_in);
+        let mut scratch_out = std::mem::take(&mut self.scratch_out);
+        let mut result = Ok(0);
+        for (chunk, out) in input.chunks(BLOCK).zip(output.chunks_mut(3 * BLOCK)) {
+            let n = chunk.len();
+            i16_to_f32(chunk, &mut scratch_in[..n]);
+            if let Err(e) = self.process(&scratch_in[..n], &mut scratch_out[..3 * n]) {
+                result = Err(e);
+                break;
+            }
+            f32_to_i16(&scratch_out[..3 * n], &mut out[..3 * n]);
+        }
+        self.scratch_in = scratch_in;
+        self.scratch_out = scratch_out;
+        result.map(|_| produced)
+    }
+}

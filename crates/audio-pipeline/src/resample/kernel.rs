@@ -1,0 +1,289 @@
+//! The FIR inner loop of the fixed 3:1 / 1:3 path, with one scalar twin and x86 SIMD variants.
+//!
+//! Every variant computes `out[n] += sum_j coefs[j] * input[n + j]`. The loop order is
+//! "broadcast one coefficient, multiply a tile of contiguous inputs": inputs are read with
+//! unaligned contiguous loads, so no gather and no horizontal sum is ever needed, and a tile of
+//! eight independent accumulators hides the FMA latency.
+
+use std::fmt;
+
+/// The instruction set the fixed-ratio FIR runs on, chosen once at construction.
+///
+/// A closed set rather than a trait object: the choice is a `match` on the hot path, which the
+/// branch predictor resolves for free, and every variant can be tested against [`Kernel::Scalar`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Portable Rust, no `std::arch`. The reference the SIMD variants are tested against.
+    Scalar,
+    /// x86-64 SSE2 (4 lanes, separate multiply and add).
+    Sse2,
+    /// x86-64 AVX2 with FMA (8 lanes).
+    Avx2Fma,
+    /// x86-64 AVX-512F (16 lanes).
+    Avx512,
+}
+
+impl Kernel {
+    /// Every kernel this crate knows, fastest last.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Scalar,
+        Kernel::Sse2,
+        Kernel::Avx2Fma,
+        Kernel::Avx512,
+    ];
+
+    /// The fastest kernel the running CPU supports.
+    pub fn detect() -> Kernel {
+        Kernel::ALL
+            .iter()
+            .rev()
+            .copied()
+            .find(|k| k.is_available())
+            .unwrap_or(Kernel::Scalar)
+    }
+
+    /// Whether the running CPU can execute this kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse2 => std::arch::is_x86_feature_detected!("sse2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kernel::Scalar => "scalar",
+            Kernel::Sse2 => "sse2",
+            Kernel::Avx2Fma => "avx2+fma",
+            Kernel::Avx512 => "avx512f",
+        })
+    }
+}
+
+/// `out[n] += sum_j coefs[j] * input[n + j]` for every `n` in `out`.
+///
+/// `kernel` must be one for which [`Kernel::is_available`] returned true; the resamplers check
+/// that once at construction.
+///
+/// # Panics
+/// If `input` is shorter than `out.len() + coefs.len() - 1` (a bug in this module, never input
+/// from outside: the callers size their own buffers).
+#[inline]
+pub(crate) fn fir_accumulate(kernel: Kernel, input: &[f32], coefs: &[f32], out: &mut [f32]) {
+    if coefs.is_empty() || out.is_empty() {
+        return;
+    }
+    assert!(
+        input.len() >= out.len() + coefs.len() - 1,
+        "fir_accumulate: input of {} too short for {} outputs and {} taps",
+        input.len(),
+        out.len(),
+        coefs.len()
+    );
+    match kernel {
+        Kernel::Scalar => scalar(input, coefs, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the length precondition was asserted above; the CPU feature was checked
+        // when the resampler holding `kernel` was constructed (`Kernel::is_available`).
+        Kernel::Sse2 => unsafe { x86::sse2(input, coefs, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx2Fma => unsafe { x86::avx2(input, coefs, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx512 => unsafe { x86::avx512(input, coefs, out) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar(input, coefs, out),
+    }
+}
+
+/// The reference: a plain multiply-add per tap, in the same tap order as the SIMD variants.
+fn scalar(input: &[f32], coefs: &[f32], out: &mut [f32]) {
+    for (n, o) in out.iter_mut().enumerate() {
+        let window = &input[n..n + coefs.len()];
+        let mut acc = *o;
+        for (c, x) in coefs.iter().zip(window) {
+            acc += c * x;
+        }
+        *o = acc;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! One function per instruction set. Each processes tiles of `8 * LANES` outputs, then
+    //! single vectors, then a scalar tail.
+    use std::arch::x86_64::*;
+
+    /// Scalar tail shared by the SIMD variants for the last `< LANES` outputs.
+    ///
+    /// # Safety
+    /// `input.len() >= out.len() + coefs.len() - 1`.
+    #[inline]
+    unsafe fn tail(input: &[f32], coefs: &[f32], out: &mut [f32], from: usize) {
+        for n in from..out.len() {
+            let mut acc = out[n];
+            for (j, c) in coefs.iter().enumerate() {
+                // SAFETY: n + j < out.len() + coefs.len() - 1 <= input.len().
+                acc += c * unsafe { *input.get_unchecked(n + j) };
+            }
+            out[n] = acc;
+        }
+    }
+
+    macro_rules! tiled_fir {
+        (
+            $name:ident, $feature:literal, $lanes:expr, $vec:ty,
+            $zero:path, $set1:path, $load:path, $store:path,
+            |$b:ident, $x:ident, $acc:ident| $madd:expr
+        ) => {
+            /// # Safety
+            /// The CPU supports the named target feature, and
+            /// `input.len() >= out.len() + coefs.len() - 1`.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $name(input: &[f32], coefs: &[f32], out: &mut [f32]) {
+                const LANES: usize = $lanes;
+                const TILE: usize = 8;
+                let inp = input.as_ptr();
+                let outp = out.as_mut_ptr();
+                let mut n = 0;
+                while n + TILE * LANES <= out.len() {
+                    // SAFETY (whole block): every load reads input[n + j + a*LANES .. + LANES]
+                    // with n + TILE*LANES <= out.len() and j < coefs.len(), so the last index
+                    // is < out.len() + coefs.len() - 1 <= input.len(); stores stay in out.
+                    unsafe {
+                        let mut acc: [$vec; TILE] = [$zero(); TILE];
+                        for a in 0..TILE {
+                            acc[a] = $load(outp.add(n + a * LANES));
+                        }
+                        for (j, &c) in coefs.iter().enumerate() {
+                            let b = $set1(c);
+                            let base = inp.add(n + j);
+                            for a in 0..TILE {
+                                let $b = b;
+                                let $x = $load(base.add(a * LANES));
+                                let $acc = acc[a];
+                                acc[a] = $madd;
+                            }
+                        }
+                        for a in 0..TILE {
+                            $store(outp.add(n + a * LANES), acc[a]);
+                        }
+                    }
+                    n += TILE * LANES;
+                }
+                while n + LANES <= out.len() {
+                    // SAFETY: as above with a single vector.
+                    unsafe {
+                        let mut acc = $load(outp.add(n));
+                        for (j, &c) in coefs.iter().enumerate() {
+                            let $b = $set1(c);
+                            let $x = $load(inp.add(n + j));
+                            let $acc = acc;
+                            acc = $madd;
+                        }
+                        $store(outp.add(n), acc);
+                    }
+                    n += LANES;
+                }
+                // SAFETY: same length precondition.
+                unsafe { tail(input, coefs, out, n) };
+            }
+        };
+    }
+
+    tiled_fir!(
+        sse2,
+        "sse2",
+        4,
+        __m128,
+        _mm_setzero_ps,
+        _mm_set1_ps,
+        _mm_loadu_ps,
+        _mm_storeu_ps,
+        |b, x, acc| _mm_add_ps(acc, _mm_mul_ps(b, x))
+    );
+
+    tiled_fir!(
+        avx2,
+        "avx2,fma",
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        |b, x, acc| _mm256_fmadd_ps(b, x, acc)
+    );
+
+    tiled_fir!(
+        avx512,
+        "avx512f",
+        16,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        |b, x, acc| _mm512_fmadd_ps(b, x, acc)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Every available SIMD kernel agrees with the scalar twin, over lengths that exercise the
+    /// tile, the single-vector loop and the scalar tail.
+    #[test]
+    fn simd_kernels_match_scalar() {
+        for taps in [1usize, 3, 17, 102] {
+            for outs in [0usize, 1, 3, 5, 15, 16, 31, 63, 64, 127, 128, 129, 320, 333] {
+                let input = pseudo_random(outs + taps + 7, (taps * 1000 + outs) as u32);
+                let coefs = pseudo_random(taps, 99 + taps as u32);
+                let init = pseudo_random(outs, 7);
+                let mut reference = init.clone();
+                fir_accumulate(Kernel::Scalar, &input, &coefs, &mut reference);
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                    let mut got = init.clone();
+                    fir_accumulate(kernel, &input, &coefs, &mut got);
+                    for (n, (g, r)) in got.iter().zip(&reference).enumerate() {
+                        assert!(
+                            (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                            "{kernel} taps={taps} outs={outs} n={n}: {g} vs {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn detect_returns_an_available_kernel() {
+        assert!(Kernel::detect().is_available());
+        assert!(Kernel::Scalar.is_available());
+    }
+}
