@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod blob;
+mod check;
 
 /// The largest input file the CLI reads, in bytes.
 const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Prints a fresh media session blob, or checks one with --parse.
     Blob(blob::BlobArgs),
+    /// Validates a create-call request: prints the normalized request and the permissions it
+    /// needs, or Graph's error and a non-zero exit status.
+    Check(check::CheckArgs),
 }
 
 /// Runs the command line and maps outcomes to exit codes: 0 success, 1 input refused,
@@ -33,6 +37,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Blob(args) => blob::run(args),
+        Command::Check(args) => check::run(args),
     };
     match outcome {
         Ok(code) => code,
