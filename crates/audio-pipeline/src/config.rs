@@ -267,6 +267,7 @@ pub struct HealthThresholds {
     /// Tick lateness above which a thread is overloaded.
     pub overloaded_lateness: Ticks,
     /// Lateness from which a tick counts as late and its frames are flagged `late`.
+    /// Lateness and busy limits are measured against the tick interval (20 ms).
     pub late_tick: Ticks,
 }
 
@@ -299,6 +300,10 @@ pub struct PipelineConfig {
     pub health: HealthThresholds,
     /// Hook run at the start of each pipeline thread.
     pub on_thread_start: Option<ThreadStartHook>,
+    /// Real time between two ticks. Media time always advances 20 ms per tick (frame
+    /// timestamps and jitter buffer time are media time), so anything but 20 ms runs
+    /// calls faster or slower than real time: for tests and load simulation only.
+    pub tick_interval: Ticks,
 }
 
 impl Default for PipelineConfig {
@@ -315,6 +320,7 @@ impl Default for PipelineConfig {
             },
             health: HealthThresholds::default(),
             on_thread_start: None,
+            tick_interval: crate::time::FRAME_DURATION,
         }
     }
 }
@@ -327,6 +333,7 @@ impl fmt::Debug for PipelineConfig {
             .field("realtime", &self.realtime)
             .field("health", &self.health)
             .field("on_thread_start", &self.on_thread_start.is_some())
+            .field("tick_interval", &self.tick_interval)
             .finish()
     }
 }

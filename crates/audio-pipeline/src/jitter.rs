@@ -428,14 +428,6 @@ impl JitterBuffer {
         (slot.ext_seq == ext).then_some(slot)
     }
 
-    fn later_packet_held(&self) -> bool {
-        self.highest_seq > self.cursor_seq
-            && self
-                .slots
-                .iter()
-                .any(|s| s.ext_seq > self.cursor_seq && s.ext_seq != i64::MIN)
-    }
-
     fn update_target(&mut self, now: Ticks) {
         if self.delays_dirty {
             self.delays_dirty = false;

@@ -69,6 +69,12 @@ impl Pipeline {
         if config.threads == 0 {
             return Err(ConfigError::ZeroCapacity { which: "threads" }.into());
         }
+        if config.tick_interval == Ticks::ZERO {
+            return Err(ConfigError::ZeroCapacity {
+                which: "tick_interval",
+            }
+            .into());
+        }
         if config.max_calls_per_thread == 0 {
             return Err(ConfigError::ZeroCapacity {
                 which: "max_calls_per_thread",
@@ -112,6 +118,7 @@ impl Pipeline {
                 load: Arc::clone(&shared.loads[index]),
                 shared: Arc::clone(&shared),
                 thresholds: config.health,
+                interval: config.tick_interval,
             };
             let realtime = config.realtime;
             let hook = config.on_thread_start.clone();
@@ -252,6 +259,7 @@ struct Worker {
     load: Arc<ThreadLoadCell>,
     shared: Arc<Shared>,
     thresholds: HealthThresholds,
+    interval: Ticks,
 }
 
 #[derive(Default)]
@@ -267,12 +275,17 @@ struct Window {
 impl Worker {
     fn run(mut self) {
         let _ = self.index;
-        let mut deadline = now() + FRAME_DURATION;
+        // Deadlines are computed from the start and the tick count, never by adding up
+        // sleeps, so they do not drift however long the thread runs.
+        let start = now() + self.interval;
+        let mut tick: u64 = 0;
         let mut window = Window::default();
-        let mut total_ticks = 0u64;
         let mut late_ticks = 0u64;
         let mut skipped = 0u64;
+        let mut ran = 0u64;
         loop {
+            let deadline = start + Ticks(tick * self.interval.0);
+            let media_time = start + Ticks(tick * FRAME_DURATION.0);
             sleep_until(deadline);
             if self.shared.shutdown.load(Ordering::Acquire) {
                 break;
@@ -282,11 +295,11 @@ impl Worker {
             self.admit_and_remove();
             let late = lateness >= self.thresholds.late_tick;
             for call in self.calls.iter_mut() {
-                call.tick(deadline, late);
+                call.tick(media_time, late);
             }
             let busy = now().saturating_sub(woke);
 
-            total_ticks += 1;
+            ran += 1;
             late_ticks += u64::from(late);
             window.ticks += 1;
             window.max_lateness = window.max_lateness.max(lateness);
@@ -295,15 +308,19 @@ impl Worker {
             window.over_heavy += u64::from(lateness > self.thresholds.heavy_lateness);
             window.over_overloaded += u64::from(lateness > self.thresholds.overloaded_lateness);
             if window.ticks >= WINDOW_TICKS {
-                self.publish(&window, total_ticks, late_ticks, skipped);
+                self.publish(&window, ran, late_ticks, skipped);
                 window = Window::default();
             }
 
-            deadline += FRAME_DURATION;
-            let behind = now().saturating_sub(deadline);
-            if behind > MAX_CATCH_UP {
-                let n = behind.0 / FRAME_DURATION.0;
-                deadline += Ticks(n * FRAME_DURATION.0);
+            tick += 1;
+            let next = start + Ticks(tick * self.interval.0);
+            let behind = now().saturating_sub(next);
+            let max_catch_up = Ticks(self.interval.0 * (MAX_CATCH_UP.0 / FRAME_DURATION.0));
+            if behind > max_catch_up {
+                // Too far behind to catch up with a burst of ticks: skip those deadlines
+                // (the pacer and jitter buffer see the gap in media time).
+                let n = behind.0 / self.interval.0;
+                tick += n;
                 skipped += n;
             }
         }
@@ -338,7 +355,7 @@ impl Worker {
     fn publish(&self, w: &Window, total: u64, late: u64, skipped: u64) {
         let l = &self.load;
         let mean_busy = w.busy_sum / w.ticks.max(1);
-        let busy_fraction = mean_busy as f32 / FRAME_DURATION.0 as f32;
+        let busy_fraction = mean_busy as f32 / self.interval.0 as f32;
         let t = &self.thresholds;
         let health = if busy_fraction > t.overloaded_busy_fraction
             || w.over_overloaded >= LATE_TICKS_FOR_HEALTH
