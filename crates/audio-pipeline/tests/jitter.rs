@@ -359,3 +359,31 @@ fn garbage_and_empty_payloads_are_refused() {
     assert_eq!(jb.stats().invalid, 2);
     assert!(matches!(jb.pop(now), Playout::NoSignal));
 }
+
+proptest::proptest! {
+    /// Any sequence of packets, however hostile, is handled without a panic, and the
+    /// buffer never holds more than its ring.
+    #[test]
+    fn arbitrary_packets_never_panic(
+        ops in proptest::collection::vec(
+            (proptest::prelude::any::<u16>(), proptest::prelude::any::<u32>(), 0u32..3,
+             proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8), 0u8..4),
+            0..400,
+        )
+    ) {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut now = Ticks::from_millis(1);
+        for (seq, ts, ssrc, payload, step) in ops {
+            let mut p = fake_packet(ssrc, seq, ts, now);
+            if !payload.is_empty() {
+                p.set_payload(&payload).unwrap();
+            }
+            let _ = jb.insert(&p, now);
+            if step > 0 {
+                let _ = jb.pop(now);
+                now += FRAME_DURATION;
+            }
+            proptest::prop_assert!(jb.len() <= 64);
+        }
+    }
+}
