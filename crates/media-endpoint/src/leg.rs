@@ -41,7 +41,8 @@ use crate::dtmf::{EventReceiver, EventSender, Tone};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
 use crate::sdp::{
-    CSRC_AUDIO_LEVEL_URI, Negotiated, OfferError, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI, read_answer,
+    CSRC_AUDIO_LEVEL_URI, Negotiated, Offer, OfferError, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI,
+    read_answer,
 };
 
 const OPUS_CLOCK: u32 = 48_000;
@@ -247,7 +248,7 @@ pub(crate) struct Negotiation {
 
 /// Builds a peer connection for `offer` and returns its non-trickle answer.
 pub(crate) async fn negotiate(
-    offer: String,
+    offer: Offer,
     track_id: String,
     settings: &LegSettings,
 ) -> Result<Negotiation, NegotiateError> {
@@ -299,7 +300,7 @@ type Answered = (
 
 async fn answer_offer(
     pc: &Arc<dyn PeerConnection>,
-    offer: String,
+    offer: Offer,
     track_id: String,
     settings: &LegSettings,
     events: &mut mpsc::Receiver<PcEvent>,
@@ -307,8 +308,8 @@ async fn answer_offer(
     let refused = |e: RtcError| OfferError::Rejected {
         detail: e.to_string(),
     };
-    let offer = RTCSessionDescription::offer(offer).map_err(refused)?;
-    pc.set_remote_description(offer).await.map_err(refused)?;
+    let desc = RTCSessionDescription::offer(offer.sdp.clone()).map_err(refused)?;
+    pc.set_remote_description(desc).await.map_err(refused)?;
 
     let ssrc = rand_u32();
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
@@ -338,16 +339,25 @@ async fn answer_offer(
             _ => false,
         };
         if is_audio_sender {
-            let prefs = vec![
-                RTCRtpCodecParameters {
-                    rtp_codec: opus_codec(),
-                    payload_type: 0,
+            // With the offer's payload types: the receiver looks a stream's first packet up
+            // by payload type in these preferences, and opens no track if it is missing.
+            let mut prefs = vec![RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    sdp_fmtp_line: offer.opus.fmtp.clone(),
+                    ..opus_codec()
                 },
-                RTCRtpCodecParameters {
-                    rtp_codec: telephone_event_codec(),
-                    payload_type: 0,
-                },
-            ];
+                payload_type: offer.opus.payload_type,
+            }];
+            if let Some(te) = &offer.telephone_event {
+                prefs.push(RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        clock_rate: te.clock_rate,
+                        sdp_fmtp_line: te.fmtp.clone(),
+                        ..telephone_event_codec()
+                    },
+                    payload_type: te.payload_type,
+                });
+            }
             t.set_codec_preferences(prefs)
                 .await
                 .map_err(stack("setting codec preferences"))?;

@@ -64,12 +64,60 @@ fn is_active_audio(m: &MediaDescription) -> bool {
     m.media_name.media.eq_ignore_ascii_case("audio") && m.media_name.port.value != 0
 }
 
-fn has_opus(m: &MediaDescription) -> bool {
-    m.codecs().values().any(|c| {
-        c.name.eq_ignore_ascii_case("opus")
-            && c.clock_rate == 48_000
-            && c.encoding_parameters == "2"
-    })
+/// One codec of the offer's audio m-line, as the answer must name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OfferedCodec {
+    pub(crate) payload_type: u8,
+    pub(crate) clock_rate: u32,
+    pub(crate) fmtp: String,
+}
+
+/// What the endpoint needs from a valid offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Offer {
+    /// The offer with CRLF line ends.
+    pub(crate) sdp: String,
+    pub(crate) opus: OfferedCodec,
+    /// `telephone-event`, at 48 kHz when offered, else at another rate.
+    pub(crate) telephone_event: Option<OfferedCodec>,
+}
+
+fn offered(c: &rtc::sdp::util::Codec) -> OfferedCodec {
+    OfferedCodec {
+        payload_type: c.payload_type,
+        clock_rate: c.clock_rate,
+        fmtp: c.fmtp.clone(),
+    }
+}
+
+fn find_opus(m: &MediaDescription) -> Option<OfferedCodec> {
+    let codecs = m.codecs();
+    // The m-line's format order is the offerer's preference; HashMap order is not.
+    m.media_name
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .filter_map(|pt| codecs.get(&pt))
+        .find(|c| {
+            c.name.eq_ignore_ascii_case("opus")
+                && c.clock_rate == 48_000
+                && c.encoding_parameters == "2"
+        })
+        .map(offered)
+}
+
+fn find_telephone_event(m: &MediaDescription) -> Option<OfferedCodec> {
+    m.codecs()
+        .values()
+        .filter(|c| c.name.eq_ignore_ascii_case("telephone-event"))
+        .max_by_key(|c| {
+            (
+                c.clock_rate == 48_000,
+                c.clock_rate,
+                u8::MAX - c.payload_type,
+            )
+        })
+        .map(offered)
 }
 
 fn session_or_media_attr(s: &SessionDescription, m: &MediaDescription, key: &str) -> bool {
@@ -77,7 +125,7 @@ fn session_or_media_attr(s: &SessionDescription, m: &MediaDescription, key: &str
 }
 
 /// Checks the parts of an offer the endpoint relies on; the WebRTC stack checks the rest.
-pub(crate) fn check_offer(body: &[u8]) -> Result<String, OfferError> {
+pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
     let text = std::str::from_utf8(body).map_err(|_| OfferError::NotUtf8)?;
     if text.trim().is_empty() {
         return Err(OfferError::Empty);
@@ -94,9 +142,7 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<String, OfferError> {
         .iter()
         .find(|m| is_active_audio(m))
         .ok_or(OfferError::NoAudio)?;
-    if !has_opus(audio) {
-        return Err(OfferError::NoOpus);
-    }
+    let opus = find_opus(audio).ok_or(OfferError::NoOpus)?;
     if !session_or_media_attr(&parsed, audio, "fingerprint") {
         return Err(OfferError::NoFingerprint);
     }
@@ -105,7 +151,12 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<String, OfferError> {
     {
         return Err(OfferError::NoIceCredentials);
     }
-    Ok(normalised)
+    let telephone_event = find_telephone_event(audio);
+    Ok(Offer {
+        sdp: normalised,
+        opus,
+        telephone_event,
+    })
 }
 
 /// The negotiated audio parameters, read from the endpoint's own answer.
@@ -172,8 +223,12 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
 
     #[test]
     fn accepts_a_plain_offer_and_reads_it_back() {
-        let normalised = check_offer(OFFER.replace("\r\n", "\n").as_bytes()).expect("valid");
-        assert!(normalised.contains("\r\na=mid:0\r\n"));
+        let offer = check_offer(OFFER.replace("\r\n", "\n").as_bytes()).expect("valid");
+        assert!(offer.sdp.contains("\r\na=mid:0\r\n"));
+        assert_eq!(offer.opus.payload_type, 111);
+        assert_eq!(offer.opus.fmtp, "minptime=10;useinbandfec=1");
+        let te = offer.telephone_event.expect("telephone-event");
+        assert_eq!((te.payload_type, te.clock_rate), (126, 48_000));
         let n = read_answer(OFFER).expect("audio");
         assert_eq!(n.opus_pt, 111);
         assert_eq!(n.telephone_event, Some((126, 48_000)));
