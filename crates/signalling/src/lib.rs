@@ -51,9 +51,9 @@ mod validate;
 
 pub use error::{ErrorReason, GraphError, RequestError, UriProblem};
 pub use parse::{
-    MAX_DEPTH, MAX_INPUT_BYTES, ParseError, ParseMode, Position, SyntaxError, parse, parse_call,
-    parse_notification, parse_notifications, parse_participant, parse_value, parse_value_bytes,
-    to_json_pretty,
+    Document, MAX_DEPTH, MAX_INPUT_BYTES, ParseError, ParseMode, Position, SyntaxError, parse,
+    parse_call, parse_document, parse_notification, parse_notifications, parse_participant,
+    parse_value, parse_value_bytes, to_json_pretty,
 };
 pub use permissions::{Permission, PermissionRequirement, UnknownPermission};
 pub use validate::{

@@ -13,7 +13,7 @@ use std::fmt;
 use serde_json::{Map, Number, Value};
 
 use crate::model::{
-    Call, CommsNotification, CommsNotifications, GraphType, ModelError, Participant,
+    Call, CommsNotification, CommsNotifications, CommsOperation, GraphType, ModelError, Participant,
 };
 
 /// Largest input accepted, bytes. Calling payloads are a few kilobytes; a roster of a large
@@ -214,6 +214,81 @@ pub fn parse_notification(text: &str, mode: ParseMode) -> Result<CommsNotificati
 /// Parses one `participant`.
 pub fn parse_participant(text: &str, mode: ParseMode) -> Result<Participant, ParseError> {
     parse(text, mode)
+}
+
+/// A Graph calling document of a kind found by looking at it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Document {
+    /// A `call` (a create-call request, a response, a GET result).
+    Call(Box<Call>),
+    /// A callback body.
+    Notifications(CommsNotifications),
+    /// One notification.
+    Notification(Box<CommsNotification>),
+    /// One participant.
+    Participant(Box<Participant>),
+    /// An operation (`playPromptOperation`, ...).
+    Operation(Box<CommsOperation>),
+}
+
+impl Document {
+    /// The Graph type name of the document (`call`, `commsNotifications`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Document::Call(_) => "call",
+            Document::Notifications(_) => "commsNotifications",
+            Document::Notification(_) => "commsNotification",
+            Document::Participant(_) => "participant",
+            Document::Operation(_) => "commsOperation",
+        }
+    }
+
+    /// The document's JSON form.
+    pub fn to_json_value(&self) -> Value {
+        match self {
+            Document::Call(c) => c.to_json_value(),
+            Document::Notifications(n) => n.to_json_value(),
+            Document::Notification(n) => n.to_json_value(),
+            Document::Participant(p) => p.to_json_value(),
+            Document::Operation(o) => o.to_json_value(),
+        }
+    }
+}
+
+/// Parses a document and finds what it is from its top-level `@odata.type`
+/// (`#microsoft.graph.call`, `...commsNotifications`, `...commsNotification`,
+/// `...participant`, an operation type). With no `@odata.type`, an object with a `value` array
+/// is a callback body; anything else is read as a `call` (request bodies often omit the type).
+pub fn parse_document(text: &str, mode: ParseMode) -> Result<Document, ParseError> {
+    use crate::model::core::odata_type_is;
+    let value = parse_value(text, mode)?;
+    let odata_type = value
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let is = |name: &str| {
+        odata_type
+            .as_deref()
+            .is_some_and(|t| odata_type_is(t, name))
+    };
+    let document = if is("microsoft.graph.commsNotifications")
+        || (odata_type.is_none() && value.get("value").is_some_and(Value::is_array))
+    {
+        Document::Notifications(CommsNotifications::from_json_value(value)?)
+    } else if is("microsoft.graph.commsNotification") {
+        Document::Notification(Box::new(CommsNotification::from_json_value(value)?))
+    } else if is("microsoft.graph.participant") {
+        Document::Participant(Box::new(Participant::from_json_value(value)?))
+    } else if odata_type
+        .as_deref()
+        .is_some_and(CommsOperation::is_operation_type)
+    {
+        Document::Operation(Box::new(CommsOperation::from_json_value(value)?))
+    } else {
+        Document::Call(Box::new(Call::from_json_value(value)?))
+    };
+    Ok(document)
 }
 
 /// The model value as pretty-printed JSON (two-space indent).

@@ -277,3 +277,39 @@ fn the_blob_example_is_kept_and_belongs_to_media_session() {
         "net.tcp://bot.contoso.com:18732/MediaProcessor"
     );
 }
+
+#[test]
+fn documents_are_recognized_by_their_type() {
+    for &(name, kind, strict) in EXAMPLES {
+        if kind == Kind::Blob {
+            continue;
+        }
+        let mode = if strict {
+            ParseMode::Strict
+        } else {
+            ParseMode::Tolerant
+        };
+        let text = example(name);
+        let document = signalling::parse_document(&text, mode).expect(name);
+        let expected = if kind == Kind::Notification {
+            "commsNotifications"
+        } else {
+            "call"
+        };
+        assert_eq!(document.kind(), expected, "{name}");
+        assert_eq!(
+            document.to_json_value(),
+            parse_value(&text, mode).unwrap(),
+            "{name}"
+        );
+    }
+    let participant = r##"{"@odata.type": "#microsoft.graph.participant", "id": "p1"}"##;
+    let document = signalling::parse_document(participant, ParseMode::Strict).unwrap();
+    assert_eq!(document.kind(), "participant");
+    let untyped_callback = r#"{"value": []}"#;
+    let document = signalling::parse_document(untyped_callback, ParseMode::Strict).unwrap();
+    assert_eq!(document.kind(), "commsNotifications");
+    let operation = r##"{"@odata.type": "#microsoft.graph.recordOperation", "status": "running"}"##;
+    let document = signalling::parse_document(operation, ParseMode::Strict).unwrap();
+    assert_eq!(document.kind(), "commsOperation");
+}
