@@ -121,6 +121,11 @@ pub(crate) struct Member {
 }
 
 impl Member {
+    /// The participant's current audio level, 0 to 1 (0 until media runs).
+    pub fn level(&self) -> f32 {
+        0.0
+    }
+
     pub fn id(&self) -> &str {
         self.participant["id"].as_str().unwrap_or("")
     }

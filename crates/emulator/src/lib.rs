@@ -14,6 +14,7 @@
 //! ```
 
 mod calls;
+mod dashboard;
 mod errors;
 mod graph;
 pub mod identity;

@@ -197,6 +197,21 @@ fn router(shared: Arc<Shared>) -> Router {
             "/{version}/communications/calls/{id}/participants/{pid}/{action}",
             post(graph::participant_action),
         )
+        .route("/", get(crate::dashboard::page))
+        .route("/emulator/state", get(crate::dashboard::state))
+        .route(
+            "/emulator/calls/{id}/hangup",
+            post(crate::dashboard::hangup_call),
+        )
+        .route("/emulator/calls/{id}/tone", post(crate::dashboard::tone))
+        .route(
+            "/emulator/calls/{id}/participants/{pid}/admit",
+            post(crate::dashboard::admit),
+        )
+        .route(
+            "/emulator/calls/{id}/participants/{pid}/hangup",
+            post(crate::dashboard::hangup_participant),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)

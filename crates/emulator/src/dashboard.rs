@@ -1,0 +1,166 @@
+//! The dashboard page at `/` and the control endpoints behind its buttons: admit from the
+//! lobby, hang up a participant or the call, send a DTMF tone. Local use: no auth, the
+//! emulator listens on loopback by default.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::calls::CallResult;
+use crate::errors::ApiError;
+use crate::state::{LogKind, Shared, lock};
+
+type Api = State<Arc<Shared>>;
+
+const PAGE: &str = include_str!("../assets/dashboard.html");
+/// Log entries the state endpoint returns.
+const LOG_SHOWN: usize = 150;
+/// DTMF tones the dashboard can send.
+const TONES: [&str; 16] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "A", "B", "C", "D",
+];
+
+pub(crate) async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /emulator/state`: calls, rosters, levels and the recent log.
+pub(crate) async fn state(State(shared): Api) -> Json<Value> {
+    let calls: Vec<Value> = lock(&shared.calls)
+        .values()
+        .rev()
+        .map(|c| {
+            let inner = lock(&c.inner);
+            let r = &inner.resource;
+            let scenario = if r["meetingInfo"].is_object() {
+                "meeting"
+            } else if r["targets"].as_array().is_some_and(|t| t.len() > 1) {
+                "group call"
+            } else if r["targets"][0]["identity"]["phone"].is_object() {
+                "PSTN"
+            } else {
+                "peer-to-peer"
+            };
+            let result = r["resultInfo"]["code"]
+                .as_i64()
+                .map(|code| format!("{code}/{}: {}", r["resultInfo"]["subcode"], r["resultInfo"]["message"].as_str().unwrap_or("")));
+            json!({
+                "id": c.id,
+                "state": r["state"],
+                "appId": c.app_id,
+                "scenario": scenario,
+                "media": if matches!(c.hosting, signalling::MediaHosting::App) { "app-hosted" } else { "service-hosted" },
+                "result": result,
+                "participants": inner.roster.iter().map(|m| json!({
+                    "participant": m.participant,
+                    "isBot": m.is_bot,
+                    "level": m.level(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let log: Vec<Value> = {
+        let log = lock(&shared.log);
+        log.iter()
+            .skip(log.len().saturating_sub(LOG_SHOWN))
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect()
+    };
+    Json(json!({
+        "graphUrl": format!("{}/v1.0", shared.base_url()),
+        "tenant": shared.scenario.apps.first().map(|a| a.tenant_id.clone()),
+        "calls": calls,
+        "log": log,
+    }))
+}
+
+fn call_or_404(
+    shared: &Shared,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<crate::calls::CallEntry>, Response> {
+    shared.call(id).filter(|c| !c.is_ended()).ok_or_else(|| {
+        ApiError::not_found("No such active call.")
+            .for_request(headers)
+            .into_response()
+    })
+}
+
+/// `POST /emulator/calls/{id}/participants/{pid}/admit`.
+pub(crate) async fn admit(
+    State(shared): Api,
+    Path((id, pid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    match call_or_404(&shared, &id, &headers) {
+        Ok(call) if call.admit(&shared, &pid) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => ApiError::conflict("That participant is not waiting in the lobby.")
+            .for_request(&headers)
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `POST /emulator/calls/{id}/participants/{pid}/hangup`: a participant leaves.
+pub(crate) async fn hangup_participant(
+    State(shared): Api,
+    Path((id, pid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    match call_or_404(&shared, &id, &headers) {
+        Ok(call) if call.leave(&shared, &pid) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => ApiError::not_found("No such participant.")
+            .for_request(&headers)
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `POST /emulator/calls/{id}/hangup`: the far side ends the call.
+pub(crate) async fn hangup_call(
+    State(shared): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match call_or_404(&shared, &id, &headers) {
+        Ok(call) => {
+            call.terminate(&shared, &CallResult::ENDED_BY_PEER);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `POST /emulator/calls/{id}/tone` with `{"tone": "5"}`: a participant presses a key.
+pub(crate) async fn tone(
+    State(shared): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let call = match call_or_404(&shared, &id, &headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(tone) = body["tone"].as_str().filter(|t| TONES.contains(t)) else {
+        return ApiError::bad_request("'tone' must be one of 0-9, *, #, A-D.")
+            .for_request(&headers)
+            .into_response();
+    };
+    let graph_tone = match tone {
+        "*" => "star".to_owned(),
+        "#" => "pound".to_owned(),
+        t => format!("tone{t}"),
+    };
+    shared.log(
+        LogKind::Request,
+        Some(&id),
+        format!("DTMF {tone} from the far side"),
+    );
+    call.notify_tone(&shared, &graph_tone);
+    StatusCode::NO_CONTENT.into_response()
+}
