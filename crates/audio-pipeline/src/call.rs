@@ -474,3 +474,37 @@ impl BotHalf {
         self.shared.counters.snapshot()
     }
 }
+
+/// A call driven by the caller's own clock instead of a pipeline thread: sans-IO, for
+/// simulations, offline processing and benchmarks. [`ManualCall::tick`] does exactly
+/// what a pipeline thread does for the call every 20 ms.
+pub struct ManualCall {
+    state: Box<CallState>,
+}
+
+impl fmt::Debug for ManualCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualCall")
+            .field("id", &self.state.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManualCall {
+    /// Allocates the call; the returned [`Call`] handles work as with a pipeline.
+    pub fn new(config: CallConfig) -> Result<(ManualCall, Call), AdmissionError> {
+        let halves = CallState::create(CallId(0), config)?;
+        Ok((
+            ManualCall {
+                state: halves.state,
+            },
+            halves.call,
+        ))
+    }
+
+    /// One 20 ms step in both directions at media time `now` (advance it 20 ms per
+    /// call); `late` flags the frames produced as late. Allocation-free.
+    pub fn tick(&mut self, now: Ticks, late: bool) {
+        self.state.tick(now, late);
+    }
+}

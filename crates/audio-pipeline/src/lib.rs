@@ -45,7 +45,7 @@ mod rt;
 mod stats;
 mod time;
 
-pub use call::{BotHalf, Call, CallHandle, CallId, NetworkHalf};
+pub use call::{BotHalf, Call, CallHandle, CallId, ManualCall, NetworkHalf};
 pub use config::{
     CallConfig, ConfigError, FrameCallback, HealthThresholds, JitterConfig, MAX_JITTER_DELAY,
     OpusConfig, PipelineConfig, Realtime, ThreadStartHook,

@@ -119,17 +119,20 @@ impl Pipeline {
                 shared: Arc::clone(&shared),
                 thresholds: config.health,
                 interval: config.tick_interval,
+                hook: None,
             };
             let realtime = config.realtime;
             let hook = config.on_thread_start.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("audio-pipeline-{index}"))
                 .spawn(move || {
+                    let mut worker = worker;
                     let granted = rt::apply(index, realtime);
                     set(&worker.load.realtime, u64::from(granted));
-                    if let Some(hook) = hook {
+                    if let Some(hook) = hook.as_ref() {
                         hook(index);
                     }
+                    worker.hook = hook;
                     worker.run();
                 })
                 .map_err(|source| StartError::Spawn { index, source })?;
@@ -260,6 +263,9 @@ struct Worker {
     shared: Arc<Shared>,
     thresholds: HealthThresholds,
     interval: Ticks,
+    /// Kept until the thread ends: dropping what may be the last reference to the hook
+    /// would free memory on this thread after setup.
+    hook: Option<crate::config::ThreadStartHook>,
 }
 
 #[derive(Default)]

@@ -257,6 +257,10 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
     let events = PIPE_EVENTS.load(Ordering::Relaxed);
     let stats: Vec<_> = streams.iter().map(|s| s.call.handle.stats()).collect();
     let loads = pipeline.thread_loads();
+    let heard: u64 = streams
+        .iter()
+        .map(|s| s.frames_seen.load(Ordering::Relaxed))
+        .sum();
     drop(streams);
     drop(pipeline);
 
@@ -276,4 +280,8 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
     assert!(total(|s| s.invalid_packets) > 0 && garbage > 0, "{stats:?}");
     assert!(total(|s| s.frames_sent) > 50_000, "{stats:?}");
     assert!(loads.iter().all(|l| l.ticks >= TICKS), "{loads:?}");
+    assert!(
+        heard > 8 * TICKS / 2,
+        "callbacks heard {heard} non-silent frames"
+    );
 }

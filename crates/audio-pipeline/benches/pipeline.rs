@@ -1,0 +1,192 @@
+//! Per-frame costs of the pipeline: jitter buffer, decode, encode, a whole call tick,
+//! and the pipeline's own overhead without the codec.
+//!
+//! `cargo bench -p audio-pipeline --bench pipeline`
+
+use audio_pipeline::{
+    CallConfig, EncodedPacket, FRAME_DURATION, JitterBuffer, JitterConfig, ManualCall, OpusConfig,
+    Pacer, Pcm16K, Playout, RtpMeta, Ticks,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn tone_frames(n: usize) -> Vec<Pcm16K> {
+    let mut phase = 0.0f64;
+    (0..n)
+        .map(|_| {
+            let mut f = Pcm16K::SILENCE;
+            for s in f.samples.iter_mut() {
+                *s = (phase.sin() * 8000.0 + (phase * 3.7).sin() * 2000.0) as i16;
+                phase += 2.0 * std::f64::consts::PI * 440.0 / 16_000.0;
+            }
+            f
+        })
+        .collect()
+}
+
+/// 1 s of Opus payloads (24 kb/s, complexity 5, FEC on).
+fn payloads() -> Vec<Vec<u8>> {
+    let mut enc =
+        opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    enc.set_bitrate(opus::Bitrate::Bits(24_000)).unwrap();
+    enc.set_inband_fec(true).unwrap();
+    enc.set_packet_loss_perc(10).unwrap();
+    tone_frames(50)
+        .iter()
+        .map(|f| {
+            let mut buf = [0u8; 1276];
+            let n = enc.encode(&f.samples, &mut buf).unwrap();
+            buf[..n].to_vec()
+        })
+        .collect()
+}
+
+fn packet(payload: &[u8], i: u64) -> EncodedPacket {
+    let meta = RtpMeta {
+        seq: i as u16,
+        rtp_timestamp: (i * 960) as u32,
+        ssrc: 1,
+        payload_type: 111,
+        arrival: Ticks(1 + i * FRAME_DURATION.0),
+        ..RtpMeta::default()
+    };
+    EncodedPacket::new(meta, payload).unwrap()
+}
+
+fn per_frame(c: &mut Criterion) {
+    let pool = payloads();
+    let frames = tone_frames(50);
+    let mut g = c.benchmark_group("per_frame");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+
+    // Jitter buffer alone: one insert and one playout decision per frame.
+    g.bench_function("jitter_only", |b| {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut i = 0u64;
+        b.iter(|| {
+            let p = packet(&pool[(i % 50) as usize], i);
+            black_box(jb.insert(black_box(&p), p.meta.arrival));
+            let now = Ticks(1 + i * FRAME_DURATION.0);
+            black_box(matches!(jb.pop(now), Playout::Packet { .. }));
+            i += 1;
+        })
+    });
+
+    // Decode + jitter: what the receive direction costs per frame.
+    g.bench_function("decode_and_jitter", |b| {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+        let mut out = [0i16; 1920];
+        let mut i = 0u64;
+        b.iter(|| {
+            let p = packet(&pool[(i % 50) as usize], i);
+            jb.insert(&p, p.meta.arrival);
+            let now = Ticks(1 + i * FRAME_DURATION.0);
+            let n = match jb.pop(now) {
+                Playout::Packet { packet, .. } => dec.decode(packet.payload(), &mut out, false),
+                _ => dec.decode(&[], &mut out[..320], false),
+            };
+            black_box(n.unwrap());
+            i += 1;
+        })
+    });
+
+    for complexity in [0, 5, 10] {
+        g.bench_function(format!("encode_c{complexity}"), |b| {
+            let mut enc =
+                opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+            enc.set_bitrate(opus::Bitrate::Bits(24_000)).unwrap();
+            enc.set_complexity(complexity).unwrap();
+            enc.set_inband_fec(true).unwrap();
+            enc.set_packet_loss_perc(10).unwrap();
+            let mut buf = [0u8; 1276];
+            let mut i = 0usize;
+            b.iter(|| {
+                black_box(
+                    enc.encode(black_box(&frames[i % 50].samples), &mut buf)
+                        .unwrap(),
+                );
+                i += 1;
+            })
+        });
+    }
+
+    // Send direction without the codec: bot queue, pacer, packet stamping, network queue.
+    g.bench_function("send_path_no_codec", |b| {
+        let (mut bot_tx, mut bot_rx) = rtrb::RingBuffer::<Pcm16K>::new(50);
+        let (mut net_tx, mut net_rx) = rtrb::RingBuffer::<EncodedPacket>::new(50);
+        let mut pacer = Pacer::new(0, 0, 48_000);
+        let mut pkt = EncodedPacket::empty();
+        let mut i = 0u64;
+        b.iter(|| {
+            bot_tx.push(frames[(i % 50) as usize]).unwrap();
+            let now = Ticks(i * FRAME_DURATION.0);
+            for _ in 0..pacer.frames_due(now) {
+                let f = bot_rx.pop().ok();
+                let paced = pacer.next_frame(f.as_ref());
+                pacer.stamp(&paced, &mut pkt.meta);
+                pkt.set_payload(&pool[(i % 50) as usize]).unwrap();
+                net_tx.push(pkt).unwrap();
+            }
+            black_box(net_rx.pop().unwrap());
+            i += 1;
+        })
+    });
+
+    // Receive direction without the codec: network queue, jitter buffer, frame queue.
+    g.bench_function("receive_path_no_codec", |b| {
+        let (mut net_tx, mut net_rx) = rtrb::RingBuffer::<EncodedPacket>::new(64);
+        let (mut bot_tx, mut bot_rx) = rtrb::RingBuffer::<Pcm16K>::new(50);
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let mut i = 0u64;
+        b.iter(|| {
+            net_tx.push(packet(&pool[(i % 50) as usize], i)).unwrap();
+            while let Ok(p) = net_rx.pop() {
+                jb.insert(&p, p.meta.arrival);
+            }
+            let now = Ticks(1 + i * FRAME_DURATION.0);
+            let played = matches!(jb.pop(now), Playout::Packet { .. });
+            bot_tx.push(frames[usize::from(played)]).unwrap();
+            black_box(bot_rx.pop().unwrap());
+            i += 1;
+        })
+    });
+    g.finish();
+}
+
+/// A whole tick of one call, both directions, through the real per-call code.
+fn call_tick(c: &mut Criterion) {
+    let pool = payloads();
+    let frames = tone_frames(50);
+    let mut g = c.benchmark_group("call_tick");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for complexity in [0u8, 5, 10] {
+        g.bench_function(format!("both_ways_c{complexity}"), |b| {
+            let mut cfg = CallConfig::new(1, 111);
+            cfg.opus = OpusConfig {
+                complexity,
+                ..OpusConfig::default()
+            };
+            let (mut call, mut halves) = ManualCall::new(cfg).unwrap();
+            let mut i = 0u64;
+            b.iter(|| {
+                let p = packet(&pool[(i % 50) as usize], i);
+                halves.network.push_packet(p).unwrap();
+                halves.bot.try_send(frames[(i % 50) as usize]).unwrap();
+                call.tick(Ticks(1 + i * FRAME_DURATION.0), false);
+                black_box(halves.network.pop_packet());
+                black_box(halves.bot.try_recv());
+                i += 1;
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, per_frame, call_tick);
+criterion_main!(benches);
