@@ -54,15 +54,29 @@ pub struct OutboundAudio {
     pub payload: bytes::Bytes,
     /// Level of the encoded audio, -dBov 0..=127, for `ssrc-audio-level`.
     pub audio_level: Option<u8>,
+    /// The producer's RTP timestamp (48 kHz): the endpoint keeps its spacing (gaps included)
+    /// while renumbering into the leg's own timeline. `None`: packets are taken as contiguous.
+    pub rtp_timestamp: Option<u32>,
+    /// The producer marks the first packet of a talkspurt.
+    pub marker: bool,
 }
 
 impl OutboundAudio {
-    /// A packet with no level information.
+    /// A packet with no timing of its own.
     pub fn new(payload: bytes::Bytes, audio_level: Option<u8>) -> Self {
         Self {
             payload,
             audio_level,
+            rtp_timestamp: None,
+            marker: false,
         }
+    }
+
+    /// Sets the producer's RTP timestamp and marker.
+    pub fn with_timing(mut self, rtp_timestamp: u32, marker: bool) -> Self {
+        self.rtp_timestamp = Some(rtp_timestamp);
+        self.marker = marker;
+        self
     }
 }
 
@@ -76,50 +90,78 @@ pub enum PushError {
     /// The packet cannot be carried (too large, too many CSRCs, bad level).
     #[error("the packet cannot be carried by the pipeline")]
     Unfit,
+    /// The call is gone from the pipeline.
+    #[error("the call was removed from the pipeline")]
+    Removed,
 }
 
-/// The producer side of a call's inbound queue. Implementations must not block.
-pub trait InboundSink: Send + 'static {
-    /// Queues one packet, or says why not.
+/// The network half of one call, as the endpoint uses it: one leg task owns it. Every
+/// method must return at once (wait-free queues, atomics).
+pub trait NetworkPort: Send + 'static {
+    /// Queues one received packet, or says why not.
     fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError>;
-}
-
-/// The consumer side of a call's outbound queue. Implementations must not block.
-pub trait OutboundSource: Send + 'static {
-    /// The next encoded packet, if one is ready.
+    /// The next encoded packet to send, if one is ready.
     fn pop(&mut self) -> Option<OutboundAudio>;
+    /// Send status: while inactive the pipeline discards what the bot sends.
+    fn set_send_active(&self, active: bool);
+    /// Loss the peer reports on the endpoint's stream (RTCP fraction lost, loss × 256), for
+    /// the encoder's FEC.
+    fn set_remote_fraction_lost(&self, fraction: u8);
 }
 
-/// What the endpoint tells the pipeline about the transport: whether media can flow (sent
-/// media is discarded while inactive) and the loss the peer reports (for the encoder's FEC).
-pub trait TransportStatus: Send + Sync + 'static {
-    /// Connected (`true`) or not.
-    fn set_active(&self, active: bool);
-    /// Loss on the way to the peer, in percent (0..=100).
-    fn set_loss_percent(&self, percent: u8);
+fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushError> {
+    let mut csrcs = audio_pipeline::Csrcs::new();
+    for (i, id) in p.csrcs.iter().enumerate() {
+        let level = p.csrc_levels.and_then(|l| l.get(i).copied());
+        csrcs.push(*id, level).map_err(|_| PushError::Unfit)?;
+    }
+    let meta = audio_pipeline::RtpMeta {
+        seq: p.seq,
+        rtp_timestamp: p.rtp_timestamp,
+        ssrc: p.ssrc,
+        payload_type: p.payload_type,
+        marker: p.marker,
+        audio_level: p.audio_level,
+        csrcs,
+        arrival: audio_pipeline::now(),
+    };
+    audio_pipeline::EncodedPacket::new(meta, p.payload).map_err(|_| PushError::Unfit)
 }
 
-/// The network half of one call, as the endpoint uses it.
-pub struct NetworkLink {
-    /// Received packets go here.
-    pub inbound: Box<dyn InboundSink>,
-    /// Packets to send come from here.
-    pub outbound: Box<dyn OutboundSource>,
-    /// Transport status for the pipeline.
-    pub status: Arc<dyn TransportStatus>,
-}
+impl NetworkPort for audio_pipeline::NetworkHalf {
+    fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError> {
+        let encoded = to_encoded(&packet)?;
+        self.push_packet(encoded).map_err(|e| match e {
+            audio_pipeline::PushPacketError::Full(_) => PushError::Full,
+            _ => PushError::Removed,
+        })
+    }
 
-impl fmt::Debug for NetworkLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetworkLink").finish_non_exhaustive()
+    fn pop(&mut self) -> Option<OutboundAudio> {
+        let p = self.pop_packet()?;
+        Some(OutboundAudio {
+            payload: bytes::Bytes::copy_from_slice(p.payload()),
+            audio_level: p.meta.audio_level,
+            rtp_timestamp: Some(p.meta.rtp_timestamp),
+            marker: p.meta.marker,
+        })
+    }
+
+    fn set_send_active(&self, active: bool) {
+        audio_pipeline::NetworkHalf::set_send_active(self, active);
+    }
+
+    fn set_remote_fraction_lost(&self, fraction: u8) {
+        audio_pipeline::NetworkHalf::set_remote_fraction_lost(self, fraction);
     }
 }
 
-/// A plain implementation of [`TransportStatus`]: two atomics anyone can read.
+/// Send status and reported loss as two atomics, shared by a [`QueuePort`] and its
+/// [`QueueLink`].
 #[derive(Debug, Default)]
 pub struct SharedStatus {
     active: AtomicBool,
-    loss_percent: AtomicU8,
+    fraction_lost: AtomicU8,
 }
 
 impl SharedStatus {
@@ -128,19 +170,9 @@ impl SharedStatus {
         self.active.load(Ordering::Acquire)
     }
 
-    /// The last loss the peer reported, percent.
-    pub fn loss_percent(&self) -> u8 {
-        self.loss_percent.load(Ordering::Relaxed)
-    }
-}
-
-impl TransportStatus for SharedStatus {
-    fn set_active(&self, active: bool) {
-        self.active.store(active, Ordering::Release);
-    }
-
-    fn set_loss_percent(&self, percent: u8) {
-        self.loss_percent.store(percent.min(100), Ordering::Relaxed);
+    /// The last fraction lost the peer reported (loss × 256).
+    pub fn fraction_lost(&self) -> u8 {
+        self.fraction_lost.load(Ordering::Relaxed)
     }
 }
 
@@ -164,27 +196,30 @@ pub struct ReceivedPacket {
     pub payload: bytes::Bytes,
 }
 
-/// A [`NetworkLink`] over plain wait-free rings, with the far ends returned to the caller:
-/// a stand-in for the pipeline in tests and tools, and a reference for what a pipeline
-/// implementation must do.
+/// The far ends of a [`QueuePort`]: a stand-in for the pipeline in tests and tools (it
+/// lets a test see exactly what the endpoint received and send exactly what it chooses).
 #[derive(Debug)]
 pub struct QueueLink {
     /// Received packets, in arrival order.
     pub received: rtrb::Consumer<ReceivedPacket>,
     /// Packets pushed here are sent to the peer.
     pub to_send: rtrb::Producer<OutboundAudio>,
-    /// The transport status the endpoint sets.
+    /// The send status and loss the endpoint reports.
     pub status: Arc<SharedStatus>,
     /// Inbound packets dropped because `received` was full.
     pub dropped: Arc<AtomicU64>,
 }
 
-struct RingInbound {
+/// A [`NetworkPort`] over two plain wait-free rings; see [`QueueLink`].
+#[derive(Debug)]
+pub struct QueuePort {
     tx: rtrb::Producer<ReceivedPacket>,
+    rx: rtrb::Consumer<OutboundAudio>,
+    status: Arc<SharedStatus>,
     dropped: Arc<AtomicU64>,
 }
 
-impl InboundSink for RingInbound {
+impl NetworkPort for QueuePort {
     fn push(&mut self, p: InboundRtp<'_>) -> Result<(), PushError> {
         let packet = ReceivedPacket {
             seq: p.seq,
@@ -200,31 +235,33 @@ impl InboundSink for RingInbound {
             PushError::Full
         })
     }
-}
 
-struct RingOutbound(rtrb::Consumer<OutboundAudio>);
-
-impl OutboundSource for RingOutbound {
     fn pop(&mut self) -> Option<OutboundAudio> {
-        self.0.pop().ok()
+        self.rx.pop().ok()
+    }
+
+    fn set_send_active(&self, active: bool) {
+        self.status.active.store(active, Ordering::Release);
+    }
+
+    fn set_remote_fraction_lost(&self, fraction: u8) {
+        self.status.fraction_lost.store(fraction, Ordering::Relaxed);
     }
 }
 
 impl QueueLink {
-    /// Makes both rings with `capacity` packets each; returns the far ends and the link
-    /// to register with the endpoint.
-    pub fn new(capacity: usize) -> (QueueLink, NetworkLink) {
+    /// Makes both rings with `capacity` packets each; returns the far ends and the port to
+    /// register with the endpoint.
+    pub fn new(capacity: usize) -> (QueueLink, QueuePort) {
         let (in_tx, in_rx) = rtrb::RingBuffer::new(capacity);
         let (out_tx, out_rx) = rtrb::RingBuffer::new(capacity);
         let status = Arc::new(SharedStatus::default());
         let dropped = Arc::new(AtomicU64::new(0));
-        let link = NetworkLink {
-            inbound: Box::new(RingInbound {
-                tx: in_tx,
-                dropped: Arc::clone(&dropped),
-            }),
-            outbound: Box::new(RingOutbound(out_rx)),
-            status: Arc::clone(&status) as Arc<dyn TransportStatus>,
+        let port = QueuePort {
+            tx: in_tx,
+            rx: out_rx,
+            status: Arc::clone(&status),
+            dropped: Arc::clone(&dropped),
         };
         (
             QueueLink {
@@ -233,7 +270,7 @@ impl QueueLink {
                 status,
                 dropped,
             },
-            link,
+            port,
         )
     }
 }
@@ -281,6 +318,7 @@ mod tests {
     #[test]
     fn queue_link_moves_packets_and_counts_drops() {
         let (mut far, mut link) = QueueLink::new(1);
+        let link: &mut dyn NetworkPort = &mut link;
         let p = InboundRtp {
             seq: 7,
             rtp_timestamp: 960,
@@ -293,8 +331,8 @@ mod tests {
             arrival: Duration::ZERO,
             payload: &[1, 2, 3],
         };
-        assert_eq!(link.inbound.push(p), Ok(()));
-        assert_eq!(link.inbound.push(p), Err(PushError::Full));
+        assert_eq!(link.push(p), Ok(()));
+        assert_eq!(link.push(p), Err(PushError::Full));
         assert_eq!(far.dropped.load(Ordering::Relaxed), 1);
         let got = far.received.pop().expect("queued");
         assert_eq!(got.csrcs, vec![5, 6]);
@@ -302,10 +340,95 @@ mod tests {
         far.to_send
             .push(OutboundAudio::new(bytes::Bytes::from_static(&[9]), None))
             .expect("room");
-        assert_eq!(link.outbound.pop().map(|a| a.payload.len()), Some(1));
-        link.status.set_active(true);
-        link.status.set_loss_percent(250);
+        assert_eq!(link.pop().map(|a| a.payload.len()), Some(1));
+        link.set_send_active(true);
+        link.set_remote_fraction_lost(64);
         assert!(far.status.is_active());
-        assert_eq!(far.status.loss_percent(), 100);
+        assert_eq!(far.status.fraction_lost(), 64);
+    }
+
+    #[test]
+    fn the_pipelines_network_half_is_a_port() {
+        let mut cfg = audio_pipeline::CallConfig::new(0xabcd, 111);
+        cfg.send_active = false;
+        let (mut call, halves) = audio_pipeline::ManualCall::new(cfg).expect("call");
+        let (mut net, mut bot) = (halves.network, halves.bot);
+        let port: &mut dyn NetworkPort = &mut net;
+        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
+            .expect("enc");
+        let mut buf = [0u8; 400];
+        let tone: Vec<f32> = (0..960).map(|i| (i as f32 * 0.1).sin() * 0.3).collect();
+        // The port stamps arrivals with the media clock, so the simulated ticks start there.
+        let mut now = audio_pipeline::now();
+        let mut speakers = None;
+        for i in 0..30u16 {
+            let n = enc.encode_float(&tone, &mut buf).expect("encode");
+            let p = InboundRtp {
+                seq: i,
+                rtp_timestamp: u32::from(i) * 960,
+                ssrc: 9,
+                payload_type: 111,
+                marker: i == 0,
+                audio_level: Some(20),
+                csrcs: &[5, 6],
+                csrc_levels: Some(&[40, 50]),
+                arrival: Duration::ZERO,
+                payload: &buf[..n],
+            };
+            port.push(p).expect("queued");
+            call.tick(now, false);
+            now += audio_pipeline::Ticks::from_millis(20);
+            while let Some(f) = bot.try_recv() {
+                if !f.active_speakers.is_empty() {
+                    speakers = Some(f.active_speakers);
+                }
+            }
+        }
+        let speakers = speakers.expect("a decoded frame with speakers");
+        assert_eq!(speakers.ids(), &[5, 6]);
+        assert_eq!(speakers.levels(), &[Some(40), Some(50)]);
+        let too_many = [0u32; 16];
+        let unfit = InboundRtp {
+            csrcs: &too_many,
+            csrc_levels: None,
+            ..InboundRtp {
+                seq: 0,
+                rtp_timestamp: 0,
+                ssrc: 9,
+                payload_type: 111,
+                marker: false,
+                audio_level: None,
+                csrcs: &[],
+                csrc_levels: None,
+                arrival: Duration::ZERO,
+                payload: &[1],
+            }
+        };
+        assert_eq!(port.push(unfit), Err(PushError::Unfit));
+
+        // Outbound: nothing while inactive, timed packets once active.
+        bot.try_send(audio_pipeline::Pcm16K::SILENCE).expect("room");
+        call.tick(now, false);
+        now += audio_pipeline::Ticks::from_millis(20);
+        assert!(
+            port.pop().is_none(),
+            "inactive: the bot's frame is discarded"
+        );
+        port.set_send_active(true);
+        port.set_remote_fraction_lost(26);
+        for _ in 0..3 {
+            bot.try_send(audio_pipeline::Pcm16K::SILENCE).expect("room");
+            call.tick(now, false);
+            now += audio_pipeline::Ticks::from_millis(20);
+        }
+        let a = port.pop().expect("a packet");
+        let b = port.pop().expect("another");
+        assert!(!a.payload.is_empty());
+        let (ta, tb) = (
+            a.rtp_timestamp.expect("timed"),
+            b.rtp_timestamp.expect("timed"),
+        );
+        assert_eq!(tb.wrapping_sub(ta), 960);
+        assert_eq!(net.stats().remote_loss_percent, 10);
     }
 }

@@ -36,7 +36,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription,
 };
 
-use crate::bridge::{InboundRtp, NetworkLink, OutboundAudio, PushError, opus_packet_samples_48k};
+use crate::bridge::{InboundRtp, NetworkPort, OutboundAudio, PushError, opus_packet_samples_48k};
 use crate::dtmf::{EventReceiver, EventSender, Tone};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
@@ -420,6 +420,8 @@ struct RtpTimeline {
     next_ts: u32,
     last_audio: Option<Instant>,
     resync: bool,
+    /// Producer timestamp to timeline offset, set at each talkspurt start.
+    offset: Option<u32>,
 }
 
 impl RtpTimeline {
@@ -432,6 +434,7 @@ impl RtpTimeline {
             next_ts: r,
             last_audio: None,
             resync: true,
+            offset: None,
         }
     }
 
@@ -455,18 +458,37 @@ impl RtpTimeline {
         s
     }
 
-    /// Sequence number, timestamp and marker of the next audio packet of `samples`.
-    fn audio(&mut self, samples: u32, now: Instant) -> (u16, u32, bool) {
+    /// Sequence number, timestamp and marker of the next audio packet of `samples`. With
+    /// the producer's timestamp, the packet keeps the producer's spacing (its gaps too);
+    /// without, packets are taken as contiguous.
+    fn audio(
+        &mut self,
+        samples: u32,
+        source_ts: Option<u32>,
+        source_marker: bool,
+        now: Instant,
+    ) -> (u16, u32, bool) {
         let gap = self
             .last_audio
             .is_some_and(|t| now.saturating_duration_since(t) > TALKSPURT_GAP);
-        let marker = self.resync || gap;
-        if marker {
+        let marker = self.resync || gap || source_marker;
+        if self.resync || gap {
             self.catch_up(now);
             self.resync = false;
+            self.offset = None;
         }
         self.last_audio = Some(now);
-        let ts = self.next_ts;
+        let ts = match source_ts {
+            Some(src) => match self.offset.map(|o| src.wrapping_add(o)) {
+                // Never behind the timeline: a producer jumping back is re-anchored.
+                Some(ts) if (ts.wrapping_sub(self.next_ts) as i32) >= 0 => ts,
+                _ => {
+                    self.offset = Some(self.next_ts.wrapping_sub(src));
+                    self.next_ts
+                }
+            },
+            None => self.next_ts,
+        };
         self.next_ts = ts.wrapping_add(samples);
         (self.seq(), ts, marker)
     }
@@ -480,7 +502,7 @@ struct PlayingTone {
 
 /// Everything the leg task owns.
 pub(crate) struct Leg {
-    pub(crate) link: NetworkLink,
+    pub(crate) link: Box<dyn NetworkPort>,
     pub(crate) events: mpsc::Sender<EndpointEvent>,
     pub(crate) tones: mpsc::Receiver<ToneRequest>,
     pub(crate) stop: mpsc::Receiver<EndReason>,
@@ -622,7 +644,7 @@ impl Runner {
         }
         self.active = active;
         self.leg.shared.active.store(active, Ordering::Release);
-        self.leg.link.status.set_active(active);
+        self.leg.link.set_send_active(active);
         if active {
             self.timeline.resync = true;
         } else {
@@ -708,7 +730,7 @@ impl Runner {
                 arrival: since,
                 payload: &p.payload,
             };
-            match self.leg.link.inbound.push(packet) {
+            match self.leg.link.push(packet) {
                 Ok(()) => {}
                 Err(PushError::Full) => {
                     self.leg
@@ -765,8 +787,7 @@ impl Runner {
         q.inbound_packets = self.stats.received();
         q.inbound_lost = self.stats.lost();
         q.inbound_jitter = self.stats.jitter(OPUS_CLOCK);
-        let percent = (u32::from(r.fraction_lost) * 100).div_ceil(256) as u8;
-        self.leg.link.status.set_loss_percent(percent);
+        self.leg.link.set_remote_fraction_lost(r.fraction_lost);
         let snapshot = *q;
         self.emit(EndpointEvent::Quality(snapshot));
     }
@@ -792,7 +813,7 @@ impl Runner {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
-        while let Some(audio) = self.leg.link.outbound.pop() {
+        while let Some(audio) = self.leg.link.pop() {
             // Media before Active is discarded, and a tone replaces the audio it overlaps.
             if self.active && self.tone.is_none() {
                 self.send_audio(audio, now).await;
@@ -803,7 +824,9 @@ impl Runner {
 
     async fn send_audio(&mut self, audio: OutboundAudio, now: Instant) {
         let samples = opus_packet_samples_48k(&audio.payload).unwrap_or(960);
-        let (seq, ts, marker) = self.timeline.audio(samples, now);
+        let (seq, ts, marker) =
+            self.timeline
+                .audio(samples, audio.rtp_timestamp, audio.marker, now);
         let mut header = rtp::header::Header {
             version: 2,
             marker,
@@ -904,9 +927,9 @@ mod tests {
     fn timeline_counts_samples_and_resyncs_after_gaps() {
         let t0 = Instant::now();
         let mut tl = RtpTimeline::new(t0);
-        let (s0, ts0, m0) = tl.audio(960, t0);
+        let (s0, ts0, m0) = tl.audio(960, None, false, t0);
         assert!(m0, "first packet starts a talkspurt");
-        let (s1, ts1, m1) = tl.audio(960, t0 + Duration::from_millis(23));
+        let (s1, ts1, m1) = tl.audio(960, None, false, t0 + Duration::from_millis(23));
         assert!(!m1);
         assert_eq!(s1, s0.wrapping_add(1));
         assert_eq!(
@@ -916,9 +939,27 @@ mod tests {
         );
         // A 1 s pause: the timeline follows the clock and marks the new talkspurt.
         let later = t0 + Duration::from_millis(1023);
-        let (_, ts2, m2) = tl.audio(960, later);
+        let (_, ts2, m2) = tl.audio(960, None, false, later);
         assert!(m2);
         assert_eq!(ts2, tl.wall_ts(later));
         assert_eq!(ts2.wrapping_sub(ts0), 1023 * 48);
+    }
+
+    #[test]
+    fn timeline_keeps_the_producers_spacing() {
+        let t0 = Instant::now();
+        let mut tl = RtpTimeline::new(t0);
+        let (_, a, m) = tl.audio(960, Some(5_000), true, t0);
+        assert!(m);
+        let (_, b, m) = tl.audio(960, Some(5_960), false, t0 + Duration::from_millis(20));
+        assert!(!m);
+        assert_eq!(b.wrapping_sub(a), 960);
+        // The producer skipped two frames (DTX): the gap is kept, the marker passed on.
+        let (_, c, m) = tl.audio(960, Some(8_840), true, t0 + Duration::from_millis(40));
+        assert!(m);
+        assert_eq!(c.wrapping_sub(a), 3_840);
+        // A producer going backwards is re-anchored right after the last packet.
+        let (_, d, _) = tl.audio(960, Some(100), false, t0 + Duration::from_millis(60));
+        assert_eq!(d.wrapping_sub(c), 960);
     }
 }

@@ -46,8 +46,8 @@ mod server;
 mod tls;
 
 pub use bridge::{
-    InboundRtp, InboundSink, NetworkLink, OutboundAudio, OutboundSource, PushError, QueueLink,
-    ReceivedPacket, SharedStatus, TransportStatus,
+    InboundRtp, NetworkPort, OutboundAudio, PushError, QueueLink, QueuePort, ReceivedPacket,
+    SharedStatus,
 };
 pub use config::{EndpointConfig, TlsConfig};
 pub use dtmf::Tone;

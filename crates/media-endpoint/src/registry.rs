@@ -8,20 +8,19 @@ use std::time::Duration;
 use media_session::{ContextId, MediaSessionId};
 use tokio::sync::mpsc;
 
-use crate::bridge::NetworkLink;
+use crate::bridge::NetworkPort;
 use crate::dtmf::Tone;
 use crate::error::{RegisterError, ToneError};
 use crate::events::{EndReason, EndpointEvent};
 use crate::leg::{LegShared, ToneRequest};
 
 /// What the endpoint needs to serve a session's leg.
-#[derive(Debug)]
 #[non_exhaustive]
 pub struct SessionHooks {
     /// The session's audio source context: the `a=msid` track id of what the bot sends.
     pub source_context: ContextId,
-    /// The call's network half in the pipeline.
-    pub link: NetworkLink,
+    /// The call's network half in the pipeline (an [`audio_pipeline::NetworkHalf`]).
+    pub link: Box<dyn NetworkPort>,
     /// Where the leg's events go. The endpoint never waits on it: when full, events are dropped.
     pub events: mpsc::Sender<EndpointEvent>,
 }
@@ -30,14 +29,22 @@ impl SessionHooks {
     /// Hooks for one session.
     pub fn new(
         source_context: ContextId,
-        link: NetworkLink,
+        link: impl NetworkPort,
         events: mpsc::Sender<EndpointEvent>,
     ) -> Self {
         Self {
             source_context,
-            link,
+            link: Box::new(link),
             events,
         }
+    }
+}
+
+impl std::fmt::Debug for SessionHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHooks")
+            .field("source_context", &self.source_context)
+            .finish_non_exhaustive()
     }
 }
 

@@ -320,7 +320,7 @@ async fn echo_correlates_and_dtmf_flows_both_ways() {
         .filter(|(r, p)| r.packet.payload[..] == p[..])
         .count();
     assert_eq!(same, echoed.len().min(sent_payloads.len()));
-    let (lag, corr) = best_alignment(&signal, &pcm, 48_000);
+    let (lag, corr) = best_alignment(&signal, &pcm, -2_000..2_000);
     assert!(corr > 0.9, "echo correlation {corr:.3} at lag {lag}");
     // Mouth-to-ear over the network path: echoed sample i was sent as sample i + lag.
     let mut delays: Vec<f64> = arrivals

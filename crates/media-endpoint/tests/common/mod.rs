@@ -440,11 +440,22 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
     xy / (xx.sqrt() * yy.sqrt()).max(1e-12)
 }
 
-/// The lag (in samples, `received[i] ~ sent[i + lag]`, `-2000 <= lag < max_lag`; negative
-/// when the path only adds codec delay) found on a 100 ms window, and the normalised
-/// correlation at that lag over up to 1 s of `received`.
-pub fn best_alignment(sent: &[f32], received: &[f32], max_lag: i64) -> (i64, f64) {
-    let start = received.len() / 4;
+/// The lag in `lags` (in samples, `received[i] ~ sent[i + lag]`; negative when `received`
+/// starts as `sent` does and the path delays it) found on a 100 ms window, and the
+/// normalised correlation at that lag over up to 1 s of `received`.
+pub fn best_alignment(sent: &[f32], received: &[f32], lags: std::ops::Range<i64>) -> (i64, f64) {
+    alignment_at(sent, received, lags, received.len() / 4, 48_000)
+}
+
+/// [`best_alignment`] for the segment of `received` starting at `start`, correlating over
+/// up to `long` samples.
+pub fn alignment_at(
+    sent: &[f32],
+    received: &[f32],
+    lags: std::ops::Range<i64>,
+    start: usize,
+    long: usize,
+) -> (i64, f64) {
     let short = 4_800.min(received.len() - start);
     let win = &received[start..start + short];
     let slice = |lag: i64, len: usize| -> Option<&[f32]> {
@@ -452,7 +463,7 @@ pub fn best_alignment(sent: &[f32], received: &[f32], max_lag: i64) -> (i64, f64
         sent.get(from..from + len)
     };
     let mut best = (0, f64::MIN);
-    for lag in -2_000..max_lag {
+    for lag in lags {
         let Some(s) = slice(lag, short) else {
             continue;
         };
@@ -462,7 +473,7 @@ pub fn best_alignment(sent: &[f32], received: &[f32], max_lag: i64) -> (i64, f64
         }
     }
     let lag = best.0;
-    let mut long = 48_000.min(received.len() - start);
+    let mut long = long.min(received.len() - start);
     while long > short && slice(lag, long).is_none() {
         long -= 960;
     }
