@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod blob;
 mod check;
+mod emulator;
 
 /// The largest input file the CLI reads, in bytes.
 const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
@@ -29,6 +30,8 @@ enum Command {
     /// Validates a create-call request: prints the normalized request and the permissions it
     /// needs, or Graph's error and a non-zero exit status.
     Check(check::CheckArgs),
+    /// Runs the local calling service (Graph API, tokens, notifications, dashboard).
+    Emulator(emulator::EmulatorArgs),
 }
 
 /// Runs the command line and maps outcomes to exit codes: 0 success, 1 input refused,
@@ -38,6 +41,7 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command {
         Command::Blob(args) => blob::run(args),
         Command::Check(args) => check::run(args),
+        Command::Emulator(args) => emulator::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -65,6 +65,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub fn new(scenario: Scenario, identity: Identity) -> Self {
+        // reqwest is built without a default TLS provider (the workspace uses ring, not
+        // aws-lc); install ring unless the process already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             scenario,
             identity,
