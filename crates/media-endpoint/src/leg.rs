@@ -41,8 +41,8 @@ use crate::dtmf::{EventReceiver, EventSender, Tone};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
 use crate::sdp::{
-    CSRC_AUDIO_LEVEL_URI, Negotiated, Offer, OfferError, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI,
-    read_answer,
+    CSRC_AUDIO_LEVEL_URI, Direction, Negotiated, Offer, OfferError, SDES_MID_URI,
+    SSRC_AUDIO_LEVEL_URI, read_answer,
 };
 
 const OPUS_CLOCK: u32 = 48_000;
@@ -361,7 +361,14 @@ async fn answer_offer(
             t.set_codec_preferences(prefs)
                 .await
                 .map_err(stack("setting codec preferences"))?;
-            t.set_direction(RTCRtpTransceiverDirection::Sendrecv)
+            // RFC 3264 §6.1: the answer mirrors the offer (webrtc-rs keeps what it is told).
+            let direction = match offer.direction.answer() {
+                Direction::SendRecv => RTCRtpTransceiverDirection::Sendrecv,
+                Direction::SendOnly => RTCRtpTransceiverDirection::Sendonly,
+                Direction::RecvOnly => RTCRtpTransceiverDirection::Recvonly,
+                Direction::Inactive => RTCRtpTransceiverDirection::Inactive,
+            };
+            t.set_direction(direction)
                 .await
                 .map_err(stack("setting the transceiver direction"))?;
         }

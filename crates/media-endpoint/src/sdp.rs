@@ -80,6 +80,45 @@ pub(crate) struct Offer {
     pub(crate) opus: OfferedCodec,
     /// `telephone-event`, at 48 kHz when offered, else at another rate.
     pub(crate) telephone_event: Option<OfferedCodec>,
+    /// Direction of the audio m-line, from the offerer's side.
+    pub(crate) direction: Direction,
+}
+
+/// An m-line direction (RFC 3264 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The answer's direction for an offer of `self`, from an endpoint that can do both.
+    pub(crate) fn answer(self) -> Self {
+        match self {
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            other => other,
+        }
+    }
+
+    fn of(s: &SessionDescription, m: &MediaDescription) -> Self {
+        let find = |has: &dyn Fn(&str) -> bool| {
+            [
+                ("sendrecv", Self::SendRecv),
+                ("sendonly", Self::SendOnly),
+                ("recvonly", Self::RecvOnly),
+                ("inactive", Self::Inactive),
+            ]
+            .into_iter()
+            .find(|(k, _)| has(k))
+            .map(|(_, d)| d)
+        };
+        find(&|k| m.has_attribute(k))
+            .or_else(|| find(&|k| s.has_attribute(k)))
+            .unwrap_or(Self::SendRecv)
+    }
 }
 
 fn offered(c: &rtc::sdp::util::Codec) -> OfferedCodec {
@@ -152,10 +191,12 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
         return Err(OfferError::NoIceCredentials);
     }
     let telephone_event = find_telephone_event(audio);
+    let direction = Direction::of(&parsed, audio);
     Ok(Offer {
         sdp: normalised,
         opus,
         telephone_event,
+        direction,
     })
 }
 
@@ -229,6 +270,15 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
         assert_eq!(offer.opus.fmtp, "minptime=10;useinbandfec=1");
         let te = offer.telephone_event.expect("telephone-event");
         assert_eq!((te.payload_type, te.clock_rate), (126, 48_000));
+        assert_eq!(offer.direction, Direction::SendRecv);
+        let send_only =
+            check_offer(OFFER.replace("a=sendrecv", "a=sendonly").as_bytes()).expect("valid");
+        assert_eq!(send_only.direction.answer(), Direction::RecvOnly);
+        let session_level = OFFER
+            .replace("a=sendrecv\r\n", "")
+            .replace("t=0 0\r\n", "t=0 0\r\na=recvonly\r\n");
+        let recv_only = check_offer(session_level.as_bytes()).expect("valid");
+        assert_eq!(recv_only.direction.answer(), Direction::SendOnly);
         let n = read_answer(OFFER).expect("audio");
         assert_eq!(n.opus_pt, 111);
         assert_eq!(n.telephone_event, Some((126, 48_000)));

@@ -472,3 +472,42 @@ async fn inbound_loss_is_counted_and_a_vanished_peer_fails_the_stream() {
     reflector.await.expect("reflector");
     s.endpoint.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_only_service_gets_a_receive_only_answer() {
+    let mut s = setup(Duration::from_secs(10)).await;
+    let mut peer =
+        Peer::with_direction(rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly).await;
+    let offer = peer.offer().await;
+    assert!(offer.contains("a=sendonly"), "{offer}");
+    let r = post_sdp(s.endpoint.local_addr(), &session_path(&s), &offer).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body.contains("a=recvonly"), "{}", r.body);
+    peer.accept(r.body.clone()).await;
+    peer.wait_connected().await;
+    wait_event(&mut s.events, Duration::from_secs(5), |e| {
+        *e == EndpointEvent::SendStatus(SendStatus::Active)
+    })
+    .await;
+    let mut far = s.far.take().expect("far end");
+    for i in 0..10u32 {
+        peer.send(
+            PEER_OPUS_PT,
+            i * 960,
+            i == 0,
+            &[],
+            None,
+            &[0xf8, 0xff, 0xfe],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut got = 0;
+    while far.received.pop().is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 10, "media from a send-only service arrives");
+    peer.pc.close().await.expect("close");
+    s.endpoint.shutdown().await;
+}

@@ -216,6 +216,11 @@ pub struct Peer {
 
 impl Peer {
     pub async fn new() -> Peer {
+        Self::with_direction(RTCRtpTransceiverDirection::Sendrecv).await
+    }
+
+    /// A peer whose audio m-line has `direction`.
+    pub async fn with_direction(direction: RTCRtpTransceiverDirection) -> Peer {
         let mut engine = MediaEngine::default();
         engine
             .register_codec(
@@ -288,7 +293,7 @@ impl Peer {
             .add_transceiver_from_track(
                 Arc::clone(&track) as Arc<dyn TrackLocal>,
                 Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendrecv,
+                    direction,
                     streams: vec![],
                     send_encodings: vec![],
                 }),
