@@ -119,12 +119,8 @@ impl Resampler {
                 let frames = (a as usize).div_ceil(50);
                 (Engine::Passthrough, frames, frames)
             }
-            (48_000, 16_000) if allow_fixed => {
-                (Engine::Down(Box::new(Downsampler48To16::new())), 960, 320)
-            }
-            (16_000, 48_000) if allow_fixed => {
-                (Engine::Up(Box::new(Upsampler16To48::new())), 320, 960)
-            }
+            (48_000, 16_000) if allow_fixed => (Engine::Down(Box::default()), 960, 320),
+            (16_000, 48_000) if allow_fixed => (Engine::Up(Box::default()), 320, 960),
             (a, b) => {
                 let fft = rubato::Fft::<f32>::new(
                     a as usize,

@@ -81,7 +81,7 @@ impl SampleRate {
 
     /// Frames in 20 ms at this rate, if that is a whole number.
     pub fn frames_per_20ms(self) -> Option<usize> {
-        (self.0 % 50 == 0).then_some(self.0 as usize / 50)
+        self.0.is_multiple_of(50).then_some(self.0 as usize / 50)
     }
 }
 
