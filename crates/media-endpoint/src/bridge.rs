@@ -315,6 +315,15 @@ mod tests {
         assert_eq!(opus_packet_samples_48k(&[]), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn opus_durations_are_bounded(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4)) {
+            if let Some(n) = opus_packet_samples_48k(&bytes) {
+                proptest::prop_assert!(n > 0 && n <= 5760 && n % 120 == 0);
+            }
+        }
+    }
+
     #[test]
     fn queue_link_moves_packets_and_counts_drops() {
         let (mut far, mut link) = QueueLink::new(1);

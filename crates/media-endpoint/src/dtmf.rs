@@ -292,4 +292,33 @@ mod tests {
         assert_eq!(r.on_packet(9999, &packets[0].payload), Some(Tone::Tone9));
         assert_eq!(r.on_packet(9999, &[1]), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn payloads_round_trip_and_garbage_is_harmless(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..16),
+            ts in proptest::num::u32::ANY,
+        ) {
+            if let Ok(p) = EventPayload::parse(&bytes) {
+                let back = EventPayload::parse(&p.to_bytes()).expect("own bytes");
+                proptest::prop_assert_eq!(back, p);
+            }
+            let mut r = EventReceiver::default();
+            let first = r.on_packet(ts, &bytes);
+            proptest::prop_assert_eq!(r.on_packet(ts, &bytes), None);
+            proptest::prop_assert_eq!(first.is_some(), bytes.len() >= 4 && bytes[0] <= 16);
+        }
+
+        #[test]
+        fn sent_events_are_well_formed(code in 0u8..=16, ms in 0u32..10_000, rate in proptest::sample::select(vec![8_000u32, 48_000])) {
+            let tone = Tone::from_event_code(code).expect("code");
+            let mut s = EventSender::new(tone, ms, rate);
+            let packets: Vec<_> = std::iter::from_fn(|| s.next_packet()).take(1000).collect();
+            proptest::prop_assert!(s.is_done());
+            let parsed: Vec<_> = packets.iter().map(|p| EventPayload::parse(&p.payload).expect("parse")).collect();
+            proptest::prop_assert!(parsed.windows(2).all(|w| w[0].duration <= w[1].duration));
+            proptest::prop_assert_eq!(parsed.iter().filter(|p| p.end).count(), 3);
+            proptest::prop_assert!(parsed.iter().all(|p| p.event == code));
+        }
+    }
 }

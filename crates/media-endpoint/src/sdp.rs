@@ -311,4 +311,29 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
             Err(OfferError::NoIceCredentials)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = check_offer(&body);
+            let _ = read_answer(&String::from_utf8_lossy(&body));
+        }
+
+        #[test]
+        fn mangled_offers_never_panic(
+            cut in 0usize..OFFER.len(),
+            line in 0usize..24,
+            junk in "[ -~]{0,40}",
+        ) {
+            let mut lines: Vec<String> = OFFER.split("\r\n").map(str::to_owned).collect();
+            let i = line % lines.len();
+            lines[i] = junk.clone();
+            let mangled = lines.join("\r\n");
+            let _ = check_offer(mangled.as_bytes());
+            let _ = read_answer(&mangled);
+            let _ = check_offer(&OFFER.as_bytes()[..cut]);
+            let inserted = format!("{}{junk}{}", &OFFER[..cut], &OFFER[cut..]);
+            let _ = check_offer(inserted.as_bytes());
+        }
+    }
 }
