@@ -511,3 +511,58 @@ async fn a_send_only_service_gets_a_receive_only_answer() {
     peer.pc.close().await.expect("close");
     s.endpoint.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_section_is_declined_and_audio_still_connects() {
+    let mut s = setup(Duration::from_secs(10)).await;
+    let mut peer = Peer::new().await;
+    let offer = peer.offer().await;
+    let attr = |key: &str| {
+        offer
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .expect("attribute")
+            .trim()
+            .to_owned()
+    };
+    let (ufrag, pwd, fingerprint) = (
+        attr("a=ice-ufrag:"),
+        attr("a=ice-pwd:"),
+        attr("a=fingerprint:"),
+    );
+    let with_video = format!(
+        "{}m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\na=mid:1\r\n\
+         a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=fingerprint:{fingerprint}\r\na=rtcp-mux\r\n\
+         a=rtpmap:96 VP8/90000\r\na=sendrecv\r\n",
+        offer.replace("a=group:BUNDLE 0", "a=group:BUNDLE 0 1")
+    );
+    let r = post_sdp(s.endpoint.local_addr(), &session_path(&s), &with_video).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.body.contains("m=video 0 "),
+        "video must be declined: {}",
+        r.body
+    );
+    assert!(r.body.contains("m=audio 9 "), "{}", r.body);
+    // The offerer expects an answer to its own two sections; the audio one carries the media.
+    peer.pc
+        .set_remote_description(
+            webrtc::peer_connection::RTCSessionDescription::answer(
+                r.body
+                    .split("m=video")
+                    .next()
+                    .expect("audio part")
+                    .replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0"),
+            )
+            .expect("answer"),
+        )
+        .await
+        .expect("set remote");
+    peer.wait_connected().await;
+    wait_event(&mut s.events, Duration::from_secs(5), |e| {
+        *e == EndpointEvent::SendStatus(SendStatus::Active)
+    })
+    .await;
+    peer.pc.close().await.expect("close");
+    s.endpoint.shutdown().await;
+}
