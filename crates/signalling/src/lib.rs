@@ -43,13 +43,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod calls;
+pub mod client;
 mod error;
+mod ids;
 pub mod model;
 mod parse;
 mod permissions;
+pub mod token;
 mod validate;
+pub mod webhook;
 
+pub use calls::{
+    Call, CallEvent, CallHandle, CallRequest, CommunicationsClient, CommunicationsSettings,
+    Credentials, IncomingCall,
+};
 pub use error::{ErrorReason, GraphError, RequestError, UriProblem};
+pub use ids::{CallId, OperationId, ParticipantId};
 pub use parse::{
     Document, MAX_DEPTH, MAX_INPUT_BYTES, ParseError, ParseMode, Position, SyntaxError, parse,
     parse_call, parse_document, parse_notification, parse_notifications, parse_participant,
