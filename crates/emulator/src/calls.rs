@@ -145,7 +145,6 @@ pub(crate) struct CallEntry {
     pub app_id: String,
     pub tenant_id: String,
     pub hosting: MediaHosting,
-    pub version: String,
     pub notifier: Notifier,
     pub inner: Mutex<Inner>,
     ended: watch::Sender<bool>,
@@ -193,7 +192,6 @@ impl CallEntry {
         app_id: String,
         tenant_id: String,
         hosting: MediaHosting,
-        version: String,
     ) -> Arc<Self> {
         let id = resource["id"].as_str().unwrap_or_default().to_owned();
         let notifier = Notifier::start(
@@ -207,7 +205,6 @@ impl CallEntry {
             app_id,
             tenant_id,
             hosting,
-            version,
             notifier,
             inner: Mutex::new(Inner {
                 resource,

@@ -58,6 +58,7 @@ pub(crate) async fn state(State(shared): Api) -> Json<Value> {
                 "participants": inner.roster.iter().map(|m| json!({
                     "participant": m.participant,
                     "isBot": m.is_bot,
+                    "says": m.voice.describe(),
                     "level": m.level(),
                 })).collect::<Vec<_>>(),
             })
@@ -82,12 +83,11 @@ fn call_or_404(
     shared: &Shared,
     id: &str,
     headers: &HeaderMap,
-) -> Result<Arc<crate::calls::CallEntry>, Response> {
-    shared.call(id).filter(|c| !c.is_ended()).ok_or_else(|| {
-        ApiError::not_found("No such active call.")
-            .for_request(headers)
-            .into_response()
-    })
+) -> Result<Arc<crate::calls::CallEntry>, ApiError> {
+    shared
+        .call(id)
+        .filter(|c| !c.is_ended())
+        .ok_or_else(|| ApiError::not_found("No such active call.").for_request(headers))
 }
 
 /// `POST /emulator/calls/{id}/participants/{pid}/admit`.
@@ -101,7 +101,7 @@ pub(crate) async fn admit(
         Ok(_) => ApiError::conflict("That participant is not waiting in the lobby.")
             .for_request(&headers)
             .into_response(),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn hangup_participant(
         Ok(_) => ApiError::not_found("No such participant.")
             .for_request(&headers)
             .into_response(),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -131,7 +131,7 @@ pub(crate) async fn hangup_call(
             call.terminate(&shared, &CallResult::ENDED_BY_PEER);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -144,7 +144,7 @@ pub(crate) async fn tone(
 ) -> Response {
     let call = match call_or_404(&shared, &id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let Some(tone) = body["tone"].as_str().filter(|t| TONES.contains(t)) else {
         return ApiError::bad_request("'tone' must be one of 0-9, *, #, A-D.")

@@ -85,12 +85,11 @@ fn forbidden(
     )
 }
 
-fn json_body(bytes: &Bytes, headers: &HeaderMap) -> Result<Value, Response> {
+fn json_body(bytes: &Bytes) -> Result<Value, GraphError> {
     if bytes.is_empty() {
         return Ok(json!({}));
     }
-    signalling::parse_value_bytes(bytes, ParseMode::Strict)
-        .map_err(|e| graph_error_response(GraphError::from(e), headers))
+    signalling::parse_value_bytes(bytes, ParseMode::Strict).map_err(GraphError::from)
 }
 
 /// `POST /{version}/communications/calls` (and the deprecated `/{version}/app/calls`).
@@ -201,7 +200,6 @@ pub(crate) async fn create_call(
         claims.appid.clone(),
         tenant,
         validated.media,
-        version.clone(),
     );
     lock(&shared.calls).insert(id.clone(), entry.clone());
     shared.log(
@@ -428,9 +426,9 @@ pub(crate) async fn call_action(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let body = match json_body(&body, &headers) {
+    let body = match json_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return graph_error_response(e, &headers),
     };
     if call.is_ended() {
         return ApiError::conflict(format!("Call `{}` has ended.", short(&id)))
@@ -781,9 +779,9 @@ pub(crate) async fn participant_action(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let body = match json_body(&body, &headers) {
+    let body = match json_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return graph_error_response(e, &headers),
     };
     match action.as_str() {
         "mute" => {
@@ -824,9 +822,9 @@ pub(crate) async fn invite(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let body = match json_body(&body, &headers) {
+    let body = match json_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return graph_error_response(e, &headers),
     };
     let Some(list) = body["participants"].as_array().filter(|l| !l.is_empty()) else {
         return ApiError::bad_request("'participants' is required and must not be empty.")

@@ -118,6 +118,18 @@ pub enum Voice {
     Wav(PathBuf),
 }
 
+impl Voice {
+    /// A short description for the dashboard.
+    pub fn describe(&self) -> String {
+        match self {
+            Voice::Silence => "silence".into(),
+            Voice::Echo => "echo".into(),
+            Voice::Tone { hz, dbfs } => format!("tone {hz} Hz at {dbfs} dBFS"),
+            Voice::Wav(p) => format!("WAV {}", p.display()),
+        }
+    }
+}
+
 fn default_level() -> f64 {
     -12.0
 }

@@ -1,0 +1,185 @@
+//! The media platform: the pipeline threads and the media endpoint, started once per
+//! process, and the media sessions created on it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use audio_pipeline::{CallConfig, Pipeline, PipelineConfig, PlatformHealth, Ticks};
+use media_endpoint::{EndpointConfig, MediaEndpoint, SessionHooks, TlsConfig};
+use media_session::{AudioFormat, AudioSocketSettings, MediaPlatformSettings as SessionPlatform};
+use tokio::sync::mpsc;
+
+use crate::socket::{AudioSocket, FrameHandler};
+use crate::{MediaSession, PlatformError, SessionError};
+
+/// Events one session's endpoint leg may queue before its socket reads them.
+const EVENT_QUEUE: usize = 256;
+
+/// Settings of the media platform.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MediaPlatformSettings {
+    /// Where the media endpoint's HTTP listener binds; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The `mpUri` to publish in blobs when the service reaches the endpoint through
+    /// another address (a proxy, NAT); by default the listener's own.
+    pub public_mp_uri: Option<String>,
+    /// Addresses ICE gathers host candidates on (127.0.0.1 for local use).
+    pub ice_addresses: Vec<IpAddr>,
+    /// Serve the endpoint over https with this certificate.
+    pub tls: Option<TlsConfig>,
+    /// Pipeline threads, priority and load limits.
+    pub pipeline: PipelineConfig,
+    /// A connected leg that receives nothing for this long counts as dead.
+    pub media_timeout: Duration,
+}
+
+impl Default for MediaPlatformSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            public_mp_uri: None,
+            ice_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            tls: None,
+            pipeline: PipelineConfig::default(),
+            media_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Inner {
+    pipeline: Pipeline,
+    endpoint: MediaEndpoint,
+    session_platform: SessionPlatform,
+}
+
+/// The media platform: pipeline threads plus the WebRTC endpoint at `mpUri`. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaPlatform {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MediaPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaPlatform")
+            .field("mp_uri", &self.mp_uri())
+            .field("calls", &self.inner.pipeline.calls())
+            .finish()
+    }
+}
+
+impl MediaPlatform {
+    /// Starts the pipeline threads and the endpoint. Must run inside a Tokio runtime.
+    pub async fn start(settings: MediaPlatformSettings) -> Result<Self, PlatformError> {
+        let pipeline = Pipeline::start(settings.pipeline)?;
+        let mut endpoint_config = EndpointConfig::new(settings.listen)
+            .with_ice_addresses(settings.ice_addresses)
+            .with_media_timeout(settings.media_timeout);
+        if let Some(tls) = settings.tls {
+            endpoint_config = endpoint_config.with_tls(tls);
+        }
+        let endpoint = MediaEndpoint::bind(endpoint_config).await?;
+        let mp_uri = settings
+            .public_mp_uri
+            .unwrap_or_else(|| endpoint.mp_uri().to_owned());
+        let session_platform = SessionPlatform::new(&mp_uri)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pipeline,
+                endpoint,
+                session_platform,
+            }),
+        })
+    }
+
+    /// The `mpUri` blobs name.
+    pub fn mp_uri(&self) -> &str {
+        self.inner.session_platform.mp_uri.as_str()
+    }
+
+    /// The media clock: 100 ns ticks, monotonic.
+    pub fn now(&self) -> Ticks {
+        self.inner.pipeline.now()
+    }
+
+    /// How loaded the pipeline threads are.
+    pub fn health(&self) -> PlatformHealth {
+        self.inner.pipeline.health()
+    }
+
+    /// Calls running on the pipeline.
+    pub fn active_calls(&self) -> usize {
+        self.inner.pipeline.calls()
+    }
+
+    /// Creates a media session: contexts, blob, and an audio socket whose frames are
+    /// queued for [`AudioSocket::recv_frame`].
+    pub fn create_session(
+        &self,
+        audio: AudioSocketSettings,
+        call_id: Option<&str>,
+    ) -> Result<MediaSession, SessionError> {
+        self.create_session_with(audio, call_id, FrameHandler::Queue)
+    }
+
+    /// Creates a media session whose received frames go to `on_frame` on the pipeline
+    /// thread: the lowest latency, but the callback must not allocate, lock or block.
+    pub fn create_session_with_callback(
+        &self,
+        audio: AudioSocketSettings,
+        call_id: Option<&str>,
+        on_frame: impl FnMut(&audio_pipeline::ReceivedFrame) + Send + 'static,
+    ) -> Result<MediaSession, SessionError> {
+        self.create_session_with(audio, call_id, FrameHandler::Callback(Box::new(on_frame)))
+    }
+
+    fn create_session_with(
+        &self,
+        audio: AudioSocketSettings,
+        call_id: Option<&str>,
+        frames: FrameHandler,
+    ) -> Result<MediaSession, SessionError> {
+        if audio.format != AudioFormat::Pcm16K {
+            return Err(SessionError::UnsupportedFormat(audio.format));
+        }
+        let session =
+            media_session::MediaSession::new(&self.inner.session_platform, &audio, call_id)?;
+        // The wire SSRC and payload type are the endpoint's: it renumbers what the pipeline
+        // encodes into the negotiated stream.
+        let mut config = CallConfig::new(0, 111);
+        config.send_active = false;
+        let queue = match frames {
+            FrameHandler::Queue => true,
+            FrameHandler::Callback(cb) => {
+                config.receive_queue_frames = 0;
+                config.on_frame = Some(cb);
+                false
+            }
+        };
+        let call = self.inner.pipeline.add_call(config)?;
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let source = session
+            .audio_source_context()
+            .or(session.audio_render_context())
+            .ok_or(SessionError::NoDirection)?;
+        let handle = self.inner.endpoint.register(
+            *session.id(),
+            SessionHooks::new(source, call.network, events_tx),
+        )?;
+        let socket = AudioSocket::new(call.bot, call.handle, handle, events_rx, queue);
+        Ok(MediaSession::new(session, socket))
+    }
+
+    /// Stops taking sessions, ends every leg and stops the pipeline threads once the last
+    /// clone is gone.
+    pub async fn shutdown(self) {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => {
+                inner.endpoint.shutdown().await;
+                inner.pipeline.shutdown();
+            }
+            Err(shared) => drop(shared),
+        }
+    }
+}
