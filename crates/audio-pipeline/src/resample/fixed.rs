@@ -16,7 +16,7 @@ pub const FIXED_PASSBAND_HZ: u32 = 7_000;
 /// Stopband edge of the fixed path's prototype filter.
 pub const FIXED_STOPBAND_HZ: u32 = 8_500;
 /// Design attenuation of the fixed path's stopband, in dB.
-pub const FIXED_STOPBAND_DB: u32 = 138;
+pub const FIXED_STOPBAND_DB: u32 = 140;
 
 /// Outputs (down) or inputs (up) handled per internal block: one 20 ms frame at 16 kHz.
 const BLOCK: usize = 320;
@@ -157,7 +157,7 @@ impl Downsampler48To16 {
     }
 
     /// Delay of the filter in output (16 kHz) samples: a tone entering at input sample `3m`
-    /// appears at output sample `m + latency()`. Currently 48 (3.0 ms, 291 taps).
+    /// appears at output sample `m + latency()`. Currently 49 (3.1 ms, 297 taps).
     pub fn latency(&self) -> usize {
         self.latency
     }
@@ -349,7 +349,7 @@ impl Upsampler16To48 {
     }
 
     /// Delay of the filter in output (48 kHz) samples: a tone entering at input sample `m`
-    /// appears at output sample `3m + latency()`. Currently 147 (3.1 ms); always a multiple
+    /// appears at output sample `3m + latency()`. Currently 150 (3.1 ms); always a multiple
     /// of 3, so a 16k -> 48k -> 16k round trip is delayed by a whole number of samples.
     pub fn latency(&self) -> usize {
         self.latency
