@@ -42,7 +42,7 @@ use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
 use crate::sdp::{
     CSRC_AUDIO_LEVEL_URI, Direction, Negotiated, Offer, OfferError, SDES_MID_URI,
-    SSRC_AUDIO_LEVEL_URI, read_answer,
+    SSRC_AUDIO_LEVEL_URI, ensure_opus_fec, read_answer,
 };
 
 const OPUS_CLOCK: u32 = 48_000;
@@ -406,10 +406,14 @@ async fn answer_offer(
     if !local.sdp.contains("a=candidate:") {
         return Err(NegotiateError::NoCandidates);
     }
-    let negotiated = read_answer(&local.sdp).ok_or_else(|| OfferError::Rejected {
+    // webrtc-rs echoes the offer's Opus parameters and refuses an edited local description,
+    // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
+    // encoder what this endpoint's decoder uses and changes nothing in the stack.
+    let sdp = ensure_opus_fec(&local.sdp, offer.opus.payload_type);
+    let negotiated = read_answer(&sdp).ok_or_else(|| OfferError::Rejected {
         detail: "no audio section could be answered with Opus".to_owned(),
     })?;
-    Ok((track, negotiated, ssrc, local.sdp, early))
+    Ok((track, negotiated, ssrc, sdp, early))
 }
 
 fn rand_u32() -> u32 {

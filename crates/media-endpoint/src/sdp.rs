@@ -200,6 +200,36 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
     })
 }
 
+/// Makes the answer's Opus format parameters say `useinbandfec=1`: the WebRTC stack echoes
+/// the offer's, and an offer without them (aiortc sends none) would leave in-band FEC
+/// undeclared for the stream the endpoint receives.
+pub(crate) fn ensure_opus_fec(sdp: &str, opus_pt: u8) -> String {
+    let fmtp = format!("a=fmtp:{opus_pt} ");
+    let rtpmap = format!("a=rtpmap:{opus_pt} ");
+    let has_fmtp = sdp.split("\r\n").any(|l| l.starts_with(&fmtp));
+    let mut out = String::with_capacity(sdp.len() + 40);
+    for line in sdp.split_inclusive("\r\n") {
+        let bare = line.trim_end_matches("\r\n");
+        if let Some(params) = bare.strip_prefix(&fmtp) {
+            let mut kept: Vec<&str> = params
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && !p.starts_with("useinbandfec="))
+                .collect();
+            kept.push("useinbandfec=1");
+            out.push_str(&fmtp);
+            out.push_str(&kept.join(";"));
+            out.push_str("\r\n");
+            continue;
+        }
+        out.push_str(line);
+        if !has_fmtp && bare.starts_with(&rtpmap) {
+            out.push_str(&format!("a=fmtp:{opus_pt} minptime=10;useinbandfec=1\r\n"));
+        }
+    }
+    out
+}
+
 /// The negotiated audio parameters, read from the endpoint's own answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Negotiated {
@@ -284,6 +314,29 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
         assert_eq!(n.telephone_event, Some((126, 48_000)));
         assert_eq!(n.ssrc_audio_level_id, Some(1));
         assert_eq!(n.csrc_audio_level_id, None);
+    }
+
+    #[test]
+    fn answers_declare_in_band_fec() {
+        let with = ensure_opus_fec(OFFER, 111);
+        assert!(
+            with.contains("\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"),
+            "{with}"
+        );
+        let off = OFFER.replace("minptime=10;useinbandfec=1", "useinbandfec=0; stereo=1");
+        let fixed = ensure_opus_fec(&off, 111);
+        assert!(
+            fixed.contains("\r\na=fmtp:111 stereo=1;useinbandfec=1\r\n"),
+            "{fixed}"
+        );
+        let none = OFFER.replace("a=fmtp:111 minptime=10;useinbandfec=1\r\n", "");
+        let added = ensure_opus_fec(&none, 111);
+        assert!(
+            added
+                .contains("a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"),
+            "{added}"
+        );
+        assert_eq!(added.len(), OFFER.len());
     }
 
     #[test]
