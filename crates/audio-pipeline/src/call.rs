@@ -41,7 +41,7 @@ pub(crate) struct CallState {
     pub(crate) shared: Arc<CallShared>,
     inbound: rtrb::Consumer<EncodedPacket>,
     outbound: rtrb::Producer<EncodedPacket>,
-    send_queue: rtrb::Consumer<Pcm16K>,
+    send_queue: rtrb::Consumer<OutgoingFrame>,
     receive_queue: Option<rtrb::Producer<ReceivedFrame>>,
     on_frame: Option<FrameCallback>,
     jitter: JitterBuffer,
@@ -60,6 +60,14 @@ pub(crate) struct CallState {
     packet: EncodedPacket,
     /// Jitter buffer counters already added to the call's counters.
     seen: JitterStats,
+}
+
+/// A frame the bot queued, with the contributing sources its packet lists (a mixer's
+/// active speakers; empty for a plain endpoint).
+#[derive(Clone, Copy)]
+pub(crate) struct OutgoingFrame {
+    pcm: Pcm16K,
+    csrcs: Csrcs,
 }
 
 /// The halves returned by [`crate::Pipeline::add_call`].
@@ -278,8 +286,9 @@ impl CallState {
             if from_bot.is_none() && self.bot_started {
                 bump(&c.underruns);
             }
-            let paced = self.pacer.next_frame(from_bot.as_ref());
+            let paced = self.pacer.next_frame(from_bot.as_ref().map(|f| &f.pcm));
             let packet = &mut self.packet;
+            packet.meta.csrcs = from_bot.map_or(Csrcs::new(), |f| f.csrcs);
             let Some(len) = self.encoder.encode(&paced.pcm, packet.payload_buffer_mut()) else {
                 self.pacer.not_sent();
                 continue;
@@ -426,7 +435,7 @@ impl NetworkHalf {
 /// The bot's half of a call. `Send`; use it from one thread at a time.
 pub struct BotHalf {
     shared: Arc<CallShared>,
-    send: rtrb::Producer<Pcm16K>,
+    send: rtrb::Producer<OutgoingFrame>,
     receive: Option<rtrb::Consumer<ReceivedFrame>>,
 }
 
@@ -451,12 +460,23 @@ impl BotHalf {
         reason = "the frame is handed back by value, as rtrb does; boxing would allocate"
     )]
     pub fn try_send(&mut self, frame: Pcm16K) -> Result<(), SendError> {
+        self.try_send_with(frame, Csrcs::new())
+    }
+
+    /// Queues a frame whose packet lists `csrcs` as its contributing sources, with their
+    /// `csrc-audio-level` levels: what a mixer sends to say who is speaking in the mix.
+    /// Wait-free, as [`BotHalf::try_send`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "the frame is handed back by value, as rtrb does; boxing would allocate"
+    )]
+    pub fn try_send_with(&mut self, frame: Pcm16K, csrcs: Csrcs) -> Result<(), SendError> {
         if self.shared.removed.load(Ordering::Relaxed) || self.send.is_abandoned() {
             return Err(SendError::Removed(frame));
         }
         self.send
-            .push(frame)
-            .map_err(|rtrb::PushError::Full(f)| SendError::Full(f))
+            .push(OutgoingFrame { pcm: frame, csrcs })
+            .map_err(|rtrb::PushError::Full(f)| SendError::Full(f.pcm))
     }
 
     /// Frames that can be queued right now.
@@ -506,5 +526,36 @@ impl ManualCall {
     /// call); `late` flags the frames produced as late. Allocation-free.
     pub fn tick(&mut self, now: Ticks, late: bool) {
         self.state.tick(now, late);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_sent_with_csrcs_carry_them_to_their_packets() {
+        let (mut call, halves) = ManualCall::new(CallConfig::new(7, 111)).expect("call");
+        let (mut net, mut bot) = (halves.network, halves.bot);
+        let mut speakers = Csrcs::new();
+        speakers.push(11, Some(20)).expect("room");
+        speakers.push(12, Some(35)).expect("room");
+        bot.try_send_with(Pcm16K::SILENCE, speakers)
+            .expect("queued");
+        bot.try_send(Pcm16K::SILENCE).expect("queued");
+        let mut now = crate::time::now();
+        let mut packets = Vec::new();
+        for _ in 0..2 {
+            call.tick(now, false);
+            now += Ticks::from_millis(20);
+            packets.extend(std::iter::from_fn(|| net.pop_packet()));
+        }
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[0].meta.csrcs.ids(), &[11, 12]);
+        assert_eq!(packets[0].meta.csrcs.levels(), &[Some(20), Some(35)]);
+        assert!(
+            packets[1].meta.csrcs.is_empty(),
+            "a plain frame lists nobody"
+        );
     }
 }
