@@ -81,6 +81,9 @@ pub struct CommunicationsSettings {
     pub callback_issuers: Vec<String>,
     /// Tenant required in callback tokens (`None`: any tenant, for multi-tenant bots).
     pub callback_tenant: Option<String>,
+    /// Shortest time between two fetches of the callback signing keys caused by tokens with
+    /// an unknown `kid`.
+    pub callback_key_refresh_interval: Duration,
     /// Where the service sends notifications (the webhook's public URL).
     pub notification_url: String,
     /// The media platform, for app-hosted calls (used by the media facade).
@@ -115,6 +118,7 @@ impl CommunicationsSettings {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            callback_key_refresh_interval: Duration::from_secs(30),
             notification_url: notification_url.into(),
             media_platform: None,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
@@ -128,9 +132,9 @@ impl CommunicationsSettings {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The TLS configuration failed.
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] rustls::Error),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Http(#[from] crate::client::HttpClientError),
     /// The notification URL is not acceptable as a callback URI.
     #[error("notification URL is invalid: {0}")]
     NotificationUrl(UriProblem),
@@ -260,6 +264,7 @@ impl CommunicationsClient {
         auth_config.openid_configuration_url = settings.openid_configuration_url.clone();
         auth_config.issuers = settings.callback_issuers.clone();
         auth_config.tenant = settings.callback_tenant.clone();
+        auth_config.min_refresh_interval = settings.callback_key_refresh_interval;
         let auth = Arc::new(CallbackAuth::new(auth_config, http));
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         Ok(CommunicationsClient {

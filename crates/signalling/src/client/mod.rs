@@ -18,6 +18,7 @@ pub use self::actions::{
 };
 pub use self::error::{ApiError, GraphApiError};
 
+
 /// Graph v1.0.
 pub const GRAPH_V1: &str = "https://graph.microsoft.com/v1.0";
 /// Graph beta.
@@ -85,20 +86,42 @@ impl Default for GraphClientConfig {
     }
 }
 
-/// An HTTP client able to reach Graph: rustls with the `ring` provider and the platform's
-/// certificate verifier, no system proxy lookups on loopback.
-pub fn http_client() -> Result<reqwest::Client, rustls::Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(Duration::from_secs(10))
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpClientError {
+    /// The TLS configuration failed (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// reqwest refused the configuration.
+    #[error("the HTTP client could not be built: {0}")]
+    Build(#[source] Arc<reqwest::Error>),
+}
+
+/// An HTTP client for Graph and the identity platform.
+///
+/// With the `tls` feature: rustls with the `ring` provider and the platform's certificate
+/// verifier; `ring` is also installed as the process's default rustls provider when none is,
+/// so that other reqwest clients of the process can be built. Without it: plain HTTP only
+/// (an emulator on loopback).
+pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    #[cfg(feature = "tls")]
+    let builder = {
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Err only means another provider is already the default: that one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        builder.tls_backend_preconfigured(tls)
+    };
+    builder
         .build()
-        .map_err(|_| rustls::Error::General("the HTTP client could not be built".into()))
+        .map_err(|e| HttpClientError::Build(Arc::new(e)))
 }
 
 /// The Graph calling API client.
