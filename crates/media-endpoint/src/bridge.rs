@@ -59,6 +59,9 @@ pub struct OutboundAudio {
     pub rtp_timestamp: Option<u32>,
     /// The producer marks the first packet of a talkspurt.
     pub marker: bool,
+    /// Contributing sources (a mixer's active speakers) and their `csrc-audio-level`
+    /// levels, sent as the packet's CSRC list.
+    pub csrcs: audio_pipeline::Csrcs,
 }
 
 impl OutboundAudio {
@@ -69,7 +72,14 @@ impl OutboundAudio {
             audio_level,
             rtp_timestamp: None,
             marker: false,
+            csrcs: audio_pipeline::Csrcs::new(),
         }
+    }
+
+    /// Sets the contributing sources the packet lists.
+    pub fn with_csrcs(mut self, csrcs: audio_pipeline::Csrcs) -> Self {
+        self.csrcs = csrcs;
+        self
     }
 
     /// Sets the producer's RTP timestamp and marker.
@@ -144,6 +154,7 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
             audio_level: p.meta.audio_level,
             rtp_timestamp: Some(p.meta.rtp_timestamp),
             marker: p.meta.marker,
+            csrcs: p.meta.csrcs,
         })
     }
 

@@ -32,6 +32,8 @@ pub enum EndReason {
     Deleted,
     /// The session was unregistered or the endpoint shut down.
     Closed,
+    /// The peer said goodbye (RTCP BYE for its stream, or a closed DTLS association).
+    PeerLeft,
 }
 
 /// What happens on a session's leg.

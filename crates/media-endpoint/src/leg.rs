@@ -17,6 +17,7 @@ use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::rtcp::goodbye::Goodbye;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -101,14 +102,14 @@ fn stack(step: &'static str) -> impl FnOnce(RtcError) -> NegotiateError {
 }
 
 /// Events from the peer connection's driver, forwarded to the leg task.
-enum PcEvent {
+pub(crate) enum PcEvent {
     Gathering(RTCIceGatheringState),
     Connection(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
 }
 
-struct Handler {
-    tx: mpsc::Sender<PcEvent>,
+pub(crate) struct Handler {
+    pub(crate) tx: mpsc::Sender<PcEvent>,
 }
 
 #[async_trait::async_trait]
@@ -181,7 +182,7 @@ impl Interceptor for DeliverRtcp {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
-fn opus_codec() -> RTCRtpCodec {
+pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: OPUS_CLOCK,
@@ -191,7 +192,7 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-fn telephone_event_codec() -> RTCRtpCodec {
+pub(crate) fn telephone_event_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
         clock_rate: OPUS_CLOCK,
@@ -201,7 +202,7 @@ fn telephone_event_codec() -> RTCRtpCodec {
     }
 }
 
-fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
+pub(crate) fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
     let mut engine = MediaEngine::default();
     engine.register_codec(
         RTCRtpCodecParameters {
@@ -236,12 +237,12 @@ fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
 
 /// A negotiated leg whose task has not started yet.
 pub(crate) struct Negotiation {
-    pc: Arc<dyn PeerConnection>,
-    track: Arc<TrackLocalStaticRTP>,
-    events: mpsc::Receiver<PcEvent>,
-    early: Vec<PcEvent>,
-    negotiated: Negotiated,
-    ssrc: u32,
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    pub(crate) track: Arc<TrackLocalStaticRTP>,
+    pub(crate) events: mpsc::Receiver<PcEvent>,
+    pub(crate) early: Vec<PcEvent>,
+    pub(crate) negotiated: Negotiated,
+    pub(crate) ssrc: u32,
     /// The answer, with the gathered candidates.
     pub(crate) answer: String,
 }
@@ -416,7 +417,7 @@ async fn answer_offer(
     Ok((track, negotiated, ssrc, sdp, early))
 }
 
-fn rand_u32() -> u32 {
+pub(crate) fn rand_u32() -> u32 {
     let u = uuid::Uuid::new_v4();
     let b = u.as_bytes();
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -536,7 +537,11 @@ struct Runner {
     negotiated: Negotiated,
     /// Header extension id for `ssrc-audio-level` as the sender applies it.
     send_level_id: Option<u8>,
+    /// Same for `csrc-audio-level` (levels of the CSRCs a mixing producer lists).
+    send_csrc_level_id: Option<u8>,
     ssrc: u32,
+    /// The peer's SSRC, once a packet arrived.
+    remote_ssrc: Option<u32>,
     leg: Leg,
     started: Instant,
     connected_once: bool,
@@ -554,6 +559,7 @@ struct Runner {
 pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
     let now = Instant::now();
     let send_level_id = send_extension_id(&neg.pc, SSRC_AUDIO_LEVEL_URI).await;
+    let send_csrc_level_id = send_extension_id(&neg.pc, CSRC_AUDIO_LEVEL_URI).await;
     leg.shared
         .telephone_event
         .store(neg.negotiated.telephone_event.is_some(), Ordering::Release);
@@ -563,7 +569,9 @@ pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
         remote: None,
         negotiated: neg.negotiated,
         send_level_id,
+        send_csrc_level_id,
         ssrc: neg.ssrc,
+        remote_ssrc: None,
         leg,
         started: now,
         connected_once: false,
@@ -597,14 +605,14 @@ pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
             ev = async { match &remote { Some(t) => t.poll().await, None => std::future::pending().await } } => {
                 match ev {
                     Some(TrackRemoteEvent::OnRtpPacket(p)) => r.on_rtp(p),
-                    Some(TrackRemoteEvent::OnRtcpPacket(p)) => r.on_rtcp(&p),
+                    Some(TrackRemoteEvent::OnRtcpPacket(p)) => outcome = r.on_rtcp(&p),
                     Some(TrackRemoteEvent::OnEnded) | None => r.remote = None,
                     Some(_) => {}
                 }
             }
             ev = async { if local_rtcp { track.poll().await } else { std::future::pending().await } } => {
                 match ev {
-                    Some(TrackLocalEvent::OnRtcpPacket(p)) => r.on_rtcp(&p),
+                    Some(TrackLocalEvent::OnRtcpPacket(p)) => outcome = r.on_rtcp(&p),
                     Some(_) => {}
                     None => local_rtcp = false,
                 }
@@ -688,9 +696,13 @@ impl Runner {
                         self.set_active(false);
                         None
                     }
-                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                    RTCPeerConnectionState::Failed => {
                         self.set_active(false);
                         Some(LegOutcome::Failed(FailureReason::TransportFailed))
+                    }
+                    RTCPeerConnectionState::Closed => {
+                        self.set_active(false);
+                        Some(LegOutcome::Ended(EndReason::PeerLeft))
                     }
                     _ => None,
                 }
@@ -702,6 +714,7 @@ impl Runner {
         let now = Instant::now();
         self.last_heard = now;
         let h = &p.header;
+        self.remote_ssrc = Some(h.ssrc);
         if h.payload_type == self.negotiated.opus_pt {
             let since = now.saturating_duration_since(self.started);
             let arrival_units =
@@ -767,10 +780,20 @@ impl Runner {
         }
     }
 
-    fn on_rtcp(&mut self, packets: &[Box<dyn rtcp::Packet>]) {
+    /// Handles RTCP from the peer; returns an outcome when the peer said goodbye.
+    fn on_rtcp(&mut self, packets: &[Box<dyn rtcp::Packet>]) -> Option<LegOutcome> {
         self.last_heard = Instant::now();
+        let mut bye = false;
         for p in packets {
             let any = p.as_any();
+            if let Some(b) = any.downcast_ref::<Goodbye>() {
+                // A BYE for the peer's own stream ends the leg; one for a CSRC is a speaker
+                // leaving a mix.
+                bye |= self
+                    .remote_ssrc
+                    .is_some_and(|ssrc| b.sources.contains(&ssrc));
+                continue;
+            }
             let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
             {
                 &rr.reports
@@ -784,6 +807,7 @@ impl Runner {
                 self.on_report(r);
             }
         }
+        bye.then_some(LegOutcome::Ended(EndReason::PeerLeft))
     }
 
     fn on_report(&mut self, r: &ReceptionReport) {
@@ -851,6 +875,19 @@ impl Runner {
             // V bit set when the level is above silence: the pipeline has no separate VAD.
             let v = if level < 127 { 0x80 } else { 0 };
             let _ = header.set_extension(id, Bytes::copy_from_slice(&[v | (level & 0x7f)]));
+        }
+        if !audio.csrcs.is_empty() {
+            header.csrc = audio.csrcs.ids().to_vec();
+            // RFC 6465: one level per CSRC, in order; only when every level is known.
+            let mut levels = [0u8; audio_pipeline::MAX_CSRCS];
+            let known = audio.csrcs.levels().iter().all(Option::is_some);
+            if let (Some(id), true) = (self.send_csrc_level_id, known) {
+                for (d, l) in levels.iter_mut().zip(audio.csrcs.levels()) {
+                    *d = l.unwrap_or(127) & 0x7f;
+                }
+                let n = audio.csrcs.len();
+                let _ = header.set_extension(id, Bytes::copy_from_slice(&levels[..n]));
+            }
         }
         let packet = rtp::packet::Packet {
             header,

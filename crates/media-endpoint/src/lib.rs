@@ -43,6 +43,7 @@ mod quality;
 mod registry;
 mod sdp;
 mod server;
+pub mod service;
 mod tls;
 
 pub use bridge::{

@@ -566,3 +566,41 @@ async fn a_video_section_is_declined_and_audio_still_connects() {
     peer.pc.close().await.expect("close");
     s.endpoint.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtcp_bye_ends_the_leg() {
+    use webrtc::media_stream::track_local::TrackLocal;
+    let mut s = setup(Duration::from_secs(10)).await;
+    let (mut peer, _location) = connect(&mut s).await;
+    for i in 0..5u32 {
+        peer.send(
+            PEER_OPUS_PT,
+            i * 960,
+            i == 0,
+            &[],
+            None,
+            &[0xf8, 0xff, 0xfe],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    peer.track
+        .write_rtcp(vec![Box::new(rtc::rtcp::goodbye::Goodbye {
+            sources: vec![peer.ssrc],
+            reason: bytes::Bytes::from_static(b"call ended"),
+        })])
+        .await
+        .expect("write BYE");
+    let ev = wait_event(&mut s.events, Duration::from_secs(3), |e| {
+        matches!(
+            e,
+            EndpointEvent::LegEnded(_) | EndpointEvent::StreamFailure(_)
+        )
+    })
+    .await;
+    assert_eq!(ev, EndpointEvent::LegEnded(EndReason::PeerLeft));
+    assert!(!s.handle.is_active());
+    peer.pc.close().await.expect("close");
+    s.endpoint.shutdown().await;
+}

@@ -1,0 +1,196 @@
+//! The service side (`media_endpoint::service`) against the endpoint, both over HTTP and
+//! UDP on 127.0.0.1: connect, audio both ways with CSRCs and their levels, DTMF both ways,
+//! close with DELETE, and the refusals.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use media_endpoint::service::{ConnectError, ServiceLeg, ServiceLegConfig};
+use media_endpoint::{
+    EndReason, EndpointConfig, EndpointEvent, MediaEndpoint, OutboundAudio, QueueLink,
+    ReceivedPacket, SendStatus, SessionHooks, Tone,
+};
+use media_session::{ContextId, MediaSessionId};
+use tokio::sync::mpsc;
+
+async fn wait_event(
+    events: &mut mpsc::Receiver<EndpointEvent>,
+    limit: Duration,
+    mut pred: impl FnMut(&EndpointEvent) -> bool,
+) -> EndpointEvent {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(ev)) if pred(&ev) => return ev,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("event channel closed"),
+            Err(_) => panic!("no matching event within {limit:?}"),
+        }
+    }
+}
+
+/// A 20 ms SILK wideband Opus TOC byte and a few payload bytes.
+fn opus_like(tag: u8) -> Bytes {
+    Bytes::from(vec![9 << 3, tag, tag, tag])
+}
+
+/// Sends `n` packets, one per 20 ms, and collects what arrives on `from` meanwhile (plus
+/// a 300 ms tail).
+async fn exchange(
+    to: &mut rtrb::Producer<OutboundAudio>,
+    from: &mut rtrb::Consumer<ReceivedPacket>,
+    n: u32,
+    make: impl Fn(u32) -> OutboundAudio,
+) -> Vec<ReceivedPacket> {
+    let mut got = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..n + 15 {
+        tick.tick().await;
+        if i < n {
+            to.push(make(i)).expect("room to send");
+        }
+        while let Ok(p) = from.pop() {
+            got.push(p);
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
+    common::init_tracing();
+    let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:0".parse().expect("addr")))
+        .await
+        .expect("bind");
+    let (mut bot_far, bot_link) = QueueLink::new(512);
+    let (bot_tx, mut bot_events) = mpsc::channel(1024);
+    let session = MediaSessionId::random();
+    let handle = endpoint
+        .register(
+            session,
+            SessionHooks::new(ContextId::random(), bot_link, bot_tx),
+        )
+        .expect("register");
+    let url = format!("{}/sessions/{}", endpoint.mp_uri(), session.expose());
+
+    let (mut svc_far, svc_link) = QueueLink::new(512);
+    let (svc_tx, mut svc_events) = mpsc::channel(1024);
+    let leg = ServiceLeg::connect(&url, ServiceLegConfig::default(), svc_link, svc_tx)
+        .await
+        .expect("connect");
+    let active = |e: &EndpointEvent| *e == EndpointEvent::SendStatus(SendStatus::Active);
+    wait_event(&mut svc_events, Duration::from_secs(10), active).await;
+    wait_event(&mut bot_events, Duration::from_secs(10), active).await;
+    assert!(leg.is_active() && handle.is_active());
+    assert!(
+        !format!("{leg:?}").contains(&session.expose().to_string()),
+        "Debug hides the session"
+    );
+
+    // Service to bot: a mixer's packets, two active speakers with levels.
+    let mut speakers = audio_pipeline::Csrcs::new();
+    speakers.push(1001, Some(12)).expect("room");
+    speakers.push(1002, Some(40)).expect("room");
+    let got = exchange(&mut svc_far.to_send, &mut bot_far.received, 25, |i| {
+        OutboundAudio::new(opus_like(i as u8), Some(20)).with_csrcs(speakers)
+    })
+    .await;
+    assert!(got.len() >= 20, "bot received {} of 25 packets", got.len());
+    for p in &got {
+        assert_eq!(p.csrcs, vec![1001, 1002]);
+        assert_eq!(p.csrc_levels.as_deref(), Some(&[12u8, 40][..]));
+        assert_eq!(p.audio_level, Some(20));
+    }
+
+    // Bot to service: plain packets, no CSRCs.
+    let got = exchange(&mut bot_far.to_send, &mut svc_far.received, 25, |i| {
+        OutboundAudio::new(opus_like(100 + i as u8), None)
+    })
+    .await;
+    assert!(
+        got.len() >= 20,
+        "service received {} of 25 packets",
+        got.len()
+    );
+    assert!(got.iter().all(|p| p.csrcs.is_empty()));
+    assert!(got.iter().any(|p| p.payload[1] == 110));
+
+    // DTMF both ways.
+    leg.send_tone(Tone::Tone5, Duration::from_millis(120))
+        .expect("tone towards the bot");
+    let ev = wait_event(&mut bot_events, Duration::from_secs(5), |e| {
+        matches!(e, EndpointEvent::ToneReceived(_))
+    })
+    .await;
+    assert_eq!(ev, EndpointEvent::ToneReceived(Tone::Tone5));
+    handle
+        .send_tone(Tone::Pound, Duration::from_millis(120))
+        .expect("tone from the bot");
+    let ev = wait_event(&mut svc_events, Duration::from_secs(5), |e| {
+        matches!(e, EndpointEvent::ToneReceived(_))
+    })
+    .await;
+    assert_eq!(ev, EndpointEvent::ToneReceived(Tone::Pound));
+
+    // Close: the endpoint hears a DELETE.
+    leg.close().await.expect("close");
+    wait_event(&mut bot_events, Duration::from_secs(5), |e| {
+        *e == EndpointEvent::LegEnded(EndReason::Deleted)
+    })
+    .await;
+    wait_event(&mut svc_events, Duration::from_secs(5), |e| {
+        *e == EndpointEvent::LegEnded(EndReason::Closed)
+    })
+    .await;
+    drop(handle);
+    endpoint.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_named() {
+    common::init_tracing();
+    let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:0".parse().expect("addr")))
+        .await
+        .expect("bind");
+    let unknown = format!(
+        "{}/sessions/{}",
+        endpoint.mp_uri(),
+        MediaSessionId::random().expose()
+    );
+    let (_far, link) = QueueLink::new(8);
+    let (tx, _rx) = mpsc::channel(8);
+    let err = ServiceLeg::connect(&unknown, ServiceLegConfig::default(), link, tx)
+        .await
+        .expect_err("unknown session");
+    assert!(
+        matches!(err, ConnectError::Refused { status: 404 }),
+        "{err:?}"
+    );
+
+    let (_far, link) = QueueLink::new(8);
+    let (tx, _rx) = mpsc::channel(8);
+    let err = ServiceLeg::connect("not a url", ServiceLegConfig::default(), link, tx)
+        .await
+        .expect_err("bad url");
+    assert!(matches!(err, ConnectError::BadUrl), "{err:?}");
+
+    // Nobody listens there: a closed port is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let (_far, link) = QueueLink::new(8);
+    let (tx, _rx) = mpsc::channel(8);
+    let err = ServiceLeg::connect(
+        &format!("http://{addr}/MediaProcessor/sessions/x"),
+        ServiceLegConfig::default(),
+        link,
+        tx,
+    )
+    .await
+    .expect_err("nobody listening");
+    assert!(matches!(err, ConnectError::Unreachable(_)), "{err:?}");
+    endpoint.shutdown().await;
+}
