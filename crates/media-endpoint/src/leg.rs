@@ -17,6 +17,7 @@ use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::rtcp::goodbye::Goodbye;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
@@ -539,6 +540,8 @@ struct Runner {
     /// Same for `csrc-audio-level` (levels of the CSRCs a mixing producer lists).
     send_csrc_level_id: Option<u8>,
     ssrc: u32,
+    /// The peer's SSRC, once a packet arrived.
+    remote_ssrc: Option<u32>,
     leg: Leg,
     started: Instant,
     connected_once: bool,
@@ -568,6 +571,7 @@ pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
         send_level_id,
         send_csrc_level_id,
         ssrc: neg.ssrc,
+        remote_ssrc: None,
         leg,
         started: now,
         connected_once: false,
@@ -601,14 +605,14 @@ pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
             ev = async { match &remote { Some(t) => t.poll().await, None => std::future::pending().await } } => {
                 match ev {
                     Some(TrackRemoteEvent::OnRtpPacket(p)) => r.on_rtp(p),
-                    Some(TrackRemoteEvent::OnRtcpPacket(p)) => r.on_rtcp(&p),
+                    Some(TrackRemoteEvent::OnRtcpPacket(p)) => outcome = r.on_rtcp(&p),
                     Some(TrackRemoteEvent::OnEnded) | None => r.remote = None,
                     Some(_) => {}
                 }
             }
             ev = async { if local_rtcp { track.poll().await } else { std::future::pending().await } } => {
                 match ev {
-                    Some(TrackLocalEvent::OnRtcpPacket(p)) => r.on_rtcp(&p),
+                    Some(TrackLocalEvent::OnRtcpPacket(p)) => outcome = r.on_rtcp(&p),
                     Some(_) => {}
                     None => local_rtcp = false,
                 }
@@ -692,9 +696,13 @@ impl Runner {
                         self.set_active(false);
                         None
                     }
-                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                    RTCPeerConnectionState::Failed => {
                         self.set_active(false);
                         Some(LegOutcome::Failed(FailureReason::TransportFailed))
+                    }
+                    RTCPeerConnectionState::Closed => {
+                        self.set_active(false);
+                        Some(LegOutcome::Ended(EndReason::PeerLeft))
                     }
                     _ => None,
                 }
@@ -706,6 +714,7 @@ impl Runner {
         let now = Instant::now();
         self.last_heard = now;
         let h = &p.header;
+        self.remote_ssrc = Some(h.ssrc);
         if h.payload_type == self.negotiated.opus_pt {
             let since = now.saturating_duration_since(self.started);
             let arrival_units =
@@ -771,10 +780,20 @@ impl Runner {
         }
     }
 
-    fn on_rtcp(&mut self, packets: &[Box<dyn rtcp::Packet>]) {
+    /// Handles RTCP from the peer; returns an outcome when the peer said goodbye.
+    fn on_rtcp(&mut self, packets: &[Box<dyn rtcp::Packet>]) -> Option<LegOutcome> {
         self.last_heard = Instant::now();
+        let mut bye = false;
         for p in packets {
             let any = p.as_any();
+            if let Some(b) = any.downcast_ref::<Goodbye>() {
+                // A BYE for the peer's own stream ends the leg; one for a CSRC is a speaker
+                // leaving a mix.
+                bye |= self
+                    .remote_ssrc
+                    .is_some_and(|ssrc| b.sources.contains(&ssrc));
+                continue;
+            }
             let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
             {
                 &rr.reports
@@ -788,6 +807,7 @@ impl Runner {
                 self.on_report(r);
             }
         }
+        bye.then_some(LegOutcome::Ended(EndReason::PeerLeft))
     }
 
     fn on_report(&mut self, r: &ReceptionReport) {
