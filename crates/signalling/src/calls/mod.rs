@@ -28,7 +28,7 @@ use crate::webhook::{
 };
 use crate::{RequestError, UriProblem};
 
-pub use self::request::CallRequest;
+pub use self::request::{CallRequest, invitation, invite_phone, invite_user};
 pub use self::state::{
     CallAction, CallEvent, CallStateMachine, DEFAULT_KEEP_ALIVE_INTERVAL, MAX_ROSTER, RosterDiff,
     call_id_of,

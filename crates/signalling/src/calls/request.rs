@@ -194,6 +194,33 @@ impl CallRequest {
     }
 }
 
+/// An invitation of `identity` (for invite, redirect and transfer).
+pub fn invitation(identity: IdentitySet) -> InvitationParticipantInfo {
+    InvitationParticipantInfo {
+        odata_type: "#microsoft.graph.invitationParticipantInfo"
+            .to_owned()
+            .into(),
+        identity: identity.into(),
+        ..InvitationParticipantInfo::default()
+    }
+}
+
+/// An invitation of the directory user `user_id`.
+pub fn invite_user(user_id: &str, display_name: Option<&str>) -> InvitationParticipantInfo {
+    invitation(IdentitySet::with(
+        IdentityRole::User,
+        Identity::new(user_id, display_name),
+    ))
+}
+
+/// An invitation of the phone number `number` (E.164).
+pub fn invite_phone(number: &str) -> InvitationParticipantInfo {
+    invitation(IdentitySet::with(
+        IdentityRole::Phone,
+        Identity::new(number, None),
+    ))
+}
+
 fn chat_info(thread_id: &str, message_id: &str) -> ChatInfo {
     ChatInfo {
         odata_type: "#microsoft.graph.chatInfo".to_owned().into(),

@@ -18,7 +18,6 @@ pub use self::actions::{
 };
 pub use self::error::{ApiError, GraphApiError};
 
-
 /// Graph v1.0.
 pub const GRAPH_V1: &str = "https://graph.microsoft.com/v1.0";
 /// Graph beta.
