@@ -11,24 +11,35 @@
 //! header extensions). One task per leg moves RTP payloads into the call's wait-free inbound
 //! queue and encoded packets from its outbound queue onto the wire; it runs no DSP.
 //!
+//! The endpoint is bridged to the pipeline through a [`NetworkPort`], implemented for
+//! [`audio_pipeline::NetworkHalf`] (and by [`QueuePort`], a plain pair of rings for tests):
+//!
 //! ```no_run
-//! use media_endpoint::{EndpointConfig, MediaEndpoint, QueueLink, SessionHooks};
+//! use std::time::Duration;
+//! use audio_pipeline::{CallConfig, Pipeline, PipelineConfig};
+//! use media_endpoint::{EndpointConfig, EndpointEvent, MediaEndpoint, SessionHooks, Tone};
 //! use media_session::{ContextId, MediaSessionId};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:0".parse()?)).await?;
-//! let (mut far, link) = QueueLink::new(64);
+//! let pipeline = Pipeline::start(PipelineConfig::default())?;
+//! let mut call_config = CallConfig::new(1, 111);
+//! call_config.send_active = false; // the endpoint turns it on once connected
+//! let call = pipeline.add_call(call_config)?;
+//!
+//! let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:8445".parse()?)).await?;
 //! let (events_tx, mut events) = tokio::sync::mpsc::channel(64);
 //! let session = MediaSessionId::random();
-//! let handle = endpoint.register(session, SessionHooks::new(ContextId::random(), link, events_tx))?;
-//! println!("POST offers to {}/sessions/{}", endpoint.mp_uri(), session.expose());
+//! let hooks = SessionHooks::new(ContextId::random(), call.network, events_tx);
+//! let handle = endpoint.register(session, hooks)?;
+//! // The service now POSTs its offer to {mpUri}/sessions/{mpMediaSessionId}.
+//! println!("{}/sessions/{}", endpoint.mp_uri(), session.expose());
 //! while let Some(event) = events.recv().await {
-//!     println!("{event:?}");
-//!     while let Ok(packet) = far.received.pop() {
-//!         let _ = far.to_send.push(media_endpoint::OutboundAudio::new(packet.payload, None));
+//!     match event {
+//!         EndpointEvent::ToneReceived(_) => handle.send_tone(Tone::Pound, Duration::from_millis(100))?,
+//!         EndpointEvent::StreamFailure(_) | EndpointEvent::LegEnded(_) => break,
+//!         _ => {}
 //!     }
 //! }
-//! # drop(handle);
 //! # Ok(())
 //! # }
 //! ```
