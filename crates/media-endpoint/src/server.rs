@@ -167,6 +167,39 @@ async fn delete_leg(
     }
 }
 
+/// Browsers post from pages of another origin: allow it. The session id in the URL is the
+/// capability, so an open origin policy grants nothing a caller did not already have.
+async fn cors(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location"),
+    );
+    response
+}
+
+async fn preflight() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
+}
+
 async fn not_found() -> Response {
     text(
         StatusCode::NOT_FOUND,
@@ -226,13 +259,17 @@ impl MediaEndpoint {
         };
         let base = &config.base_path;
         let app = Router::new()
-            .route(&format!("{base}/sessions/{{id}}"), post(post_offer))
+            .route(
+                &format!("{base}/sessions/{{id}}"),
+                post(post_offer).options(preflight),
+            )
             .route(
                 &format!("{base}/sessions/{{id}}/legs/{{leg}}"),
-                delete(delete_leg),
+                delete(delete_leg).options(preflight),
             )
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_SDP_BYTES))
+            .layer(axum::middleware::map_response(cors))
             .with_state(state);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let stop = async move {

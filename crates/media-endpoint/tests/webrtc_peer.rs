@@ -134,6 +134,14 @@ async fn http_status_codes_and_leg_lifecycle() {
     );
 
     let path = session_path(&s);
+    // Pages of other origins may post offers (CORS preflight, exposed Location).
+    let r = http(addr, "OPTIONS", &path, None, b"").await;
+    assert_eq!(r.status, 204);
+    assert!(
+        r.header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST"))
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let r = http(addr, "POST", &path, Some("text/plain"), offer.as_bytes()).await;
     assert_eq!(r.status, 415);
     assert!(r.body.contains("application/sdp"), "{}", r.body);
@@ -154,6 +162,7 @@ async fn http_status_codes_and_leg_lifecycle() {
     let r = post_sdp(addr, &path, &offer).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/sdp"));
+    assert_eq!(r.header("access-control-expose-headers"), Some("Location"));
     let location = r.header("location").expect("Location").to_owned();
     assert!(
         location.starts_with(&format!("{path}/legs/")),
