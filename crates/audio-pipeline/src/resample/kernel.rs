@@ -3,7 +3,7 @@
 //! Every variant computes `out[n] += sum_t coefs[t] * input[n + offsets[t]]`. The loop order is
 //! "broadcast one coefficient, multiply a tile of contiguous inputs": inputs are read with
 //! unaligned contiguous loads, so no gather and no horizontal sum is ever needed, and a tile of
-//! eight independent accumulators hides the FMA latency.
+//! eight to ten independent accumulators hides the FMA latency.
 
 use std::fmt;
 
@@ -127,13 +127,13 @@ pub(crate) fn fir_accumulate(kernel: Kernel, input: &[f32], taps: &Taps, out: &m
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the length precondition was asserted above (every offset < span); the CPU
         // feature was checked when the resampler holding `kernel` was constructed.
-        Kernel::Sse2 => unsafe { x86::sse2(input, offsets, coefs, out) },
+        Kernel::Sse2 => unsafe { x86::sse2::run(input, offsets, coefs, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Kernel::Avx2Fma => unsafe { x86::avx2(input, offsets, coefs, out) },
+        Kernel::Avx2Fma => unsafe { x86::avx2::run(input, offsets, coefs, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Kernel::Avx512 => unsafe { x86::avx512(input, offsets, coefs, out) },
+        Kernel::Avx512 => unsafe { x86::avx512::run(input, offsets, coefs, out) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar(input, offsets, coefs, out),
     }
@@ -152,9 +152,8 @@ fn scalar(input: &[f32], offsets: &[usize], coefs: &[f32], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! One function per instruction set. Each processes tiles of `8 * LANES` outputs, then
-    //! single vectors, then a scalar tail.
-    use std::arch::x86_64::*;
+    //! One module per instruction set. Each processes tiles of `TILE * LANES` outputs, then
+    //! tiles of 4, 2 and 1 vectors, then a scalar tail.
 
     /// Scalar tail shared by the SIMD variants for the last `< LANES` outputs.
     fn tail(input: &[f32], offsets: &[usize], coefs: &[f32], out: &mut [f32], from: usize) {
@@ -163,73 +162,104 @@ mod x86 {
 
     macro_rules! tiled_fir {
         (
-            $name:ident, $feature:literal, $lanes:expr, $vec:ty,
+            $name:ident, $feature:literal, $lanes:expr, $tile:expr, $vec:ty,
             $zero:path, $set1:path, $load:path, $store:path,
             |$b:ident, $x:ident, $acc:ident| $madd:expr
         ) => {
-            /// # Safety
-            /// The CPU supports the named target feature, and
-            /// `input.len() >= out.len() + max(offsets)`, `offsets.len() == coefs.len()`.
-            #[target_feature(enable = $feature)]
-            pub(super) unsafe fn $name(
-                input: &[f32],
-                offsets: &[usize],
-                coefs: &[f32],
-                out: &mut [f32],
-            ) {
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+
                 const LANES: usize = $lanes;
-                const TILE: usize = 8;
-                let inp = input.as_ptr();
-                let outp = out.as_mut_ptr();
-                let mut n = 0;
-                while n + TILE * LANES <= out.len() {
-                    // SAFETY (whole block): every load reads input[n + j + a*LANES .. + LANES]
-                    // with n + TILE*LANES <= out.len() and j <= max(offsets), so the last index
-                    // is < out.len() + max(offsets) <= input.len(); stores stay in out.
+
+                /// `T` vectors of outputs at once: `T` independent accumulator chains, so that
+                /// the multiply-add latency is hidden when `T` is at least latency x pipes.
+                ///
+                /// # Safety
+                /// The CPU supports the named target feature; `outp[..T * LANES]` is writable
+                /// and `inp[..T * LANES + max(offsets)]` readable.
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn tile<const T: usize>(
+                    inp: *const f32,
+                    outp: *mut f32,
+                    offsets: &[usize],
+                    coefs: &[f32],
+                ) {
+                    // SAFETY: every load reads inp[j + a*LANES .. + LANES] with a < T and
+                    // j <= max(offsets), inside the readable range; stores stay in
+                    // outp[..T * LANES].
                     unsafe {
-                        let mut acc: [$vec; TILE] = [$zero(); TILE];
-                        for a in 0..TILE {
-                            acc[a] = $load(outp.add(n + a * LANES));
+                        let mut acc: [$vec; T] = [$zero(); T];
+                        for a in 0..T {
+                            acc[a] = $load(outp.add(a * LANES));
                         }
                         for (&j, &c) in offsets.iter().zip(coefs) {
                             let b = $set1(c);
-                            let base = inp.add(n + j);
-                            for a in 0..TILE {
+                            let base = inp.add(j);
+                            for a in 0..T {
                                 let $b = b;
                                 let $x = $load(base.add(a * LANES));
                                 let $acc = acc[a];
                                 acc[a] = $madd;
                             }
                         }
-                        for a in 0..TILE {
-                            $store(outp.add(n + a * LANES), acc[a]);
+                        for a in 0..T {
+                            $store(outp.add(a * LANES), acc[a]);
                         }
                     }
-                    n += TILE * LANES;
                 }
-                while n + LANES <= out.len() {
-                    // SAFETY: as above with a single vector.
+
+                /// # Safety
+                /// The CPU supports the named target feature, and
+                /// `input.len() >= out.len() + max(offsets)`, `offsets.len() == coefs.len()`.
+                #[target_feature(enable = $feature)]
+                pub(in super::super) unsafe fn run(
+                    input: &[f32],
+                    offsets: &[usize],
+                    coefs: &[f32],
+                    out: &mut [f32],
+                ) {
+                    const TILE: usize = $tile;
+                    let inp = input.as_ptr();
+                    let outp = out.as_mut_ptr();
+                    let len = out.len();
+                    let mut n = 0;
+                    // SAFETY (each call): n + T * LANES <= out.len() is checked first, so the
+                    // tile writes inside `out` and reads below out.len() + max(offsets) <=
+                    // input.len().
                     unsafe {
-                        let mut acc = $load(outp.add(n));
-                        for (&j, &c) in offsets.iter().zip(coefs) {
-                            let $b = $set1(c);
-                            let $x = $load(inp.add(n + j));
-                            let $acc = acc;
-                            acc = $madd;
+                        while n + TILE * LANES <= len {
+                            tile::<TILE>(inp.add(n), outp.add(n), offsets, coefs);
+                            n += TILE * LANES;
                         }
-                        $store(outp.add(n), acc);
+                        // The rest in smaller tiles rather than one vector at a time: a single
+                        // chain waits the full multiply-add latency on every tap.
+                        while n + 4 * LANES <= len {
+                            tile::<4>(inp.add(n), outp.add(n), offsets, coefs);
+                            n += 4 * LANES;
+                        }
+                        if n + 2 * LANES <= len {
+                            tile::<2>(inp.add(n), outp.add(n), offsets, coefs);
+                            n += 2 * LANES;
+                        }
+                        if n + LANES <= len {
+                            tile::<1>(inp.add(n), outp.add(n), offsets, coefs);
+                            n += LANES;
+                        }
                     }
-                    n += LANES;
+                    super::tail(input, offsets, coefs, out, n);
                 }
-                tail(input, offsets, coefs, out, n);
             }
         };
     }
 
+    // Tiles: 8 accumulators fill the 16 registers of SSE2/AVX2 with room for the broadcast;
+    // AVX-512 has 32, and 10 splits a 320-sample frame into two whole tiles.
     tiled_fir!(
         sse2,
         "sse2",
         4,
+        8,
         __m128,
         _mm_setzero_ps,
         _mm_set1_ps,
@@ -241,6 +271,7 @@ mod x86 {
     tiled_fir!(
         avx2,
         "avx2,fma",
+        8,
         8,
         __m256,
         _mm256_setzero_ps,
@@ -254,6 +285,7 @@ mod x86 {
         avx512,
         "avx512f",
         16,
+        10,
         __m512,
         _mm512_setzero_ps,
         _mm512_set1_ps,
@@ -282,7 +314,9 @@ mod tests {
     #[test]
     fn simd_kernels_match_scalar() {
         for len in [1usize, 3, 17, 102] {
-            for outs in [0usize, 1, 3, 5, 15, 16, 31, 63, 64, 127, 128, 129, 320, 333] {
+            for outs in [
+                0usize, 1, 3, 5, 15, 16, 31, 63, 64, 117, 127, 128, 129, 250, 320, 333, 479,
+            ] {
                 let input = pseudo_random(outs + len + 7, (len * 1000 + outs) as u32);
                 let coefs = pseudo_random(len, 99 + len as u32);
                 let init = pseudo_random(outs, 7);
