@@ -637,9 +637,13 @@ async fn tokens_are_cached_refreshed_and_fetched_once_under_concurrency() {
 async fn a_bot_that_never_reads_its_events_does_not_block_the_webhook() {
     let svc = service().await;
     let bot = bot(&svc).await;
-    // Tones for a call nobody reads: each answered at once. Once the call's event buffer
-    // and its notification queue are full, the webhook says 503 (the service retries) rather
-    // than wait for the bot.
+    // Tones for a call the bot answered but never reads: each answered at once. Once the
+    // call's event buffer and its notification queue are full, the webhook says 503 (the
+    // service retries) rather than wait for the bot.
+    let mut incoming_calls = bot.client.incoming_calls().unwrap();
+    assert_eq!(bot.notify(&svc, vec![incoming("slow")]).await, 202);
+    let offer = incoming_calls.next().await.unwrap();
+    let _unread = offer.answer_service_hosted().await.unwrap();
     let started = Instant::now();
     let mut statuses = Vec::new();
     let total = signalling::calls::EVENT_QUEUE + signalling::calls::CALL_QUEUE + 64;
@@ -660,6 +664,18 @@ async fn a_bot_that_never_reads_its_events_does_not_block_the_webhook() {
     assert!(statuses[..accepted_batches].iter().all(|s| *s == 202));
     assert!(statuses.iter().all(|s| *s == 202 || *s == 503));
     assert_eq!(statuses.last(), Some(&503), "backpressure, not blocking");
+    // A call no bot holds never pushes back: its events beyond the buffer are dropped.
+    for batch in tones.chunks(64) {
+        let batch: Vec<Value> = batch
+            .iter()
+            .map(|n| {
+                let mut n = n.clone();
+                n["resourceUrl"] = json!("/communications/calls/unclaimed");
+                n
+            })
+            .collect();
+        assert_eq!(bot.notify(&svc, batch).await, 202);
+    }
     // Another call is still served.
     assert_eq!(
         bot.notify(

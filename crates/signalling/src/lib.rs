@@ -1,4 +1,6 @@
-//! The Microsoft Graph calling model, create-call validation and permissions.
+//! The Microsoft Graph calling model, create-call validation and permissions, and the
+//! bot side of the calling service: REST client, token provider, notification webhook and
+//! call state.
 //!
 //! - [`model`]: the beta `call` resource and everything it references, participants,
 //!   operations and `commsNotifications`. Unknown properties and explicit `null`s survive a
@@ -10,6 +12,40 @@
 //! - [`validate_create_call`]: the service's checks of a create-call request, the scenario it
 //!   asks for and the [`PermissionRequirement`] it needs; errors come as a [`GraphError`] that
 //!   serializes to Graph's error envelope.
+//! - [`client`]: the Graph calling REST API ([`client::GraphClient`]) with a fresh
+//!   `client-request-id` per request, typed errors, retries and timeouts.
+//! - [`token`]: OAuth2 client credentials, cached and refreshed; static tokens for tests.
+//! - [`webhook`]: the axum router that checks callback JWTs and hands notifications on.
+//! - [`calls`]: the bot-facing API: [`CommunicationsClient`], [`CallRequest`] builders,
+//!   incoming calls, and per-call events from a sans-IO [`calls::CallStateMachine`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use signalling::calls::CallEvent;
+//! use signalling::token::SecretString;
+//! use signalling::{CallRequest, CommunicationsClient, CommunicationsSettings, Credentials};
+//!
+//! let settings = CommunicationsSettings::new(
+//!     "app-id",
+//!     "tenant-id",
+//!     Credentials::Secret(SecretString::new("app secret")),
+//!     "https://bot.contoso.com/callback",
+//! );
+//! let client = CommunicationsClient::new(settings)?;
+//! let app = client.webhook_router(); // serve it with axum at the callback URL
+//! # let _ = app;
+//! let mut call = client
+//!     .calls()
+//!     .create(&CallRequest::peer_to_peer("112f7296-5fa4-42ca-bae8-6a692b15d4b8", None))
+//!     .await?;
+//! while let Some(event) = call.next_event().await {
+//!     if let CallEvent::Terminated { result } = event {
+//!         println!("ended: {result:?}");
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ```
 //! use signalling::{ParseMode, Permission, Scenario, parse_call, validate_create_call};

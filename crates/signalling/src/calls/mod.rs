@@ -158,6 +158,9 @@ type ReleaseHook = Box<dyn FnOnce() + Send + 'static>;
 struct CallShared {
     snapshot: Mutex<Snapshot>,
     release: Mutex<Option<ReleaseHook>>,
+    /// Whether a bot holds the event stream; until then events beyond the buffer are
+    /// dropped rather than waited for (a call the bot does not know must not stall).
+    claimed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -399,7 +402,13 @@ fn claim(inner: &Arc<Inner>, id: &CallId, take_events: bool) -> Option<Call> {
     }
     let slot = registry.calls.get_mut(id)?;
     let events = if take_events {
-        slot.unclaimed_events.take()
+        let events = slot.unclaimed_events.take();
+        if events.is_some() {
+            slot.shared
+                .claimed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        events
     } else {
         None
     };
@@ -422,6 +431,7 @@ fn spawn_call(inner: &Arc<Inner>, id: CallId) -> Slot {
     let shared = Arc::new(CallShared {
         snapshot: Mutex::new(Snapshot::default()),
         release: Mutex::new(None),
+        claimed: std::sync::atomic::AtomicBool::new(false),
     });
     let machine = CallStateMachine::new(id.clone(), inner.settings.keep_alive_interval);
     tokio::spawn(run_call(
@@ -490,8 +500,12 @@ async fn run_call(
             shared.release_media();
         }
         for event in produced {
-            // The bot may have dropped its stream; its events are then discarded.
-            let _ = events.send(event).await;
+            if shared.claimed.load(std::sync::atomic::Ordering::Acquire) {
+                // The bot may have dropped its stream; its events are then discarded.
+                let _ = events.send(event).await;
+            } else if events.try_send(event).is_err() {
+                tracing::debug!(call = %id, "event of an unclaimed call dropped");
+            }
         }
         if machine.is_terminated() {
             break;
