@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use signalling::MediaHosting;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::media::{self, MediaLink};
 use crate::notify::{self, Notifier};
 use crate::scenario::{Answer, Lobby, Meeting, Voice};
 use crate::state::{LogKind, Shared, lock};
@@ -118,12 +119,14 @@ pub(crate) struct Member {
     pub participant: Value,
     pub voice: Voice,
     pub is_bot: bool,
+    /// Written by the conference while app-hosted media runs.
+    pub meter: media::Meter,
 }
 
 impl Member {
-    /// The participant's current audio level, 0 to 1 (0 until media runs).
+    /// The participant's current audio level, 0 to 1 (0 without media).
     pub fn level(&self) -> f32 {
-        0.0
+        self.meter.level()
     }
 
     pub fn id(&self) -> &str {
@@ -137,6 +140,8 @@ pub(crate) struct Inner {
     pub last_keep_alive: Instant,
     pub operations: BTreeMap<String, Value>,
     next_source_id: u32,
+    /// App-hosted media, once connected.
+    pub media: Option<MediaLink>,
 }
 
 /// One call.
@@ -212,6 +217,7 @@ impl CallEntry {
                 last_keep_alive: Instant::now(),
                 operations: BTreeMap::new(),
                 next_source_id: 1,
+                media: None,
             }),
             ended: watch::channel(false).0,
         })
@@ -295,9 +301,13 @@ impl CallEntry {
         inner.resource["state"] = json!("terminated");
         inner.resource["resultInfo"] = result.to_json();
         inner.roster.clear();
+        let media = inner.media.take();
         let data = json!({ "state": "terminated", "resultInfo": result.to_json() });
         self.notify_call(shared, &inner, "deleted", data);
         drop(inner);
+        if let Some(link) = media {
+            close_media(shared, &self.id, link);
+        }
         self.ended.send_replace(true);
         shared.log(
             LogKind::Request,
@@ -328,8 +338,10 @@ impl CallEntry {
             participant: participant(id, identity, source_id, in_lobby),
             voice,
             is_bot,
+            meter: media::Meter::default(),
         });
         self.notify_roster(shared, &inner);
+        self.sync_media(shared, &inner);
         source_id
     }
 
@@ -348,6 +360,7 @@ impl CallEntry {
             Value::Array(vec![gone.participant]),
         );
         self.notifier.send(shared, &self.id, notify::body(vec![n]));
+        self.sync_media(shared, &inner);
         let others = inner.roster.iter().filter(|m| !m.is_bot).count();
         let is_meeting = inner.resource["meetingInfo"].is_object();
         drop(inner);
@@ -369,6 +382,7 @@ impl CallEntry {
         m.participant["isInLobby"] = json!(false);
         let bot_admitted = m.is_bot;
         self.notify_roster(shared, &inner);
+        self.sync_media(shared, &inner);
         drop(inner);
         if bot_admitted {
             self.set_state(shared, "established");
@@ -384,6 +398,7 @@ impl CallEntry {
         };
         m.participant["isMuted"] = json!(muted);
         self.notify_roster(shared, &inner);
+        self.sync_media(shared, &inner);
         true
     }
 
@@ -413,6 +428,111 @@ impl CallEntry {
         self.notify_call(shared, &inner, "updated", data);
     }
 
+    /// Tells the conference about a roster change.
+    fn sync_media(&self, shared: &Shared, inner: &Inner) {
+        if let Some(link) = &inner.media {
+            link.set_roster(media::roster_specs(&shared.media, &inner.roster, |e| {
+                shared.log(LogKind::Error, Some(&self.id), e)
+            }));
+        }
+    }
+
+    /// A participant presses a key. With app-hosted media connected the bot hears it as an
+    /// RFC 4733 event; `None` when this call has no media leg to carry it.
+    pub fn send_media_tone(
+        &self,
+        tone: media_endpoint::Tone,
+    ) -> Option<Result<(), media_endpoint::ToneError>> {
+        lock(&self.inner)
+            .media
+            .as_ref()
+            .map(|link| link.send_tone(tone))
+    }
+
+    /// For app-hosted media: connects to the bot's media endpoint (the blob's `mpUri`) and
+    /// waits until the transport is up. On failure the call ends with 500/1005 and this
+    /// returns false; it also returns false when the call ended meanwhile.
+    pub async fn connect_media(self: &Arc<Self>, shared: &Arc<Shared>) -> bool {
+        let (blob, roster) = {
+            let inner = lock(&self.inner);
+            // The resource's media config: the request's, or the answer's for an incoming call.
+            if inner.resource["mediaConfig"]["@odata.type"]
+                != "#microsoft.graph.appHostedMediaConfig"
+            {
+                return true;
+            }
+            let blob = inner.resource["mediaConfig"]["blob"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let roster = media::roster_specs(&shared.media, &inner.roster, |e| {
+                shared.log(LogKind::Error, Some(&self.id), e)
+            });
+            (blob, roster)
+        };
+        let fail = |why: String| {
+            shared.log(LogKind::Error, Some(&self.id), why);
+            self.terminate(shared, &CallResult::BOT_MEDIA_FAILED);
+            false
+        };
+        let blob = match media_session::Blob::parse(&blob) {
+            Ok(b) => b,
+            Err(e) => return fail(format!("the media blob is invalid: {e}")),
+        };
+        let (tx, mut events) = mpsc::channel(256);
+        let link = match shared.media.connect(&blob, roster, tx).await {
+            Ok(link) => link,
+            Err(e) => return fail(format!("media: {e}")),
+        };
+        // The call is established only once media flows, as a conference server does.
+        let up = tokio::time::timeout(MEDIA_CONNECT_TIMEOUT, async {
+            while let Some(ev) = events.recv().await {
+                match ev {
+                    media_endpoint::EndpointEvent::SendStatus(
+                        media_endpoint::SendStatus::Active,
+                    ) => return Ok(()),
+                    media_endpoint::EndpointEvent::StreamFailure(r) => {
+                        return Err(format!("{r:?}"));
+                    }
+                    media_endpoint::EndpointEvent::LegEnded(r) => return Err(format!("{r:?}")),
+                    _ => {}
+                }
+            }
+            Err("the leg ended".to_owned())
+        })
+        .await;
+        match up {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                close_media(shared, &self.id, link);
+                return fail(format!("media did not connect: {why}"));
+            }
+            Err(_) => {
+                close_media(shared, &self.id, link);
+                return fail(format!(
+                    "media did not connect within {MEDIA_CONNECT_TIMEOUT:?}"
+                ));
+            }
+        }
+        let mut inner = lock(&self.inner);
+        if inner.resource["state"] == "terminated" {
+            drop(inner);
+            close_media(shared, &self.id, link);
+            return false;
+        }
+        inner.media = Some(link);
+        // The roster may have changed while the leg connected.
+        self.sync_media(shared, &inner);
+        drop(inner);
+        shared.log(
+            LogKind::Media,
+            Some(&self.id),
+            "media connected to the bot's endpoint".into(),
+        );
+        tokio::spawn(watch_media(shared.clone(), self.clone(), events));
+        true
+    }
+
     /// Waits up to `d` (emulated time); true when the call ended meanwhile.
     async fn wait(&self, shared: &Shared, d: Duration) -> bool {
         let mut rx = self.ended.subscribe();
@@ -422,6 +542,61 @@ impl CallEntry {
         tokio::select! {
             _ = tokio::time::sleep(shared.scaled(d)) => self.is_ended(),
             _ = rx.changed() => true,
+        }
+    }
+}
+
+/// How long app-hosted media may take to connect before the call fails with 500/1005.
+const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ends a media leg off the caller's path: the `DELETE` runs as a task when a runtime is
+/// there (dropping the link ends it locally in any case).
+fn close_media(shared: &Shared, call_id: &str, link: MediaLink) {
+    shared.log(LogKind::Media, Some(call_id), "media leg closed".into());
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(async move {
+                if let Err(e) = link.close().await {
+                    tracing::debug!(error = %e, "closing the media leg");
+                }
+            });
+        }
+        Err(_) => drop(link),
+    }
+}
+
+/// Follows a connected leg: tones from the bot go to the event log; a failed or vanished
+/// leg ends the call with 410/301005.
+async fn watch_media(
+    shared: Arc<Shared>,
+    call: Arc<CallEntry>,
+    mut events: mpsc::Receiver<media_endpoint::EndpointEvent>,
+) {
+    use media_endpoint::{EndReason, EndpointEvent};
+    while let Some(ev) = events.recv().await {
+        match ev {
+            EndpointEvent::ToneReceived(tone) => shared.log(
+                LogKind::Media,
+                Some(&call.id),
+                format!("DTMF {tone} from the bot"),
+            ),
+            EndpointEvent::SendStatus(s) => shared.log(
+                LogKind::Media,
+                Some(&call.id),
+                format!("media send status {s:?}"),
+            ),
+            // Closed: the emulator itself ended the leg (the call is over).
+            EndpointEvent::LegEnded(EndReason::Closed) => return,
+            EndpointEvent::StreamFailure(_) | EndpointEvent::LegEnded(_) => {
+                shared.log(
+                    LogKind::Media,
+                    Some(&call.id),
+                    format!("media lost: {ev:?}"),
+                );
+                call.terminate(&shared, &CallResult::MEDIA_LOST);
+                return;
+            }
+            _ => {}
         }
     }
 }
@@ -496,6 +671,9 @@ pub(crate) async fn run(
                         true,
                         false,
                     );
+                    if !call.connect_media(&shared).await {
+                        return;
+                    }
                     call.set_state(&shared, "established");
                 }
                 answered += 1;
@@ -538,6 +716,9 @@ pub(crate) async fn run(
                 Lobby::EveryoneElse => true,
             };
             call.join(&shared, &my_id, bot_identity, Voice::Silence, true, lobby);
+            if !call.connect_media(&shared).await {
+                return;
+            }
             if !lobby {
                 call.set_state(&shared, "established");
             } else {

@@ -151,6 +151,28 @@ pub(crate) async fn tone(
             .for_request(&headers)
             .into_response();
     };
+    // App-hosted media: the key press travels in the media, as RFC 4733 events.
+    let media_tone = tone
+        .chars()
+        .next()
+        .and_then(media_endpoint::Tone::from_char)
+        .and_then(|t| call.send_media_tone(t));
+    match media_tone {
+        Some(Ok(())) => {
+            shared.log(
+                LogKind::Media,
+                Some(&id),
+                format!("DTMF {tone} from the far side, sent to the bot as RFC 4733"),
+            );
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        Some(Err(e)) => {
+            return ApiError::conflict(format!("The media leg cannot carry the tone: {e}."))
+                .for_request(&headers)
+                .into_response();
+        }
+        None => {}
+    }
     let graph_tone = match tone {
         "*" => "star".to_owned(),
         "#" => "pound".to_owned(),

@@ -11,9 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use signalling::{
-    ErrorReason, GraphError, MediaHosting, ParseMode, Permission, Scenario as CallScenario,
-};
+use signalling::{ErrorReason, GraphError, ParseMode, Permission, Scenario as CallScenario};
 
 use crate::calls::{self, CallEntry, CallResult, Plan, Target, user_identity};
 use crate::errors::{ApiError, graph_error_response};
@@ -122,15 +120,6 @@ pub(crate) async fn create_call(
         Ok(v) => v,
         Err(e) => return graph_error_response(e, &headers),
     };
-    if validated.media == MediaHosting::App {
-        return ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "This emulator build does not connect app-hosted media yet; use serviceHostedMediaConfig.",
-        )
-        .for_request(&headers)
-        .into_response();
-    }
     let missing = validated.required_permissions.missing(&claims.roles);
     if !missing.is_empty() {
         shared.log(
@@ -666,19 +655,14 @@ async fn answer(
         inner.resource["callbackUri"] = json!(cb);
         inner.resource["mediaConfig"] = body["mediaConfig"].clone();
     }
-    if body["mediaConfig"]["@odata.type"] == "#microsoft.graph.appHostedMediaConfig" {
-        return ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "This emulator build does not connect app-hosted media yet; answer with serviceHostedMediaConfig.",
-        )
-        .for_request(headers)
-        .into_response();
-    }
     call.set_state(shared, "establishing");
     let (shared, call) = (shared.clone(), call.clone());
     tokio::spawn(async move {
         tokio::time::sleep(shared.scaled(std::time::Duration::from_millis(100))).await;
+        // The answer's media config (stored above) decides whether media connects.
+        if !call.connect_media(&shared).await {
+            return;
+        }
         call.set_state(&shared, "established");
     });
     StatusCode::ACCEPTED.into_response()

@@ -155,6 +155,7 @@ impl Emulator {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.shared.media.shutdown();
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub ended: Mutex<VecDeque<String>>,
     pub log: Mutex<VecDeque<LogEntry>>,
     pub http: reqwest::Client,
+    /// App-hosted media: the pipeline and conference threads, started on first use.
+    pub media: crate::media::MediaHub,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical
@@ -79,6 +81,7 @@ impl Shared {
                 .no_proxy()
                 .build()
                 .unwrap_or_default(),
+            media: crate::media::MediaHub::new(),
         }
     }
 

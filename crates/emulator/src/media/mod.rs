@@ -1,0 +1,270 @@
+//! Real media for app-hosted calls: the emulator connects to the blob's `mpUri` as the
+//! service side of the leg and behaves like a conference server towards the bot.
+//!
+//! One audio pipeline (one thread) and one conference thread per emulator, started with the
+//! first app-hosted call. Each call gets a pipeline call whose network half is bridged to a
+//! [`ServiceLeg`] and whose bot half the conference thread drives (see [`conference`]).
+
+mod conference;
+mod voice;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use audio_pipeline::mix::{AudioLevel, MixError};
+use audio_pipeline::{
+    AdmissionError, CallConfig, CallHandle, Pipeline, PipelineConfig, Realtime, StartError,
+};
+use media_endpoint::service::{CloseError, ConnectError, ServiceLeg, ServiceLegConfig};
+use media_endpoint::{EndpointEvent, Tone, ToneError};
+use media_session::Blob;
+use tokio::sync::mpsc;
+
+use crate::scenario::Voice;
+use crate::state::lock;
+use conference::{Conference, ConferenceShared, ConferenceThread};
+pub(crate) use voice::VoiceSource;
+
+/// How long a DTMF key press from the dashboard lasts.
+pub(crate) const TONE_DURATION: Duration = Duration::from_millis(160);
+/// Frames the conference may queue ahead of the pipeline: bounds the added delay.
+const SEND_QUEUE_FRAMES: usize = 4;
+/// Levels quieter than this show as 0 on the dashboard.
+const METER_FLOOR_DB: f32 = 60.0;
+
+/// A participant's current audio level for the dashboard, 0 to 1, written by the
+/// conference thread.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Meter(Arc<AtomicU32>);
+
+impl Meter {
+    /// 0 to 1: -60 dBov and below is 0, full scale is 1.
+    pub(crate) fn level(&self) -> f32 {
+        f32::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, level: AudioLevel) {
+        let v = ((METER_FLOOR_DB - f32::from(level.value())) / METER_FLOOR_DB).clamp(0.0, 1.0);
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// One roster entry as the conference sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct ParticipantSpec {
+    /// The participant id.
+    pub key: String,
+    /// `mediaStreams[0].sourceId`: the CSRC the bot sees when this participant speaks.
+    pub source_id: u32,
+    pub voice: VoiceSource,
+    /// Hears the conference (not in the lobby).
+    pub hears: bool,
+    /// Is heard (not in the lobby, not muted).
+    pub heard: bool,
+    pub is_bot: bool,
+    pub meter: Meter,
+}
+
+/// Why media could not be connected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum MediaError {
+    #[error("the emulator's audio pipeline could not start: {0}")]
+    Pipeline(#[from] StartError),
+    #[error("the conference thread could not start: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the audio pipeline refused the call: {0}")]
+    Admission(#[from] AdmissionError),
+    #[error("the mixer could not be built: {0}")]
+    Mixer(#[from] MixError),
+    #[error("the bot's media endpoint could not be connected: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("the emulator has shut down")]
+    ShutDown,
+}
+
+struct Engine {
+    pipeline: Pipeline,
+    conferences: ConferenceThread,
+}
+
+/// The emulator's media side, shared by every call.
+pub(crate) struct MediaHub {
+    engine: Mutex<Option<Engine>>,
+    stopped: std::sync::atomic::AtomicBool,
+    /// WAV voices at 16 kHz, read once per file.
+    wavs: Mutex<HashMap<PathBuf, Arc<[i16]>>>,
+}
+
+impl std::fmt::Debug for MediaHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaHub")
+            .field("started", &lock(&self.engine).is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaHub {
+    pub(crate) fn new() -> Self {
+        Self {
+            engine: Mutex::new(None),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            wavs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Prepares a voice for the conference; a WAV file is read and resampled once.
+    pub(crate) fn prepare(&self, voice: &Voice) -> Result<VoiceSource, voice::VoiceError> {
+        if let Voice::Wav(path) = voice {
+            if let Some(samples) = lock(&self.wavs).get(path) {
+                return Ok(VoiceSource::Wav(Arc::clone(samples)));
+            }
+            let samples = voice::load_16k(path)?;
+            lock(&self.wavs).insert(path.clone(), Arc::clone(&samples));
+            return Ok(VoiceSource::Wav(samples));
+        }
+        VoiceSource::prepare(voice)
+    }
+
+    fn add_call(&self) -> Result<audio_pipeline::Call, MediaError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(MediaError::ShutDown);
+        }
+        let mut engine = lock(&self.engine);
+        if engine.is_none() {
+            let pipeline = Pipeline::start(PipelineConfig {
+                threads: 1,
+                realtime: Realtime::Off,
+                ..PipelineConfig::default()
+            })?;
+            let conferences = ConferenceThread::start().map_err(MediaError::Thread)?;
+            *engine = Some(Engine {
+                pipeline,
+                conferences,
+            });
+        }
+        let Some(e) = engine.as_ref() else {
+            return Err(MediaError::ShutDown);
+        };
+        // The wire SSRC and payload type are the leg's: it renumbers what the pipeline
+        // encodes into the negotiated stream.
+        let mut config = CallConfig::new(0, 111);
+        config.send_active = false;
+        config.send_queue_frames = SEND_QUEUE_FRAMES;
+        Ok(e.pipeline.add_call(config)?)
+    }
+
+    /// Opens the service side of the leg at the blob's `mpUri` and starts mixing for the
+    /// bot with `roster`. `events` hears what the leg reports.
+    pub(crate) async fn connect(
+        &self,
+        blob: &Blob,
+        roster: Vec<ParticipantSpec>,
+        events: mpsc::Sender<EndpointEvent>,
+    ) -> Result<MediaLink, MediaError> {
+        let call = self.add_call()?;
+        let url = format!(
+            "{}/sessions/{}",
+            blob.mp_uri.trim_end_matches('/'),
+            blob.mp_media_session_id.expose()
+        );
+        let leg =
+            ServiceLeg::connect(&url, ServiceLegConfig::default(), call.network, events).await?;
+        let conference = Conference::new(call.bot, roster)?;
+        let shared = conference.shared();
+        match lock(&self.engine).as_ref() {
+            Some(e) => e.conferences.add(conference),
+            None => return Err(MediaError::ShutDown),
+        }
+        Ok(MediaLink {
+            leg,
+            conference: shared,
+            _call: call.handle,
+        })
+    }
+
+    /// Stops the conference thread and the pipeline; later connections are refused.
+    pub(crate) fn shutdown(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let engine = lock(&self.engine).take();
+        if let Some(e) = engine {
+            drop(e.conferences);
+            e.pipeline.shutdown();
+        }
+    }
+}
+
+impl Drop for MediaHub {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One call's media: the leg to the bot, its conference, its pipeline call. Dropping it
+/// ends all three (the endpoint is not told; [`MediaLink::close`] tells it).
+pub(crate) struct MediaLink {
+    leg: ServiceLeg,
+    conference: Arc<ConferenceShared>,
+    _call: CallHandle,
+}
+
+impl std::fmt::Debug for MediaLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaLink")
+            .field("leg", &self.leg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaLink {
+    /// The conference follows this roster from its next tick.
+    pub(crate) fn set_roster(&self, roster: Vec<ParticipantSpec>) {
+        self.conference.set_roster(roster);
+    }
+
+    /// A participant presses a key: RFC 4733 towards the bot.
+    pub(crate) fn send_tone(&self, tone: Tone) -> Result<(), ToneError> {
+        self.leg.send_tone(tone, TONE_DURATION)
+    }
+
+    /// Ends the leg (with a `DELETE` at the endpoint) and the conference.
+    pub(crate) async fn close(self) -> Result<(), CloseError> {
+        self.conference.close();
+        self.leg.close().await
+    }
+}
+
+/// The conference's view of a call's roster. A voice that cannot be prepared (an unreadable
+/// WAV file) is silence, and `on_error` hears why.
+pub(crate) fn roster_specs(
+    hub: &MediaHub,
+    roster: &[crate::calls::Member],
+    mut on_error: impl FnMut(String),
+) -> Vec<ParticipantSpec> {
+    roster
+        .iter()
+        .map(|m| {
+            let p = &m.participant;
+            let voice = hub.prepare(&m.voice).unwrap_or_else(|e| {
+                on_error(format!("{}: {e}; it stays silent", m.voice.describe()));
+                VoiceSource::Silence
+            });
+            let in_lobby = p["isInLobby"] == true;
+            ParticipantSpec {
+                key: m.id().to_owned(),
+                source_id: p["mediaStreams"][0]["sourceId"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                voice,
+                hears: !in_lobby,
+                heard: !in_lobby && p["isMuted"] != true,
+                is_bot: m.is_bot,
+                meter: m.meter.clone(),
+            }
+        })
+        .collect()
+}
