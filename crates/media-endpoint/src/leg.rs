@@ -771,6 +771,7 @@ impl Runner {
             .telephone_event
             .is_some_and(|(pt, _)| pt == h.payload_type)
         {
+            self.stats.on_sequence(h.sequence_number);
             if let Some(tone) = self.dtmf_in.on_packet(h.timestamp, &p.payload) {
                 tracing::debug!(leg = %self.leg.label, %tone, "tone received");
                 self.emit(EndpointEvent::ToneReceived(tone));

@@ -62,8 +62,22 @@ pub(crate) struct InboundStats {
 }
 
 impl InboundStats {
-    /// Records one packet; `arrival_units` is the arrival time in the stream's clock units.
+    /// Records one audio packet; `arrival_units` is the arrival time in the stream's clock
+    /// units.
     pub(crate) fn on_packet(&mut self, seq: u16, rtp_timestamp: u32, arrival_units: i64) {
+        self.on_sequence(seq);
+        let transit = arrival_units - i64::from(rtp_timestamp);
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).unsigned_abs();
+            // J += (|D| - J) / 16, kept scaled by 16 as in RFC 3550 §A.8.
+            self.jitter_x16 = self.jitter_x16 + d - ((self.jitter_x16 + 8) >> 4);
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Records a packet of the same stream that carries no audio timing (a telephone
+    /// event keeps one timestamp for its whole duration), so it counts for loss only.
+    pub(crate) fn on_sequence(&mut self, seq: u16) {
         self.received += 1;
         match self.base_seq {
             None => {
@@ -81,13 +95,6 @@ impl InboundStats {
                 }
             }
         }
-        let transit = arrival_units - i64::from(rtp_timestamp);
-        if let Some(last) = self.last_transit {
-            let d = (transit - last).unsigned_abs();
-            // J += (|D| - J) / 16, kept scaled by 16 as in RFC 3550 §A.8.
-            self.jitter_x16 = self.jitter_x16 + d - ((self.jitter_x16 + 8) >> 4);
-        }
-        self.last_transit = Some(transit);
     }
 
     pub(crate) fn received(&self) -> u64 {
@@ -142,6 +149,13 @@ mod tests {
         }
         assert_eq!(s.received(), 90);
         assert_eq!(s.lost(), 10);
+        // Event packets in the same sequence space fill the gaps they occupy.
+        let mut e = InboundStats::default();
+        e.on_packet(1, 0, 0);
+        e.on_sequence(2);
+        e.on_sequence(3);
+        e.on_packet(4, 960, 960);
+        assert_eq!((e.received(), e.lost()), (4, 0));
         assert_eq!(s.jitter(48_000), Duration::ZERO);
         // Alternating 0 / 10 ms late arrivals give a jitter near 10 ms.
         let mut j = InboundStats::default();
