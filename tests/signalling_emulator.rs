@@ -165,11 +165,10 @@ async fn peer_to_peer_call_with_operations_tones_and_hang_up() {
         })
         .collect();
     assert_eq!(order, ["establishing", "ringing", "established"]);
-    let seen = until(&mut call, "roster of two", |e| {
+    until(&mut call, "roster", |e| {
         matches!(e, CallEvent::RosterChanged(_))
     })
     .await;
-    let _ = seen;
     // The bot joins, then John: wait until both are in.
     while call.roster().len() < 2 {
         until(&mut call, "second participant", |e| {
@@ -244,11 +243,6 @@ async fn peer_to_peer_call_with_operations_tones_and_hang_up() {
     call.change_screen_sharing_role(signalling::client::ScreenSharingRole::Viewer)
         .await
         .unwrap();
-    // A refusal comes back typed.
-    let err = call
-        .change_screen_sharing_role(signalling::client::ScreenSharingRole::Sharer)
-        .await;
-    assert!(err.is_ok());
     let fetched = call.fetch().await.unwrap();
     assert_eq!(fetched.state.get(), Some(&CallState::Established));
 
@@ -514,9 +508,41 @@ async fn invalid_requests_fail_locally_and_service_errors_are_typed() {
         matches!(err, signalling::calls::CreateError::Invalid(_)),
         "{err}"
     );
-    // App-hosted media: the emulator answers 501 for now, as a typed Graph error.
-    let platform =
-        media_session::MediaPlatformSettings::new("http://127.0.0.1:8445/MediaProcessor").unwrap();
+    // Service errors come back typed, with the client-request-id that was sent.
+    let err = h
+        .client
+        .calls()
+        .create(&signalling::CallRequest::join_meeting(
+            "19:meeting_nope@thread.v2",
+            "0",
+            "112f7296-5fa4-42ca-bae8-6a692b15d4b8",
+            DEFAULT_TENANT,
+        ))
+        .await;
+    // An unknown meeting is accepted, then ends: the service says so by notification.
+    let mut call = err.unwrap();
+    until(&mut call, "terminated", |e| {
+        matches!(e, CallEvent::Terminated { .. })
+    })
+    .await;
+    let e = call.mute(None).await.unwrap_err();
+    let g = e.graph().expect("graph error");
+    assert!(g.status == 404 || g.status == 409, "{g:?}");
+    assert!(!g.client_request_id.is_empty() && g.request_id.is_some());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn app_hosted_call_whose_media_never_connects_ends_and_frees_the_session() {
+    let h = start(fast(), None).await;
+    // Nothing listens at this mpUri: the service cannot connect media.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let platform = media_session::MediaPlatformSettings::new(&format!(
+        "http://127.0.0.1:{port}/MediaProcessor"
+    ))
+    .unwrap();
     let session = media_session::MediaSession::new(
         &platform,
         &media_session::AudioSocketSettings::default(),
@@ -524,17 +550,28 @@ async fn invalid_requests_fail_locally_and_service_errors_are_typed() {
     )
     .unwrap();
     let john = h.emu.scenario().users[0].id.clone();
-    let err = h
+    let mut call = h
         .client
         .calls()
         .create(&signalling::CallRequest::peer_to_peer(&john, None).app_hosted(&session))
         .await
-        .unwrap_err();
-    let signalling::calls::CreateError::Api(api) = err else {
-        panic!("{err}")
+        .unwrap();
+    let released = Arc::new(AtomicUsize::new(0));
+    let r = released.clone();
+    call.set_media_release(Box::new(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    }));
+    let sent = call.fetch().await.unwrap();
+    let Some(signalling::model::MediaConfig::AppHosted(config)) = sent.media_config.get() else {
+        panic!("{:?}", sent.media_config)
     };
-    let g = api.graph().expect("graph error");
-    assert!(g.status == 501 || g.status == 201, "{g:?}");
-    assert!(!g.client_request_id.is_empty());
+    let blob = media_session::Blob::parse(config.blob.get().unwrap().as_str()).unwrap();
+    assert_eq!(blob.mp_media_session_id, *session.id());
+    until(&mut call, "terminated", |e| {
+        matches!(e, CallEvent::Terminated { .. })
+    })
+    .await;
+    assert_eq!(subcode(&call), Some((500, 1005)));
+    assert_eq!(released.load(Ordering::SeqCst), 1);
     h.stop().await;
 }
