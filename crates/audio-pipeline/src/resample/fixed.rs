@@ -147,12 +147,15 @@ impl Downsampler48To16 {
         let branches = Branches::new(lp, lead, 1.0);
         let history = branches.len - 1;
         let stride = history + BLOCK;
-        let taps = Taps::new(branches.coefs.iter().enumerate().flat_map(|(r, coefs)| {
-            coefs
-                .iter()
-                .enumerate()
-                .map(move |(j, &c)| (r * stride + j, c))
-        }));
+        let taps = Taps::new(
+            kernel,
+            branches.coefs.iter().enumerate().flat_map(|(r, coefs)| {
+                coefs
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, &c)| (r * stride + j, c))
+            }),
+        );
         Downsampler48To16 {
             kernel,
             phases: vec![0.0; 3 * stride],
@@ -367,7 +370,9 @@ impl Upsampler16To48 {
             kernel,
             history: vec![0.0; history + BLOCK],
             branch_len: branches.len,
-            taps: std::array::from_fn(|s| Taps::new(branches.coefs[s].iter().copied().enumerate())),
+            taps: std::array::from_fn(|s| {
+                Taps::new(kernel, branches.coefs[s].iter().copied().enumerate())
+            }),
             phase_out: std::array::from_fn(|_| vec![0.0; BLOCK]),
             latency,
             scratch_in: vec![0.0; BLOCK],
