@@ -604,7 +604,7 @@ pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
             }
             ev = async { match &remote { Some(t) => t.poll().await, None => std::future::pending().await } } => {
                 match ev {
-                    Some(TrackRemoteEvent::OnRtpPacket(p)) => r.on_rtp(p),
+                    Some(TrackRemoteEvent::OnRtpPacket(p)) => outcome = r.on_rtp(p),
                     Some(TrackRemoteEvent::OnRtcpPacket(p)) => outcome = r.on_rtcp(&p),
                     Some(TrackRemoteEvent::OnEnded) | None => r.remote = None,
                     Some(_) => {}
@@ -710,7 +710,8 @@ impl Runner {
         }
     }
 
-    fn on_rtp(&mut self, p: rtp::Packet) {
+    /// Handles one RTP packet from the peer; returns an outcome when the leg must end.
+    fn on_rtp(&mut self, p: rtp::Packet) -> Option<LegOutcome> {
         let now = Instant::now();
         self.last_heard = now;
         let h = &p.header;
@@ -762,6 +763,10 @@ impl Runner {
                         .inbound_dropped
                         .fetch_add(1, Ordering::Relaxed);
                 }
+                Err(PushError::Removed) => {
+                    // The bot removed the call: nothing is left to carry media for.
+                    return Some(LegOutcome::Ended(EndReason::Closed));
+                }
                 Err(_) => {
                     tracing::debug!(leg = %self.leg.label, len = p.payload.len(), "inbound packet the pipeline cannot carry");
                 }
@@ -779,6 +784,7 @@ impl Runner {
         } else {
             self.unknown_pt += 1;
         }
+        None
     }
 
     /// Handles RTCP from the peer; returns an outcome when the peer said goodbye.
