@@ -26,6 +26,7 @@
 //! ```
 
 mod bot_session;
+pub mod demo;
 mod error;
 mod platform;
 mod socket;

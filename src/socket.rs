@@ -256,6 +256,18 @@ impl AudioSocket {
         }
     }
 
+    /// The next event or frame if one is ready now, without waiting.
+    pub fn poll_item(&mut self) -> Option<AudioSocketItem> {
+        self.drain_events();
+        if let Some(e) = self.pending.pop_front() {
+            return Some(AudioSocketItem::Event(e));
+        }
+        if self.queue {
+            return self.try_recv_frame().map(AudioSocketItem::Frame);
+        }
+        None
+    }
+
     /// How long to sleep before polling for the next frame: until it is due (frames come on
     /// 20 ms ticks, so this wakes about once per frame).
     fn frame_wait(&self) -> Duration {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod blob;
 mod check;
+mod demo;
 mod emulator;
 
 /// The largest input file the CLI reads, in bytes.
@@ -30,6 +31,9 @@ enum Command {
     /// Validates a create-call request: prints the normalized request and the permissions it
     /// needs, or Graph's error and a non-zero exit status.
     Check(check::CheckArgs),
+    /// Runs the demo: a bot against the embedded emulator, two app-hosted calls with real
+    /// media (an echo to measure the loop latency, a meeting with two speakers).
+    Demo(demo::DemoArgs),
     /// Runs the local calling service (Graph API, tokens, notifications, dashboard).
     Emulator(emulator::EmulatorArgs),
 }
@@ -42,6 +46,7 @@ pub fn run() -> ExitCode {
         Command::Blob(args) => blob::run(args),
         Command::Check(args) => check::run(args),
         Command::Emulator(args) => emulator::run(args),
+        Command::Demo(args) => demo::run_demo(args),
     };
     match outcome {
         Ok(code) => code,
