@@ -20,7 +20,7 @@ const FRAME: Duration = Duration::from_millis(20);
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 /// Bot frames kept for echo participants; older ones are dropped so the echo stays prompt
 /// when the pipeline's and the conference's ticks drift apart.
-const HEARD_MAX: usize = 3;
+const HEARD_MAX: usize = 2;
 
 /// What the call's owner shares with the conference thread.
 #[derive(Debug, Default)]

@@ -1,0 +1,601 @@
+//! App-hosted media end to end: the emulator (the local calling service) connects real
+//! WebRTC legs to a bot's `MediaPlatform` over 127.0.0.1 and plays a conference server:
+//! tones, echo, several speakers as CSRCs, DTMF both ways, hang-up, media failures.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use botmedia::pipeline::{PipelineConfig, Realtime};
+use botmedia::session::AudioSocketSettings;
+use botmedia::{
+    AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings,
+    MediaSession, Pcm16K, ReceivedFrame, SendStatus, Tone,
+};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
+use emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
+const ADA: &str = "98da8a1a-1b87-452c-a713-65d3f10b5555";
+const GRACE: &str = "550fae72-d251-43ec-868c-373732c2704f";
+
+/// The machine has 2 cores shared by real-time threads: one media test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Clone, Default)]
+struct Hook(Arc<Mutex<Vec<Value>>>);
+
+async fn callback(State(hook): State<Hook>, body: axum::Json<Value>) -> StatusCode {
+    hook.0.lock().expect("hook lock").push(body.0);
+    StatusCode::ACCEPTED
+}
+
+struct Fixture {
+    emu: Emulator,
+    platform: MediaPlatform,
+    hook: Hook,
+    callback_url: String,
+    http: reqwest::Client,
+    token: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let mut scenario = Scenario::default();
+        scenario.settings.time_scale = 10.0;
+        let emu = Emulator::start(EmulatorConfig {
+            scenario,
+            ..Default::default()
+        })
+        .await
+        .expect("emulator");
+        let mut settings = MediaPlatformSettings::default();
+        settings.pipeline = PipelineConfig {
+            threads: 1,
+            realtime: Realtime::Off,
+            ..PipelineConfig::default()
+        };
+        let platform = MediaPlatform::start(settings).await.expect("platform");
+        let hook = Hook::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let callback_url = format!("http://{}/callback", listener.local_addr().expect("addr"));
+        let app = axum::Router::new()
+            .route("/callback", axum::routing::post(callback))
+            .with_state(hook.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let r: Value = http
+            .post(emu.token_url(DEFAULT_TENANT))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEFAULT_APP_ID),
+                ("client_secret", DEFAULT_APP_SECRET),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("token json");
+        let token = r["access_token"].as_str().expect("access_token").to_owned();
+        Self {
+            emu,
+            platform,
+            hook,
+            callback_url,
+            http,
+            token,
+            server,
+        }
+    }
+
+    fn session(&self) -> MediaSession {
+        self.platform
+            .create_session(AudioSocketSettings::default(), None)
+            .expect("session")
+    }
+
+    /// Creates an app-hosted call to `users` (one: peer-to-peer, more: a group call).
+    async fn call(&self, users: &[&str], media_config: Value) -> String {
+        let targets: Vec<Value> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "@odata.type": "#microsoft.graph.invitationParticipantInfo",
+                    "identity": { "@odata.type": "#microsoft.graph.identitySet",
+                        "user": { "@odata.type": "#microsoft.graph.identity", "id": u } }
+                })
+            })
+            .collect();
+        let body = json!({
+            "@odata.type": "#microsoft.graph.call",
+            "callbackUri": self.callback_url,
+            "targets": targets,
+            "requestedModalities": ["audio"],
+            "mediaConfig": media_config,
+        });
+        let r = self
+            .http
+            .post(format!("{}/communications/calls", self.emu.graph_url()))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create call");
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let call: Value = r.json().await.expect("call json");
+        call["id"].as_str().expect("id").to_owned()
+    }
+
+    fn call_url(&self, id: &str) -> String {
+        format!("{}/communications/calls/{id}", self.emu.graph_url())
+    }
+
+    /// The `sourceId` of the participant who is `user`.
+    async fn source_id(&self, call: &str, user: &str) -> u32 {
+        let list: Value = self
+            .http
+            .get(format!("{}/participants", self.call_url(call)))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("participants")
+            .json()
+            .await
+            .expect("participants json");
+        list["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .find(|p| p["info"]["identity"]["user"]["id"] == user)
+            .and_then(|p| p["mediaStreams"][0]["sourceId"].as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no sourceId for {user} in {list:#}"))
+    }
+
+    async fn dashboard(&self) -> Value {
+        self.http
+            .get(format!("{}/emulator/state", self.emu.base_url()))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("state json")
+    }
+
+    /// Waits (bounded) until the call's state is `state`; returns the call resource.
+    async fn wait_state(&self, call: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got: Value = self
+                .http
+                .get(self.call_url(call))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .expect("get call")
+                .json()
+                .await
+                .expect("call json");
+            if got["state"] == state {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "call never reached {state}: {got:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.platform.shutdown().await;
+        self.emu.shutdown().await;
+        self.server.abort();
+        let _ = self.server.await;
+    }
+}
+
+/// Reads the socket for `d`, answering every received frame with `reply(n)` (so what is
+/// sent stays in step with what is received). Returns the frames and events.
+async fn pump(
+    socket: &mut AudioSocket,
+    d: Duration,
+    mut reply: impl FnMut(usize) -> Pcm16K,
+) -> (Vec<ReceivedFrame>, Vec<AudioSocketEvent>) {
+    let deadline = Instant::now() + d;
+    let (mut frames, mut events) = (Vec::new(), Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(AudioSocketItem::Frame(f))) => {
+                // A full queue means the far side stopped draining; the frame is dropped.
+                let _ = socket.send(reply(frames.len()));
+                frames.push(f);
+            }
+            Ok(Some(AudioSocketItem::Event(e))) => events.push(e),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (frames, events)
+}
+
+/// Pumps silence until the socket reports Active (bounded).
+async fn until_active(socket: &mut AudioSocket) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let (_, events) = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
+        if events
+            .iter()
+            .any(|e| *e == AudioSocketEvent::SendStatusChanged(SendStatus::Active))
+        {
+            return;
+        }
+    }
+    panic!("the socket never became active");
+}
+
+fn samples(frames: &[ReceivedFrame]) -> Vec<f64> {
+    frames
+        .iter()
+        .flat_map(|f| f.pcm.samples.iter().map(|&s| f64::from(s)))
+        .collect()
+}
+
+/// Share of the signal's energy at `hz` (Goertzel; 1 for a pure tone at `hz`).
+fn tone_share(x: &[f64], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 16_000.0;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s = v + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let energy: f64 = x.iter().map(|v| v * v).sum();
+    2.0 * power / (x.len() as f64 * energy.max(1e-9))
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        xy += x * y;
+        xx += x * x;
+        yy += y * y;
+    }
+    xy / (xx.sqrt() * yy.sqrt()).max(1e-9)
+}
+
+/// The delay (in samples) at which `received[start..start + len]` best matches `sent`,
+/// searched over `lags`, and the correlation there.
+fn best_lag(
+    sent: &[f64],
+    received: &[f64],
+    start: usize,
+    len: usize,
+    lags: std::ops::Range<usize>,
+) -> (usize, f64) {
+    let win = &received[start..start + len];
+    lags.filter(|&lag| lag <= start)
+        .map(|lag| (lag, correlation(win, &sent[start - lag..start - lag + len])))
+        .fold((0, f64::MIN), |b, c| if c.1 > b.1 { c } else { b })
+}
+
+/// Phase-continuous tone bursts: 20 ms each, the frequency hopping pseudo-randomly
+/// between 300 and 3400 Hz, so every stretch of the signal is unlike every other.
+fn hopping_tone(frames: usize) -> Vec<Pcm16K> {
+    let mut state = 0x2545_f491_u32;
+    let mut phase = 0.0f64;
+    (0..frames)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let hz = 300.0 + f64::from(state % 3100);
+            let mut f = Pcm16K::SILENCE;
+            for s in f.samples.iter_mut() {
+                *s = (6_000.0 * (std::f64::consts::TAU * phase).sin()) as i16;
+                phase = (phase + hz / 16_000.0).fract();
+            }
+            f
+        })
+        .collect()
+}
+
+async fn hang_up_and_see_the_socket_end(f: &Fixture, call: &str, socket: &mut AudioSocket) {
+    let r = f
+        .http
+        .delete(f.call_url(call))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    let (_, events) = pump(socket, Duration::from_secs(10), |_| Pcm16K::SILENCE).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AudioSocketEvent::Ended(_))),
+        "the leg ends when the bot hangs up: {events:?}"
+    );
+    assert!(socket.is_ended());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), socket.next())
+            .await
+            .expect("the socket is finished")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_john_hears_his_tone_with_his_source_id_and_carries_dtmf_both_ways() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::start().await;
+    let mut session = f.session();
+    let call = f.call(&[JOHN], session.app_hosted_media_config()).await;
+    let socket = session.audio_socket();
+    until_active(socket).await;
+    f.wait_state(&call, "established").await;
+    let john = f.source_id(&call, JOHN).await;
+
+    let (frames, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
+    assert!(frames.len() >= 80, "{} frames in 2 s", frames.len());
+    let tail = &frames[frames.len() - 40..];
+    let x = samples(tail);
+    // Per 100 ms window (44 cycles of 440 Hz): a jitter buffer dropping or stretching a
+    // frame breaks the phase once in a while, which a whole-signal Goertzel would punish.
+    let shares: Vec<f64> = x
+        .chunks_exact(1_600)
+        .map(|w| tone_share(w, 440.0))
+        .collect();
+    let clean = shares.iter().filter(|s| **s > 0.95).count();
+    assert!(
+        clean * 4 >= shares.len() * 3,
+        "440 Hz holds most of the energy in most windows: {shares:.3?}"
+    );
+
+    assert!(tone_share(&x, 660.0) < 0.01, "and no 660 Hz");
+    assert!(
+        tail.iter()
+            .all(|f| f.active_speakers.ids() == [john] && !f.is_silence),
+        "John ({john}) is the active speaker: {:?}",
+        tail.last()
+    );
+    let level = tail.last().and_then(|f| f.active_speakers.levels()[0]);
+    assert!(
+        level.is_some_and(|l| (10..=17).contains(&l)),
+        "a -12 dBFS tone is about 15 -dBov, got {level:?}"
+    );
+
+    // The dashboard shows John's level.
+    let state = f.dashboard().await;
+    let c = state["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .find(|c| c["id"] == call.as_str())
+        .expect("call on the dashboard");
+    assert_eq!(c["media"], "app-hosted");
+    let john_level = c["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .find(|p| p["participant"]["info"]["identity"]["user"]["id"] == JOHN)
+        .and_then(|p| p["level"].as_f64())
+        .expect("John's level");
+    assert!(
+        john_level > 0.6,
+        "John's level on the dashboard {john_level}"
+    );
+
+    // DTMF from the far side (the dashboard's keypad) to the bot.
+    let r = f
+        .http
+        .post(format!("{}/emulator/calls/{call}/tone", f.emu.base_url()))
+        .json(&json!({ "tone": "5" }))
+        .send()
+        .await
+        .expect("tone");
+    assert_eq!(r.status(), 204);
+    let (_, events) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
+    assert!(
+        events.contains(&AudioSocketEvent::ToneReceived(Tone::Tone5)),
+        "{events:?}"
+    );
+    // And from the bot to the service: it shows in the event log.
+    socket
+        .send_dtmf(Tone::Pound, Duration::from_millis(120))
+        .expect("send dtmf");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
+        let log = f.dashboard().await["log"].clone();
+        if log
+            .as_array()
+            .expect("log")
+            .iter()
+            .any(|e| e["text"] == "DTMF # from the bot")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no tone in the log: {log:#}");
+    }
+
+    hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    drop(session);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_echoes_the_bot_and_the_round_trip_is_measured() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::start().await;
+    let mut session = f.session();
+    let call = f.call(&[GRACE], session.app_hosted_media_config()).await;
+    let socket = session.audio_socket();
+    until_active(socket).await;
+    let grace = f.source_id(&call, GRACE).await;
+
+    let signal = hopping_tone(400);
+    let (frames, _) = pump(socket, Duration::from_secs(7), |n| {
+        signal.get(n).copied().unwrap_or(Pcm16K::SILENCE)
+    })
+    .await;
+    assert!(frames.len() >= 300, "{} frames", frames.len());
+    let sent: Vec<f64> = signal
+        .iter()
+        .flat_map(|f| f.samples.iter().map(|&s| f64::from(s)))
+        .collect();
+    let received = samples(&frames);
+    // Where the echo is, from a 300 ms window 2 s in, over lags up to 1 s.
+    let (lag, c) = best_lag(&sent, &received, 32_000, 4_800, 0..16_000);
+    assert!(c > 0.8, "echo correlation {c:.3} at {lag} samples");
+    // Then per 40 ms window from 1 s to 6 s, around that lag.
+    let mut delays: Vec<f64> = (16_000..96_000)
+        .step_by(640)
+        .filter(|s| s + 640 <= received.len())
+        .map(|s| best_lag(&sent, &received, s, 640, lag.saturating_sub(960)..lag + 960))
+        .filter(|(_, c)| *c > 0.6)
+        .map(|(l, _)| l as f64 / 16.0)
+        .collect();
+    assert!(delays.len() >= 100, "{} windows matched", delays.len());
+    delays.sort_by(f64::total_cmp);
+    let q = |p: f64| delays[((delays.len() - 1) as f64 * p).round() as usize];
+    eprintln!(
+        "echo round trip through the emulator: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} windows of 40 ms (correlation {c:.3})",
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        delays.len()
+    );
+    assert!(
+        frames[100..]
+            .iter()
+            .filter(|f| !f.is_silence)
+            .all(|f| f.active_speakers.ids() == [grace]),
+        "Grace ({grace}) is the one speaking"
+    );
+
+    hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    drop(session);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::start().await;
+    let mut session = f.session();
+    let call = f
+        .call(&[JOHN, ADA], session.app_hosted_media_config())
+        .await;
+    let socket = session.audio_socket();
+    until_active(socket).await;
+    // Both answer after 300 ms of emulated time; wait for the roster to hold them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = Vec::new();
+    let (john, ada) = loop {
+        let (_, more) = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
+        events.extend(more);
+        let list: Value = f
+            .http
+            .get(format!("{}/participants", f.call_url(&call)))
+            .bearer_auth(&f.token)
+            .send()
+            .await
+            .expect("participants")
+            .json()
+            .await
+            .expect("json");
+        if list["value"].as_array().is_some_and(|a| a.len() == 3) {
+            break (
+                f.source_id(&call, JOHN).await,
+                f.source_id(&call, ADA).await,
+            );
+        }
+        assert!(Instant::now() < deadline, "both users never joined");
+    };
+    let (frames, more) = pump(socket, Duration::from_secs(3), |_| Pcm16K::SILENCE).await;
+    events.extend(more);
+    let tail = &frames[frames.len() - 25..];
+    for fr in tail {
+        let mut ids = fr.active_speakers.ids().to_vec();
+        ids.sort_unstable();
+        let mut want = vec![john, ada];
+        want.sort_unstable();
+        assert_eq!(ids, want, "both speakers are listed");
+    }
+    // Median over 100 ms windows (44 and 66 cycles): robust to a jitter buffer's phase breaks.
+    let x = samples(tail);
+    let median = |hz: f64| {
+        let mut v: Vec<f64> = x.chunks_exact(1_600).map(|w| tone_share(w, hz)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(440.0), median(660.0));
+    assert!(
+        a > 0.4 && b > 0.4,
+        "the mix holds both tones equally: 440 Hz {a:.2}, 660 Hz {b:.2}"
+    );
+    let dominant = events.iter().find_map(|e| match e {
+        AudioSocketEvent::DominantSpeakerChanged { current, .. } => *current,
+        _ => None,
+    });
+    assert!(
+        dominant.is_some_and(|d| d == john || d == ada),
+        "a dominant speaker among {john} and {ada}: {events:?}"
+    );
+
+    hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    drop(session);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_that_cannot_connect_or_goes_away_ends_the_call() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::start().await;
+
+    // The session is gone before the service connects: 500/1005.
+    let gone = f.session();
+    let config = gone.app_hosted_media_config();
+    drop(gone);
+    let call = f.call(&[JOHN], config).await;
+    let ended = f.wait_state(&call, "terminated").await;
+    assert_eq!(ended["resultInfo"]["code"], 500, "{ended:#}");
+    assert_eq!(ended["resultInfo"]["subcode"], 1005);
+
+    // The bot's media disappears mid-call: 410/301005.
+    let mut session = f.session();
+    let call = f.call(&[JOHN], session.app_hosted_media_config()).await;
+    until_active(session.audio_socket()).await;
+    f.wait_state(&call, "established").await;
+    drop(session);
+    let ended = f.wait_state(&call, "terminated").await;
+    assert_eq!(ended["resultInfo"]["code"], 410, "{ended:#}");
+    assert_eq!(ended["resultInfo"]["subcode"], 301005);
+    let notified = f
+        .hook
+        .0
+        .lock()
+        .expect("hook")
+        .iter()
+        .any(|n| n["value"][0]["resourceData"]["resultInfo"]["subcode"] == 301005);
+    assert!(notified, "the bot was told");
+    f.stop().await;
+}
