@@ -240,10 +240,7 @@ async fn until_active(socket: &mut AudioSocket) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let (_, events) = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
-        if events
-            .iter()
-            .any(|e| *e == AudioSocketEvent::SendStatusChanged(SendStatus::Active))
-        {
+        if events.contains(&AudioSocketEvent::SendStatusChanged(SendStatus::Active)) {
             return;
         }
     }
@@ -476,12 +473,17 @@ async fn grace_echoes_the_bot_and_the_round_trip_is_measured() {
     assert!(delays.len() >= 100, "{} windows matched", delays.len());
     delays.sort_by(f64::total_cmp);
     let q = |p: f64| delays[((delays.len() - 1) as f64 * p).round() as usize];
+    let bot = socket.quality().pipeline;
     eprintln!(
-        "echo round trip through the emulator: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} windows of 40 ms (correlation {c:.3})",
+        "echo round trip through the emulator: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} windows of 40 ms (correlation {c:.3}); the bot's jitter buffer holds {} ms (target {} ms), concealed {}, underruns {}",
         q(0.5),
         q(0.99),
         q(1.0),
-        delays.len()
+        delays.len(),
+        bot.buffer_delay().as_millis(),
+        bot.target_delay_ticks / 10_000,
+        bot.concealed,
+        bot.underruns,
     );
     assert!(
         frames[100..]
