@@ -521,6 +521,9 @@ pub(crate) struct Leg {
     pub(crate) shared: Arc<LegShared>,
     pub(crate) settings: LegSettings,
     pub(crate) label: String,
+    /// Marks the session finished; runs before the final event so that whoever sees the
+    /// event also sees the session refuse new legs.
+    pub(crate) on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// How a leg ended.
@@ -967,6 +970,9 @@ impl Runner {
             unknown_payload_types = self.unknown_pt,
             "leg ended"
         );
+        if let Some(on_end) = self.leg.on_end.take() {
+            on_end();
+        }
         self.emit(match outcome {
             LegOutcome::Ended(r) => EndpointEvent::LegEnded(r),
             LegOutcome::Failed(r) => EndpointEvent::StreamFailure(r),

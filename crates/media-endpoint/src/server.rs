@@ -121,16 +121,16 @@ async fn post_offer(
         shared,
         settings: (*st.settings).clone(),
         label: label.clone(),
+        on_end: Some(Box::new({
+            let registry = Arc::clone(&st.registry);
+            move || registry.finish(&id)
+        })),
     };
     if !st.registry.go_live(&id, leg_id, stop_tx.clone()) {
         // Unregistered while negotiating: the leg starts and ends at once.
         let _ = stop_tx.try_send(crate::events::EndReason::Closed);
     }
-    let registry = Arc::clone(&st.registry);
-    tokio::spawn(async move {
-        leg::run(neg, leg).await;
-        registry.finish(&id);
-    });
+    tokio::spawn(leg::run(neg, leg));
     tracing::info!(leg = %label, "leg created");
     let location = format!(
         "{}/sessions/{}/legs/{leg_id}",

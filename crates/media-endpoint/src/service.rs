@@ -243,6 +243,7 @@ impl ServiceLeg {
                 media_timeout: config.media_timeout,
             },
             label: format!("service {}", redacted(&location)),
+            on_end: None,
         };
         let task = tokio::spawn(leg::run(negotiation, leg));
         Ok(ServiceLeg {

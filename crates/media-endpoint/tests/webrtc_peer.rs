@@ -320,7 +320,14 @@ async fn echo_correlates_and_dtmf_flows_both_ways() {
     for w in echoed.windows(2) {
         let (a, b) = (&w[0].packet.header, &w[1].packet.header);
         assert_eq!(b.sequence_number, a.sequence_number.wrapping_add(1));
-        assert_eq!(b.timestamp.wrapping_sub(a.timestamp), 960);
+        // Contiguous 20 ms packets, unless a stall of the test's reflector (a loaded
+        // machine) made the endpoint start a new talkspurt on the clock.
+        let step = b.timestamp.wrapping_sub(a.timestamp);
+        assert!(
+            step == 960 || (b.marker && step > 960 && step < 48_000),
+            "timestamp step {step}, marker {}",
+            b.marker
+        );
     }
     // The path is a packet reflector: every payload comes back unchanged.
     let same = echoed
