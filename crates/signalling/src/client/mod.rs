@@ -388,6 +388,14 @@ mod tests {
         assert_eq!(e.request_id.as_deref(), Some("r-2"));
     }
 
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_tls_client_builds_with_ring_and_the_platform_verifier() {
+        http_client().unwrap();
+        // ring is now the process default: a plain reqwest builder works too.
+        reqwest::Client::builder().build().unwrap();
+    }
+
     #[test]
     fn segments_are_encoded() {
         assert_eq!(segment("id", "a-b_c.9").unwrap(), "a-b_c%2E9");
