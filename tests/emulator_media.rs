@@ -563,6 +563,133 @@ async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
         "a dominant speaker among {john} and {ada}: {events:?}"
     );
 
+    // Ada hangs up (the dashboard's button): only John is left in the mix.
+    let list: Value = f
+        .http
+        .get(format!("{}/participants", f.call_url(&call)))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .expect("participants")
+        .json()
+        .await
+        .expect("json");
+    let ada_pid = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|p| p["info"]["identity"]["user"]["id"] == ADA)
+        .and_then(|p| p["id"].as_str())
+        .expect("Ada's participant id")
+        .to_owned();
+    let r = f
+        .http
+        .post(format!(
+            "{}/emulator/calls/{call}/participants/{ada_pid}/hangup",
+            f.emu.base_url()
+        ))
+        .send()
+        .await
+        .expect("hangup");
+    assert_eq!(r.status(), 204);
+    let (frames, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
+    let tail = &frames[frames.len() - 25..];
+    assert!(
+        tail.iter().all(|f| f.active_speakers.ids() == [john]),
+        "only John is left: {:?}",
+        tail.last()
+    );
+    assert!(tone_share(&samples(&tail[..20]), 660.0) < 0.01);
+
+    hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    drop(session);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_bot_waits_in_the_lobby_in_silence_until_admitted() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::start().await;
+    let meeting = f.emu.scenario().meetings[0].clone();
+    let mut session = f.session();
+    let body = json!({
+        "@odata.type": "#microsoft.graph.call",
+        "callbackUri": f.callback_url,
+        "source": { "@odata.type": "#microsoft.graph.participantInfo",
+            "identity": { "@odata.type": "#microsoft.graph.identitySet",
+                "guest": { "@odata.type": "#microsoft.graph.identity", "displayName": "Guest Bot",
+                    "id": "d7a3b999-17ac-4bca-9e77-e6a730d2ec2e" } } },
+        "requestedModalities": ["audio"],
+        "mediaConfig": session.app_hosted_media_config(),
+        "chatInfo": { "@odata.type": "#microsoft.graph.chatInfo", "threadId": meeting.thread_id, "messageId": "0" },
+        "meetingInfo": { "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+            "organizer": { "@odata.type": "#microsoft.graph.identitySet",
+                "user": { "@odata.type": "#microsoft.graph.identity", "id": meeting.organizer, "tenantId": DEFAULT_TENANT } },
+            "allowConversationWithoutHost": true },
+    });
+    let r = f
+        .http
+        .post(format!("{}/communications/calls", f.emu.graph_url()))
+        .bearer_auth(&f.token)
+        .json(&body)
+        .send()
+        .await
+        .expect("join");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let call: Value = r.json().await.expect("json");
+    let (call, me) = (
+        call["id"].as_str().expect("id").to_owned(),
+        call["myParticipantId"].as_str().expect("me").to_owned(),
+    );
+    let socket = session.audio_socket();
+    until_active(socket).await;
+
+    // In the lobby: media is up, but the bot hears nobody.
+    let (frames, _) = pump(socket, Duration::from_secs(1), |_| Pcm16K::SILENCE).await;
+    assert!(frames.len() >= 40);
+    assert!(
+        frames[10..]
+            .iter()
+            .all(|f| f.active_speakers.is_empty() && f.pcm.peak() < 100),
+        "silence in the lobby: {:?}",
+        frames.last()
+    );
+    let got: Value = f
+        .http
+        .get(f.call_url(&call))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["state"], "establishing", "not established in the lobby");
+
+    // Admitted: the meeting's two speakers are heard.
+    let r = f
+        .http
+        .post(format!(
+            "{}/emulator/calls/{call}/participants/{me}/admit",
+            f.emu.base_url()
+        ))
+        .send()
+        .await
+        .expect("admit");
+    assert_eq!(r.status(), 204);
+    f.wait_state(&call, "established").await;
+    let (john, ada) = (
+        f.source_id(&call, JOHN).await,
+        f.source_id(&call, ADA).await,
+    );
+    let (frames, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
+    let last = frames.last().expect("frames");
+    let mut ids = last.active_speakers.ids().to_vec();
+    ids.sort_unstable();
+    let mut want = vec![john, ada];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+
     hang_up_and_see_the_socket_end(&f, &call, socket).await;
     drop(session);
     f.stop().await;
