@@ -39,7 +39,11 @@ fn participant(id: &str, muted: bool, lobby: bool) -> Value {
 }
 
 fn roster(list: Vec<Value>) -> CommsNotification {
-    note("updated", &format!("{CALL}/participants"), Value::Array(list))
+    note(
+        "updated",
+        &format!("{CALL}/participants"),
+        Value::Array(list),
+    )
 }
 
 fn machine() -> CallStateMachine {
@@ -102,13 +106,18 @@ fn every_state_of_the_life_of_a_call_is_followed() {
                 "resultInfo": { "code": 200, "subcode": 7015, "message": "transferred" } }),
     );
     let e = m.apply(&end, now);
-    assert!(matches!(e.last(), Some(CallEvent::Terminated { result: Some(r) })
-        if r.subcode.get().and_then(|c| c.as_i64()) == Some(7015)));
+    assert!(
+        matches!(e.last(), Some(CallEvent::Terminated { result: Some(r) })
+        if r.subcode.get().and_then(|c| c.as_i64()) == Some(7015))
+    );
     assert!(m.is_terminated());
     // Nothing after terminated: not a state, not a duplicate of terminated, not a roster.
     assert!(m.apply(&end, now).is_empty());
     assert!(m.apply(&state("established"), now).is_empty());
-    assert!(m.apply(&roster(vec![participant("a", false, false)]), now).is_empty());
+    assert!(
+        m.apply(&roster(vec![participant("a", false, false)]), now)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -117,10 +126,17 @@ fn a_deleted_call_without_state_still_ends() {
     let mut m = machine();
     m.apply(&state("established"), now);
     let e = m.apply(
-        &note("deleted", CALL, json!({ "@odata.type": "#microsoft.graph.call" })),
+        &note(
+            "deleted",
+            CALL,
+            json!({ "@odata.type": "#microsoft.graph.call" }),
+        ),
         now,
     );
-    assert!(matches!(e.last(), Some(CallEvent::Terminated { result: None })));
+    assert!(matches!(
+        e.last(),
+        Some(CallEvent::Terminated { result: None })
+    ));
 }
 
 #[test]
@@ -219,7 +235,13 @@ fn operations_complete_once() {
     };
     assert_eq!(m.apply(&op("running"), now).len(), 1);
     let e = m.apply(&op("completed"), now);
-    assert!(matches!(e.as_slice(), [CallEvent::OperationUpdated { status: OperationStatus::Completed, .. }]));
+    assert!(matches!(
+        e.as_slice(),
+        [CallEvent::OperationUpdated {
+            status: OperationStatus::Completed,
+            ..
+        }]
+    ));
     assert!(m.apply(&op("completed"), now).is_empty(), "duplicate");
     assert!(m.apply(&op("running"), now).is_empty(), "late running");
     assert_eq!(
@@ -243,7 +265,9 @@ fn tones_are_delivered_once_per_sequence_id() {
     assert_eq!(m.apply(&tone(1, "tone5"), now).len(), 1);
     assert!(m.apply(&tone(1, "tone5"), now).is_empty());
     let e = m.apply(&tone(2, "pound"), now);
-    assert!(matches!(e.as_slice(), [CallEvent::Tone(t)] if t.tone.get().unwrap().as_str() == "pound"));
+    assert!(
+        matches!(e.as_slice(), [CallEvent::Tone(t)] if t.tone.get().unwrap().as_str() == "pound")
+    );
 }
 
 #[test]
