@@ -1003,7 +1003,42 @@ impl CallHandle {
 
 #[cfg(test)]
 mod tests {
-    use super::path_of;
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let settings = CommunicationsSettings::new(
+            "app",
+            "tenant",
+            Credentials::Secret(SecretString::new("hunter2-app-secret")),
+            "https://bot.contoso.com/cb",
+        );
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        let static_token = CommunicationsSettings::new(
+            "app",
+            "tenant",
+            Credentials::Provider(Arc::new(crate::token::StaticToken::new(
+                "eyJhbGciOi.secret",
+            ))),
+            "https://bot.contoso.com/cb",
+        );
+        assert!(!format!("{static_token:?}").contains("eyJhbGciOi"));
+    }
+
+    #[test]
+    fn notification_url_must_be_a_callback_uri() {
+        let settings = CommunicationsSettings::new(
+            "app",
+            "tenant",
+            Credentials::Secret(SecretString::new("s")),
+            "http://bot.contoso.com/cb",
+        );
+        let http = reqwest::Client::new();
+        assert!(matches!(
+            CommunicationsClient::with_http_client(settings, http),
+            Err(BuildError::NotificationUrl(UriProblem::InsecureHttp))
+        ));
+    }
 
     #[test]
     fn notification_path() {
