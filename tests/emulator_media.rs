@@ -494,6 +494,16 @@ async fn grace_echoes_the_bot_and_the_round_trip_is_measured() {
     );
 
     hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    let log = f.dashboard().await["log"].clone();
+    let closed = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .find(|t| t.starts_with("media leg closed"))
+        .expect("the emulator logs the leg's figures")
+        .to_owned();
+    eprintln!("emulator: {closed}");
     drop(session);
     f.stop().await;
 }

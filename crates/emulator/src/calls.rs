@@ -552,7 +552,18 @@ const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ends a media leg off the caller's path: the `DELETE` runs as a task when a runtime is
 /// there (dropping the link ends it locally in any case).
 fn close_media(shared: &Shared, call_id: &str, link: MediaLink) {
-    shared.log(LogKind::Media, Some(call_id), "media leg closed".into());
+    let st = link.stats();
+    shared.log(
+        LogKind::Media,
+        Some(call_id),
+        format!(
+            "media leg closed: {} packets from the bot, {} frames concealed, jitter buffer {} ms; {} packets to the bot",
+            st.packets_received,
+            st.concealed,
+            st.buffer_delay().as_millis(),
+            st.frames_sent
+        ),
+    );
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
             rt.spawn(async move {

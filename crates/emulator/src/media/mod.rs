@@ -182,7 +182,7 @@ impl MediaHub {
         Ok(MediaLink {
             leg,
             conference: shared,
-            _call: call.handle,
+            call: call.handle,
         })
     }
 
@@ -208,7 +208,7 @@ impl Drop for MediaHub {
 pub(crate) struct MediaLink {
     leg: ServiceLeg,
     conference: Arc<ConferenceShared>,
-    _call: CallHandle,
+    call: CallHandle,
 }
 
 impl std::fmt::Debug for MediaLink {
@@ -228,6 +228,11 @@ impl MediaLink {
     /// A participant presses a key: RFC 4733 towards the bot.
     pub(crate) fn send_tone(&self, tone: Tone) -> Result<(), ToneError> {
         self.leg.send_tone(tone, TONE_DURATION)
+    }
+
+    /// The pipeline call's counters (jitter buffer, concealment, frames both ways).
+    pub(crate) fn stats(&self) -> audio_pipeline::CallStats {
+        self.call.stats()
     }
 
     /// Ends the leg (with a `DELETE` at the endpoint) and the conference.
