@@ -130,7 +130,7 @@ impl Conference {
             });
         }
         for gone in old {
-            gone.meter.set(AudioLevel::SILENCE);
+            gone.meter.clear();
             let _ = self.mixer.remove_source(gone.source_id);
         }
         for p in &self.participants {

@@ -34,6 +34,8 @@ pub(crate) const TONE_DURATION: Duration = Duration::from_millis(160);
 const SEND_QUEUE_FRAMES: usize = 4;
 /// Levels quieter than this show as 0 on the dashboard.
 const METER_FLOOR_DB: f32 = 60.0;
+/// How far a meter falls per 20 ms frame: full scale to zero in one second.
+const METER_FALL_PER_FRAME: f32 = 0.02;
 
 /// A participant's current audio level for the dashboard, 0 to 1, written by the
 /// conference thread.
@@ -46,9 +48,18 @@ impl Meter {
         f32::from_bits(self.0.load(Ordering::Relaxed))
     }
 
+    /// Rises at once, falls by [`METER_FALL_PER_FRAME`]: the dashboard polls twice a
+    /// second, and a meter showing only the last 20 ms would flicker with speech.
     fn set(&self, level: AudioLevel) {
         let v = ((METER_FLOOR_DB - f32::from(level.value())) / METER_FLOOR_DB).clamp(0.0, 1.0);
-        self.0.store(v.to_bits(), Ordering::Relaxed);
+        // One writer (the conference thread): load and store need no compare-exchange.
+        let shown = v.max(self.level() - METER_FALL_PER_FRAME);
+        self.0.store(shown.max(0.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Back to zero at once (the participant left).
+    fn clear(&self) {
+        self.0.store(0f32.to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -272,4 +283,26 @@ pub(crate) fn roster_specs(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_rises_at_once_and_falls_slowly() {
+        let m = Meter::default();
+        m.set(AudioLevel::new(12).expect("level"));
+        assert!((m.level() - 0.8).abs() < 1e-6);
+        m.set(AudioLevel::SILENCE);
+        assert!((m.level() - 0.78).abs() < 1e-6, "{}", m.level());
+        for _ in 0..60 {
+            m.set(AudioLevel::SILENCE);
+        }
+        assert_eq!(m.level(), 0.0);
+        m.set(AudioLevel::new(30).expect("level"));
+        assert!((m.level() - 0.5).abs() < 1e-6);
+        m.clear();
+        assert_eq!(m.level(), 0.0);
+    }
 }
