@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use super::design::LowPass;
-use super::kernel::{Kernel, Taps, fir_accumulate};
+use super::kernel::{Kernel, SymmetricTaps, Taps, fir_accumulate, fir_accumulate_symmetric};
 use super::{ResampleError, f32_to_i16, i16_to_f32};
 
 /// Passband edge of the fixed path's prototype filter.
@@ -96,8 +96,8 @@ pub struct Downsampler48To16 {
     kernel: Kernel,
     /// Taps per branch.
     branch_len: usize,
-    /// All three branches in one tap list over `phases`.
-    taps: Taps,
+    /// All three branches in one symmetric tap list over `phases`.
+    taps: SymmetricTaps,
     /// The de-interleaved input phases one after the other, each `branch_len - 1` samples of
     /// history then a block, so that one kernel call covers all three branches.
     phases: Vec<f32>,
@@ -144,22 +144,32 @@ impl Downsampler48To16 {
         // number of output samples.
         let lead = (3 - (lp.delay() + 3 - 2) % 3) % 3;
         let latency = (lp.delay() + lead - 2) / 3;
-        let branches = Branches::new(lp, lead, 1.0);
-        let history = branches.len - 1;
+        let branch_len = (lp.taps.len() + lead).div_ceil(3);
+        let history = branch_len - 1;
         let stride = history + BLOCK;
-        let taps = Taps::new(
+        // Where prototype tap k lands: branch (k + lead) % 3, reversed within the branch (the
+        // layout `Branches` describes for the upsampler).
+        let offset = |k: usize| {
+            let p = k + lead;
+            (p % 3) * stride + branch_len - 1 - p / 3
+        };
+        let last = lp.taps.len() - 1;
+        let centre = lp.delay();
+        // The prototype is symmetric (h[k] = h[last - k]): one coefficient per mirrored pair.
+        let taps = SymmetricTaps::new(
             kernel,
-            branches.coefs.iter().enumerate().flat_map(|(r, coefs)| {
-                coefs
-                    .iter()
-                    .enumerate()
-                    .map(move |(j, &c)| (r * stride + j, c))
-            }),
+            (0..centre)
+                .map(|k| (offset(k), offset(last - k), lp.taps[k] as f32))
+                .chain(std::iter::once((
+                    offset(centre),
+                    offset(centre),
+                    (lp.taps[centre] / 2.0) as f32,
+                ))),
         );
         Downsampler48To16 {
             kernel,
             phases: vec![0.0; 3 * stride],
-            branch_len: branches.len,
+            branch_len,
             taps,
             carry: [0.0; 2],
             carry_len: 0,
@@ -253,7 +263,7 @@ impl Downsampler48To16 {
             }
             let out = &mut output[written..written + block];
             out.fill(0.0);
-            fir_accumulate(self.kernel, &self.phases, &self.taps, out);
+            fir_accumulate_symmetric(self.kernel, &self.phases, &self.taps, out);
             for phase in self.phases.chunks_exact_mut(stride) {
                 phase.copy_within(block..block + history, 0);
             }

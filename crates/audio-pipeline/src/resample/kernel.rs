@@ -209,50 +209,179 @@ fn scalar(input: &[f32], taps: &Taps, out: &mut [f32]) {
     }
 }
 
+/// The taps of a linear-phase filter as symmetric quads: entry `e` adds
+/// `c0 (x[first] + x[second + lanes]) + c1 (x[first + lanes] + x[second])`, i.e. two pairs of
+/// taps sharing a coefficient, the pairs `lanes` apart so that a tile shares its loads as in
+/// [`Taps`]. Half the multiply-adds of [`Taps`] for the same filter; entries sorted by
+/// increasing magnitude of their larger coefficient, as there.
+pub(crate) struct SymmetricTaps {
+    first: Vec<usize>,
+    second: Vec<usize>,
+    coefs: Vec<[f32; 2]>,
+    lanes: usize,
+    /// Largest offset read + 1.
+    span: usize,
+}
+
+impl SymmetricTaps {
+    /// Taps from `(offset, mirror offset, coefficient)`: each contributes
+    /// `coefficient * (x[offset] + x[mirror])`; an unpaired centre tap `c` at `o` is given as
+    /// `(o, o, c / 2)`. Every item needs an offset of at least `lanes` on one side (true of any
+    /// filter longer than `2 lanes`).
+    ///
+    /// # Panics
+    /// If an item has both offsets below `lanes` (a bug of the caller, which builds the items
+    /// from its own constant design).
+    pub fn new(kernel: Kernel, items: impl IntoIterator<Item = (usize, usize, f32)>) -> Self {
+        let lanes = kernel.lanes();
+        let key = |a: usize, b: usize| (a.min(b), a.max(b));
+        let mut items: Vec<((usize, usize), f32)> = items
+            .into_iter()
+            .filter(|i| i.2 != 0.0)
+            .map(|(a, b, c)| (key(a, b), c))
+            .collect();
+        items.sort_by_key(|i| i.0);
+        let find = |k: (usize, usize)| items.binary_search_by_key(&k, |i| i.0).ok();
+        let mut used = vec![false; items.len()];
+        // (first, second, [c0, c1]) as in the struct's formula.
+        let mut entries: Vec<(usize, usize, [f32; 2])> = Vec::new();
+        for i in 0..items.len() {
+            if used[i] {
+                continue;
+            }
+            used[i] = true;
+            let ((lo, hi), c) = items[i];
+            // Partner: the item one vector along on the low side and back on the high side.
+            let partner = [(lo, hi), (hi, lo)].into_iter().find_map(|(a, b)| {
+                let k = find(key(a + lanes, b.checked_sub(lanes)?))?;
+                (!used[k]).then_some((a, b, k))
+            });
+            match partner {
+                Some((a, b, k)) => {
+                    used[k] = true;
+                    entries.push((a, b - lanes, [c, items[k].1]));
+                }
+                None if hi >= lanes => entries.push((lo, hi - lanes, [c, 0.0])),
+                None => panic!("SymmetricTaps: offsets {lo} and {hi} both below {lanes}"),
+            }
+        }
+        let size = |e: &(usize, usize, [f32; 2])| e.2[0].abs().max(e.2[1].abs());
+        entries.sort_by(|a, b| {
+            size(a)
+                .total_cmp(&size(b))
+                .then((a.0, a.1).cmp(&(b.0, b.1)))
+        });
+        SymmetricTaps {
+            span: entries
+                .iter()
+                .map(|e| e.0.max(e.1) + lanes + 1)
+                .max()
+                .unwrap_or(0),
+            first: entries.iter().map(|e| e.0).collect(),
+            second: entries.iter().map(|e| e.1).collect(),
+            coefs: entries.iter().map(|e| e.2).collect(),
+            lanes,
+        }
+    }
+}
+
+/// [`fir_accumulate`] for [`SymmetricTaps`], with the same contract.
+///
+/// # Panics
+/// As [`fir_accumulate`].
+#[inline]
+pub(crate) fn fir_accumulate_symmetric(
+    kernel: Kernel,
+    input: &[f32],
+    taps: &SymmetricTaps,
+    out: &mut [f32],
+) {
+    if taps.span == 0 || out.is_empty() {
+        return;
+    }
+    assert!(
+        input.len() >= out.len() + taps.span - 1,
+        "fir_accumulate_symmetric: input of {} too short for {} outputs and a span of {}",
+        input.len(),
+        out.len(),
+        taps.span
+    );
+    assert!(
+        kernel == Kernel::Scalar || kernel.lanes() == taps.lanes,
+        "fir_accumulate_symmetric: taps paired {} apart for the {kernel} kernel",
+        taps.lanes
+    );
+    match kernel {
+        Kernel::Scalar => scalar_symmetric(input, taps, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `fir_accumulate`.
+        Kernel::Sse2 => unsafe { x86::sse2::run_symmetric(input, taps, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `fir_accumulate`.
+        Kernel::Avx2Fma => unsafe { x86::avx2::run_symmetric(input, taps, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `fir_accumulate`.
+        Kernel::Avx512 => unsafe { x86::avx512::run_symmetric(input, taps, out) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar_symmetric(input, taps, out),
+    }
+}
+
+/// The reference for [`SymmetricTaps`]: the additions and multiply-adds of the SIMD variants,
+/// in their order.
+fn scalar_symmetric(input: &[f32], taps: &SymmetricTaps, out: &mut [f32]) {
+    let lanes = taps.lanes;
+    let entries = taps.first.iter().zip(&taps.second).zip(&taps.coefs);
+    for (n, o) in out.iter_mut().enumerate() {
+        let mut acc = *o;
+        for ((&i, &k), &[c0, c1]) in entries.clone() {
+            acc += c0 * (input[n + i] + input[n + k + lanes]);
+            acc += c1 * (input[n + i + lanes] + input[n + k]);
+        }
+        *o = acc;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! One module per instruction set. Each processes tiles of `TILE * LANES` outputs, then
     //! tiles of 4, 2 and 1 vectors, then a scalar tail.
 
-    /// Scalar tail shared by the SIMD variants for the last `< LANES` outputs.
-    fn tail(input: &[f32], taps: &super::Taps, out: &mut [f32], from: usize) {
-        super::scalar(&input[from..], taps, &mut out[from..]);
-    }
-
     macro_rules! tiled_fir {
         (
             $name:ident, $feature:literal, $lanes:expr, $tile:expr, $vec:ty,
-            $zero:path, $set1:path, $load:path, $store:path,
+            $zero:path, $set1:path, $load:path, $store:path, $add:path,
             |$b:ident, $x:ident, $acc:ident| $madd:expr
         ) => {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
                 const LANES: usize = $lanes;
+                const TILE: usize = $tile;
 
-                /// `T` vectors of outputs at once: `T` independent accumulator chains, so that
-                /// the multiply-add latency is hidden when `T` is at least latency x pipes.
+                /// `T` vectors of outputs through the pairs: `T` independent accumulator
+                /// chains, so that the multiply-add latency is hidden when `T` is at least
+                /// latency x pipes.
                 ///
                 /// # Safety
                 /// The CPU supports the named target feature; `outp[..T * LANES]` is writable,
-                /// `inp[..T * LANES + max(offsets) + LANES]` readable.
+                /// `inp[..T * LANES + span - 1]` readable.
                 #[target_feature(enable = $feature)]
                 #[inline]
                 unsafe fn tile<const T: usize>(
                     inp: *const f32,
                     outp: *mut f32,
-                    offsets: &[usize],
-                    coefs: &[[f32; 2]],
+                    taps: &super::super::Taps,
                 ) {
                     // SAFETY: every load reads inp[j + a*LANES .. + LANES] with a <= T and
-                    // j <= max(offsets), inside the readable range; stores stay in
+                    // j + LANES < span, inside the readable range; stores stay in
                     // outp[..T * LANES].
                     unsafe {
                         let mut acc: [$vec; T] = [$zero(); T];
                         for a in 0..T {
                             acc[a] = $load(outp.add(a * LANES));
                         }
-                        for (&j, &[c0, c1]) in offsets.iter().zip(coefs) {
+                        for (&j, &[c0, c1]) in taps.offsets.iter().zip(&taps.coefs) {
                             let (b0, b1) = ($set1(c0), $set1(c1));
                             let base = inp.add(j);
                             let mut v = $load(base);
@@ -272,6 +401,74 @@ mod x86 {
                     }
                 }
 
+                /// As [`tile`] for symmetric quads: the two samples sharing a coefficient are
+                /// added first, so a multiply-add serves two taps and the additions run on the
+                /// adder pipes.
+                ///
+                /// # Safety
+                /// As [`tile`].
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn tile_symmetric<const T: usize>(
+                    inp: *const f32,
+                    outp: *mut f32,
+                    taps: &super::super::SymmetricTaps,
+                ) {
+                    // SAFETY: loads read inp[o + a*LANES .. + LANES] for o in {first, second},
+                    // a <= T, and o + LANES < span; stores stay in outp[..T * LANES].
+                    unsafe {
+                        let mut acc: [$vec; T] = [$zero(); T];
+                        for a in 0..T {
+                            acc[a] = $load(outp.add(a * LANES));
+                        }
+                        let entries = taps.first.iter().zip(&taps.second).zip(&taps.coefs);
+                        for ((&i, &k), &[c0, c1]) in entries {
+                            let (b0, b1) = ($set1(c0), $set1(c1));
+                            let (pi, pk) = (inp.add(i), inp.add(k));
+                            let (mut vi, mut vk) = ($load(pi), $load(pk));
+                            for a in 0..T {
+                                let wi = $load(pi.add((a + 1) * LANES));
+                                let wk = $load(pk.add((a + 1) * LANES));
+                                let ($b, $x, $acc) = (b0, $add(vi, wk), acc[a]);
+                                let first = $madd;
+                                let ($b, $x, $acc) = (b1, $add(wi, vk), first);
+                                acc[a] = $madd;
+                                vi = wi;
+                                vk = wk;
+                            }
+                        }
+                        for a in 0..T {
+                            $store(outp.add(a * LANES), acc[a]);
+                        }
+                    }
+                }
+
+                /// Tiles of `TILE`, then 4, 2 and 1 vectors (rather than one vector at a time:
+                /// a single chain waits the full multiply-add latency on every tap); returns
+                /// how many outputs were done, the rest (< LANES) is for the scalar tail.
+                macro_rules! drive {
+                    ($step:ident, $inp:expr, $outp:expr, $len:expr, $taps:expr) => {{
+                        let mut n = 0;
+                        while n + TILE * LANES <= $len {
+                            $step::<TILE>($inp.add(n), $outp.add(n), $taps);
+                            n += TILE * LANES;
+                        }
+                        while n + 4 * LANES <= $len {
+                            $step::<4>($inp.add(n), $outp.add(n), $taps);
+                            n += 4 * LANES;
+                        }
+                        if n + 2 * LANES <= $len {
+                            $step::<2>($inp.add(n), $outp.add(n), $taps);
+                            n += 2 * LANES;
+                        }
+                        if n + LANES <= $len {
+                            $step::<1>($inp.add(n), $outp.add(n), $taps);
+                            n += LANES;
+                        }
+                        n
+                    }};
+                }
+
                 /// # Safety
                 /// The CPU supports the named target feature, `taps` are paired `LANES` apart
                 /// and `input.len() >= out.len() + taps.span - 1`.
@@ -281,42 +478,38 @@ mod x86 {
                     taps: &super::super::Taps,
                     out: &mut [f32],
                 ) {
-                    const TILE: usize = $tile;
-                    let (offsets, coefs) = (&taps.offsets[..], &taps.coefs[..]);
-                    let inp = input.as_ptr();
-                    let outp = out.as_mut_ptr();
-                    let len = out.len();
-                    let mut n = 0;
-                    // SAFETY (each call): n + T * LANES <= out.len() is checked first, so the
-                    // tile writes inside `out` and reads below n + T * LANES + max(offsets) +
-                    // LANES <= out.len() + span - 1 <= input.len().
-                    unsafe {
-                        while n + TILE * LANES <= len {
-                            tile::<TILE>(inp.add(n), outp.add(n), offsets, coefs);
-                            n += TILE * LANES;
-                        }
-                        // The rest in smaller tiles rather than one vector at a time: a single
-                        // chain waits the full multiply-add latency on every tap.
-                        while n + 4 * LANES <= len {
-                            tile::<4>(inp.add(n), outp.add(n), offsets, coefs);
-                            n += 4 * LANES;
-                        }
-                        if n + 2 * LANES <= len {
-                            tile::<2>(inp.add(n), outp.add(n), offsets, coefs);
-                            n += 2 * LANES;
-                        }
-                        if n + LANES <= len {
-                            tile::<1>(inp.add(n), outp.add(n), offsets, coefs);
-                            n += LANES;
-                        }
-                    }
-                    super::tail(input, taps, out, n);
+                    // SAFETY: each tile call is preceded by n + T * LANES <= out.len(), so it
+                    // writes inside `out` and reads below out.len() + span - 1 <= input.len().
+                    let n =
+                        unsafe { drive!(tile, input.as_ptr(), out.as_mut_ptr(), out.len(), taps) };
+                    super::super::scalar(&input[n..], taps, &mut out[n..]);
+                }
+
+                /// # Safety
+                /// As [`run`], for symmetric taps.
+                #[target_feature(enable = $feature)]
+                pub(in super::super) unsafe fn run_symmetric(
+                    input: &[f32],
+                    taps: &super::super::SymmetricTaps,
+                    out: &mut [f32],
+                ) {
+                    // SAFETY: as in `run`.
+                    let n = unsafe {
+                        drive!(
+                            tile_symmetric,
+                            input.as_ptr(),
+                            out.as_mut_ptr(),
+                            out.len(),
+                            taps
+                        )
+                    };
+                    super::super::scalar_symmetric(&input[n..], taps, &mut out[n..]);
                 }
             }
         };
     }
 
-    // Tiles: 8 accumulators fill the 16 registers of SSE2/AVX2 with room for the broadcast;
+    // Tiles: 8 accumulators fill the 16 registers of SSE2/AVX2 with room for the broadcasts;
     // AVX-512 has 32, and 10 splits a 320-sample frame into two whole tiles.
     tiled_fir!(
         sse2,
@@ -328,6 +521,7 @@ mod x86 {
         _mm_set1_ps,
         _mm_loadu_ps,
         _mm_storeu_ps,
+        _mm_add_ps,
         |b, x, acc| _mm_add_ps(acc, _mm_mul_ps(b, x))
     );
 
@@ -341,6 +535,7 @@ mod x86 {
         _mm256_set1_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
+        _mm256_add_ps,
         |b, x, acc| _mm256_fmadd_ps(b, x, acc)
     );
 
@@ -354,6 +549,7 @@ mod x86 {
         _mm512_set1_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
+        _mm512_add_ps,
         |b, x, acc| _mm512_fmadd_ps(b, x, acc)
     );
 }
