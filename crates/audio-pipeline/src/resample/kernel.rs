@@ -596,6 +596,78 @@ mod tests {
         }
     }
 
+    /// The symmetric variants agree with their scalar twin, and the quads compute the filter
+    /// they were given: a symmetric FIR applied directly in f64.
+    #[test]
+    fn symmetric_kernels_match_scalar_and_the_direct_filter() {
+        // Odd and even lengths (with and without a centre tap), and a gap between the two
+        // halves as in the downsampler's three-branch layout.
+        for (len, gap) in [(33usize, 0usize), (40, 0), (71, 0), (71, 300), (213, 0)] {
+            for outs in [0usize, 1, 5, 16, 63, 117, 160, 250, 320, 333] {
+                let half = pseudo_random(len.div_ceil(2), 5 + len as u32);
+                let coef = |k: usize| half[k.min(len - 1 - k)];
+                // Tap k reads offset 16 + k on the low half, 16 + gap + k on the high half, so
+                // every offset is at least one vector in (a constructor precondition).
+                let offset = |k: usize| 16 + k + if 2 * k >= len { gap } else { 0 };
+                let items: Vec<(usize, usize, f32)> = (0..len / 2)
+                    .map(|k| (offset(k), offset(len - 1 - k), coef(k)))
+                    .chain((len % 2 == 1).then(|| {
+                        let c = len / 2;
+                        (offset(c), offset(c), coef(c) / 2.0)
+                    }))
+                    .collect();
+                let input = pseudo_random(outs + len + gap + 40, (len * 7 + outs) as u32);
+                let init = pseudo_random(outs, 11);
+                let direct: Vec<f64> = (0..outs)
+                    .map(|n| {
+                        let taps =
+                            (0..len).map(|k| f64::from(coef(k)) * f64::from(input[n + offset(k)]));
+                        f64::from(init[n]) + taps.sum::<f64>()
+                    })
+                    .collect();
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                    let taps = SymmetricTaps::new(kernel, items.iter().copied());
+                    let mut reference = init.clone();
+                    fir_accumulate_symmetric(Kernel::Scalar, &input, &taps, &mut reference);
+                    let mut got = init.clone();
+                    fir_accumulate_symmetric(kernel, &input, &taps, &mut got);
+                    for n in 0..outs {
+                        let (g, r, d) = (got[n], reference[n], direct[n]);
+                        assert!(
+                            (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                            "{kernel} len={len} outs={outs} n={n}: {g} vs scalar {r}"
+                        );
+                        assert!(
+                            (f64::from(r) - d).abs() <= 1e-5 * (1.0 + d.abs()),
+                            "{kernel} len={len} outs={outs} n={n}: scalar {r} vs direct {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pairs compute the filter they were given, whatever the pairing left alone.
+    #[test]
+    fn pairs_compute_the_direct_filter() {
+        for len in [1usize, 2, 17, 33, 71] {
+            let coefs = pseudo_random(len, 3 + len as u32);
+            let input = pseudo_random(64 + len + 16, 9);
+            let mut out = vec![0.0f32; 64];
+            let taps = Taps::new(Kernel::Scalar, coefs.iter().copied().enumerate());
+            fir_accumulate(Kernel::Scalar, &input, &taps, &mut out);
+            for (n, o) in out.iter().enumerate() {
+                let d: f64 = (0..len)
+                    .map(|k| f64::from(coefs[k]) * f64::from(input[n + k]))
+                    .sum();
+                assert!(
+                    (f64::from(*o) - d).abs() < 1e-5,
+                    "len={len} n={n}: {o} vs {d}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn detect_returns_an_available_kernel() {
         assert!(Kernel::detect().is_available());
