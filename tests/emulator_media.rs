@@ -13,7 +13,10 @@ use botmedia::{
     AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings,
     MediaSession, Pcm16K, ReceivedFrame, SendStatus, Tone,
 };
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
+use emulator::scenario::{
+    Answer, DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario, User, Voice,
+};
+use emulator::wav::Wav;
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
@@ -44,7 +47,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
-        let mut scenario = Scenario::default();
+        Self::start_with(Scenario::default()).await
+    }
+
+    async fn start_with(mut scenario: Scenario) -> Self {
         scenario.settings.time_scale = 10.0;
         let emu = Emulator::start(EmulatorConfig {
             scenario,
@@ -737,4 +743,61 @@ async fn media_that_cannot_connect_or_goes_away_ends_the_call() {
         .any(|n| n["value"][0]["resourceData"]["resultInfo"]["subcode"] == 301005);
     assert!(notified, "the bot was told");
     f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wav_voice_at_44k1_stereo_is_heard_at_16k() {
+    let _serial = SERIAL.lock().await;
+    // 1.3 s of 700 Hz + 1900 Hz, 44.1 kHz stereo: the emulator loops it, resampled.
+    let dir = std::env::temp_dir().join(format!("botmedia-emu-wav-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("two-tones.wav");
+    let pcm: Vec<i16> = (0..57_330)
+        .flat_map(|n| {
+            let t = f64::from(n) / 44_100.0;
+            let v = 6_000.0 * (std::f64::consts::TAU * 700.0 * t).sin()
+                + 6_000.0 * (std::f64::consts::TAU * 1_900.0 * t).sin();
+            [v as i16, v as i16]
+        })
+        .collect();
+    Wav {
+        sample_rate: 44_100,
+        channels: 2,
+        samples: pcm,
+    }
+    .write(&path)
+    .expect("write wav");
+    const READER: &str = "7f1c0b3e-5a47-4d6e-9a51-3c2f8e0d9b11";
+    let mut scenario = Scenario::default();
+    scenario.users.push(User {
+        id: READER.into(),
+        display_name: "Reader".into(),
+        tenant_id: None,
+        says: Voice::Wav(path.clone()),
+        answer: Answer::AfterMs(300),
+    });
+    let f = Fixture::start_with(scenario).await;
+    let mut session = f.session();
+    let call = f.call(&[READER], session.app_hosted_media_config()).await;
+    let socket = session.audio_socket();
+    until_active(socket).await;
+    let reader = f.source_id(&call, READER).await;
+    let (frames, _) = pump(socket, Duration::from_secs(3), |_| Pcm16K::SILENCE).await;
+    let tail = &frames[frames.len() - 100..];
+    assert!(tail.iter().all(|f| f.active_speakers.ids() == [reader]));
+    let x = samples(tail);
+    let median = |hz: f64| {
+        let mut v: Vec<f64> = x.chunks_exact(1_600).map(|w| tone_share(w, hz)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(700.0), median(1_900.0));
+    assert!(
+        a > 0.4 && b > 0.4 && a + b > 0.9,
+        "the WAV's two tones: 700 Hz {a:.2}, 1900 Hz {b:.2}"
+    );
+    hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    drop(session);
+    f.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
