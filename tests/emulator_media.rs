@@ -394,6 +394,7 @@ async fn a_call_to_john_hears_his_tone_with_his_source_id_and_carries_dtmf_both_
         .find(|c| c["id"] == call.as_str())
         .expect("call on the dashboard");
     assert_eq!(c["media"], "app-hosted");
+    assert_eq!(c["mediaConnected"], true);
     let john_level = c["participants"]
         .as_array()
         .expect("participants")

@@ -55,6 +55,7 @@ pub(crate) async fn state(State(shared): Api) -> Json<Value> {
                 "scenario": scenario,
                 "media": if matches!(c.hosting, signalling::MediaHosting::App) { "app-hosted" } else { "service-hosted" },
                 "result": result,
+                "mediaConnected": inner.media.is_some(),
                 "participants": inner.roster.iter().map(|m| json!({
                     "participant": m.participant,
                     "isBot": m.is_bot,
