@@ -21,6 +21,10 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 /// Bot frames kept for echo participants; older ones are dropped so the echo stays prompt
 /// when the pipeline's and the conference's ticks drift apart.
 const HEARD_MAX: usize = 2;
+/// When the pipeline's tick lands close to the conference's, two bot frames sometimes
+/// arrive in one tick and one then waits a whole tick longer, for good. A backlog that
+/// lasts this many ticks loses a frame: the echo stays one tick behind the bot, not two.
+const BACKLOG_TICKS: u32 = 25;
 
 /// What the call's owner shares with the conference thread.
 #[derive(Debug, Default)]
@@ -64,6 +68,8 @@ pub(crate) struct Conference {
     bot_meter: Option<Meter>,
     mixer: Mixer,
     heard: VecDeque<[i16; SAMPLES_PER_FRAME]>,
+    /// Consecutive ticks that started with more than one bot frame waiting.
+    backlog: u32,
     frame: [i16; SAMPLES_PER_FRAME],
     mix: [i16; SAMPLES_PER_FRAME],
 }
@@ -87,6 +93,7 @@ impl Conference {
             bot_meter: None,
             mixer: Mixer::new(MixerConfig::default())?,
             heard: VecDeque::with_capacity(HEARD_MAX + 1),
+            backlog: 0,
             frame: [0; SAMPLES_PER_FRAME],
             mix: [0; SAMPLES_PER_FRAME],
         };
@@ -161,6 +168,15 @@ impl Conference {
                 self.heard.pop_front();
             }
             self.heard.push_back(f.pcm.samples);
+        }
+        if self.heard.len() > 1 {
+            self.backlog += 1;
+            if self.backlog >= BACKLOG_TICKS {
+                self.heard.pop_front();
+                self.backlog = 0;
+            }
+        } else {
+            self.backlog = 0;
         }
         let bot_frame = self.heard.pop_front();
         if let Some(m) = &self.bot_meter {
