@@ -1,9 +1,11 @@
-//! The fixed 48 kHz <-> 16 kHz path: one polyphase FIR per direction, designed at
-//! construction, run by a [`Kernel`] chosen once.
+//! The fixed 48 kHz <-> 16 kHz path: one polyphase FIR per direction from one prototype
+//! designed once per process, run by a [`Kernel`] chosen once at construction.
 //!
 //! Down by 3: `y[n] = sum_k h[k] x[3n + 2 - k]`. Splitting `k = 3q + r` turns it into three
 //! ordinary FIRs on the de-interleaved input phases `u_r[i] = x[3i + 2 - r]`, so the inner loop
-//! reads contiguous memory and computes only the samples that are kept.
+//! reads contiguous memory and computes only the samples that are kept. All three branches
+//! feed the same output, so the prototype's symmetry `h[k] = h[len - 1 - k]` pairs taps across
+//! them: one multiply per mirrored pair ([`SymmetricTaps`]).
 //! Up by 3: `z[3n + s] = 3 sum_q h[3q + s] x[n - q]`, three FIRs on the same 16 kHz input whose
 //! outputs are interleaved.
 

@@ -4,8 +4,8 @@
 //! construction:
 //!
 //! - the fixed 48 kHz <-> 16 kHz path ([`Downsampler48To16`], [`Upsampler16To48`]): a
-//!   polyphase Kaiser-windowed FIR designed at construction and run on a SIMD [`Kernel`]
-//!   detected once (AVX-512F, AVX2+FMA, SSE2, or the scalar twin every SIMD kernel is tested
+//!   polyphase equiripple FIR designed once per process and run on a SIMD [`Kernel`]
+//!   detected once at construction (AVX-512F, AVX2+FMA, SSE2, or the scalar twin every SIMD kernel is tested
 //!   against);
 //! - any other pair of rates through rubato's synchronous FFT resampler, wrapped with channel
 //!   down/up-mixing and i16 conversion in [`Resampler`], which also routes 48k <-> 16k to the
