@@ -274,6 +274,82 @@ mod tests {
     use super::*;
     use crate::media::VoiceSource;
     use audio_pipeline::{CallConfig, ManualCall, Ticks};
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicU64;
+
+    thread_local! {
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+    }
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+    struct Counting;
+
+    fn counting() -> bool {
+        COUNTING.try_with(Cell::get).unwrap_or(false)
+    }
+
+    // SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+    // counting touches an atomic and a const-initialised thread-local, neither allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if counting() {
+                ALLOCS.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: forwarded with the caller's valid layout.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if counting() {
+                ALLOCS.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if counting() {
+                ALLOCS.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    #[test]
+    fn steady_ticks_do_not_allocate() {
+        let (mut call, halves) = ManualCall::new(CallConfig::new(1, 111)).expect("call");
+        let mut net = halves.network;
+        let wav: Arc<[i16]> = (0..4_000).map(|n| (n % 300) as i16).collect();
+        let roster = vec![
+            spec("bot", 1, VoiceSource::Silence, true),
+            spec("john", 2, tone(440.0), false),
+            spec("grace", 3, VoiceSource::Echo, false),
+            spec("reader", 4, VoiceSource::Wav(wav), false),
+        ];
+        let mut c = Conference::new(halves.bot, roster).expect("conference");
+        let mut now = audio_pipeline::now();
+        // The pipeline tick and packet draining may allocate in the test; only the
+        // conference's own ticks are counted.
+        for _ in 0..200 {
+            COUNTING.with(|f| f.set(true));
+            let alive = c.tick();
+            COUNTING.with(|f| f.set(false));
+            assert!(alive);
+            call.tick(now, false);
+            now += Ticks::from_millis(20);
+            while net.pop_packet().is_some() {}
+        }
+        assert_eq!(
+            ALLOCS.load(Ordering::Relaxed),
+            0,
+            "allocations in conference ticks"
+        );
+    }
 
     fn spec(key: &str, source_id: u32, voice: VoiceSource, is_bot: bool) -> ParticipantSpec {
         ParticipantSpec {
