@@ -155,12 +155,23 @@ pub(crate) fn i16_to_f32(input: &[i16], output: &mut [f32]) {
     }
 }
 
-/// f32 to i16, rounded to nearest and saturating (no wrap-around on overshoot).
+/// f32 to i16, rounded to nearest (ties away from zero) and saturating (no wrap-around on
+/// overshoot).
 pub(crate) fn f32_to_i16(input: &[f32], output: &mut [i16]) {
     for (o, &i) in output.iter_mut().zip(input) {
-        // `as` saturates and maps NaN to 0.
-        *o = (i * 32_768.0).round() as i16;
+        *o = quantise(i * 32_768.0);
     }
+}
+
+/// `x.round() as i16` in a form the compiler vectorises on baseline x86-64 (`round` and
+/// `trunc` are libm calls there, one per sample, which took a third of a 20 ms i16 frame).
+/// Adding the largest float below 0.5 is exact rounding: a sum that lands halfway between two
+/// floats goes to the even one, which is the one above. After the clamp, `as i32` truncates
+/// like `trunc`, and NaN still maps to 0.
+#[inline]
+fn quantise(x: f32) -> i16 {
+    const JUST_BELOW_HALF: f32 = 0.499_999_97;
+    (x + JUST_BELOW_HALF.copysign(x)).clamp(-32_768.0, 32_767.0) as i32 as i16
 }
 
 #[cfg(test)]
@@ -177,6 +188,43 @@ mod tests {
         assert_eq!(SampleRate::new(44_100).map(SampleRate::hz), Ok(44_100));
         assert_eq!(SampleRate::HZ_44100.frames_per_20ms(), Some(882));
         assert_eq!(SampleRate::new(11_025).unwrap().frames_per_20ms(), None);
+    }
+
+    /// The vectorisable conversion is `x.round() as i16` on every half-integer of the i16
+    /// range and the floats around them, on a dense sweep in between, and at the extremes.
+    #[test]
+    fn quantise_is_round_then_saturate() {
+        assert_eq!(0.499_999_97f32, f32::from_bits(0.5f32.to_bits() - 1));
+        let check = |x: f32| assert_eq!(quantise(x), x.round() as i16, "{x:e}");
+        for n in -40_000i32..40_000 {
+            let half = n as f32 + 0.5;
+            for d in -3i32..=3 {
+                check(f32::from_bits(half.to_bits().wrapping_add_signed(d)));
+            }
+            check(n as f32);
+        }
+        let mut s = 12_345u32;
+        for _ in 0..1_000_000 {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            check((s as f32 / u32::MAX as f32 - 0.5) * 80_000.0);
+            check(f32::from_bits(s & 0xc7ff_ffff));
+        }
+        for x in [
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            8_388_607.5,
+            -8_388_608.0,
+            1e20,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ] {
+            check(x);
+        }
     }
 
     #[test]
