@@ -63,6 +63,12 @@ impl CallResult {
         subcode: 8537,
         message: "The call was ended because no keepAlive was received.",
     };
+    /// The bot did not answer an incoming call within 15 s.
+    pub const NOT_ANSWERED_BY_BOT: Self = Self {
+        code: 408,
+        subcode: 10058,
+        message: "The application did not answer the incoming call in time.",
+    };
     /// The meeting does not exist.
     pub const MEETING_NOT_FOUND: Self = Self {
         code: 404,
@@ -111,7 +117,12 @@ pub(crate) enum Plan {
         meeting: Option<(Meeting, Vec<Target>)>,
         as_guest: bool,
     },
+    /// Someone calls the bot: the bot must answer, reject or redirect within the window.
+    Incoming(Target),
 }
+
+/// How long an incoming call waits for the bot's answer (emulated time).
+pub(crate) const INCOMING_WINDOW: Duration = Duration::from_secs(15);
 
 /// One participant in a call's roster besides the JSON Graph shows.
 #[derive(Clone, Debug)]
@@ -140,6 +151,7 @@ pub(crate) struct Inner {
     pub last_keep_alive: Instant,
     pub operations: BTreeMap<String, Value>,
     next_source_id: u32,
+    next_tone_sequence: u64,
     /// App-hosted media, once connected.
     pub media: Option<MediaLink>,
 }
@@ -153,6 +165,8 @@ pub(crate) struct CallEntry {
     pub notifier: Notifier,
     pub inner: Mutex<Inner>,
     ended: watch::Sender<bool>,
+    /// Signalled when the bot answers an incoming call.
+    pub answered: tokio::sync::Notify,
 }
 
 /// An identity set for a scenario user.
@@ -217,9 +231,11 @@ impl CallEntry {
                 last_keep_alive: Instant::now(),
                 operations: BTreeMap::new(),
                 next_source_id: 1,
+                next_tone_sequence: 1,
                 media: None,
             }),
             ended: watch::channel(false).0,
+            answered: tokio::sync::Notify::new(),
         })
     }
 
@@ -421,9 +437,11 @@ impl CallEntry {
 
     /// Sends a call update carrying a tone the bot subscribed to.
     pub fn notify_tone(&self, shared: &Shared, tone: &str) {
-        let inner = lock(&self.inner);
+        let mut inner = lock(&self.inner);
+        let sequence = inner.next_tone_sequence;
+        inner.next_tone_sequence += 1;
         let data = json!({
-            "toneInfo": { "@odata.type": "#microsoft.graph.toneInfo", "sequenceId": 1, "tone": tone }
+            "toneInfo": { "@odata.type": "#microsoft.graph.toneInfo", "sequenceId": sequence, "tone": tone }
         });
         self.notify_call(shared, &inner, "updated", data);
     }
@@ -619,7 +637,9 @@ pub(crate) async fn run(
     plan: Plan,
     bot_identity: Value,
 ) {
-    call.set_state(&shared, "establishing");
+    if !matches!(plan, Plan::Incoming(_)) {
+        call.set_state(&shared, "establishing");
+    }
     let my_id = lock(&call.inner).resource["myParticipantId"]
         .as_str()
         .unwrap_or("")
@@ -708,6 +728,51 @@ pub(crate) async fn run(
                 call.terminate(&shared, &CallResult::NO_ANSWER);
                 return;
             }
+        }
+        Plan::Incoming(caller) => {
+            {
+                let inner = lock(&call.inner);
+                let n = notify::notification(
+                    "created",
+                    &call.resource_url(),
+                    &CallEntry::callback_uri(&inner),
+                    inner.resource.clone(),
+                );
+                call.notifier.send(&shared, &call.id, notify::body(vec![n]));
+            }
+            shared.log(
+                LogKind::Request,
+                Some(&call.id),
+                "incoming call offered to the bot".into(),
+            );
+            let mut ended = call.ended.subscribe();
+            let answered = tokio::select! {
+                _ = call.answered.notified() => true,
+                _ = ended.changed() => return,
+                _ = tokio::time::sleep(shared.scaled(INCOMING_WINDOW)) => false,
+            };
+            if !answered {
+                call.terminate(&shared, &CallResult::NOT_ANSWERED_BY_BOT);
+                return;
+            }
+            call.join(&shared, &my_id, bot_identity, Voice::Silence, true, false);
+            let pid = uuid::Uuid::new_v4().to_string();
+            call.join(
+                &shared,
+                &pid,
+                caller.participant,
+                caller.voice,
+                false,
+                false,
+            );
+            if call.wait(&shared, Duration::from_millis(100)).await {
+                return;
+            }
+            // The answer's media config decides whether media connects.
+            if !call.connect_media(&shared).await {
+                return;
+            }
+            call.set_state(&shared, "established");
         }
         Plan::Meeting { meeting, as_guest } => {
             if call.wait(&shared, Duration::from_millis(100)).await {

@@ -656,15 +656,9 @@ async fn answer(
         inner.resource["mediaConfig"] = body["mediaConfig"].clone();
     }
     call.set_state(shared, "establishing");
-    let (shared, call) = (shared.clone(), call.clone());
-    tokio::spawn(async move {
-        tokio::time::sleep(shared.scaled(std::time::Duration::from_millis(100))).await;
-        // The answer's media config (stored above) decides whether media connects.
-        if !call.connect_media(&shared).await {
-            return;
-        }
-        call.set_state(&shared, "established");
-    });
+    // The call's task joins the roster, connects media per the answer's media config and
+    // moves on to established.
+    call.answered.notify_one();
     StatusCode::ACCEPTED.into_response()
 }
 

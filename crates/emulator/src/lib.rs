@@ -18,6 +18,7 @@ mod dashboard;
 mod errors;
 mod graph;
 pub mod identity;
+mod incoming;
 mod media;
 mod notify;
 pub mod scenario;

@@ -147,6 +147,18 @@ impl Emulator {
         self.shared.call(call_id).map(|c| c.state())
     }
 
+    /// Places a call from a scenario user or phone number (`from`) to the bot: the bot gets a
+    /// `created` notification at `callback_uri` and must answer within 15 s (emulated time).
+    /// `app_id` defaults to the scenario's first app. Returns the call id.
+    pub fn place_incoming_call(
+        &self,
+        from: &str,
+        callback_uri: &str,
+        app_id: Option<&str>,
+    ) -> Result<String, String> {
+        crate::incoming::place(&self.shared, from, app_id, callback_uri).map_err(|e| e.message)
+    }
+
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -200,6 +212,7 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/", get(crate::dashboard::page))
         .route("/emulator/state", get(crate::dashboard::state))
+        .route("/emulator/incoming", post(crate::incoming::handler))
         .route(
             "/emulator/calls/{id}/hangup",
             post(crate::dashboard::hangup_call),
