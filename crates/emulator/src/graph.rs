@@ -469,12 +469,30 @@ pub(crate) async fn call_action(
                 id,
                 op["id"].as_str().unwrap_or("")
             );
+            let token = uuid::Uuid::new_v4().to_string();
+            // What the other side says: the first participant who is not the bot.
+            let voice = lock(&call.inner)
+                .roster
+                .iter()
+                .find(|m| !m.is_bot)
+                .map(|m| m.voice.clone())
+                .unwrap_or_default();
+            let op_id = op["id"].as_str().unwrap_or("").to_owned();
+            if let Err(e) = shared.recordings.record(&id, &op_id, &token, &voice, secs) {
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "generalException",
+                    format!("Cannot record: {e}"),
+                )
+                .for_request(&headers)
+                .into_response();
+            }
             complete_later(
                 &shared,
                 &call,
                 op.clone(),
                 Duration::from_secs(secs),
-                json!({ "completionReason": "maxRecordDurationReached", "recordingLocation": location, "recordingAccessToken": uuid::Uuid::new_v4().to_string() }),
+                json!({ "completionReason": "maxRecordDurationReached", "recordingLocation": location, "recordingAccessToken": token }),
             );
             respond_operation(&op, &call)
         }

@@ -21,6 +21,7 @@ pub mod identity;
 mod incoming;
 mod media;
 mod notify;
+mod recordings;
 pub mod scenario;
 mod server;
 mod state;

@@ -214,6 +214,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/emulator/state", get(crate::dashboard::state))
         .route("/emulator/incoming", post(crate::incoming::handler))
         .route(
+            "/recordings/{call}/{file}",
+            get(crate::recordings::download),
+        )
+        .route(
             "/emulator/calls/{id}/hangup",
             post(crate::dashboard::hangup_call),
         )

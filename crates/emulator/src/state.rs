@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// App-hosted media: the pipeline and conference threads, started on first use.
     pub media: crate::media::MediaHub,
+    /// Recordings of recordResponse operations.
+    pub recordings: crate::recordings::Recordings,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical
@@ -75,6 +77,7 @@ impl Shared {
             identity,
             base_url: OnceLock::new(),
             calls: Mutex::new(BTreeMap::new()),
+            recordings: crate::recordings::Recordings::default(),
             ended: Mutex::new(VecDeque::new()),
             log: Mutex::new(VecDeque::new()),
             http: reqwest::Client::builder()

@@ -467,3 +467,72 @@ async fn meeting_join_sends_the_roster_with_the_bot() {
     );
     f.stop().await;
 }
+
+#[tokio::test]
+async fn record_response_produces_a_downloadable_recording() {
+    let f = Fixture::start(fast()).await;
+    let token = f.access_token().await;
+    let r = f
+        .http
+        .post(format!("{}/communications/calls", f.emu.graph_url()))
+        .bearer_auth(&token)
+        .json(&f.p2p_request("112f7296-5fa4-42ca-bae8-6a692b15d4b8"))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    f.wait_for("established", |v| {
+        v["value"][0]["resourceData"]["state"] == "established"
+    })
+    .await;
+    let r = f
+        .http
+        .post(format!("{location}/recordResponse"))
+        .bearer_auth(&token)
+        .json(&json!({ "maxRecordDurationInSeconds": 2, "clientContext": "rec-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = f
+        .wait_for("record completed", |v| {
+            v["value"][0]["resourceData"]["@odata.type"] == "#microsoft.graph.recordOperation"
+                && v["value"][0]["resourceData"]["status"] == "completed"
+        })
+        .await;
+    let op = &done["value"][0]["resourceData"];
+    assert_eq!(op["clientContext"], "rec-1");
+    let url = op["recordingLocation"].as_str().unwrap();
+    let wav = f
+        .http
+        .get(url)
+        .bearer_auth(op["recordingAccessToken"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wav.status(), 200);
+    let wav = emulator::wav::Wav::parse(&wav.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (wav.sample_rate, wav.channels, wav.samples.len()),
+        (16_000, 1, 32_000)
+    );
+    // John's tone: zero crossings of a 440 Hz sine, 880 a second.
+    let crossings = wav
+        .samples
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    assert!((1700..1820).contains(&crossings), "{crossings}");
+    assert_eq!(f.http.get(url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        f.http
+            .get(url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    f.stop().await;
+}

@@ -6,7 +6,8 @@
 //! [`ServiceLeg`] and whose bot half the conference thread drives (see [`conference`]).
 
 mod conference;
-mod voice;
+pub(crate) mod remote;
+pub(crate) mod voice;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -108,6 +109,8 @@ pub(crate) struct MediaHub {
     stopped: std::sync::atomic::AtomicBool,
     /// WAV voices at 16 kHz, read once per file.
     wavs: Mutex<HashMap<PathBuf, Arc<[i16]>>>,
+    /// People and devices who joined over WebRTC (`/join`).
+    pub(crate) remotes: remote::Remotes,
 }
 
 impl std::fmt::Debug for MediaHub {
@@ -124,6 +127,7 @@ impl MediaHub {
             engine: Mutex::new(None),
             stopped: std::sync::atomic::AtomicBool::new(false),
             wavs: Mutex::new(HashMap::new()),
+            remotes: remote::Remotes::default(),
         }
     }
 
@@ -200,6 +204,7 @@ impl MediaHub {
     /// Stops the conference thread and the pipeline; later connections are refused.
     pub(crate) fn shutdown(&self) {
         self.stopped.store(true, Ordering::Release);
+        self.remotes.shutdown();
         let engine = lock(&self.engine).take();
         if let Some(e) = engine {
             drop(e.conferences);
@@ -264,10 +269,13 @@ pub(crate) fn roster_specs(
         .iter()
         .map(|m| {
             let p = &m.participant;
-            let voice = hub.prepare(&m.voice).unwrap_or_else(|e| {
-                on_error(format!("{}: {e}; it stays silent", m.voice.describe()));
-                VoiceSource::Silence
-            });
+            let voice = match hub.remotes.voice(m.id()) {
+                Some(remote) => VoiceSource::Remote(remote),
+                None => hub.prepare(&m.voice).unwrap_or_else(|e| {
+                    on_error(format!("{}: {e}; it stays silent", m.voice.describe()));
+                    VoiceSource::Silence
+                }),
+            };
             let in_lobby = p["isInLobby"] == true;
             ParticipantSpec {
                 key: m.id().to_owned(),
