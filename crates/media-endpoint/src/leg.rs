@@ -434,6 +434,8 @@ struct RtpTimeline {
     resync: bool,
     /// Producer timestamp to timeline offset, set at each talkspurt start.
     offset: Option<u32>,
+    /// Producer sequence number to timeline offset, for producers that number packets.
+    seq_offset: Option<u16>,
 }
 
 impl RtpTimeline {
@@ -447,6 +449,7 @@ impl RtpTimeline {
             last_audio: None,
             resync: true,
             offset: None,
+            seq_offset: None,
         }
     }
 
@@ -488,6 +491,7 @@ impl RtpTimeline {
             self.catch_up(now);
             self.resync = false;
             self.offset = None;
+            self.seq_offset = None;
         }
         self.last_audio = Some(now);
         let ts = match source_ts {
@@ -503,6 +507,42 @@ impl RtpTimeline {
         };
         self.next_ts = ts.wrapping_add(samples);
         (self.seq(), ts, marker)
+    }
+
+    /// Like [`RtpTimeline::audio`] for a producer that numbers its packets: its sequence
+    /// numbers and timestamps are kept, offset into the timeline, so the gaps, repeats and
+    /// reordering it makes reach the wire. Offsets are set at each talkspurt start.
+    fn audio_numbered(
+        &mut self,
+        samples: u32,
+        source_seq: u16,
+        source_ts: u32,
+        source_marker: bool,
+        now: Instant,
+    ) -> (u16, u32, bool) {
+        let gap = self
+            .last_audio
+            .is_some_and(|t| now.saturating_duration_since(t) > TALKSPURT_GAP);
+        let restart = self.resync || gap || self.seq_offset.is_none() || self.offset.is_none();
+        if restart {
+            self.catch_up(now);
+            self.resync = false;
+            self.offset = Some(self.next_ts.wrapping_sub(source_ts));
+            self.seq_offset = Some(self.next_seq.wrapping_sub(source_seq));
+        }
+        self.last_audio = Some(now);
+        let seq = source_seq.wrapping_add(self.seq_offset.unwrap_or(0));
+        let ts = source_ts.wrapping_add(self.offset.unwrap_or(0));
+        // The timeline moves on only forwards: a repeated or reordered packet keeps its own
+        // numbers without pulling the next ones back.
+        if (seq.wrapping_sub(self.next_seq) as i16) >= 0 {
+            self.next_seq = seq.wrapping_add(1);
+        }
+        let end = ts.wrapping_add(samples);
+        if (end.wrapping_sub(self.next_ts) as i32) > 0 {
+            self.next_ts = end;
+        }
+        (seq, ts, restart || source_marker)
     }
 }
 
@@ -869,9 +909,15 @@ impl Runner {
 
     async fn send_audio(&mut self, audio: OutboundAudio, now: Instant) {
         let samples = opus_packet_samples_48k(&audio.payload).unwrap_or(960);
-        let (seq, ts, marker) =
-            self.timeline
-                .audio(samples, audio.rtp_timestamp, audio.marker, now);
+        let (seq, ts, marker) = match (audio.sequence, audio.rtp_timestamp) {
+            (Some(seq), Some(ts)) => {
+                self.timeline
+                    .audio_numbered(samples, seq, ts, audio.marker, now)
+            }
+            _ => self
+                .timeline
+                .audio(samples, audio.rtp_timestamp, audio.marker, now),
+        };
         let mut header = rtp::header::Header {
             version: 2,
             marker,
@@ -1004,6 +1050,32 @@ mod tests {
         assert!(m2);
         assert_eq!(ts2, tl.wall_ts(later));
         assert_eq!(ts2.wrapping_sub(ts0), 1023 * 48);
+    }
+
+    #[test]
+    fn a_numbering_producer_keeps_its_gaps_repeats_and_order() {
+        let t0 = Instant::now();
+        let mut tl = RtpTimeline::new(t0);
+        let ms = |n| t0 + Duration::from_millis(n);
+        let (s0, ts0, m0) = tl.audio_numbered(960, 100, 96_000, false, ms(0));
+        assert!(m0, "first packet starts a talkspurt");
+        // 101 lost, 103 before 102, 102 twice.
+        let sent: Vec<(u16, u32, bool)> = [(102, 20), (103, 40), (102, 45), (102, 50)]
+            .into_iter()
+            .map(|(seq, at)| {
+                let ts = 96_000 + u32::from(seq - 100) * 960;
+                tl.audio_numbered(960, seq, ts, false, ms(at))
+            })
+            .collect();
+        let rel: Vec<(u16, u32)> = sent
+            .iter()
+            .map(|(s, t, _)| (s.wrapping_sub(s0), t.wrapping_sub(ts0)))
+            .collect();
+        assert_eq!(rel, vec![(2, 1920), (3, 2880), (2, 1920), (2, 1920)]);
+        assert!(sent.iter().all(|(_, _, m)| !m));
+        // The plain path continues after the highest number sent.
+        let (s5, _, _) = tl.audio(960, None, false, ms(60));
+        assert_eq!(s5.wrapping_sub(s0), 4);
     }
 
     #[test]
