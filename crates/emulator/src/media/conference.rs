@@ -55,6 +55,8 @@ struct Participant {
     hears: bool,
     heard: bool,
     meter: Meter,
+    /// This tick's frame, kept for a remote participant's mix minus themself.
+    own: [i16; SAMPLES_PER_FRAME],
 }
 
 /// One call's mixing state, owned by the conference thread.
@@ -72,6 +74,9 @@ pub(crate) struct Conference {
     backlog: u32,
     frame: [i16; SAMPLES_PER_FRAME],
     mix: [i16; SAMPLES_PER_FRAME],
+    /// Everything heard this tick (the bot and every heard participant), for remote
+    /// participants' mixes.
+    total: [i32; SAMPLES_PER_FRAME],
 }
 
 impl std::fmt::Debug for Conference {
@@ -96,6 +101,7 @@ impl Conference {
             backlog: 0,
             frame: [0; SAMPLES_PER_FRAME],
             mix: [0; SAMPLES_PER_FRAME],
+            total: [0; SAMPLES_PER_FRAME],
         };
         c.apply_roster(roster);
         Ok(c)
@@ -134,6 +140,7 @@ impl Conference {
                 hears: spec.hears,
                 heard: spec.heard,
                 meter: spec.meter,
+                own: [0; SAMPLES_PER_FRAME],
             });
         }
         for gone in old {
@@ -183,9 +190,23 @@ impl Conference {
             m.set(bot_frame.map_or(AudioLevel::SILENCE, |f| AudioLevel::of_samples(&f)));
         }
         let bot_audio = bot_frame.as_ref().filter(|_| self.bot_heard);
+        match bot_audio {
+            Some(b) => add(&mut self.total, b, true),
+            None => self.total.fill(0),
+        }
         for p in &mut self.participants {
             p.generator
                 .next(bot_audio.filter(|_| p.hears), &mut self.frame);
+            if p.heard {
+                add(&mut self.total, &self.frame, false);
+            }
+            if p.generator.remote().is_some() {
+                p.own = if p.heard {
+                    self.frame
+                } else {
+                    [0; SAMPLES_PER_FRAME]
+                };
+            }
             let level = if p.heard {
                 self.mixer
                     .push(p.source_id, &self.frame)
@@ -196,6 +217,17 @@ impl Conference {
             p.meter.set(level);
         }
         self.mixer.finish(&mut self.mix);
+        for p in &mut self.participants {
+            let hears = p.hears;
+            if let Some(ear) = p.generator.remote() {
+                // Everyone but themself; in the lobby, silence.
+                for ((o, &t), &own) in self.frame.iter_mut().zip(&self.total).zip(&p.own) {
+                    let v = if hears { t - i32::from(own) } else { 0 };
+                    *o = v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+                }
+                ear.send(&self.frame);
+            }
+        }
         let sent = if self.bot_hears {
             let mut csrcs = Csrcs::new();
             for s in self.mixer.active_speakers() {
@@ -208,6 +240,13 @@ impl Conference {
         };
         // A full queue (the pipeline is behind) drops this frame; a removed call ends here.
         !matches!(sent, Err(SendError::Removed(_)))
+    }
+}
+
+/// `total = frame` (`reset`) or `total += frame`.
+fn add(total: &mut [i32; SAMPLES_PER_FRAME], frame: &[i16; SAMPLES_PER_FRAME], reset: bool) {
+    for (t, &s) in total.iter_mut().zip(frame) {
+        *t = if reset { 0 } else { *t } + i32::from(s);
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) enum VoiceSource {
     },
     /// 16 kHz mono samples, played in a loop.
     Wav(Arc<[i16]>),
+    /// A person or device over WebRTC (see [`super::remote`]).
+    Remote(super::remote::RemoteVoice),
 }
 
 /// Why a WAV voice could not be prepared.
@@ -91,6 +93,8 @@ pub(crate) fn to_16k(samples: &[i16], rate: u32) -> Result<Arc<[i16]>, VoiceErro
 #[derive(Debug)]
 pub(crate) struct Generator {
     source: VoiceSource,
+    /// A remote participant's pipeline call, taken from [`VoiceSource::Remote`].
+    remote: Option<super::remote::RemoteEar>,
     /// Phase in cycles (tone) or position in samples (WAV).
     phase: f64,
     position: usize,
@@ -98,8 +102,13 @@ pub(crate) struct Generator {
 
 impl Generator {
     pub(crate) fn new(source: VoiceSource) -> Self {
+        let remote = match &source {
+            VoiceSource::Remote(r) => r.take(),
+            _ => None,
+        };
         Self {
             source,
+            remote,
             phase: 0.0,
             position: 0,
         }
@@ -130,7 +139,16 @@ impl Generator {
                     self.position = (self.position + 1) % samples.len();
                 }
             }
+            VoiceSource::Remote(_) => match &mut self.remote {
+                Some(ear) => ear.next(out),
+                None => out.fill(0),
+            },
         }
+    }
+
+    /// A remote participant: where what they hear goes.
+    pub(crate) fn remote(&mut self) -> Option<&mut super::remote::RemoteEar> {
+        self.remote.as_mut()
     }
 }
 
