@@ -823,3 +823,88 @@ async fn a_wav_voice_at_44k1_stereo_is_heard_at_16k() {
     f.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_makes_a_participant_speak_a_wav() {
+    let _serial = SERIAL.lock().await;
+    let dir = std::env::temp_dir().join(format!("botmedia-emu-say-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("1900.wav");
+    Wav {
+        sample_rate: 16_000,
+        channels: 1,
+        samples: (0..16_000)
+            .map(|n| {
+                (8_000.0 * (std::f64::consts::TAU * 1_900.0 * f64::from(n) / 16_000.0).sin()) as i16
+            })
+            .collect(),
+    }
+    .write(&path)
+    .expect("write wav");
+    let f = Fixture::start().await;
+    let john = f.emu.scenario().users[0].id.clone();
+    let mut session = f.session();
+    let call = f
+        .call(&[john.as_str()], session.app_hosted_media_config())
+        .await;
+    let socket = session.audio_socket();
+    until_active(socket).await;
+    let state = f.dashboard().await;
+    let pid = state["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == call.as_str())
+        .and_then(|c| c["participants"].as_array())
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["participant"]["info"]["identity"]["user"]["id"] == john.as_str())
+        })
+        .and_then(|p| p["participant"]["id"].as_str())
+        .expect("John in the dashboard")
+        .to_owned();
+    let say = format!(
+        "{}/emulator/calls/{call}/participants/{pid}/say",
+        f.emu.base_url()
+    );
+    // A WAV that does not exist changes nothing.
+    let r = f
+        .http
+        .post(&say)
+        .json(&serde_json::json!({ "wav": "/nonexistent.wav" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = f
+        .http
+        .post(&say)
+        .json(&serde_json::json!({ "tone": 1e9 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (before, _) = pump(socket, Duration::from_secs(1), |_| Pcm16K::SILENCE).await;
+    let x = samples(&before[before.len() - 25..]);
+    assert!(tone_share(&x, 440.0) > 0.5, "John hums 440 Hz first");
+    let r = f
+        .http
+        .post(&say)
+        .json(&serde_json::json!({ "wav": path.to_str().unwrap() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (after, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
+    let x = samples(&after[after.len() - 50..]);
+    assert!(
+        tone_share(&x, 1_900.0) > 0.5,
+        "then says the WAV: {:.2}",
+        tone_share(&x, 1_900.0)
+    );
+    assert!(tone_share(&x, 440.0) < 0.1);
+    hang_up_and_see_the_socket_end(&f, &call, socket).await;
+    drop(session);
+    f.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

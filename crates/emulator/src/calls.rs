@@ -406,6 +406,28 @@ impl CallEntry {
         true
     }
 
+    /// Changes what a participant says (a WAV file, a tone, silence or an echo) from the
+    /// next frame on. The voice is prepared first, so an unreadable WAV changes nothing.
+    pub fn set_voice(
+        &self,
+        shared: &Shared,
+        participant_id: &str,
+        voice: Voice,
+    ) -> Result<(), String> {
+        shared.media.prepare(&voice).map_err(|e| e.to_string())?;
+        let mut inner = lock(&self.inner);
+        let Some(m) = inner
+            .roster
+            .iter_mut()
+            .find(|m| m.id() == participant_id && !m.is_bot)
+        else {
+            return Err("no such participant (or it is the bot)".into());
+        };
+        m.voice = voice;
+        self.sync_media(shared, &inner);
+        Ok(())
+    }
+
     /// Sets a participant's mute flag and tells the bot.
     pub fn set_muted(&self, shared: &Shared, participant_id: &str, muted: bool) -> bool {
         let mut inner = lock(&self.inner);

@@ -187,3 +187,59 @@ pub(crate) async fn tone(
     call.notify_tone(&shared, &graph_tone);
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// `POST /emulator/calls/{id}/participants/{pid}/say` with `{"wav": PATH}`, `{"tone": HZ}`,
+/// `{"silence": true}` or `{"echo": true}`: the participant says that from now on.
+pub(crate) async fn say(
+    State(shared): Api,
+    Path((id, pid)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let call = match call_or_404(&shared, &id, &headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let voice = if let Some(path) = body["wav"].as_str() {
+        crate::scenario::Voice::Wav(path.into())
+    } else if let Some(hz) = body["tone"].as_f64() {
+        crate::scenario::Voice::Tone {
+            hz,
+            dbfs: body["dbfs"].as_f64().unwrap_or(-12.0),
+        }
+    } else if body["echo"] == true {
+        crate::scenario::Voice::Echo
+    } else if body["silence"] == true {
+        crate::scenario::Voice::Silence
+    } else {
+        return ApiError::bad_request(
+            "say what? Give 'wav' (a path), 'tone' (Hz), 'echo' or 'silence'.",
+        )
+        .for_request(&headers)
+        .into_response();
+    };
+    if let crate::scenario::Voice::Tone { hz, dbfs } = &voice
+        && !(hz.is_finite()
+            && (20.0..=7900.0).contains(hz)
+            && dbfs.is_finite()
+            && (-96.0..=0.0).contains(dbfs))
+    {
+        return ApiError::bad_request("'tone' must be 20 to 7900 Hz and 'dbfs' -96 to 0.")
+            .for_request(&headers)
+            .into_response();
+    }
+    let described = voice.describe();
+    match call.set_voice(&shared, &pid, voice) {
+        Ok(()) => {
+            shared.log(
+                LogKind::Media,
+                Some(&id),
+                format!("a participant now says {described}"),
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => ApiError::bad_request(format!("cannot change the voice: {e}"))
+            .for_request(&headers)
+            .into_response(),
+    }
+}

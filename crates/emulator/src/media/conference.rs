@@ -126,10 +126,9 @@ impl Conference {
                 continue;
             }
             let source_id = SourceId(spec.source_id);
-            let generator = match old
-                .iter()
-                .position(|p| p.key == spec.key && p.source_id == source_id)
-            {
+            let generator = match old.iter().position(|p| {
+                p.key == spec.key && p.source_id == source_id && p.generator.speaks(&spec.voice)
+            }) {
                 Some(i) => old.swap_remove(i).generator,
                 None => Generator::new(spec.voice),
             };
