@@ -19,6 +19,7 @@ mod errors;
 mod graph;
 pub mod identity;
 mod incoming;
+mod join;
 mod media;
 mod notify;
 mod recordings;
