@@ -101,6 +101,28 @@ pub(crate) struct Generator {
 }
 
 impl Generator {
+    /// Whether this generator already speaks `voice`; a roster update keeps it (and its
+    /// place in a tone or WAV) only then.
+    pub(crate) fn speaks(&self, voice: &VoiceSource) -> bool {
+        match (&self.source, voice) {
+            (VoiceSource::Silence, VoiceSource::Silence)
+            | (VoiceSource::Echo, VoiceSource::Echo)
+            | (VoiceSource::Remote(_), VoiceSource::Remote(_)) => true,
+            (
+                VoiceSource::Tone {
+                    hz: a,
+                    amplitude: x,
+                },
+                VoiceSource::Tone {
+                    hz: b,
+                    amplitude: y,
+                },
+            ) => a == b && x == y,
+            (VoiceSource::Wav(a), VoiceSource::Wav(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     pub(crate) fn new(source: VoiceSource) -> Self {
         let remote = match &source {
             VoiceSource::Remote(r) => r.take(),
