@@ -211,6 +211,16 @@ fn router(shared: Arc<Shared>) -> Router {
             post(graph::participant_action),
         )
         .route("/", get(crate::dashboard::page))
+        .route("/join", get(crate::join::page))
+        .route("/emulator/calls/{id}/join", post(crate::join::join))
+        .route(
+            "/emulator/calls/{id}/join/{pid}",
+            axum::routing::delete(crate::join::leave),
+        )
+        .route(
+            "/emulator/calls/{id}/join/{pid}/report",
+            post(crate::join::report),
+        )
         .route("/emulator/state", get(crate::dashboard::state))
         .route("/emulator/incoming", post(crate::incoming::handler))
         .route(
