@@ -1,0 +1,270 @@
+//! Shared harness of the browser and device tests: an emulator whose meeting is empty, a
+//! bot that joins it with app-hosted media and plays a tone while recording what it hears.
+
+#![allow(dead_code, reason = "each test binary uses part of the harness")]
+
+use std::time::{Duration, Instant};
+
+use botmedia::pipeline::{PipelineConfig, Realtime};
+use botmedia::session::AudioSocketSettings;
+use botmedia::{AudioSocketItem, MediaPlatform, MediaPlatformSettings, MediaSession, Pcm16K};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Lobby, Scenario};
+use emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// What the bot heard: 16 kHz samples and, per frame, the active speakers.
+#[derive(Debug, Default)]
+pub struct Heard {
+    pub samples: Vec<i16>,
+    pub speakers: Vec<Vec<u32>>,
+}
+
+pub struct Meeting {
+    pub emu: Emulator,
+    pub platform: MediaPlatform,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub call_id: String,
+    stop: watch::Sender<bool>,
+    bot: tokio::task::JoinHandle<Heard>,
+}
+
+/// Starts the emulator (its first meeting emptied, no lobby) and a bot that joins that
+/// meeting and plays `bot_hz` while recording what it hears.
+pub async fn start(bot_hz: f64) -> Meeting {
+    let mut scenario = Scenario::default();
+    scenario.meetings[0].participants.clear();
+    scenario.meetings[0].lobby = Lobby::Nobody;
+    let meeting = scenario.meetings[0].clone();
+    let emu = Emulator::start(EmulatorConfig {
+        scenario,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator");
+    let mut settings = MediaPlatformSettings::default();
+    settings.pipeline = PipelineConfig {
+        threads: 1,
+        realtime: Realtime::Off,
+        ..PipelineConfig::default()
+    };
+    let platform = MediaPlatform::start(settings).await.expect("platform");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let r: Value = http
+        .post(emu.token_url(DEFAULT_TENANT))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEFAULT_APP_ID),
+            ("client_secret", DEFAULT_APP_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let token = r["access_token"].as_str().expect("access_token").to_owned();
+    let session: MediaSession = platform
+        .create_session(AudioSocketSettings::default(), None)
+        .expect("session");
+    // Notifications are not needed: the bot follows its media socket.
+    let body = json!({
+        "@odata.type": "#microsoft.graph.call",
+        "callbackUri": format!("{}/unused-callback", emu.base_url()),
+        "requestedModalities": ["audio"],
+        "mediaConfig": session.app_hosted_media_config(),
+        "chatInfo": { "@odata.type": "#microsoft.graph.chatInfo", "threadId": meeting.thread_id, "messageId": "0" },
+        "meetingInfo": { "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+            "organizer": { "@odata.type": "#microsoft.graph.identitySet",
+                "user": { "@odata.type": "#microsoft.graph.identity", "id": meeting.organizer, "tenantId": DEFAULT_TENANT } },
+            "allowConversationWithoutHost": true },
+    });
+    let r = http
+        .post(format!("{}/communications/calls", emu.graph_url()))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("join the meeting");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let call: Value = r.json().await.expect("call json");
+    let call_id = call["id"].as_str().expect("id").to_owned();
+    let (stop, stopped) = watch::channel(false);
+    let bot = tokio::spawn(run_bot(session, bot_hz, stopped));
+    let m = Meeting {
+        emu,
+        platform,
+        http,
+        token,
+        call_id,
+        stop,
+        bot,
+    };
+    m.wait_established().await;
+    m
+}
+
+/// Answers every received frame with the next 20 ms of the tone, until stopped.
+async fn run_bot(mut session: MediaSession, hz: f64, mut stopped: watch::Receiver<bool>) -> Heard {
+    let socket = session.audio_socket();
+    let mut heard = Heard::default();
+    let mut phase = 0.0f64;
+    loop {
+        tokio::select! {
+            item = socket.next() => match item {
+                Some(AudioSocketItem::Frame(f)) => {
+                    let mut out = Pcm16K::SILENCE;
+                    for s in out.samples.iter_mut() {
+                        *s = (8_000.0 * (std::f64::consts::TAU * phase).sin()) as i16;
+                        phase = (phase + hz / 16_000.0).fract();
+                    }
+                    // Media before Active is discarded; a full queue drops the frame.
+                    let _ = socket.send(out);
+                    heard.samples.extend_from_slice(&f.pcm.samples);
+                    heard.speakers.push(f.active_speakers.ids().to_vec());
+                }
+                Some(AudioSocketItem::Event(_)) => {}
+                None => break,
+            },
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(session);
+    heard
+}
+
+impl Meeting {
+    async fn wait_established(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.emu.call_state(&self.call_id).as_deref() == Some("established") {
+                let state = self.state().await;
+                let call = state["calls"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["id"] == self.call_id.as_str()));
+                if call.is_some_and(|c| c["mediaConnected"] == true) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bot never joined the meeting"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET /emulator/state`.
+    pub async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/emulator/state", self.emu.base_url()))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("state json")
+    }
+
+    /// The roster entry whose display name is `name`, once it is there (bounded).
+    pub async fn wait_participant(&self, name: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let state = self.state().await;
+            let found = state["calls"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["id"] == self.call_id.as_str()))
+                .and_then(|c| c["participants"].as_array())
+                .and_then(|ps| {
+                    ps.iter()
+                        .find(|p| {
+                            p["participant"]["info"]["identity"]["guest"]["displayName"] == name
+                        })
+                        .cloned()
+                });
+            if let Some(p) = found {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "{name} never joined: {state:#}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether the participant is still in the roster.
+    pub async fn has_participant(&self, pid: &str) -> bool {
+        let state = self.state().await;
+        state["calls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == self.call_id.as_str()))
+            .and_then(|c| c["participants"].as_array())
+            .is_some_and(|ps| ps.iter().any(|p| p["participant"]["id"] == pid))
+    }
+
+    /// Log lines of the emulator's event log that contain `needle`.
+    pub async fn log_lines(&self, needle: &str) -> Vec<String> {
+        let state = self.state().await;
+        state["log"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e["text"].as_str())
+                    .filter(|t| t.contains(needle))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops the bot (returning what it heard), the platform and the emulator.
+    pub async fn stop(self) -> Heard {
+        let _ = self.stop.send(true);
+        let heard = self.bot.await.expect("bot task");
+        self.platform.shutdown().await;
+        self.emu.shutdown().await;
+        heard
+    }
+}
+
+/// Share of the signal's energy at `hz` (Goertzel at 16 kHz; 1 for a pure tone at `hz`).
+pub fn tone_share(x: &[i16], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 16_000.0;
+    let (mut s1, mut s2, mut energy) = (0.0, 0.0, 0.0);
+    for &v in x {
+        let v = f64::from(v);
+        let s = v + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+        energy += v * v;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    2.0 * power / (x.len() as f64 * f64::max(energy, 1e-9))
+}
+
+/// RMS level in dBFS.
+pub fn dbfs(x: &[i16]) -> f64 {
+    let e: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    10.0 * (e / x.len().max(1) as f64 / (32_768.0 * 32_768.0) + 1e-12).log10()
+}
+
+/// A mono 16-bit WAV file of a sine tone.
+pub fn write_tone_wav(path: &std::path::Path, hz: f64, rate: u32, seconds: f64, amplitude: f64) {
+    let n = (f64::from(rate) * seconds) as usize;
+    let samples = (0..n)
+        .map(|i| {
+            (amplitude * 32_767.0 * (std::f64::consts::TAU * hz * i as f64 / f64::from(rate)).sin())
+                as i16
+        })
+        .collect();
+    emulator::wav::Wav {
+        sample_rate: rate,
+        channels: 1,
+        samples,
+    }
+    .write(path)
+    .expect("write the WAV file");
+}
