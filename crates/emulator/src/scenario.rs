@@ -116,6 +116,88 @@ pub enum Voice {
     },
     /// A WAV file (PCM 16-bit, any rate, mono or stereo), looped.
     Wav(PathBuf),
+    /// Load testing: sends a pre-encoded Opus loop (no codec work per call; a 1 kHz probe
+    /// leaves on every whole second of the media clock) and only counts what it receives.
+    /// Alone with the bot in a call, it replaces the conference.
+    Load,
+    /// Another voice heard through an impaired network path.
+    Impaired {
+        /// What is said.
+        voice: Box<Voice>,
+        /// What the network does to it on the way to the bot.
+        faults: Faults,
+    },
+}
+
+/// Network faults on the way from a participant to the bot: loss (random or in bursts),
+/// jitter, reordering, duplication, a peer that goes silent or vanishes. Deterministic for
+/// a given `seed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Share of packets lost, in percent.
+    pub loss_percent: f64,
+    /// Mean length of a loss burst in packets (1: independent losses).
+    pub burst_length: f64,
+    /// Each packet is held back by up to this long (uniform), order kept.
+    pub jitter_ms: u32,
+    /// Share of packets sent after the packet that follows them, in percent.
+    pub reorder_percent: f64,
+    /// Share of packets sent twice, in percent.
+    pub duplicate_percent: f64,
+    /// The participant stops sending this long after media starts.
+    pub silent_after_ms: Option<u64>,
+    /// ... for this long (forever when absent).
+    pub silent_for_ms: Option<u64>,
+    /// The participant's media leg ends abruptly this long after media starts (the call
+    /// stays; the bot sees its peer leave).
+    pub vanish_after_ms: Option<u64>,
+    /// Seed of the random choices.
+    pub seed: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            loss_percent: 0.0,
+            burst_length: 1.0,
+            jitter_ms: 0,
+            reorder_percent: 0.0,
+            duplicate_percent: 0.0,
+            silent_after_ms: None,
+            silent_for_ms: None,
+            vanish_after_ms: None,
+            seed: 1,
+        }
+    }
+}
+
+impl Faults {
+    fn check(&self, path: &str) -> Result<(), ScenarioError> {
+        let bad = |field: &str, reason: &str| ScenarioError::Invalid {
+            path: format!("{path}.{field}"),
+            reason: reason.into(),
+        };
+        for (field, v) in [
+            ("loss_percent", self.loss_percent),
+            ("reorder_percent", self.reorder_percent),
+            ("duplicate_percent", self.duplicate_percent),
+        ] {
+            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                return Err(bad(field, "must be between 0 and 100"));
+            }
+        }
+        if !(self.burst_length.is_finite() && (1.0..=1000.0).contains(&self.burst_length)) {
+            return Err(bad("burst_length", "must be between 1 and 1000 packets"));
+        }
+        if self.loss_percent >= 100.0 && self.burst_length > 1.0 {
+            return Err(bad("loss_percent", "must be below 100 with bursts"));
+        }
+        if self.jitter_ms > 1000 {
+            return Err(bad("jitter_ms", "must be at most 1000 ms"));
+        }
+        Ok(())
+    }
 }
 
 impl Voice {
@@ -126,6 +208,31 @@ impl Voice {
             Voice::Echo => "echo".into(),
             Voice::Tone { hz, dbfs } => format!("tone {hz} Hz at {dbfs} dBFS"),
             Voice::Wav(p) => format!("WAV {}", p.display()),
+            Voice::Load => "load (pre-encoded Opus)".into(),
+            Voice::Impaired { voice, .. } => format!("{} over a faulty network", voice.describe()),
+        }
+    }
+
+    /// The voice itself, under any network faults.
+    pub fn base(&self) -> &Voice {
+        match self {
+            Voice::Impaired { voice, .. } => voice.base(),
+            v => v,
+        }
+    }
+
+    fn base_mut(&mut self) -> &mut Voice {
+        match self {
+            Voice::Impaired { voice, .. } => voice.base_mut(),
+            v => v,
+        }
+    }
+
+    /// The network faults on the way to the bot, if any.
+    pub fn faults(&self) -> Option<&Faults> {
+        match self {
+            Voice::Impaired { faults, .. } => Some(faults),
+            _ => None,
         }
     }
 }
@@ -359,7 +466,7 @@ impl Scenario {
             .map(|u| &mut u.says)
             .chain(scenario.phones.iter_mut().map(|p| &mut p.says))
         {
-            if let Voice::Wav(p) = voice
+            if let Voice::Wav(p) = voice.base_mut()
                 && p.is_relative()
             {
                 *p = base.join(&*p);
@@ -503,6 +610,16 @@ impl Scenario {
 }
 
 fn check_voice(v: &Voice, path: &str) -> Result<(), ScenarioError> {
+    if let Voice::Impaired { voice, faults } = v {
+        faults.check(&format!("{path}.impaired.faults"))?;
+        if matches!(**voice, Voice::Impaired { .. }) {
+            return Err(ScenarioError::Invalid {
+                path: format!("{path}.impaired.voice"),
+                reason: "one set of faults per voice".into(),
+            });
+        }
+        return check_voice(voice, &format!("{path}.impaired.voice"));
+    }
     if let Voice::Tone { hz, dbfs } = v {
         if !(hz.is_finite() && (20.0..=7900.0).contains(hz)) {
             return Err(ScenarioError::Invalid {
@@ -581,6 +698,43 @@ mod tests {
         ] {
             let err = Scenario::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn faults_parse_and_are_checked() {
+        let s = Scenario::from_toml(
+            "meetings = []\n[[users]]\nid = \"a\"\ndisplay_name = \"A\"\nsays = { impaired = { voice = \"load\", faults = { loss_percent = 5.0, burst_length = 2.0, jitter_ms = 30 } } }",
+        )
+        .expect("valid");
+        let v = &s.users[0].says;
+        assert_eq!(v.base(), &Voice::Load);
+        let f = v.faults().expect("faults");
+        assert_eq!(
+            (f.loss_percent, f.burst_length, f.jitter_ms, f.seed),
+            (5.0, 2.0, 30, 1)
+        );
+        for (faults, path) in [
+            (
+                "loss_percent = 101.0",
+                "users[0].says.impaired.faults.loss_percent",
+            ),
+            (
+                "burst_length = 0.5",
+                "users[0].says.impaired.faults.burst_length",
+            ),
+            (
+                "jitter_ms = 5000",
+                "users[0].says.impaired.faults.jitter_ms",
+            ),
+        ] {
+            let text = format!(
+                "meetings = []\n[[users]]\nid = \"a\"\ndisplay_name = \"A\"\nsays = {{ impaired = {{ voice = \"load\", faults = {{ {faults} }} }} }}"
+            );
+            match Scenario::from_toml(&text) {
+                Err(ScenarioError::Invalid { path: p, .. }) => assert_eq!(p, path),
+                other => panic!("{faults}: {other:?}"),
+            }
         }
     }
 

@@ -398,6 +398,7 @@ mod tests {
             heard: true,
             is_bot,
             meter: Meter::default(),
+            faults: None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! [`ServiceLeg`] and whose bot half the conference thread drives (see [`conference`]).
 
 mod conference;
+mod faults;
+mod load;
 pub(crate) mod remote;
 pub(crate) mod voice;
 
@@ -78,6 +80,8 @@ pub(crate) struct ParticipantSpec {
     pub heard: bool,
     pub is_bot: bool,
     pub meter: Meter,
+    /// Network faults on the way from this participant to the bot.
+    pub faults: Option<crate::scenario::Faults>,
 }
 
 /// Why media could not be connected.
@@ -94,6 +98,8 @@ pub(crate) enum MediaError {
     Mixer(#[from] MixError),
     #[error("the bot's media endpoint could not be connected: {0}")]
     Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
     #[error("the emulator has shut down")]
     ShutDown,
 }
@@ -133,7 +139,7 @@ impl MediaHub {
 
     /// Prepares a voice for the conference; a WAV file is read and resampled once.
     pub(crate) fn prepare(&self, voice: &Voice) -> Result<VoiceSource, voice::VoiceError> {
-        if let Voice::Wav(path) = voice {
+        if let Voice::Wav(path) = voice.base() {
             if let Some(samples) = lock(&self.wavs).get(path) {
                 return Ok(VoiceSource::Wav(Arc::clone(samples)));
             }
@@ -180,14 +186,40 @@ impl MediaHub {
         roster: Vec<ParticipantSpec>,
         events: mpsc::Sender<EndpointEvent>,
     ) -> Result<MediaLink, MediaError> {
-        let call = self.add_call()?;
         let url = format!(
             "{}/sessions/{}",
             blob.mp_uri.trim_end_matches('/'),
             blob.mp_media_session_id.expose()
         );
-        let leg =
-            ServiceLeg::connect(&url, ServiceLegConfig::default(), call.network, events).await?;
+        let config = ServiceLegConfig::default();
+        let mut others = roster.iter().filter(|p| !p.is_bot);
+        let faults = others.clone().find_map(|p| p.faults.clone());
+        if let (Some(only), None) = (others.next(), others.next())
+            && matches!(only.voice, VoiceSource::Load)
+        {
+            // A load participant alone with the bot: no conference, no codec here.
+            let port = load::LoadPort::new(load::shared_loop()?);
+            let leg = match faults {
+                Some(f) => {
+                    ServiceLeg::connect(&url, config, faults::FaultPort::new(port, &f), events)
+                        .await?
+                }
+                None => ServiceLeg::connect(&url, config, port, events).await?,
+            };
+            return Ok(MediaLink {
+                leg,
+                conference: None,
+                call: None,
+            });
+        }
+        let call = self.add_call()?;
+        let leg = match faults {
+            Some(f) => {
+                let port = faults::FaultPort::new(call.network, &f);
+                ServiceLeg::connect(&url, config, port, events).await?
+            }
+            None => ServiceLeg::connect(&url, config, call.network, events).await?,
+        };
         let conference = Conference::new(call.bot, roster)?;
         let shared = conference.shared();
         match lock(&self.engine).as_ref() {
@@ -196,8 +228,8 @@ impl MediaHub {
         }
         Ok(MediaLink {
             leg,
-            conference: shared,
-            call: call.handle,
+            conference: Some(shared),
+            call: Some(call.handle),
         })
     }
 
@@ -223,8 +255,9 @@ impl Drop for MediaHub {
 /// ends all three (the endpoint is not told; [`MediaLink::close`] tells it).
 pub(crate) struct MediaLink {
     leg: ServiceLeg,
-    conference: Arc<ConferenceShared>,
-    call: CallHandle,
+    /// None for a load participant (no conference, no pipeline call).
+    conference: Option<Arc<ConferenceShared>>,
+    call: Option<CallHandle>,
 }
 
 impl std::fmt::Debug for MediaLink {
@@ -238,7 +271,9 @@ impl std::fmt::Debug for MediaLink {
 impl MediaLink {
     /// The conference follows this roster from its next tick.
     pub(crate) fn set_roster(&self, roster: Vec<ParticipantSpec>) {
-        self.conference.set_roster(roster);
+        if let Some(c) = &self.conference {
+            c.set_roster(roster);
+        }
     }
 
     /// A participant presses a key: RFC 4733 towards the bot.
@@ -248,12 +283,17 @@ impl MediaLink {
 
     /// The pipeline call's counters (jitter buffer, concealment, frames both ways).
     pub(crate) fn stats(&self) -> audio_pipeline::CallStats {
-        self.call.stats()
+        self.call
+            .as_ref()
+            .map(CallHandle::stats)
+            .unwrap_or_default()
     }
 
     /// Ends the leg (with a `DELETE` at the endpoint) and the conference.
     pub(crate) async fn close(self) -> Result<(), CloseError> {
-        self.conference.close();
+        if let Some(c) = &self.conference {
+            c.close();
+        }
         self.leg.close().await
     }
 }
@@ -288,6 +328,7 @@ pub(crate) fn roster_specs(
                 heard: !in_lobby && p["isMuted"] != true,
                 is_bot: m.is_bot,
                 meter: m.meter.clone(),
+                faults: m.voice.faults().cloned(),
             }
         })
         .collect()

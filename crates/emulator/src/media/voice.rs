@@ -24,6 +24,9 @@ pub(crate) enum VoiceSource {
     Wav(Arc<[i16]>),
     /// A person or device over WebRTC (see [`super::remote`]).
     Remote(super::remote::RemoteVoice),
+    /// A load-test participant: alone with the bot it sends pre-encoded Opus instead of
+    /// joining a conference (see [`super::load`]); in a conference it is silent.
+    Load,
 }
 
 /// Why a WAV voice could not be prepared.
@@ -52,6 +55,8 @@ impl VoiceSource {
                 amplitude: 32_767.0 * 10f64.powf(dbfs / 20.0),
             },
             Voice::Wav(path) => Self::Wav(load_16k(path)?),
+            Voice::Load => Self::Load,
+            Voice::Impaired { voice, .. } => Self::prepare(voice)?,
         })
     }
 }
@@ -107,6 +112,7 @@ impl Generator {
         match (&self.source, voice) {
             (VoiceSource::Silence, VoiceSource::Silence)
             | (VoiceSource::Echo, VoiceSource::Echo)
+            | (VoiceSource::Load, VoiceSource::Load)
             | (VoiceSource::Remote(_), VoiceSource::Remote(_)) => true,
             (
                 VoiceSource::Tone {
@@ -143,7 +149,7 @@ impl Generator {
         out: &mut [i16; SAMPLES_PER_FRAME],
     ) {
         match &self.source {
-            VoiceSource::Silence => out.fill(0),
+            VoiceSource::Silence | VoiceSource::Load => out.fill(0),
             VoiceSource::Echo => match heard {
                 Some(h) => out.copy_from_slice(h),
                 None => out.fill(0),

@@ -1,0 +1,185 @@
+//! Load-test participants: a call whose only other participant says `load` gets no
+//! conference and no codec on the emulator's side. It sends one pre-encoded second of Opus
+//! in a loop and only counts what the bot sends, so that what a load test measures is the
+//! bot's work, not the emulator's.
+//!
+//! The loop starts with a 1 kHz probe and packets leave on 20 ms slots of the media clock
+//! (`audio_pipeline::now`), slot 0 of the loop on every whole second: a bot in the same
+//! process finds the probe's one-way delay from the time it hears it, with no side channel.
+
+use std::sync::{Arc, OnceLock};
+
+use audio_pipeline::{FRAME_DURATION, SAMPLES_PER_FRAME};
+use bytes::Bytes;
+use media_endpoint::{InboundRtp, NetworkPort, OutboundAudio, PushError};
+
+/// Packets in the loop: one second.
+pub(crate) const LOOP_FRAMES: u64 = 50;
+/// Frames of the loop that carry the probe, from its start.
+pub(crate) const PROBE_FRAMES: usize = 3;
+/// The probe's frequency.
+pub(crate) const PROBE_HZ: f64 = 1_000.0;
+/// 48 kHz RTP timestamp units per 20 ms.
+const RTP_PER_FRAME: u64 = 960;
+/// Slots further behind than this are skipped rather than sent in a burst.
+const MAX_BEHIND_SLOTS: u64 = 5;
+
+/// Why the loop could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("the load loop could not be encoded: {0}")]
+pub(crate) struct LoadError(#[source] opus::Error);
+
+/// The loop's audio, frame `i` of 20 ms at 16 kHz: the probe at -12 dBFS, then a
+/// speech-like mix of harmonics with a syllable-rate envelope, so that the bot's decoder
+/// and encoder see the kind of signal calls carry.
+fn loop_frame(i: usize, out: &mut [i16; SAMPLES_PER_FRAME]) {
+    for (n, s) in out.iter_mut().enumerate() {
+        let t = (i * SAMPLES_PER_FRAME + n) as f64 / 16_000.0;
+        let v = if i < PROBE_FRAMES {
+            0.25 * (std::f64::consts::TAU * PROBE_HZ * t).sin()
+        } else {
+            let envelope = 0.5 + 0.5 * (std::f64::consts::TAU * 4.0 * t).sin();
+            let voice: f64 = [140.0, 280.0, 420.0, 700.0, 1_150.0]
+                .iter()
+                .enumerate()
+                .map(|(k, hz)| (std::f64::consts::TAU * hz * t).sin() / (k as f64 + 1.0))
+                .sum();
+            0.06 * envelope * voice
+        };
+        *s = (v * 32_767.0).round() as i16;
+    }
+}
+
+/// Encodes the loop once per process: Opus at 24 kb/s with in-band FEC, as a bot sends.
+pub(crate) fn shared_loop() -> Result<Arc<[Bytes]>, LoadError> {
+    static LOOP: OnceLock<Arc<[Bytes]>> = OnceLock::new();
+    if let Some(l) = LOOP.get() {
+        return Ok(Arc::clone(l));
+    }
+    let mut enc = opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip)
+        .map_err(LoadError)?;
+    enc.set_bitrate(opus::Bitrate::Bits(24_000))
+        .map_err(LoadError)?;
+    enc.set_inband_fec(true).map_err(LoadError)?;
+    enc.set_packet_loss_perc(5).map_err(LoadError)?;
+    let mut frame = [0i16; SAMPLES_PER_FRAME];
+    let mut buf = [0u8; 1_500];
+    let mut packets = Vec::with_capacity(LOOP_FRAMES as usize);
+    for i in 0..LOOP_FRAMES as usize {
+        loop_frame(i, &mut frame);
+        let n = enc.encode(&frame, &mut buf).map_err(LoadError)?;
+        packets.push(Bytes::copy_from_slice(&buf[..n]));
+    }
+    Ok(Arc::clone(LOOP.get_or_init(|| packets.into())))
+}
+
+/// The load participant's side of a leg.
+#[derive(Debug)]
+pub(crate) struct LoadPort {
+    packets: Arc<[Bytes]>,
+    next_slot: Option<u64>,
+    /// What the bot sent: packets and payload bytes, logged when the leg ends.
+    received: (u64, u64),
+}
+
+impl LoadPort {
+    pub(crate) fn new(packets: Arc<[Bytes]>) -> Self {
+        Self {
+            packets,
+            next_slot: None,
+            received: (0, 0),
+        }
+    }
+
+    /// The packet due at `now` (media clock), if any.
+    fn pop_at(&mut self, now: audio_pipeline::Ticks) -> Option<OutboundAudio> {
+        let slot = now.0 / FRAME_DURATION.0;
+        let next = *self.next_slot.get_or_insert(slot + 1);
+        if next > slot {
+            return None;
+        }
+        let next = if slot - next > MAX_BEHIND_SLOTS {
+            slot
+        } else {
+            next
+        };
+        self.next_slot = Some(next + 1);
+        let len = self.packets.len() as u64;
+        let payload = self.packets.get((next % len.max(1)) as usize)?.clone();
+        // Timestamps wrap with the 32-bit RTP clock, as on the wire.
+        let ts = (next * RTP_PER_FRAME) as u32;
+        Some(OutboundAudio::new(payload, None).with_timing(ts, false))
+    }
+}
+
+impl NetworkPort for LoadPort {
+    fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError> {
+        self.received.0 += 1;
+        self.received.1 += packet.payload.len() as u64;
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<OutboundAudio> {
+        self.pop_at(audio_pipeline::now())
+    }
+
+    fn set_send_active(&self, _active: bool) {}
+
+    fn set_remote_fraction_lost(&self, _fraction: u8) {}
+}
+
+impl Drop for LoadPort {
+    fn drop(&mut self) {
+        tracing::info!(
+            packets = self.received.0,
+            bytes = self.received.1,
+            "load participant's leg ended"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audio_pipeline::Ticks;
+
+    #[test]
+    fn the_loop_decodes_with_the_probe_first() {
+        let packets = shared_loop().expect("loop");
+        assert_eq!(packets.len(), LOOP_FRAMES as usize);
+        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).expect("decoder");
+        let mut pcm = [0i16; SAMPLES_PER_FRAME];
+        let mut peaks = Vec::new();
+        for p in packets.iter() {
+            assert_eq!(dec.decode(p, &mut pcm, false).expect("decode"), 320);
+            peaks.push(pcm.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0));
+        }
+        // The probe (-12 dBFS) is louder than the rest of the loop.
+        assert!(peaks[1] > 6_000, "{peaks:?}");
+        assert!(peaks[10..].iter().all(|&p| p < 6_000), "{peaks:?}");
+        assert!(peaks[10..].iter().any(|&p| p > 1_000), "{peaks:?}");
+    }
+
+    #[test]
+    fn packets_leave_on_media_clock_slots_and_skip_when_far_behind() {
+        let mut port = LoadPort::new(shared_loop().expect("loop"));
+        let t0 = Ticks::from_millis(1_000_010);
+        assert!(port.pop_at(t0).is_none(), "the first slot is the next one");
+        let at = |ms| Ticks(t0.0 + Ticks::from_millis(ms).0);
+        let a = port.pop_at(at(10)).expect("slot 50001");
+        assert!(port.pop_at(at(11)).is_none());
+        let b = port.pop_at(at(30)).expect("slot 50002");
+        assert_eq!(
+            b.rtp_timestamp.zip(a.rtp_timestamp).map(|(b, a)| b - a),
+            Some(960)
+        );
+        // Slot 50001 is loop frame 1: one after the probe frame of the whole second.
+        assert_eq!(a.payload, shared_loop().expect("loop")[1]);
+        let c = port.pop_at(at(1_000)).expect("far behind");
+        assert_eq!(
+            c.rtp_timestamp.map(|t| t - a.rtp_timestamp.unwrap_or(0)),
+            Some(49 * 960)
+        );
+        assert!(port.pop_at(at(1_001)).is_none());
+    }
+}
