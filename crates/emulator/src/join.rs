@@ -44,12 +44,11 @@ pub(crate) struct JoinQuery {
     name: Option<String>,
 }
 
-fn active_call(shared: &Shared, id: &str, headers: &HeaderMap) -> Result<Arc<CallEntry>, Response> {
-    shared.call(id).filter(|c| !c.is_ended()).ok_or_else(|| {
-        ApiError::not_found("No such active call.")
-            .for_request(headers)
-            .into_response()
-    })
+fn active_call(shared: &Shared, id: &str, headers: &HeaderMap) -> Result<Arc<CallEntry>, ApiError> {
+    shared
+        .call(id)
+        .filter(|c| !c.is_ended())
+        .ok_or_else(|| ApiError::not_found("No such active call.").for_request(headers))
 }
 
 /// The display name: trimmed, printable, at most [`MAX_NAME_CHARS`].
@@ -94,9 +93,9 @@ pub(crate) async fn join(
 ) -> Response {
     let call = match active_call(&shared, &id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
-    if !lock(&call.inner).media.is_some() {
+    if lock(&call.inner).media.is_none() {
         return ApiError::conflict(
             "This call has no app-hosted media connected (yet): only app-hosted calls can be joined.",
         )
@@ -220,7 +219,7 @@ pub(crate) async fn leave(
 ) -> Response {
     let call = match active_call(&shared, &id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if shared.media.remotes.contains(&pid) && call.leave(&shared, &pid) {
         StatusCode::NO_CONTENT.into_response()
