@@ -7,11 +7,17 @@
 //! (`audio_pipeline::now`), slot 0 of the loop on every whole second: a bot in the same
 //! process finds the probe's one-way delay from the time it hears it, with no side channel.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use audio_pipeline::{FRAME_DURATION, SAMPLES_PER_FRAME};
 use bytes::Bytes;
 use media_endpoint::{InboundRtp, NetworkPort, OutboundAudio, PushError};
+
+use super::ParticipantSpec;
+use super::faults::FaultPort;
+use super::voice::VoiceSource;
+use crate::scenario::Faults;
 
 /// Packets in the loop: one second.
 pub(crate) const LOOP_FRAMES: u64 = 50;
@@ -126,6 +132,136 @@ impl NetworkPort for LoadPort {
     fn set_send_active(&self, _active: bool) {}
 
     fn set_remote_fraction_lost(&self, _fraction: u8) {}
+}
+
+/// Where a leg's audio comes from, decided by the roster: the conference's pipeline call,
+/// or, once the bot's only peer is a load participant, the pre-encoded loop. The roster
+/// is known only after the leg connects (the callee answers after the bot's media is up),
+/// so the leg starts on the conference and switches once; faults follow the roster too.
+#[derive(Debug, Default)]
+pub(crate) struct RouteControl {
+    pending: Mutex<Option<Route>>,
+    load: AtomicBool,
+}
+
+/// What the roster asks of the leg.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Route {
+    pub load: bool,
+    pub faults: Faults,
+}
+
+impl RouteControl {
+    /// Takes a roster; returns whether the leg now carries a load participant (and the
+    /// conference and its pipeline call can go).
+    pub(crate) fn follow(&self, roster: &[ParticipantSpec]) -> bool {
+        let mut others = roster.iter().filter(|p| !p.is_bot);
+        let faults = others
+            .clone()
+            .find_map(|p| p.faults.clone())
+            .unwrap_or_default();
+        let load = matches!(
+            (others.next(), others.next()),
+            (Some(only), None) if matches!(only.voice, VoiceSource::Load)
+        ) || self.load.load(Ordering::Acquire);
+        self.load.store(load, Ordering::Release);
+        *crate::state::lock(&self.pending) = Some(Route { load, faults });
+        load
+    }
+}
+
+enum Source {
+    Pipeline(audio_pipeline::NetworkHalf),
+    Load(LoadPort),
+}
+
+impl NetworkPort for Source {
+    fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError> {
+        match self {
+            Source::Pipeline(p) => p.push(packet),
+            Source::Load(p) => p.push(packet),
+        }
+    }
+
+    fn pop(&mut self) -> Option<OutboundAudio> {
+        match self {
+            Source::Pipeline(p) => p.pop(),
+            Source::Load(p) => p.pop(),
+        }
+    }
+
+    fn set_send_active(&self, active: bool) {
+        if let Source::Pipeline(p) = self {
+            NetworkPort::set_send_active(p, active);
+        }
+    }
+
+    fn set_remote_fraction_lost(&self, fraction: u8) {
+        if let Source::Pipeline(p) = self {
+            NetworkPort::set_remote_fraction_lost(p, fraction);
+        }
+    }
+}
+
+/// The emulator's side of every leg: the route's source behind the route's faults.
+pub(crate) struct RoutedPort {
+    port: FaultPort<Source>,
+    control: Arc<RouteControl>,
+    active: AtomicBool,
+}
+
+impl RoutedPort {
+    pub(crate) fn new(pipeline: audio_pipeline::NetworkHalf) -> (Self, Arc<RouteControl>) {
+        let control = Arc::new(RouteControl::default());
+        (
+            Self {
+                port: FaultPort::new(Source::Pipeline(pipeline), &Faults::default()),
+                control: Arc::clone(&control),
+                active: AtomicBool::new(false),
+            },
+            control,
+        )
+    }
+
+    /// Applies a route the roster asked for, if any (never blocks the leg).
+    fn follow(&mut self) {
+        let route = match self.control.pending.try_lock() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        let Some(route) = route else { return };
+        self.port.set_faults(&route.faults);
+        if route.load && matches!(self.port.inner_mut(), Source::Pipeline(_)) {
+            match shared_loop() {
+                Ok(packets) => *self.port.inner_mut() = Source::Load(LoadPort::new(packets)),
+                Err(e) => tracing::warn!("load participant stays on the conference: {e}"),
+            }
+        }
+        // The new source hears the current send status.
+        self.port
+            .set_send_active(self.active.load(Ordering::Acquire));
+    }
+}
+
+impl NetworkPort for RoutedPort {
+    fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError> {
+        self.follow();
+        self.port.push(packet)
+    }
+
+    fn pop(&mut self) -> Option<OutboundAudio> {
+        self.follow();
+        self.port.pop()
+    }
+
+    fn set_send_active(&self, active: bool) {
+        self.active.store(active, Ordering::Release);
+        self.port.set_send_active(active);
+    }
+
+    fn set_remote_fraction_lost(&self, fraction: u8) {
+        self.port.set_remote_fraction_lost(fraction);
+    }
 }
 
 impl Drop for LoadPort {

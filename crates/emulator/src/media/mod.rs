@@ -191,35 +191,19 @@ impl MediaHub {
             blob.mp_uri.trim_end_matches('/'),
             blob.mp_media_session_id.expose()
         );
-        let config = ServiceLegConfig::default();
-        let mut others = roster.iter().filter(|p| !p.is_bot);
-        let faults = others.clone().find_map(|p| p.faults.clone());
-        if let (Some(only), None) = (others.next(), others.next())
-            && matches!(only.voice, VoiceSource::Load)
-        {
+        let call = self.add_call()?;
+        let (port, route) = load::RoutedPort::new(call.network);
+        let load = route.follow(&roster);
+        let leg = ServiceLeg::connect(&url, ServiceLegConfig::default(), port, events).await?;
+        if load {
             // A load participant alone with the bot: no conference, no codec here.
-            let port = load::LoadPort::new(load::shared_loop()?);
-            let leg = match faults {
-                Some(f) => {
-                    ServiceLeg::connect(&url, config, faults::FaultPort::new(port, &f), events)
-                        .await?
-                }
-                None => ServiceLeg::connect(&url, config, port, events).await?,
-            };
             return Ok(MediaLink {
                 leg,
                 conference: None,
-                call: None,
+                call: Mutex::new(None),
+                route,
             });
         }
-        let call = self.add_call()?;
-        let leg = match faults {
-            Some(f) => {
-                let port = faults::FaultPort::new(call.network, &f);
-                ServiceLeg::connect(&url, config, port, events).await?
-            }
-            None => ServiceLeg::connect(&url, config, call.network, events).await?,
-        };
         let conference = Conference::new(call.bot, roster)?;
         let shared = conference.shared();
         match lock(&self.engine).as_ref() {
@@ -229,7 +213,8 @@ impl MediaHub {
         Ok(MediaLink {
             leg,
             conference: Some(shared),
-            call: Some(call.handle),
+            call: Mutex::new(Some(call.handle)),
+            route,
         })
     }
 
@@ -257,7 +242,9 @@ pub(crate) struct MediaLink {
     leg: ServiceLeg,
     /// None for a load participant (no conference, no pipeline call).
     conference: Option<Arc<ConferenceShared>>,
-    call: Option<CallHandle>,
+    call: Mutex<Option<CallHandle>>,
+    /// Where the leg's audio comes from and the faults on its way, per the roster.
+    route: Arc<load::RouteControl>,
 }
 
 impl std::fmt::Debug for MediaLink {
@@ -271,7 +258,13 @@ impl std::fmt::Debug for MediaLink {
 impl MediaLink {
     /// The conference follows this roster from its next tick.
     pub(crate) fn set_roster(&self, roster: Vec<ParticipantSpec>) {
-        if let Some(c) = &self.conference {
+        if self.route.follow(&roster) {
+            // The leg now plays the load loop: the conference and its codec can go.
+            if let Some(c) = &self.conference {
+                c.close();
+            }
+            drop(lock(&self.call).take());
+        } else if let Some(c) = &self.conference {
             c.set_roster(roster);
         }
     }
@@ -283,7 +276,7 @@ impl MediaLink {
 
     /// The pipeline call's counters (jitter buffer, concealment, frames both ways).
     pub(crate) fn stats(&self) -> audio_pipeline::CallStats {
-        self.call
+        lock(&self.call)
             .as_ref()
             .map(CallHandle::stats)
             .unwrap_or_default()
