@@ -28,6 +28,7 @@
 mod bot_session;
 pub mod demo;
 mod error;
+pub mod load;
 mod platform;
 mod socket;
 

@@ -9,6 +9,7 @@ mod blob;
 mod check;
 mod demo;
 mod emulator;
+mod load;
 
 /// The largest input file the CLI reads, in bytes.
 const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
@@ -36,6 +37,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Runs the local calling service (Graph API, tokens, notifications, dashboard).
     Emulator(emulator::EmulatorArgs),
+    /// Load test: N concurrent app-hosted calls through the embedded emulator; reports the
+    /// bot's CPU per call, tick lateness, latency, loss, memory and platform health.
+    Load(load::LoadArgs),
 }
 
 /// Runs the command line and maps outcomes to exit codes: 0 success, 1 input refused,
@@ -47,6 +51,7 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Emulator(args) => emulator::run(args),
         Command::Demo(args) => demo::run_demo(args),
+        Command::Load(args) => load::run_load(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,139 @@
+//! `botmedia load`: N concurrent app-hosted calls against the embedded emulator, with the
+//! bot's CPU, tick lateness, latency, loss and memory measured.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::CliError;
+use botmedia::load::{LoadOptions, Phase, Progress, run};
+use emulator::scenario::Faults;
+
+#[derive(Args)]
+pub(super) struct LoadArgs {
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// Length of the measurement window, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Seconds between the last call connecting and the window.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Runs connect / measure / hang up this many times (a soak); resources are compared
+    /// between the first cycle and the last.
+    #[arg(long, default_value_t = 1)]
+    cycles: usize,
+    /// Calls set up at once.
+    #[arg(long, default_value_t = 8)]
+    setup_concurrency: usize,
+    /// Bot pipeline threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Network loss on the way to the bot, percent.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Mean loss burst length, packets (1: independent losses).
+    #[arg(long, default_value_t = 1.0)]
+    burst: f64,
+    /// Added jitter (uniform, order kept), ms.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u32,
+    /// Packets reordered, percent.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Packets duplicated, percent.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// How many calls get the faults (default: all).
+    #[arg(long)]
+    faulty_calls: Option<usize>,
+    /// Prints the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn progress_line(p: &Progress) {
+    let line = match p.phase {
+        Phase::Connecting => format!("cycle {}: {} calls connecting", p.cycle, p.connected),
+        Phase::WarmingUp => format!("cycle {}: {} calls up, warming up", p.cycle, p.connected),
+        Phase::Measuring => format!(
+            "cycle {} t={:>4.1}s  {} calls  health {:?}  bot {:.2} cores  max lateness {:.2} ms  deadline misses {}",
+            p.cycle,
+            p.seconds,
+            p.connected,
+            p.health,
+            p.bot_cores,
+            p.max_lateness_ms,
+            p.deadline_misses
+        ),
+        Phase::HangingUp => format!("cycle {}: hanging up {} calls", p.cycle, p.connected),
+        _ => return,
+    };
+    // Progress goes to stderr so that --json output stays clean.
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
+    if args.calls == 0 || args.calls > 2_000 {
+        return Err(CliError::Usage("--calls must be between 1 and 2000".into()));
+    }
+    if args.seconds == 0 || args.seconds > 24 * 3600 {
+        return Err(CliError::Usage(
+            "--seconds must be between 1 and 86400".into(),
+        ));
+    }
+    if args.cycles == 0 || args.setup_concurrency == 0 {
+        return Err(CliError::Usage(
+            "--cycles and --setup-concurrency must be at least 1".into(),
+        ));
+    }
+    let mut options = LoadOptions::default();
+    options.calls = args.calls;
+    options.duration = Duration::from_secs(args.seconds);
+    options.warmup = Duration::from_secs(args.warmup);
+    options.cycles = args.cycles;
+    options.setup_concurrency = args.setup_concurrency;
+    if let Some(t) = args.threads {
+        if t == 0 || t > 64 {
+            return Err(CliError::Usage("--threads must be between 1 and 64".into()));
+        }
+        options.pipeline.threads = t;
+    }
+    let faults = Faults {
+        loss_percent: args.loss,
+        burst_length: args.burst,
+        jitter_ms: args.jitter_ms,
+        reorder_percent: args.reorder,
+        duplicate_percent: args.duplicate,
+        ..Faults::default()
+    };
+    if faults != Faults::default() {
+        // The scenario's own checks name a bad value.
+        let mut probe = emulator::scenario::Scenario::default();
+        probe.users[0].says = emulator::scenario::Voice::Impaired {
+            voice: Box::new(emulator::scenario::Voice::Load),
+            faults: faults.clone(),
+        };
+        probe
+            .validate()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        options.faults = Some(faults);
+        options.faulty_calls = args.faulty_calls.unwrap_or(usize::MAX);
+    }
+    let report = run(options, progress_line).map_err(|e| CliError::Usage(e.to_string()))?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::Usage(format!("cannot write the report: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+    }
+    if report.connected == 0 {
+        eprintln!("load failed: no call connected");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
