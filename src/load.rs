@@ -70,8 +70,12 @@ pub struct LoadOptions {
     pub faults: Option<Faults>,
     /// How many calls get `faults` (all when larger than `calls`).
     pub faulty_calls: usize,
+    /// Faults of call `i`, overriding `faults` for the calls it covers.
+    pub per_call_faults: Vec<Option<Faults>>,
     /// The bot's pipeline: threads, priority, health thresholds.
     pub pipeline: PipelineConfig,
+    /// A bot's leg that hears nothing (no RTP, no RTCP) for this long counts as dead.
+    pub media_timeout: Duration,
 }
 
 impl Default for LoadOptions {
@@ -84,7 +88,9 @@ impl Default for LoadOptions {
             setup_concurrency: 8,
             faults: None,
             faulty_calls: usize::MAX,
+            per_call_faults: Vec::new(),
             pipeline: PipelineConfig::default(),
+            media_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -190,6 +196,11 @@ pub struct CallFigures {
     pub fec_recovered: u64,
     /// Packets received.
     pub packets: u64,
+    /// Duplicate packets the jitter buffer dropped (SRTP's replay check drops most
+    /// duplicates before they get there).
+    pub duplicates: u64,
+    /// Packets that came after their playout time.
+    pub late_packets: u64,
     /// Packets the link lost on the way in (RTP sequence gaps), per the last reports.
     pub link_lost: u64,
     /// Concealed frames as a share of frames, percent.
@@ -198,6 +209,9 @@ pub struct CallFigures {
     pub fec_percent: f64,
     /// Call ticks flagged late.
     pub deadline_misses: u64,
+    /// Calls whose media leg had ended by the end of the window (the peer vanished or
+    /// went silent past the media timeout); their pipeline calls kept running.
+    pub ended_legs: usize,
     /// Frame lateness, ms.
     pub lateness_ms: Percentiles,
     /// End-to-end latency of the probe, ms.
@@ -266,6 +280,8 @@ pub struct LoadReport {
     pub clean: CallFigures,
     /// Calls with faults, when some had them.
     pub impaired: Option<CallFigures>,
+    /// Each connected call's figures, by call index.
+    pub per_call: Vec<(usize, CallFigures)>,
     /// Resident memory added per call (bot and emulator legs together), KiB.
     pub rss_per_call_kib: f64,
     /// Health over the window.
@@ -583,21 +599,31 @@ fn load_user_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")
 }
 
-/// The emulator's scenario: one `load` user per call, the first `faulty` impaired.
-fn scenario(calls: usize, faults: Option<&Faults>, faulty: usize) -> Scenario {
+impl LoadOptions {
+    /// The faults of call `i`.
+    fn faults_of(&self, i: usize) -> Option<Faults> {
+        match self.per_call_faults.get(i) {
+            Some(f) => f.clone(),
+            None => self.faults.clone().filter(|_| i < self.faulty_calls),
+        }
+    }
+}
+
+/// The emulator's scenario: one `load` user per call, impaired as the options say.
+fn scenario(options: &LoadOptions) -> Scenario {
     let mut s = Scenario::default();
     s.meetings.clear();
-    s.users = (0..calls)
+    s.users = (0..options.calls)
         .map(|i| {
-            let says = match faults {
-                Some(f) if i < faulty => Voice::Impaired {
+            let says = match options.faults_of(i) {
+                Some(f) => Voice::Impaired {
                     voice: Box::new(Voice::Load),
                     faults: Faults {
                         seed: f.seed.wrapping_add(i as u64),
-                        ..f.clone()
+                        ..f
                     },
                 },
-                _ => Voice::Load,
+                None => Voice::Load,
             };
             User {
                 id: load_user_id(i),
@@ -617,9 +643,10 @@ struct Bot {
     webhook: tokio::task::JoinHandle<()>,
 }
 
-async fn start_bot(emu: &Emulator, pipeline: PipelineConfig) -> Result<Bot, LoadError> {
+async fn start_bot(emu: &Emulator, options: &LoadOptions) -> Result<Bot, LoadError> {
     let platform = MediaPlatform::start(MediaPlatformSettings {
-        pipeline,
+        pipeline: options.pipeline.clone(),
+        media_timeout: options.media_timeout,
         ..MediaPlatformSettings::default()
     })
     .await
@@ -657,11 +684,12 @@ struct Placed {
     call: signalling::Call,
     probe: Arc<CallProbe>,
     impaired: bool,
+    index: usize,
 }
 
 /// A connected call while the driver holds its session: the call, its probe, whether it
 /// has faults.
-type Running = (signalling::Call, Arc<CallProbe>, bool);
+type Running = (signalling::Call, Arc<CallProbe>, bool, usize);
 
 /// Outcome of placing one call.
 enum Placement {
@@ -694,6 +722,7 @@ async fn place(
             call,
             probe,
             impaired,
+            index,
         })),
         Err(e) => Placement::Failed(format!("creating call {index}: {e}")),
     }
@@ -726,7 +755,7 @@ pub fn run(options: LoadOptions, progress: impl FnMut(&Progress)) -> Result<Load
     let emu = emu_rt
         .block_on(Emulator::start(EmulatorConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            scenario: scenario(options.calls, options.faults.as_ref(), options.faulty_calls),
+            scenario: scenario(&options),
         }))
         .map_err(step("starting the emulator"))?;
     let result = bot_rt.block_on(run_cycles(&emu, &options, progress));
@@ -742,7 +771,7 @@ async fn run_cycles(
     mut progress: impl FnMut(&Progress),
 ) -> Result<LoadReport, LoadError> {
     let pipeline_threads = options.pipeline.threads;
-    let bot = start_bot(emu, options.pipeline.clone()).await?;
+    let bot = start_bot(emu, options).await?;
     let mut report = LoadReport {
         calls: options.calls,
         cycles: options.cycles,
@@ -776,11 +805,9 @@ async fn run_cycle(
     let measuring = Arc::new(AtomicBool::new(false));
     let rss_base = resources().rss_kib;
     let mut placed = Vec::with_capacity(options.calls);
-    let faulty = if options.faults.is_some() {
-        options.faulty_calls.min(options.calls)
-    } else {
-        0
-    };
+    let faulty = (0..options.calls)
+        .filter(|&i| options.faults_of(i).is_some())
+        .count();
     let report_progress = |progress: &mut dyn FnMut(&Progress), phase, connected| {
         progress(&Progress {
             cycle,
@@ -803,7 +830,7 @@ async fn run_cycle(
                 bot.platform.clone(),
                 bot.client.clone(),
                 i,
-                i < faulty,
+                options.faults_of(i).is_some(),
                 Arc::clone(&measuring),
             ));
         }
@@ -865,7 +892,7 @@ async fn run_cycle(
     let mut rest: Vec<Running> = Vec::with_capacity(placed.len());
     for p in placed {
         sessions.push(p.session);
-        rest.push((p.call, p.probe, p.impaired));
+        rest.push((p.call, p.probe, p.impaired, p.index));
     }
     let driver = Driver::start(sessions)?;
     tokio::time::sleep(options.warmup).await;
@@ -894,7 +921,7 @@ async fn run_cycle(
             let d = cpu_delta(&last_cpu, &now_cpu);
             last_cpu = now_cpu;
             let (mut counts, mut max) = (Vec::new(), 0);
-            for (_, probe, _) in &rest {
+            for (_, probe, _, _) in &rest {
                 probe.lateness.add_to(&mut counts, &mut max);
             }
             let late = counts[lateness_bucket(options)..].iter().sum();
@@ -936,18 +963,22 @@ async fn run_cycle(
     report.rss_per_call_kib = rss_steady.saturating_sub(rss_base) as f64 / n;
     report.health = health;
     report.worst_health = Some(format!("{worst:?}"));
-    let quality: Vec<crate::Quality> = sessions
+    let quality: Vec<(crate::Quality, bool)> = sessions
         .iter_mut()
-        .map(|s| s.audio_socket().quality())
+        .map(|s| {
+            let q = s.audio_socket().quality();
+            (q, s.audio_socket().is_ended())
+        })
         .collect();
-    let group = |want: Option<bool>| {
+    let group = |want: Option<bool>, only: Option<usize>| {
         let mut f = CallFigures::default();
         let (mut lat, mut lat_max, mut e2e, mut e2e_max) = (Vec::new(), 0, Vec::new(), 0);
-        for (q, (_, probe, impaired)) in quality.iter().zip(&rest) {
-            if want.is_some_and(|w| w != *impaired) {
+        for ((q, ended), (_, probe, impaired, index)) in quality.iter().zip(&rest) {
+            if want.is_some_and(|w| w != *impaired) || only.is_some_and(|o| o != *index) {
                 continue;
             }
             f.calls += 1;
+            f.ended_legs += usize::from(*ended);
             add_stats(&mut f, &q.pipeline);
             f.link_lost += q.link.inbound_lost;
             probe.lateness.add_to(&mut lat, &mut lat_max);
@@ -960,13 +991,19 @@ async fn run_cycle(
         f.latency_ms = percentiles(&e2e, e2e_max, 10_000);
         f
     };
-    report.all = group(None);
-    report.clean = group(Some(false));
-    report.impaired = (faulty > 0).then(|| group(Some(true)));
+    report.all = group(None, None);
+    report.clean = group(Some(false), None);
+    report.impaired = (faulty > 0).then(|| group(Some(true), None));
+    let mut indices: Vec<usize> = rest.iter().map(|r| r.3).collect();
+    indices.sort_unstable();
+    report.per_call = indices
+        .into_iter()
+        .map(|i| (i, group(None, Some(i))))
+        .collect();
 
     report_progress(progress, Phase::HangingUp, rest.len());
     let mut set = tokio::task::JoinSet::new();
-    for (call, _, _) in &rest {
+    for (call, _, _, _) in &rest {
         let h = call.handle().clone();
         set.spawn(async move { h.hang_up().await });
     }
@@ -995,6 +1032,8 @@ fn add_stats(f: &mut CallFigures, s: &CallStats) {
     f.concealed += s.concealed;
     f.fec_recovered += s.fec_recovered;
     f.packets += s.packets_received;
+    f.duplicates += s.duplicate_packets;
+    f.late_packets += s.late_packets;
     f.deadline_misses += s.late_ticks;
 }
 
@@ -1063,8 +1102,8 @@ impl LoadReport {
             );
             let _ = writeln!(
                 t,
-                "  loss             {} packets in, {} lost on the link; {} frames, {:.2} % concealed, {:.2} % FEC-recovered",
-                f.packets, f.link_lost, f.frames, f.concealed_percent, f.fec_percent
+                "  loss             {} packets in, {} lost on the link; {} frames, {:.2} % concealed, {:.2} % FEC-recovered; {} legs ended",
+                f.packets, f.link_lost, f.frames, f.concealed_percent, f.fec_percent, f.ended_legs
             );
         }
         let _ = writeln!(
@@ -1139,7 +1178,12 @@ mod tests {
             loss_percent: 5.0,
             ..Faults::default()
         };
-        let s = scenario(4, Some(&f), 1);
+        let s = scenario(&LoadOptions {
+            calls: 4,
+            faults: Some(f),
+            faulty_calls: 1,
+            ..LoadOptions::default()
+        });
         s.validate().expect("valid scenario");
         assert_eq!(s.users.len(), 4);
         assert!(s.users[0].says.faults().is_some());

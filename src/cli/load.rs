@@ -47,6 +47,15 @@ pub(super) struct LoadArgs {
     /// Packets duplicated, percent.
     #[arg(long, default_value_t = 0.0)]
     duplicate: f64,
+    /// The faulty peers stop sending this many ms into the call.
+    #[arg(long)]
+    silent_after_ms: Option<u64>,
+    /// ... for this long (default: for good).
+    #[arg(long)]
+    silent_for_ms: Option<u64>,
+    /// The faulty peers' media legs end abruptly this many ms into the call.
+    #[arg(long)]
+    vanish_after_ms: Option<u64>,
     /// How many calls get the faults (default: all).
     #[arg(long)]
     faulty_calls: Option<usize>,
@@ -108,6 +117,9 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
         jitter_ms: args.jitter_ms,
         reorder_percent: args.reorder,
         duplicate_percent: args.duplicate,
+        silent_after_ms: args.silent_after_ms,
+        silent_for_ms: args.silent_for_ms,
+        vanish_after_ms: args.vanish_after_ms,
         ..Faults::default()
     };
     if faults != Faults::default() {

@@ -1,0 +1,42 @@
+//! `botmedia::load` end to end: a few concurrent app-hosted calls against the embedded
+//! emulator's load participants, with every figure of the report filled from real media.
+
+use std::time::Duration;
+
+use botmedia::load::{LoadOptions, Phase, run};
+
+#[test]
+fn a_short_load_run_measures_the_bots_calls() {
+    let mut options = LoadOptions::default();
+    options.calls = 3;
+    options.duration = Duration::from_secs(2);
+    options.warmup = Duration::from_secs(1);
+    options.pipeline.threads = 1;
+    let mut phases = Vec::new();
+    let report = run(options, |p| phases.push(p.phase)).expect("load runs");
+    eprintln!("{}", report.table());
+
+    assert_eq!((report.connected, report.refused, report.failed), (3, 0, 0));
+    assert!(phases.contains(&Phase::Measuring), "{phases:?}");
+    assert_eq!(phases.last(), Some(&Phase::HangingUp));
+    // Media flowed into every call and the callback saw the window's frames.
+    assert_eq!(report.per_call.len(), 3);
+    for (i, f) in &report.per_call {
+        assert!(f.frames > 50 && f.packets > 50, "call {i}: {f:?}");
+        assert!(f.lateness_ms.count > 0, "call {i}: {f:?}");
+    }
+    // The probe that leaves the emulator each second was heard.
+    assert!(report.all.latency_ms.count >= 1, "{:?}", report.all);
+    assert!(report.all.latency_ms.p50 > 0.0);
+    // CPU was attributed to the bot's threads and turned into calls per core.
+    assert!(report.cpu.bot_pipeline > 0.0 && report.cpu.bot_network > 0.0);
+    assert!(report.calls_per_core > 0.0 && report.cpu_per_call_percent > 0.0);
+    assert!(report.health.normal + report.health.heavily_loaded + report.health.overloaded > 0);
+    assert!(report.impaired.is_none());
+    assert_eq!(report.encoder.complexity, 5);
+
+    let json = serde_json::to_value(&report).expect("json");
+    assert!(json["calls_per_core"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(json["all"]["lateness_ms"]["p99"].is_number());
+    assert!(report.table().contains("calls per core"));
+}
