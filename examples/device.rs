@@ -29,6 +29,8 @@ const RING_SAMPLES: usize = 3_200;
 const PLAY_PREBUFFER: usize = 2 * SAMPLES_PER_FRAME;
 /// More than this queued for the speaker (120 ms) drops a frame: the delay stays bounded.
 const PLAY_MAX_QUEUED: usize = 6 * SAMPLES_PER_FRAME;
+/// More than this waiting for the call (120 ms) drops the oldest microphone frames.
+const MIC_MAX_QUEUED: usize = 6 * SAMPLES_PER_FRAME;
 
 /// Command line of the device example.
 #[derive(Parser, Debug, Clone)]
@@ -121,6 +123,8 @@ pub(crate) struct Report {
     pub(crate) output_callback_frames: u64,
     /// Samples the microphone produced that found the ring full.
     pub(crate) input_overruns: u64,
+    /// Microphone frames dropped because the call fell behind (bounded delay).
+    pub(crate) input_dropped_frames: u64,
     /// Times the speaker ran dry after playing had started.
     pub(crate) output_underruns: u64,
     /// Xruns the device itself reported.
@@ -138,6 +142,7 @@ struct Meters {
     out_callbacks: AtomicU64,
     out_frames: AtomicU64,
     in_overruns: AtomicU64,
+    in_dropped: AtomicU64,
     out_underruns: AtomicU64,
     device_xruns: AtomicU64,
     mic_peak: AtomicU32,
@@ -175,11 +180,12 @@ fn main() -> std::process::ExitCode {
     match run(&args, true) {
         Ok(r) => {
             println!(
-                "left after {:.1} s: {} frames sent, {} received; xruns: {} input overruns, {} output underruns, {} reported by the device",
+                "left after {:.1} s: {} frames sent, {} received; xruns: {} input overrun samples, {} microphone frames dropped, {} output underruns, {} reported by the device",
                 r.seconds,
                 r.frames_sent,
                 r.frames_received,
                 r.input_overruns,
+                r.input_dropped_frames,
                 r.output_underruns,
                 r.device_xruns
             );
@@ -368,12 +374,13 @@ async fn session(args: &Args, verbose: bool) -> Result<Report, DeviceError> {
                 }
                 if verbose {
                     println!(
-                        "mic {:6.1} dBFS peak, heard {:6.1} dBFS peak, {} sent, {} received, xruns: {} in, {} out, {} device",
+                        "mic {:6.1} dBFS peak, heard {:6.1} dBFS peak, {} sent, {} received, xruns: {} in, {} dropped, {} out, {} device",
                         Meters::take_peak_db(&meters.mic_peak),
                         Meters::take_peak_db(&meters.heard_peak),
                         meters.sent.load(Ordering::Relaxed),
                         meters.received.load(Ordering::Relaxed),
                         meters.in_overruns.load(Ordering::Relaxed),
+                        meters.in_dropped.load(Ordering::Relaxed),
                         meters.out_underruns.load(Ordering::Relaxed),
                         meters.device_xruns.load(Ordering::Relaxed),
                     );
@@ -406,6 +413,7 @@ async fn session(args: &Args, verbose: bool) -> Result<Report, DeviceError> {
     report.output_callbacks = meters.out_callbacks.load(Ordering::Relaxed);
     report.output_callback_frames = meters.out_frames.load(Ordering::Relaxed);
     report.input_overruns = meters.in_overruns.load(Ordering::Relaxed);
+    report.input_dropped_frames = meters.in_dropped.load(Ordering::Relaxed);
     report.output_underruns = meters.out_underruns.load(Ordering::Relaxed);
     report.device_xruns = meters.device_xruns.load(Ordering::Relaxed);
     report.frames_sent = meters.sent.load(Ordering::Relaxed);
@@ -452,6 +460,11 @@ async fn first_call(base: &str) -> Result<String, DeviceError> {
 }
 
 /// Moves 20 ms frames between the rings and the pipeline call every 20 ms.
+///
+/// The microphone side forwards a frame only when the call's send queue has room: the
+/// pipeline takes one frame per tick, so a backlog (a device that delivers in bursts, or
+/// runs faster than the pipeline's clock) stays in the ring, where it is trimmed to
+/// [`MIC_MAX_QUEUED`] by dropping whole frames, counted, so the delay stays bounded.
 fn worker(
     bot: &mut audio_pipeline::BotHalf,
     mut mic: rtrb::Consumer<i16>,
@@ -462,7 +475,13 @@ fn worker(
     let mut deadline = Instant::now();
     let mut frame = Pcm16K::SILENCE;
     while !stop.load(Ordering::Acquire) {
-        while mic.slots() >= SAMPLES_PER_FRAME {
+        while mic.slots() > MIC_MAX_QUEUED {
+            if let Ok(chunk) = mic.read_chunk(SAMPLES_PER_FRAME) {
+                chunk.commit_all();
+                meters.in_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        while bot.send_capacity_left() > 0 && mic.slots() >= SAMPLES_PER_FRAME {
             if let Ok(chunk) = mic.read_chunk(SAMPLES_PER_FRAME) {
                 let (a, b) = chunk.as_slices();
                 frame.samples[..a.len()].copy_from_slice(a);
@@ -470,11 +489,9 @@ fn worker(
                 chunk.commit_all();
             }
             match bot.try_send(frame) {
-                Ok(()) => {
-                    meters.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {}
-            }
+                Ok(()) => meters.sent.fetch_add(1, Ordering::Relaxed),
+                Err(_) => meters.in_dropped.fetch_add(1, Ordering::Relaxed),
+            };
         }
         while let Some(f) = bot.try_recv() {
             meters.received.fetch_add(1, Ordering::Relaxed);

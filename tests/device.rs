@@ -1,0 +1,219 @@
+//! A local audio device joins a meeting for real: cpal (ALSA, routed to a private PulseAudio
+//! daemon by Debian's `libasound2-plugins`) with a 700 Hz tone played into a null sink whose
+//! monitor is the microphone, and another null sink as the speaker. The bot (1 kHz) must hear 700 Hz under the device's
+//! `sourceId`, and the sink's monitor must have recorded the bot's 1 kHz.
+//!
+//! The test starts PulseAudio itself, then runs again in a child process whose
+//! `PULSE_SERVER` names that daemon (the environment of a running test cannot be changed
+//! safely), and stops every process it started.
+
+mod common;
+
+#[path = "../examples/device.rs"]
+#[allow(dead_code, reason = "the example's main and --list are not used here")]
+mod device;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::join::{self, dbfs, tone_share};
+
+const CHILD: &str = "BOTMEDIA_TEST_PULSE_CHILD";
+const BOT_HZ: f64 = 1_000.0;
+const MIC_HZ: f64 = 700.0;
+const TEST: &str = "a_device_through_pulseaudio_joins_a_meeting_both_ways";
+const SECONDS: u64 = 8;
+
+/// A child process, killed and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_device_through_pulseaudio_joins_a_meeting_both_ways() {
+    if std::env::var_os(CHILD).is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(with_device());
+        return;
+    }
+    let work = std::env::temp_dir().join(format!("botmedia-pulse-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("work dir");
+    let server = format!("unix:{}", work.join("native").display());
+    let pulse = start_pulseaudio(&work, &server);
+    let recorded = work.join("played.raw");
+    let parec = Proc(
+        Command::new("parec")
+            .args(["--server", &server, "--device=speaker.monitor"])
+            .args(["--rate=16000", "--channels=1", "--format=s16le", "--raw"])
+            .stdout(std::fs::File::create(&recorded).expect("recording file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start parec (Debian package pulseaudio-utils)"),
+    );
+    let exe = std::env::current_exe().expect("test binary");
+    let status = Command::new(exe)
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("PULSE_SERVER", &server)
+        .env("HOME", &work)
+        .env("XDG_RUNTIME_DIR", &work)
+        .status()
+        .expect("run the device half of the test");
+    drop(parec);
+    drop(pulse);
+    let bytes = std::fs::read(&recorded).expect("the recording");
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(status.success(), "the device half: {status}");
+
+    // What the speaker played: the bot's 1 kHz, in some 2 s stretch of the recording.
+    let samples: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let best = samples
+        .chunks(32_000)
+        .filter(|w| w.len() == 32_000)
+        .map(|w| (tone_share(w, BOT_HZ), dbfs(w)))
+        .fold((0.0, -120.0), |b, c| if c.0 > b.0 { c } else { b });
+    println!(
+        "sink monitor: {:.1} s recorded; best 2 s: {BOT_HZ} Hz share {:.3} at {:.1} dBFS",
+        samples.len() as f64 / 16_000.0,
+        best.0,
+        best.1
+    );
+    assert!(
+        best.0 > 0.7 && best.1 > -40.0,
+        "the speaker played the bot's tone"
+    );
+}
+
+/// Starts a private PulseAudio daemon: a 48 kHz null sink `speaker` (its monitor records
+/// what was played) and a null sink `mic` that `module-sine` plays 700 Hz into, whose monitor
+/// is the default source. `module-sine-source` would be simpler but posts its samples in
+/// 2 s blocks, which no real microphone does.
+fn start_pulseaudio(work: &Path, server: &str) -> Proc {
+    let socket = work.join("native");
+    let child = Command::new("pulseaudio")
+        .args([
+            "-n",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--use-pid-file=no",
+            "--disallow-exit",
+            "--log-target=stderr",
+        ])
+        .arg(format!(
+            "--load=module-native-protocol-unix auth-anonymous=1 socket={}",
+            socket.display()
+        ))
+        .arg("--load=module-null-sink sink_name=speaker rate=48000")
+        .arg("--load=module-null-sink sink_name=mic rate=48000")
+        .arg(format!("--load=module-sine sink=mic frequency={MIC_HZ}"))
+        .env("HOME", work)
+        .env("XDG_RUNTIME_DIR", work)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("pulseaudio.log")).expect("log"))
+        .spawn()
+        .expect("start pulseaudio (Debian package pulseaudio)");
+    let pulse = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = Command::new("pactl")
+            .args(["--server", server, "set-default-sink", "speaker"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            break;
+        }
+        let log: PathBuf = work.join("pulseaudio.log");
+        assert!(
+            Instant::now() < deadline,
+            "PulseAudio did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = Command::new("pactl")
+        .args(["--server", server, "set-default-source", "mic.monitor"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "pactl set-default-source mic.monitor");
+    pulse
+}
+
+async fn with_device() {
+    let meeting = join::start(BOT_HZ).await;
+    let args = device::Args {
+        list: false,
+        emulator: meeting.emu.base_url(),
+        call: Some(meeting.call_id.clone()),
+        name: "Device".into(),
+        input: None,
+        output: None,
+        seconds: Some(SECONDS),
+    };
+    let run = tokio::task::spawn_blocking(move || device::run(&args, true));
+    let person = meeting
+        .wait_participant("Device", Duration::from_secs(20))
+        .await;
+    let source_id: u32 = person["participant"]["mediaStreams"][0]["sourceId"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("sourceId");
+    let report = run
+        .await
+        .expect("device thread")
+        .unwrap_or_else(|e| panic!("the device session failed: {e}"));
+    println!("{report:#?}");
+    // The device left: its participant is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while meeting
+        .has_participant(person["participant"]["id"].as_str().unwrap_or(""))
+        .await
+    {
+        assert!(Instant::now() < deadline, "the device stayed after leaving");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let heard = meeting.stop().await;
+
+    assert!(report.input_callbacks > 0 && report.output_callbacks > 0);
+    assert!(
+        report.frames_received > SECONDS * 50 / 2,
+        "the device received the call's audio"
+    );
+    let frames: Vec<usize> = heard
+        .speakers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.contains(&source_id))
+        .map(|(i, _)| i)
+        .collect();
+    println!(
+        "bot: {} frames, {} list the device's sourceId {source_id}",
+        heard.speakers.len(),
+        frames.len()
+    );
+    assert!(
+        frames.len() >= 150,
+        "the device was an active speaker for 3 s"
+    );
+    let (first, last) = (frames[0], frames[frames.len() - 1]);
+    let window = &heard.samples[(first + 50) * 320..(last + 1) * 320];
+    let share = tone_share(window, MIC_HZ);
+    println!(
+        "bot heard {MIC_HZ} Hz: share {share:.3}, level {:.1} dBFS",
+        dbfs(window)
+    );
+    assert!(share > 0.7, "the bot heard the microphone's tone");
+}
