@@ -924,7 +924,9 @@ async fn run_cycle(
             for (_, probe, _, _) in &rest {
                 probe.lateness.add_to(&mut counts, &mut max);
             }
-            let late = counts[lateness_bucket(options)..].iter().sum();
+            let late = counts
+                .get(lateness_bucket(options)..)
+                .map_or(0, |c| c.iter().sum());
             progress(&Progress {
                 cycle,
                 phase: Phase::Measuring,
