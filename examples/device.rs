@@ -396,8 +396,13 @@ async fn session(args: &Args, verbose: bool) -> Result<Report, DeviceError> {
             _ = &mut ctrl_c => break Ok(()),
         }
     };
-    drop(in_stream);
-    drop(out_stream);
+    let released = release_streams(in_stream, out_stream);
+    if !released && verbose {
+        eprintln!(
+            "device: the audio backend did not release the devices within {} s; leaving them",
+            RELEASE_TIMEOUT.as_secs()
+        );
+    }
     stop.store(true, Ordering::Release);
     let _ = worker.join();
     if let Err(e) = leg.close().await
@@ -419,6 +424,26 @@ async fn session(args: &Args, verbose: bool) -> Result<Report, DeviceError> {
     report.frames_sent = meters.sent.load(Ordering::Relaxed);
     report.frames_received = meters.received.load(Ordering::Relaxed);
     outcome.map(|()| report)
+}
+
+/// How long closing the streams may take before the session gives up on them.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Stops and closes both streams on a helper thread; true if that finished in time.
+///
+/// Closing a cpal stream joins its audio thread. When the sound server dies under it
+/// (PulseAudio killed, seen with Debian's ALSA pulse plugin), that thread can stay blocked
+/// inside libpulse forever; the session must still end and say why, so it stops waiting.
+fn release_streams(input: cpal::Stream, output: cpal::Stream) -> bool {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("device-release".into())
+        .spawn(move || {
+            drop(input);
+            drop(output);
+            let _ = done_tx.send(());
+        });
+    spawned.is_ok() && done_rx.recv_timeout(RELEASE_TIMEOUT).is_ok()
 }
 
 fn percent_encode(s: &str) -> String {
@@ -542,8 +567,11 @@ fn on_error(which: &'static str, meters: &Arc<Meters>) -> impl FnMut(cpal::Error
         }
         cpal::ErrorKind::DeviceChanged | cpal::ErrorKind::RealtimeDenied => {}
         _ => {
-            if let Ok(mut lost) = meters.lost.lock() {
-                lost.get_or_insert((which, e.to_string()));
+            // A dead device may report the same error on every poll: format it once.
+            if let Ok(mut lost) = meters.lost.lock()
+                && lost.is_none()
+            {
+                *lost = Some((which, e.to_string()));
             }
         }
     }

@@ -23,6 +23,7 @@ const CHILD: &str = "BOTMEDIA_TEST_PULSE_CHILD";
 const BOT_HZ: f64 = 1_000.0;
 const MIC_HZ: f64 = 700.0;
 const TEST: &str = "a_device_through_pulseaudio_joins_a_meeting_both_ways";
+const TEST_LOST: &str = "a_device_that_goes_away_ends_the_session_with_a_message";
 const SECONDS: u64 = 8;
 
 /// A child process, killed and reaped on drop.
@@ -46,8 +47,7 @@ fn a_device_through_pulseaudio_joins_a_meeting_both_ways() {
             .block_on(with_device());
         return;
     }
-    let work = std::env::temp_dir().join(format!("botmedia-pulse-{}", std::process::id()));
-    std::fs::create_dir_all(&work).expect("work dir");
+    let work = work_dir("both-ways");
     let server = format!("unix:{}", work.join("native").display());
     let pulse = start_pulseaudio(&work, &server);
     let recorded = work.join("played.raw");
@@ -95,6 +95,111 @@ fn a_device_through_pulseaudio_joins_a_meeting_both_ways() {
         best.0 > 0.7 && best.1 > -40.0,
         "the speaker played the bot's tone"
     );
+}
+
+/// The sound server vanishes mid-call (as a USB headset unplugged or a crashed daemon does):
+/// the session ends with an error naming the device, not a panic or a hang.
+#[test]
+fn a_device_that_goes_away_ends_the_session_with_a_message() {
+    if std::env::var_os(CHILD).is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(device_goes_away());
+        return;
+    }
+    let work = work_dir("lost");
+    let server = format!("unix:{}", work.join("native").display());
+    let pulse = start_pulseaudio(&work, &server);
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Proc(
+        Command::new(exe)
+            .args([TEST_LOST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("PULSE_SERVER", &server)
+            .env("HOME", &work)
+            .env("XDG_RUNTIME_DIR", &work)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the device half of the test"),
+    );
+    // Pull the plug once media flows; the child's stdout is read to its end on a thread.
+    let (joined_tx, joined_rx) = std::sync::mpsc::channel();
+    let stdout = child.0.stdout.take().expect("child stdout");
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            println!("child: {line}");
+            if line.contains("joined: media connected") {
+                let _ = joined_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let joined = joined_rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    if joined {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    drop(pulse);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait for the child") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(child);
+    let output = reader.join().unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        joined,
+        "the device joined before the plug was pulled:\n{output}"
+    );
+    let status = status.expect("the session ended within 20 s of the device going away");
+    assert!(status.success(), "the device half: {status}\n{output}");
+}
+
+async fn device_goes_away() {
+    let meeting = join::start(BOT_HZ).await;
+    let args = device::Args {
+        list: false,
+        emulator: meeting.emu.base_url(),
+        call: Some(meeting.call_id.clone()),
+        name: "Device".into(),
+        input: None,
+        output: None,
+        seconds: Some(60),
+    };
+    let started = Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || device::run(&args, true))
+        .await
+        .expect("device thread");
+    let _ = meeting.stop().await;
+    match outcome {
+        Err(e @ device::DeviceError::Lost { .. }) => {
+            println!("ended after {:.1} s: {e}", started.elapsed().as_secs_f64());
+            assert!(
+                e.to_string().contains("device went away"),
+                "the message says what happened: {e}"
+            );
+        }
+        Err(e) => panic!("expected the device to be reported lost, got: {e}"),
+        Ok(report) => panic!("the session outlived its device: {report:#?}"),
+    }
+}
+
+/// A fresh directory for one test's PulseAudio daemon (socket, home, log).
+fn work_dir(test: &str) -> PathBuf {
+    let work = std::env::temp_dir().join(format!("botmedia-pulse-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("work dir");
+    work
 }
 
 /// Starts a private PulseAudio daemon: a 48 kHz null sink `speaker` (its monitor records
