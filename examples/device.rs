@@ -91,6 +91,8 @@ pub(crate) enum DeviceError {
         which: &'static str,
         message: String,
     },
+    #[error("cannot build an HTTP client: {0}")]
+    HttpClient(#[source] signalling::client::HttpClientError),
     #[error("the emulator at {url} could not be asked for calls: {source}")]
     Emulator {
         url: String,
@@ -310,9 +312,12 @@ async fn session(args: &Args, verbose: bool) -> Result<Report, DeviceError> {
     }
 
     let base = args.emulator.trim_end_matches('/').to_owned();
+    // The engine's client; building it also makes rustls' ring provider the process default,
+    // which the media leg's own HTTP client needs.
+    let http = signalling::client::http_client().map_err(DeviceError::HttpClient)?;
     let call = match &args.call {
         Some(c) => c.clone(),
-        None => first_call(&base).await?,
+        None => first_call(&http, &base).await?,
     };
     let pipeline = Pipeline::start(PipelineConfig {
         threads: 1,
@@ -458,12 +463,11 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// The first call of the emulator with app-hosted media connected.
-async fn first_call(base: &str) -> Result<String, DeviceError> {
+async fn first_call(http: &reqwest::Client, base: &str) -> Result<String, DeviceError> {
     let err = |source| DeviceError::Emulator {
         url: base.to_owned(),
         source,
     };
-    let http = reqwest::Client::builder().no_proxy().build().map_err(err)?;
     let state: serde_json::Value = http
         .get(format!("{base}/emulator/state"))
         .send()
