@@ -518,13 +518,23 @@ fn speech_loop() -> Vec<Pcm16K> {
 /// Runs the bot's sending side: every socket kept `SEND_AHEAD` frames ahead.
 struct Driver {
     stop: Arc<AtomicBool>,
+    snapshot: Arc<Snapshot>,
     handle: std::thread::JoinHandle<Vec<MediaSession>>,
+}
+
+/// A request to the driver for every call's counters (it holds the sockets).
+#[derive(Default)]
+struct Snapshot {
+    wanted: AtomicBool,
+    stats: std::sync::Mutex<Vec<CallStats>>,
 }
 
 impl Driver {
     fn start(mut sessions: Vec<MediaSession>) -> Result<Self, LoadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let snapshot = Arc::new(Snapshot::default());
+        let snap = Arc::clone(&snapshot);
         let handle = std::thread::Builder::new()
             .name("load-driver".into())
             .spawn(move || {
@@ -552,6 +562,14 @@ impl Driver {
                             *pos += 1;
                         }
                     }
+                    if snap.wanted.load(Ordering::Acquire) {
+                        let stats = sessions
+                            .iter_mut()
+                            .map(|s| s.audio_socket().quality().pipeline)
+                            .collect();
+                        *snap.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+                        snap.wanted.store(false, Ordering::Release);
+                    }
                     tick += 1;
                     let next = start + Duration::from_millis(10) * tick;
                     if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -561,7 +579,27 @@ impl Driver {
                 sessions
             })
             .map_err(step("starting the driver thread"))?;
-        Ok(Self { stop, handle })
+        Ok(Self {
+            stop,
+            snapshot,
+            handle,
+        })
+    }
+
+    /// Every call's counters now, in session order (empty if the driver did not answer).
+    async fn stats(&self) -> Vec<CallStats> {
+        self.snapshot.wanted.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.snapshot.wanted.load(Ordering::Acquire) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        std::mem::take(
+            &mut *self
+                .snapshot
+                .stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     fn stop(self) -> Vec<MediaSession> {
@@ -950,6 +988,7 @@ async fn run_cycle(
 
     // The window.
     let rss_steady = resources().rss_kib;
+    let start = driver.stats().await;
     let cpu_start = cpu_by_group();
     let started = Instant::now();
     measuring.store(true, Ordering::Release);
@@ -1024,16 +1063,18 @@ async fn run_cycle(
         })
         .collect();
     let late_bucket = lateness_bucket(options);
+    let zero = CallStats::default();
     let group = |want: Option<bool>, only: Option<usize>| {
         let mut f = CallFigures::default();
         let (mut lat, mut lat_max, mut e2e, mut e2e_max) = (Vec::new(), 0, Vec::new(), 0);
-        for ((q, ended), (_, probe, impaired, index)) in quality.iter().zip(&rest) {
+        for (i, ((q, ended), (_, probe, impaired, index))) in quality.iter().zip(&rest).enumerate()
+        {
             if want.is_some_and(|w| w != *impaired) || only.is_some_and(|o| o != *index) {
                 continue;
             }
             f.calls += 1;
             f.ended_legs += usize::from(*ended);
-            add_stats(&mut f, &q.pipeline);
+            add_stats(&mut f, &q.pipeline, start.get(i).unwrap_or(&zero));
             f.link_lost += q.link.inbound_lost;
             probe.lateness.add_to(&mut lat, &mut lat_max);
             probe.latency.add_to(&mut e2e, &mut e2e_max);
@@ -1083,16 +1124,15 @@ fn lateness_bucket(options: &LoadOptions) -> usize {
     (options.pipeline.health.late_tick.0 / 500) as usize
 }
 
-/// Adds the counters that describe the window. They count from each call's start: the
-/// connection and warm-up are included, which only adds a few frames.
-fn add_stats(f: &mut CallFigures, s: &CallStats) {
-    f.frames += s.frames_received;
-    f.concealed += s.concealed;
-    f.fec_recovered += s.fec_recovered;
-    f.packets += s.packets_received;
-    f.duplicates += s.duplicate_packets;
-    f.late_packets += s.late_packets;
-    f.deadline_misses += s.late_ticks;
+/// Adds the counters of the window: now minus its start.
+fn add_stats(f: &mut CallFigures, s: &CallStats, start: &CallStats) {
+    f.frames += s.frames_received.saturating_sub(start.frames_received);
+    f.concealed += s.concealed.saturating_sub(start.concealed);
+    f.fec_recovered += s.fec_recovered.saturating_sub(start.fec_recovered);
+    f.packets += s.packets_received.saturating_sub(start.packets_received);
+    f.duplicates += s.duplicate_packets.saturating_sub(start.duplicate_packets);
+    f.late_packets += s.late_packets.saturating_sub(start.late_packets);
+    f.deadline_misses += s.late_ticks.saturating_sub(start.late_ticks);
 }
 
 impl LoadReport {
