@@ -59,7 +59,7 @@ pub(crate) async fn state(State(shared): Api) -> Json<Value> {
                 "participants": inner.roster.iter().map(|m| json!({
                     "participant": m.participant,
                     "isBot": m.is_bot,
-                    "says": m.voice.describe(),
+                    "says": if shared.media.remotes.contains(m.id()) { "live over WebRTC".to_owned() } else { m.voice.describe() },
                     "level": m.level(),
                 })).collect::<Vec<_>>(),
             })
