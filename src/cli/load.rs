@@ -17,11 +17,11 @@ pub(super) struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     calls: usize,
     /// Length of the measurement window, in seconds.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
     /// Seconds between the last call connecting and the window.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
     /// Runs connect / measure / hang up this many times (a soak); resources are compared
     /// between the first cycle and the last.
     #[arg(long, default_value_t = 1)]
@@ -89,9 +89,9 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     if args.calls == 0 || args.calls > 2_000 {
         return Err(CliError::Usage("--calls must be between 1 and 2000".into()));
     }
-    if args.seconds == 0 || args.seconds > 24 * 3600 {
+    if !(0.1..=86_400.0).contains(&args.seconds) || !(0.0..=3_600.0).contains(&args.warmup) {
         return Err(CliError::Usage(
-            "--seconds must be between 1 and 86400".into(),
+            "--seconds must be between 0.1 and 86400, --warmup between 0 and 3600".into(),
         ));
     }
     if args.cycles == 0 || args.setup_concurrency == 0 {
@@ -101,8 +101,8 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     }
     let mut options = LoadOptions::default();
     options.calls = args.calls;
-    options.duration = Duration::from_secs(args.seconds);
-    options.warmup = Duration::from_secs(args.warmup);
+    options.duration = Duration::from_secs_f64(args.seconds);
+    options.warmup = Duration::from_secs_f64(args.warmup);
     options.cycles = args.cycles;
     options.setup_concurrency = args.setup_concurrency;
     if let Some(t) = args.threads {
