@@ -66,6 +66,9 @@ pub struct LoadOptions {
     pub cycles: usize,
     /// Calls being set up at once.
     pub setup_concurrency: usize,
+    /// Pause between two batches of call set-ups (a slow ramp lets the platform's health,
+    /// measured over one-second windows, follow the load).
+    pub ramp: Duration,
     /// Network faults on the way to the bot, for the first `faulty_calls` calls.
     pub faults: Option<Faults>,
     /// How many calls get `faults` (all when larger than `calls`).
@@ -86,6 +89,7 @@ impl Default for LoadOptions {
             warmup: Duration::from_secs(2),
             cycles: 1,
             setup_concurrency: 8,
+            ramp: Duration::ZERO,
             faults: None,
             faulty_calls: usize::MAX,
             per_call_faults: Vec::new(),
@@ -942,6 +946,9 @@ async fn run_cycle(
         }
         index = end;
         report_progress(progress, Phase::Connecting, placed.len());
+        if index < options.calls && !options.ramp.is_zero() {
+            tokio::time::sleep(options.ramp).await;
+        }
     }
     // Wait for media on every placed call.
     let deadline = Instant::now() + CONNECT_BASE + CONNECT_PER_CALL * options.calls as u32;

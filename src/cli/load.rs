@@ -29,6 +29,9 @@ pub(super) struct LoadArgs {
     /// Calls set up at once.
     #[arg(long, default_value_t = 8)]
     setup_concurrency: usize,
+    /// Pause between batches of call set-ups, ms (a slow ramp for overload runs).
+    #[arg(long, default_value_t = 0)]
+    ramp_ms: u64,
     /// Bot pipeline threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -66,7 +69,10 @@ pub(super) struct LoadArgs {
 
 fn progress_line(p: &Progress) {
     let line = match p.phase {
-        Phase::Connecting => format!("cycle {}: {} calls connecting", p.cycle, p.connected),
+        Phase::Connecting => format!(
+            "cycle {}: {} calls placed, health {:?}",
+            p.cycle, p.connected, p.health
+        ),
         Phase::WarmingUp => format!("cycle {}: {} calls up, warming up", p.cycle, p.connected),
         Phase::Measuring => format!(
             "cycle {} t={:>4.1}s  {} calls  health {:?}  bot {:.2} cores  max lateness {:.2} ms  deadline misses {}",
@@ -105,6 +111,7 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     options.warmup = Duration::from_secs_f64(args.warmup);
     options.cycles = args.cycles;
     options.setup_concurrency = args.setup_concurrency;
+    options.ramp = Duration::from_millis(args.ramp_ms);
     if let Some(t) = args.threads {
         if t == 0 || t > 64 {
             return Err(CliError::Usage("--threads must be between 1 and 64".into()));
