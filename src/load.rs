@@ -257,8 +257,8 @@ pub struct LoadReport {
     pub connected: usize,
     /// Sessions the platform refused, over all cycles.
     pub refused: usize,
-    /// The first refusal's error.
-    pub refusal: Option<String>,
+    /// Why sessions were refused: each error and how often.
+    pub refusals: BTreeMap<String, usize>,
     /// Calls that failed otherwise (create or media), over all cycles.
     pub failed: usize,
     /// Cycles run.
@@ -932,7 +932,7 @@ async fn run_cycle(
                 Ok(Placement::Placed(p)) => placed.push(*p),
                 Ok(Placement::Refused(e)) => {
                     report.refused += 1;
-                    report.refusal.get_or_insert_with(|| e.to_string());
+                    *report.refusals.entry(e.to_string()).or_insert(0) += 1;
                 }
                 Ok(Placement::Failed(e)) => {
                     report.failed += 1;
@@ -1232,8 +1232,8 @@ impl LoadReport {
             h.heavily_loaded,
             h.overloaded
         );
-        if let Some(r) = &self.refusal {
-            let _ = writeln!(t, "refusal            {r}");
+        for (why, n) in &self.refusals {
+            let _ = writeln!(t, "refused            {n} x {why}");
         }
         let (a, b) = (&self.resources_before, &self.resources_after);
         let _ = writeln!(
