@@ -296,6 +296,60 @@ mod tests {
         assert!(peaks[10..].iter().any(|&p| p > 1_000), "{peaks:?}");
     }
 
+    /// SNR in dB of Opus at 24 kb/s, 16 kHz mono, FEC on (the pipeline's settings) at
+    /// `complexity`, over 5 s of the load signal, the decoder's delay aligned.
+    fn opus_snr(complexity: i32, signal: &[i16]) -> f64 {
+        let mut enc = opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip)
+            .expect("encoder");
+        enc.set_bitrate(opus::Bitrate::Bits(24_000))
+            .expect("bitrate");
+        enc.set_inband_fec(true).expect("fec");
+        enc.set_packet_loss_perc(5).expect("loss");
+        enc.set_complexity(complexity).expect("complexity");
+        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).expect("decoder");
+        let (mut buf, mut pcm) = ([0u8; 1_500], [0i16; SAMPLES_PER_FRAME]);
+        let mut out = Vec::with_capacity(signal.len());
+        for frame in signal.chunks_exact(SAMPLES_PER_FRAME) {
+            let n = enc.encode(frame, &mut buf).expect("encode");
+            dec.decode(&buf[..n], &mut pcm, false).expect("decode");
+            out.extend_from_slice(&pcm);
+        }
+        // The best lag in the codec's delay range, then the SNR after the first second.
+        let skip = 16_000;
+        (0..400)
+            .map(|lag| {
+                let (mut sig, mut err) = (0f64, 0f64);
+                for (i, &x) in signal[skip..signal.len() - 400].iter().enumerate() {
+                    let y = f64::from(out[skip + i + lag]);
+                    sig += f64::from(x).powi(2);
+                    err += (f64::from(x) - y).powi(2);
+                }
+                10.0 * (sig / err.max(1.0)).log10()
+            })
+            .fold(f64::MIN, f64::max)
+    }
+
+    #[test]
+    fn complexity_5_costs_little_quality_against_10() {
+        let mut signal = Vec::new();
+        let mut frame = [0i16; SAMPLES_PER_FRAME];
+        for i in 0..250 {
+            // The speech-like part of the loop only (no probe).
+            loop_frame(
+                PROBE_FRAMES + i % (LOOP_FRAMES as usize - PROBE_FRAMES),
+                &mut frame,
+            );
+            signal.extend_from_slice(&frame);
+        }
+        let snr: Vec<f64> = [0, 5, 10].iter().map(|&c| opus_snr(c, &signal)).collect();
+        eprintln!("Opus 24 kb/s SNR at complexity 0 / 5 / 10: {snr:.2?} dB");
+        assert!(snr[2] > 5.0, "{snr:?}");
+        assert!(
+            snr[1] > snr[2] - 3.0,
+            "complexity 5 within 3 dB of 10: {snr:?}"
+        );
+    }
+
     #[test]
     fn packets_leave_on_media_clock_slots_and_skip_when_far_behind() {
         let mut port = LoadPort::new(shared_loop().expect("loop"));
