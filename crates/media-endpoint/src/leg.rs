@@ -404,16 +404,18 @@ async fn answer_offer(
         .local_description()
         .await
         .ok_or(NegotiateError::NoCandidates)?;
-    if !local.sdp.contains("a=candidate:") {
-        return Err(NegotiateError::NoCandidates);
-    }
     // webrtc-rs echoes the offer's Opus parameters and refuses an edited local description,
     // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
     // encoder what this endpoint's decoder uses and changes nothing in the stack.
     let sdp = ensure_opus_fec(&local.sdp, offer.opus.payload_type);
+    // An offer the stack answers with no usable audio gathers nothing either: that is the
+    // offer's fault (400), checked before the missing candidates (500) it also causes.
     let negotiated = read_answer(&sdp).ok_or_else(|| OfferError::Rejected {
         detail: "no audio section could be answered with Opus".to_owned(),
     })?;
+    if !local.sdp.contains("a=candidate:") {
+        return Err(NegotiateError::NoCandidates);
+    }
     Ok((track, negotiated, ssrc, sdp, early))
 }
 
