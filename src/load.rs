@@ -677,6 +677,26 @@ pub fn resources() -> Resources {
     }
 }
 
+/// Resources once closing legs have let go of their sockets: the WebRTC stack closes a
+/// leg's sockets from its tasks, some time after the leg ended. Read when the descriptor
+/// count has held for a second, or after 20 s.
+async fn settled_resources() -> Resources {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = resources();
+    let mut steady = 0;
+    while Instant::now() < deadline && steady < 4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = resources();
+        steady = if now.fds == last.fds && now.threads == last.threads {
+            steady + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+    last
+}
+
 fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -877,10 +897,10 @@ async fn run_cycles(
         if cycle == 1 && options.cycles > 1 {
             // The first cycle warms up allocator arenas, lazy statics and thread pools:
             // a leak is what grows after it.
-            report.resources_before = resources();
+            report.resources_before = settled_resources().await;
         }
     }
-    report.resources_after = resources();
+    report.resources_after = settled_resources().await;
     bot.webhook.abort();
     bot.platform.shutdown().await;
     Ok(report)
