@@ -3,16 +3,21 @@
 //! link quality.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use audio_pipeline::{
-    BotHalf, CallHandle, CallStats, FrameCallback, Pcm16K, ReceivedFrame, SendError,
+    BotHalf, CallHandle, CallStats, FRAME_DURATION, FrameCallback, Pcm16K, ReceivedFrame,
+    SendError, Ticks,
 };
 use media_endpoint::{
     EndReason, EndpointEvent, FailureReason, QualityData, SendStatus, SessionHandle, Tone,
     ToneError,
 };
 use tokio::sync::mpsc;
+
+/// How long after a frame's tick the socket first looks for it: the pipeline thread
+/// produces the frames of all its calls within about a millisecond of the tick.
+const TICK_MARGIN: Ticks = Ticks::from_micros(500);
 
 /// How received frames reach the bot.
 pub(crate) enum FrameHandler {
@@ -137,7 +142,8 @@ pub struct AudioSocket {
     ended: bool,
     dominant: Dominant,
     link: QualityData,
-    last_frame: Option<Instant>,
+    /// Media time of the last frame taken: the next one is due a tick later.
+    last_tick: Option<Ticks>,
 }
 
 impl std::fmt::Debug for AudioSocket {
@@ -168,7 +174,7 @@ impl AudioSocket {
             ended: false,
             dominant: Dominant::default(),
             link: QualityData::default(),
-            last_frame: None,
+            last_tick: None,
         }
     }
 
@@ -203,7 +209,7 @@ impl AudioSocket {
     /// A received frame if one is ready.
     pub fn try_recv_frame(&mut self) -> Option<ReceivedFrame> {
         let frame = self.bot.try_recv()?;
-        self.last_frame = Some(Instant::now());
+        self.last_tick = Some(frame.timestamp);
         if let Some((previous, current)) = self.dominant.observe(&frame) {
             self.pending
                 .push_back(AudioSocketEvent::DominantSpeakerChanged { previous, current });
@@ -268,12 +274,15 @@ impl AudioSocket {
         None
     }
 
-    /// How long to sleep before polling for the next frame: until it is due (frames come on
-    /// 20 ms ticks, so this wakes about once per frame).
+    /// How long to sleep before polling for the next frame: until just after its tick (frames
+    /// come on 20 ms ticks of the media clock and carry their tick's time), then every
+    /// millisecond until it is there. Waking on the tick rather than 20 ms after the last
+    /// wake-up keeps a late wake-up from delaying every later frame by as much.
     fn frame_wait(&self) -> Duration {
-        match self.last_frame {
-            Some(t) => (t + Duration::from_millis(20))
-                .saturating_duration_since(Instant::now())
+        match self.last_tick {
+            Some(t) => (t + FRAME_DURATION + TICK_MARGIN)
+                .saturating_sub(audio_pipeline::now())
+                .to_duration()
                 .max(Duration::from_millis(1)),
             None => Duration::from_millis(5),
         }
@@ -325,6 +334,12 @@ impl AudioSocket {
         }
     }
 
+    /// The latency the pipeline added to this socket's frames so far: packet arrival to
+    /// the frame reaching the bot, and the bot's send to the packet leaving the pipeline.
+    pub fn latency(&self) -> audio_pipeline::CallLatency {
+        self.call.latency()
+    }
+
     /// A snapshot of link quality and pipeline counters.
     pub fn quality(&mut self) -> Quality {
         self.drain_events();
@@ -339,7 +354,7 @@ impl AudioSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audio_pipeline::{Csrcs, FrameSource, Ticks};
+    use audio_pipeline::{Csrcs, FrameSource};
 
     fn frame(speakers: &[(u32, u8)]) -> ReceivedFrame {
         let mut csrcs = Csrcs::new();
@@ -356,6 +371,7 @@ mod tests {
             audio_level: None,
             seq: None,
             gap: 0,
+            arrival: None,
         }
     }
 

@@ -5,6 +5,7 @@ use crate::config::{CallConfig, FrameCallback};
 use crate::error::{AdmissionError, PushPacketError, SendError};
 use crate::frame::{FrameSource, Pcm16K, ReceivedFrame, SAMPLES_PER_FRAME};
 use crate::jitter::{InsertOutcome, JitterBuffer, JitterStats, Playout};
+use crate::latency::{CallLatency, LatencyCells};
 use crate::pacer::Pacer;
 use crate::packet::{AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket};
 use crate::stats::{CallCounters, CallStats, add, bump, set};
@@ -33,6 +34,7 @@ pub(crate) struct CallShared {
     pub(crate) removed: AtomicBool,
     pub(crate) send_active: AtomicBool,
     pub(crate) loss_percent: AtomicU8,
+    pub(crate) latency: LatencyCells,
 }
 
 /// A call's processing state, owned by one pipeline thread. Everything is allocated in
@@ -40,7 +42,7 @@ pub(crate) struct CallShared {
 pub(crate) struct CallState {
     pub(crate) shared: Arc<CallShared>,
     inbound: rtrb::Consumer<EncodedPacket>,
-    outbound: rtrb::Producer<EncodedPacket>,
+    outbound: rtrb::Producer<Outbound>,
     send_queue: rtrb::Consumer<OutgoingFrame>,
     receive_queue: Option<rtrb::Producer<ReceivedFrame>>,
     on_frame: Option<FrameCallback>,
@@ -56,6 +58,8 @@ pub(crate) struct CallState {
     speakers: Csrcs,
     audio_level: Option<u8>,
     last_seq: Option<u16>,
+    /// Arrival stamp of the last packet decoded, for its continuation frames.
+    last_arrival: Option<Ticks>,
     frame: ReceivedFrame,
     packet: EncodedPacket,
     /// Jitter buffer counters already added to the call's counters.
@@ -68,6 +72,16 @@ pub(crate) struct CallState {
 pub(crate) struct OutgoingFrame {
     pcm: Pcm16K,
     csrcs: Csrcs,
+    /// When the bot queued it, for the send latency figure.
+    queued: Ticks,
+}
+
+/// An encoded packet on its way to the network side, with when the bot queued its frame
+/// (`None` for silence the pacer filled in).
+#[derive(Clone, Copy)]
+pub(crate) struct Outbound {
+    packet: EncodedPacket,
+    queued: Option<Ticks>,
 }
 
 /// The halves returned by [`crate::Pipeline::add_call`].
@@ -85,6 +99,7 @@ impl CallState {
             removed: AtomicBool::new(false),
             send_active: AtomicBool::new(cfg.send_active),
             loss_percent: AtomicU8::new(NO_LOSS_REPORT),
+            latency: LatencyCells::new(),
         });
         let (in_tx, in_rx) = rtrb::RingBuffer::new(cfg.inbound_queue_packets);
         let (out_tx, out_rx) = rtrb::RingBuffer::new(cfg.outbound_queue_packets);
@@ -118,6 +133,7 @@ impl CallState {
             speakers: Csrcs::new(),
             audio_level: None,
             last_seq: None,
+            last_arrival: None,
             frame: ReceivedFrame {
                 timestamp: Ticks::ZERO,
                 pcm: Pcm16K::SILENCE,
@@ -128,6 +144,7 @@ impl CallState {
                 audio_level: None,
                 seq: None,
                 gap: 0,
+                arrival: None,
             },
             packet: EncodedPacket::empty(),
             seen: JitterStats::default(),
@@ -178,9 +195,11 @@ impl CallState {
         frame.timestamp = now;
         frame.late = late;
         frame.gap = 0;
+        frame.arrival = None;
         if self.decoder.buffered() >= SAMPLES_PER_FRAME {
             // The rest of a packet longer than 20 ms.
             frame.source = FrameSource::Decoded;
+            frame.arrival = self.last_arrival;
         } else {
             frame.source = match self.jitter.pop(now) {
                 Playout::Packet { packet, gap } => {
@@ -188,8 +207,12 @@ impl CallState {
                     self.last_seq = Some(packet.meta.seq);
                     self.speakers = packet.meta.csrcs;
                     self.audio_level = packet.meta.audio_level;
+                    self.last_arrival = Some(packet.meta.arrival);
                     match self.decoder.decode(packet.payload()) {
-                        DecodeResult::Ok => FrameSource::Decoded,
+                        DecodeResult::Ok => {
+                            frame.arrival = self.last_arrival;
+                            FrameSource::Decoded
+                        }
                         DecodeResult::Invalid => {
                             bump(&c.invalid_packets);
                             bump(&c.dropped_packets);
@@ -200,6 +223,7 @@ impl CallState {
                 Playout::Lost { fec: Some(next) } => {
                     if self.decoder.recover_fec(next.payload()) {
                         bump(&c.fec_recovered);
+                        frame.arrival = Some(next.meta.arrival);
                         FrameSource::FecRecovered
                     } else {
                         FrameSource::Concealed
@@ -235,6 +259,13 @@ impl CallState {
             || frame.pcm.is_digital_silence();
 
         if let Some(callback) = self.on_frame.as_mut() {
+            if let Some(arrival) = frame.arrival {
+                let reached = crate::time::now();
+                self.shared
+                    .latency
+                    .receive
+                    .record(reached.saturating_sub(arrival));
+            }
             callback(frame);
         }
         if let Some(queue) = self.receive_queue.as_mut()
@@ -287,6 +318,7 @@ impl CallState {
                 bump(&c.underruns);
             }
             let paced = self.pacer.next_frame(from_bot.as_ref().map(|f| &f.pcm));
+            let queued = from_bot.map(|f| f.queued);
             let packet = &mut self.packet;
             packet.meta.csrcs = from_bot.map_or(Csrcs::new(), |f| f.csrcs);
             let Some(len) = self.encoder.encode(&paced.pcm, packet.payload_buffer_mut()) else {
@@ -298,7 +330,14 @@ impl CallState {
             packet.meta.ssrc = self.ssrc;
             packet.meta.payload_type = self.payload_type;
             packet.meta.arrival = now;
-            if self.outbound.push(*packet).is_err() {
+            if self
+                .outbound
+                .push(Outbound {
+                    packet: *packet,
+                    queued,
+                })
+                .is_err()
+            {
                 bump(&c.outbound_queue_full);
             } else {
                 bump(&c.frames_sent);
@@ -337,6 +376,11 @@ impl CallHandle {
         self.shared.counters.snapshot()
     }
 
+    /// A snapshot of the latency the call's pipeline added, receive and send.
+    pub fn latency(&self) -> CallLatency {
+        self.shared.latency.snapshot()
+    }
+
     /// Removes the call (same as dropping the handle).
     pub fn remove(self) {}
 }
@@ -351,7 +395,7 @@ impl Drop for CallHandle {
 pub struct NetworkHalf {
     shared: Arc<CallShared>,
     inbound: rtrb::Producer<EncodedPacket>,
-    outbound: rtrb::Consumer<EncodedPacket>,
+    outbound: rtrb::Consumer<Outbound>,
 }
 
 impl fmt::Debug for NetworkHalf {
@@ -391,8 +435,17 @@ impl NetworkHalf {
     /// Takes the next encoded packet to send, if any. Wait-free. The pipeline numbers
     /// packets itself (sequence, timestamp, marker, SSRC, payload type); the network side
     /// may renumber them into its own sequence space (e.g. to interleave DTMF).
+    ///
+    /// Taking a packet records the send latency of its frame (see [`CallLatency::send`]).
     pub fn pop_packet(&mut self) -> Option<EncodedPacket> {
-        self.outbound.pop().ok()
+        let out = self.outbound.pop().ok()?;
+        if let Some(queued) = out.queued {
+            self.shared
+                .latency
+                .send
+                .record(crate::time::now().saturating_sub(queued));
+        }
+        Some(out.packet)
     }
 
     /// Packets waiting to be sent.
@@ -475,7 +528,11 @@ impl BotHalf {
             return Err(SendError::Removed(frame));
         }
         self.send
-            .push(OutgoingFrame { pcm: frame, csrcs })
+            .push(OutgoingFrame {
+                pcm: frame,
+                csrcs,
+                queued: crate::time::now(),
+            })
             .map_err(|rtrb::PushError::Full(f)| SendError::Full(f.pcm))
     }
 
@@ -485,8 +542,17 @@ impl BotHalf {
     }
 
     /// Takes the next received frame, if the call has a receive queue and one is ready.
+    ///
+    /// Taking a decoded frame records its receive latency (see [`CallLatency::receive`]).
     pub fn try_recv(&mut self) -> Option<ReceivedFrame> {
-        self.receive.as_mut()?.pop().ok()
+        let frame = self.receive.as_mut()?.pop().ok()?;
+        if let Some(arrival) = frame.arrival {
+            self.shared
+                .latency
+                .receive
+                .record(crate::time::now().saturating_sub(arrival));
+        }
+        Some(frame)
     }
 
     /// A snapshot of the call's counters.

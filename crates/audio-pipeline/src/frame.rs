@@ -129,6 +129,10 @@ pub struct ReceivedFrame {
     pub seq: Option<u16>,
     /// Packets lost (concealed or FEC-recovered) since the previous decoded packet.
     pub gap: u16,
+    /// When the packet this frame was decoded from arrived ([`crate::RtpMeta::arrival`]),
+    /// for `Decoded` and `FecRecovered` frames; `None` for concealment and silence.
+    /// `now() - arrival` when the bot gets the frame is the latency the receive path added.
+    pub arrival: Option<Ticks>,
 }
 
 impl ReceivedFrame {
@@ -147,6 +151,7 @@ impl fmt::Debug for ReceivedFrame {
             .field("late", &self.late)
             .field("seq", &self.seq)
             .field("gap", &self.gap)
+            .field("arrival", &self.arrival)
             .field("active_speakers", &self.active_speakers)
             .field("pcm", &self.pcm)
             .finish()

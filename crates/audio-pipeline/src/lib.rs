@@ -38,6 +38,7 @@ mod config;
 mod error;
 mod frame;
 mod jitter;
+mod latency;
 mod pacer;
 mod packet;
 mod pipeline;
@@ -56,6 +57,7 @@ pub use frame::{
     SAMPLES_PER_FRAME,
 };
 pub use jitter::{InsertOutcome, JitterBuffer, JitterStats, Playout};
+pub use latency::{CallLatency, LatencyHistogram};
 pub use pacer::{PacedFrame, Pacer, PacerStats};
 pub use packet::{
     AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket, MAX_CSRCS, MAX_PAYLOAD, PacketError, RtpMeta,

@@ -138,7 +138,9 @@ pub struct RtpMeta {
     pub audio_level: Option<u8>,
     /// Contributing sources with their `csrc-audio-level` levels.
     pub csrcs: Csrcs,
-    /// When the packet arrived (inbound) or was produced (outbound), media clock.
+    /// Inbound: when the packet arrived (the network side stamps it as it receives the
+    /// packet; the jitter buffer and the receive latency figures count from it).
+    /// Outbound: the media time of the tick that encoded it.
     pub arrival: Ticks,
 }
 

@@ -24,9 +24,9 @@ impl Ticks {
         Ticks(ms * Self::PER_MILLI)
     }
 
-    /// A span of `us` microseconds (rounded down to 100 ns).
+    /// A span of `us` microseconds.
     pub const fn from_micros(us: u64) -> Ticks {
-        Ticks(us / 100)
+        Ticks(us.saturating_mul(10))
     }
 
     /// A span of `ns` nanoseconds (rounded down to 100 ns).
@@ -169,6 +169,13 @@ mod tests {
         let b = now();
         assert!(b >= deadline, "woke at {b:?} before {deadline:?}");
         assert!(now() >= b);
+    }
+
+    #[test]
+    fn units_convert() {
+        assert_eq!(Ticks::from_micros(1_500), Ticks::from_nanos(1_500_000));
+        assert_eq!(Ticks::from_micros(1_000), Ticks::from_millis(1));
+        assert_eq!(Ticks::from_micros(7).as_micros(), 7);
     }
 
     #[test]
