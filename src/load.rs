@@ -141,7 +141,7 @@ pub struct Progress {
     pub bot_cores: f64,
     /// Worst frame lateness so far in the window, ms.
     pub max_lateness_ms: f64,
-    /// Deadline misses so far in the window.
+    /// Frames handed over later than the late-tick threshold, so far in the window.
     pub deadline_misses: u64,
 }
 

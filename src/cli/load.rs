@@ -75,7 +75,7 @@ fn progress_line(p: &Progress) {
         ),
         Phase::WarmingUp => format!("cycle {}: {} calls up, warming up", p.cycle, p.connected),
         Phase::Measuring => format!(
-            "cycle {} t={:>4.1}s  {} calls  health {:?}  bot {:.2} cores  max lateness {:.2} ms  deadline misses {}",
+            "cycle {} t={:>4.1}s  {} calls  health {:?}  bot {:.2} cores  max frame lateness {:.2} ms  late frames {}",
             p.cycle,
             p.seconds,
             p.connected,
