@@ -48,7 +48,7 @@ use crate::sdp::{
 
 const OPUS_CLOCK: u32 = 48_000;
 /// How often the task drains the outbound queue: a quarter of a packet.
-const OUTBOUND_TICK: Duration = Duration::from_millis(2);
+const OUTBOUND_TICK: Duration = Duration::from_millis(5);
 /// A pause in outbound audio longer than this restarts the RTP timeline from the clock.
 const TALKSPURT_GAP: Duration = Duration::from_millis(100);
 const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
