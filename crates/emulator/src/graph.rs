@@ -129,6 +129,27 @@ pub(crate) async fn create_call(
         );
         return forbidden(validated.required_permissions, missing, &headers);
     }
+    if validated.media == signalling::MediaHosting::App
+        && let Some(max) = shared.scenario.settings.max_app_hosted_calls
+        && app_hosted_calls(&shared) >= max
+    {
+        shared.log(
+            LogKind::Error,
+            None,
+            format!("create call refused: {max} app-hosted calls already"),
+        );
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is at its capacity for app-hosted media; retry later.",
+        )
+        .for_request(&headers)
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return response;
+    }
     let request = signalling::model::GraphType::to_json_value(&call);
     let id = uuid::Uuid::new_v4().to_string();
     let my_participant_id = uuid::Uuid::new_v4().to_string();
@@ -207,6 +228,17 @@ pub(crate) async fn create_call(
         Json(resource),
     )
         .into_response()
+}
+
+/// App-hosted calls not yet terminated.
+fn app_hosted_calls(shared: &Shared) -> usize {
+    lock(&shared.calls)
+        .values()
+        .filter(|c| {
+            c.hosting == signalling::MediaHosting::App
+                && lock(&c.inner).resource["state"] != "terminated"
+        })
+        .count()
 }
 
 /// Resolves the request's targets or meeting against the scenario.

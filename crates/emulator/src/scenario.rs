@@ -85,6 +85,9 @@ pub struct Settings {
     pub ring_timeout_ms: u64,
     /// A call with no keepAlive for this long ends with resultInfo 408/8537, in ms.
     pub keep_alive_timeout_ms: u64,
+    /// App-hosted calls the service carries at once; past it, creating one more is refused
+    /// with 503 `ServiceUnavailable` in Graph's error format (unlimited when absent).
+    pub max_app_hosted_calls: Option<usize>,
 }
 
 impl Default for Settings {
@@ -93,6 +96,7 @@ impl Default for Settings {
             time_scale: 1.0,
             ring_timeout_ms: 30_000,
             keep_alive_timeout_ms: 45 * 60 * 1000,
+            max_app_hosted_calls: None,
         }
     }
 }
