@@ -195,6 +195,10 @@ impl ServiceLeg {
         if config.ice_addresses.is_empty() {
             return Err(ConnectError::NoIceAddress);
         }
+        // A build where some crate turns on reqwest's rustls without a provider (the facade
+        // does, for HTTPS to Graph) panics building a client unless a process-wide provider
+        // is installed: install ring, the provider this workspace uses, unless one is there.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(config.request_timeout)
