@@ -90,6 +90,19 @@ fn json_body(bytes: &Bytes) -> Result<Value, GraphError> {
     signalling::parse_value_bytes(bytes, ParseMode::Strict).map_err(GraphError::from)
 }
 
+/// The call a request addresses, once the API version, the caller's token and the call's
+/// ownership are checked.
+fn call_for(
+    shared: &Shared,
+    version: &str,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<CallEntry>, ApiError> {
+    check_version(version)?;
+    let claims = authenticate(shared, headers)?;
+    owned_call(shared, &claims, id, headers)
+}
+
 /// `POST /{version}/communications/calls` (and the deprecated `/{version}/app/calls`).
 pub(crate) async fn create_call(
     State(shared): Api,
@@ -332,9 +345,7 @@ pub(crate) async fn get_call(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        check_version(&version)?;
-        let claims = authenticate(&shared, &headers)?;
-        let call = owned_call(&shared, &claims, &id, &headers)?;
+        let call = call_for(&shared, &version, &id, &headers)?;
         let resource = lock(&call.inner).resource.clone();
         Ok::<_, ApiError>(Json(resource))
     })();
@@ -351,9 +362,7 @@ pub(crate) async fn delete_call(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        check_version(&version)?;
-        let claims = authenticate(&shared, &headers)?;
-        let call = owned_call(&shared, &claims, &id, &headers)?;
+        let call = call_for(&shared, &version, &id, &headers)?;
         if call.is_ended() {
             return Err(ApiError::not_found(format!(
                 "Call `{}` has ended.",
@@ -436,16 +445,9 @@ pub(crate) async fn call_action(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = check_version(&version) {
-        return e.for_request(&headers).into_response();
-    }
-    let claims = match authenticate(&shared, &headers) {
+    let call = match call_for(&shared, &version, &id, &headers) {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let call = match owned_call(&shared, &claims, &id, &headers) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.for_request(&headers).into_response(),
     };
     let body = match json_body(&body) {
         Ok(b) => b,
@@ -719,9 +721,7 @@ pub(crate) async fn list_participants(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        check_version(&version)?;
-        let claims = authenticate(&shared, &headers)?;
-        let call = owned_call(&shared, &claims, &id, &headers)?;
+        let call = call_for(&shared, &version, &id, &headers)?;
         let value: Vec<Value> = lock(&call.inner)
             .roster
             .iter()
@@ -745,9 +745,7 @@ pub(crate) async fn get_participant(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        check_version(&version)?;
-        let claims = authenticate(&shared, &headers)?;
-        let call = owned_call(&shared, &claims, &id, &headers)?;
+        let call = call_for(&shared, &version, &id, &headers)?;
         let p = lock(&call.inner)
             .roster
             .iter()
@@ -771,9 +769,7 @@ pub(crate) async fn delete_participant(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        check_version(&version)?;
-        let claims = authenticate(&shared, &headers)?;
-        let call = owned_call(&shared, &claims, &id, &headers)?;
+        let call = call_for(&shared, &version, &id, &headers)?;
         if !call.leave(&shared, &pid) {
             return Err(ApiError::not_found(format!(
                 "Participant `{}` was not found.",
@@ -796,16 +792,9 @@ pub(crate) async fn participant_action(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = check_version(&version) {
-        return e.for_request(&headers).into_response();
-    }
-    let claims = match authenticate(&shared, &headers) {
+    let call = match call_for(&shared, &version, &id, &headers) {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let call = match owned_call(&shared, &claims, &id, &headers) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.for_request(&headers).into_response(),
     };
     let body = match json_body(&body) {
         Ok(b) => b,
@@ -839,16 +828,9 @@ pub(crate) async fn invite(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = check_version(&version) {
-        return e.for_request(&headers).into_response();
-    }
-    let claims = match authenticate(&shared, &headers) {
+    let call = match call_for(&shared, &version, &id, &headers) {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let call = match owned_call(&shared, &claims, &id, &headers) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.for_request(&headers).into_response(),
     };
     let body = match json_body(&body) {
         Ok(b) => b,
