@@ -44,8 +44,8 @@ pub use socket::{AudioSocket, AudioSocketEvent, AudioSocketItem, Quality};
 /// Pipeline building blocks: configuration, resampling, mixing.
 pub mod pipeline {
     pub use audio_pipeline::{
-        CallConfig, HealthThresholds, JitterConfig, OpusConfig, PipelineConfig, Realtime, mix,
-        resample,
+        CallConfig, Capacity, HealthThresholds, JitterConfig, OpusConfig, PipelineConfig, Realtime,
+        mix, resample,
     };
 }
 

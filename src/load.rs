@@ -143,6 +143,8 @@ pub struct Progress {
     pub max_lateness_ms: f64,
     /// Frames handed over later than the late-tick threshold, so far in the window.
     pub deadline_misses: u64,
+    /// Threads, descriptors and memory of the process now.
+    pub resources: Resources,
 }
 
 /// A phase of a cycle.
@@ -157,6 +159,8 @@ pub enum Phase {
     Measuring,
     /// Hanging up.
     HangingUp,
+    /// The cycle's calls have ended and the pipeline has freed them.
+    Ended,
 }
 
 /// p50, p99 and max of a distribution, in ms.
@@ -294,6 +298,11 @@ pub struct LoadReport {
     pub per_call: Vec<(usize, CallFigures)>,
     /// Resident memory added per call (bot and emulator legs together), KiB.
     pub rss_per_call_kib: f64,
+    /// Admission at the end of the window: the cost of one call per tick it projects
+    /// with, microseconds (measured, or the assumption before any measurement).
+    pub admission_call_cost_us: f64,
+    /// Calls the platform would hold in all at that cost (running plus room left).
+    pub admission_capacity: usize,
     /// Health over the window.
     pub health: HealthSeen,
     /// The worst health seen.
@@ -930,6 +939,7 @@ async fn run_cycle(
             bot_cores: 0.0,
             max_lateness_ms: 0.0,
             deadline_misses: 0,
+            resources: resources(),
         })
     };
     // Place calls in batches.
@@ -1053,6 +1063,7 @@ async fn run_cycle(
                 bot_cores: d.bot_pipeline + d.bot_network,
                 max_lateness_ms: max as f64 / 10_000.0,
                 deadline_misses: late,
+                resources: resources(),
             });
         }
     }
@@ -1082,6 +1093,9 @@ async fn run_cycle(
     report.rss_per_call_kib = rss_steady.saturating_sub(rss_base) as f64 / n;
     report.health = health;
     report.worst_health = Some(format!("{worst:?}"));
+    let capacity = bot.platform.capacity();
+    report.admission_call_cost_us = capacity.call_cost.as_nanos() as f64 / 1_000.0;
+    report.admission_capacity = capacity.calls + capacity.room;
     let quality: Vec<(crate::Quality, bool)> = sessions
         .iter_mut()
         .map(|s| {
@@ -1142,6 +1156,7 @@ async fn run_cycle(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    report_progress(progress, Phase::Ended, 0);
     Ok(())
 }
 
@@ -1242,6 +1257,11 @@ impl LoadReport {
             t,
             "memory             {:.0} KiB RSS per call (bot and emulator legs together)",
             self.rss_per_call_kib
+        );
+        let _ = writeln!(
+            t,
+            "admission          {:.1} us per call per tick -> room for {} calls in all",
+            self.admission_call_cost_us, self.admission_capacity
         );
         let h = &self.health;
         let _ = writeln!(

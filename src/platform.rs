@@ -108,6 +108,13 @@ impl MediaPlatform {
         self.inner.pipeline.health()
     }
 
+    /// What admission sees: the measured cost of a call per tick, the budget of a
+    /// pipeline thread, and how many more calls fit (see
+    /// [`crate::pipeline::HealthThresholds::admission_busy_fraction`]).
+    pub fn capacity(&self) -> crate::pipeline::Capacity {
+        self.inner.pipeline.capacity()
+    }
+
     /// Calls running on the pipeline.
     pub fn active_calls(&self) -> usize {
         self.inner.pipeline.calls()

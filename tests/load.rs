@@ -13,12 +13,32 @@ fn a_short_load_run_measures_the_bots_calls() {
     options.warmup = Duration::from_secs(1);
     options.pipeline.threads = 1;
     let mut phases = Vec::new();
-    let report = run(options, |p| phases.push(p.phase)).expect("load runs");
+    let mut ended = None;
+    let report = run(options, |p| {
+        phases.push(p.phase);
+        if p.phase == Phase::Ended {
+            ended = Some(p.resources);
+        }
+    })
+    .expect("load runs");
     eprintln!("{}", report.table());
 
     assert_eq!((report.connected, report.refused, report.failed), (3, 0, 0));
     assert!(phases.contains(&Phase::Measuring), "{phases:?}");
-    assert_eq!(phases.last(), Some(&Phase::HangingUp));
+    assert_eq!(phases.last(), Some(&Phase::Ended));
+    let ended = ended.expect("the cycle's end was reported");
+    assert!(
+        ended.threads > 0 && ended.fds > 0 && ended.rss_kib > 0,
+        "{ended:?}"
+    );
+    // Admission projected with a cost it measured from the three sending calls, and
+    // the one pipeline thread has room for more than three such calls.
+    assert!(report.admission_call_cost_us > 0.0);
+    assert!(
+        report.admission_capacity > 3,
+        "{}",
+        report.admission_capacity
+    );
     // Media flowed into every call and the callback saw the window's frames.
     assert_eq!(report.per_call.len(), 3);
     for (i, f) in &report.per_call {

@@ -85,6 +85,13 @@ fn progress_line(p: &Progress) {
             p.deadline_misses
         ),
         Phase::HangingUp => format!("cycle {}: hanging up {} calls", p.cycle, p.connected),
+        Phase::Ended => format!(
+            "cycle {}: ended; threads {}, fds {}, RSS {:.1} MiB",
+            p.cycle,
+            p.resources.threads,
+            p.resources.fds,
+            p.resources.rss_kib as f64 / 1024.0
+        ),
         _ => return,
     };
     // Progress goes to stderr so that --json output stays clean.

@@ -269,6 +269,15 @@ pub struct HealthThresholds {
     /// Lateness from which a tick counts as late and its frames are flagged `late`.
     /// Lateness and busy limits are measured against the tick interval (20 ms).
     pub late_tick: Ticks,
+    /// Share of the tick that the calls admitted to one thread may be projected to use.
+    ///
+    /// Admission projects a thread's work as its calls (running and queued, plus the new
+    /// one) times the measured cost of one sending call per tick, and refuses the call
+    /// when that exceeds this share: calls are refused *before* the running ones start
+    /// missing deadlines, rather than after a health window has seen them miss.
+    pub admission_busy_fraction: f32,
+    /// Cost of one call per tick assumed until a thread has measured one.
+    pub assumed_call_cost: Ticks,
 }
 
 impl Default for HealthThresholds {
@@ -279,6 +288,8 @@ impl Default for HealthThresholds {
             heavy_lateness: Ticks::from_millis(4),
             overloaded_lateness: Ticks::from_millis(10),
             late_tick: Ticks::from_millis(5),
+            admission_busy_fraction: 0.7,
+            assumed_call_cost: Ticks::from_micros(150),
         }
     }
 }

@@ -30,6 +30,20 @@ pub enum AdmissionError {
     /// The platform is overloaded; existing calls keep their deadlines.
     #[error("platform overloaded: refusing new calls until the load drops")]
     Overloaded,
+    /// One more call would take the least loaded thread past the admission budget
+    /// ([`crate::HealthThresholds::admission_busy_fraction`] of the tick), at the
+    /// measured cost per call.
+    #[error(
+        "platform at capacity: {calls} calls at about {call_cost_us} us each per 20 ms tick leave no thread room for one more within its {budget_us} us budget; refusing new calls until some end"
+    )]
+    AtCapacity {
+        /// Calls on the platform, including ones queued for their thread.
+        calls: usize,
+        /// Estimated cost of one call per tick, microseconds.
+        call_cost_us: u64,
+        /// Work per tick one thread may be given, microseconds.
+        budget_us: u64,
+    },
     /// Every thread holds `max_calls_per_thread` calls.
     #[error("all {threads} pipeline threads are full ({per_thread} calls each)")]
     Full {
@@ -59,7 +73,9 @@ impl AdmissionError {
     /// The health at which admission was refused, when that is why.
     pub fn health(&self) -> Option<PlatformHealth> {
         match self {
-            AdmissionError::Overloaded => Some(PlatformHealth::Overloaded),
+            AdmissionError::Overloaded | AdmissionError::AtCapacity { .. } => {
+                Some(PlatformHealth::Overloaded)
+            }
             _ => None,
         }
     }

@@ -63,5 +63,5 @@ pub use packet::{
     AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket, MAX_CSRCS, MAX_PAYLOAD, PacketError, RtpMeta,
 };
 pub use pipeline::Pipeline;
-pub use stats::{CallStats, PlatformHealth, ThreadLoad};
+pub use stats::{CallStats, Capacity, PlatformHealth, ThreadLoad};
 pub use time::{FRAME_DURATION, Ticks, now};

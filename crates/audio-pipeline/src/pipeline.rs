@@ -4,7 +4,7 @@ use crate::call::{Call, CallId, CallState};
 use crate::config::{CallConfig, ConfigError, HealthThresholds, PipelineConfig};
 use crate::error::{AdmissionError, StartError};
 use crate::rt;
-use crate::stats::{PlatformHealth, ThreadLoad, ThreadLoadCell, health_to_u64, set};
+use crate::stats::{Capacity, PlatformHealth, ThreadLoad, ThreadLoadCell, health_to_u64, set};
 use crate::time::{FRAME_DURATION, Ticks, now, sleep_until};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +51,8 @@ pub struct Pipeline {
     workers: Vec<JoinHandle<()>>,
     reaper: Option<JoinHandle<()>>,
     max_calls_per_thread: usize,
+    thresholds: HealthThresholds,
+    interval: Ticks,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -108,6 +110,8 @@ impl Pipeline {
             workers: Vec::with_capacity(n),
             reaper: None,
             max_calls_per_thread: per,
+            thresholds: config.health,
+            interval: config.tick_interval,
         };
         for (index, (commands, garbage)) in ends.into_iter().enumerate() {
             let worker = Worker {
@@ -153,17 +157,22 @@ impl Pipeline {
     }
 
     /// Adds a call to the least loaded thread. All its buffers, codecs and queues are
-    /// allocated here, on the calling thread. Refused while the platform is
-    /// [`PlatformHealth::Overloaded`] or when every thread is full; the other calls are
-    /// never stalled (the hand-over is a wait-free queue the thread drains at its tick).
+    /// allocated here, on the calling thread. Refused when a thread measured
+    /// [`PlatformHealth::Overloaded`] over its last second, when one more call would take
+    /// every thread past its admission budget at the measured cost per call
+    /// ([`AdmissionError::AtCapacity`], see [`Pipeline::capacity`]), or when every thread
+    /// is full; the other calls are never stalled (the hand-over is a wait-free queue
+    /// the thread drains at its tick).
     pub fn add_call(&self, config: CallConfig) -> Result<Call, AdmissionError> {
         if self.shared.shutdown.load(Ordering::Acquire) {
             return Err(AdmissionError::ShutDown);
         }
-        if self.health() == PlatformHealth::Overloaded {
+        if self.measured_health() == PlatformHealth::Overloaded {
             return Err(AdmissionError::Overloaded);
         }
         self.shared.collect_garbage();
+        let (call_cost, _) = self.call_cost();
+        let per_thread = self.calls_per_thread(call_cost);
         let id = CallId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let halves = CallState::create(id, config)?;
         let mut control = self
@@ -171,12 +180,18 @@ impl Pipeline {
             .control
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Under the lock: concurrent admissions see each other's calls in `assigned`.
         let chosen = (0..control.len())
-            .filter(|&i| {
-                self.shared.assigned[i].load(Ordering::Relaxed) < self.max_calls_per_thread as u64
-            })
-            .min_by_key(|&i| self.shared.assigned[i].load(Ordering::Relaxed));
+            .min_by_key(|&i| self.shared.assigned[i].load(Ordering::Relaxed))
+            .filter(|&i| self.shared.assigned[i].load(Ordering::Relaxed) < per_thread as u64);
         let Some(i) = chosen else {
+            if per_thread < self.max_calls_per_thread {
+                return Err(AdmissionError::AtCapacity {
+                    calls: self.calls(),
+                    call_cost_us: call_cost.as_micros(),
+                    budget_us: self.budget_per_thread().as_micros(),
+                });
+            }
             return Err(AdmissionError::Full {
                 threads: control.len(),
                 per_thread: self.max_calls_per_thread,
@@ -199,14 +214,89 @@ impl Pipeline {
         now()
     }
 
-    /// The platform health: the worst of its threads', over their last second.
+    /// The platform health: the worst of its threads' over their last second and of
+    /// the projection admission makes. Projected, it is
+    /// [`PlatformHealth::Overloaded`] when no thread has room for one more call and
+    /// [`PlatformHealth::HeavilyLoaded`] when even the least loaded thread's calls are
+    /// projected past [`HealthThresholds::heavy_busy_fraction`] of the tick.
     pub fn health(&self) -> PlatformHealth {
+        let (call_cost, _) = self.call_cost();
+        let per_thread = self.calls_per_thread(call_cost) as u64;
+        let least = self
+            .shared
+            .assigned
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let projected = if least >= per_thread {
+            PlatformHealth::Overloaded
+        } else if least as f64 * call_cost.0 as f64
+            > f64::from(self.thresholds.heavy_busy_fraction) * self.interval.0 as f64
+        {
+            PlatformHealth::HeavilyLoaded
+        } else {
+            PlatformHealth::Normal
+        };
+        self.measured_health().max(projected)
+    }
+
+    /// Health as the threads measured it over their last second.
+    fn measured_health(&self) -> PlatformHealth {
         self.shared
             .loads
             .iter()
             .map(|l| l.snapshot().health)
             .max()
             .unwrap_or(PlatformHealth::Normal)
+    }
+
+    /// The cost of one call per tick used by admission, and whether it was measured.
+    fn call_cost(&self) -> (Ticks, bool) {
+        let measured = self
+            .shared
+            .loads
+            .iter()
+            .map(|l| l.snapshot().call_cost)
+            .max()
+            .unwrap_or(Ticks::ZERO);
+        if measured > Ticks::ZERO {
+            (measured, true)
+        } else {
+            (self.thresholds.assumed_call_cost, false)
+        }
+    }
+
+    fn budget_per_thread(&self) -> Ticks {
+        let fraction = f64::from(self.thresholds.admission_busy_fraction.max(0.0));
+        Ticks((self.interval.0 as f64 * fraction) as u64)
+    }
+
+    /// Calls one thread may hold at `call_cost` each: the budget's worth, at most
+    /// `max_calls_per_thread`, at least one (a call that alone exceeds the budget still
+    /// runs on an empty thread: the measured health guards that case).
+    fn calls_per_thread(&self, call_cost: Ticks) -> usize {
+        let fit = self.budget_per_thread().0 / call_cost.0.max(1);
+        (fit as usize).clamp(1, self.max_calls_per_thread)
+    }
+
+    /// What admission sees now: cost per call, budget per thread, calls and room left.
+    pub fn capacity(&self) -> Capacity {
+        let (call_cost, measured) = self.call_cost();
+        let per_thread = self.calls_per_thread(call_cost) as u64;
+        let room = self
+            .shared
+            .assigned
+            .iter()
+            .map(|a| per_thread.saturating_sub(a.load(Ordering::Relaxed)) as usize)
+            .sum();
+        Capacity {
+            call_cost,
+            measured,
+            budget_per_thread: self.budget_per_thread(),
+            calls: self.calls(),
+            room,
+        }
     }
 
     /// Load figures per thread.
@@ -274,6 +364,8 @@ struct Window {
     max_lateness: Ticks,
     max_busy: Ticks,
     busy_sum: u64,
+    /// Sum over ticks of the calls that were sending (their encoder ran).
+    sending_call_ticks: u64,
     over_heavy: u64,
     over_overloaded: u64,
 }
@@ -300,7 +392,9 @@ impl Worker {
             let lateness = woke.saturating_sub(deadline);
             self.admit_and_remove();
             let late = lateness >= self.thresholds.late_tick;
+            let mut sending = 0u64;
             for call in self.calls.iter_mut() {
+                sending += u64::from(call.shared.send_active.load(Ordering::Relaxed));
                 call.tick(media_time, late);
             }
             let busy = now().saturating_sub(woke);
@@ -311,6 +405,7 @@ impl Worker {
             window.max_lateness = window.max_lateness.max(lateness);
             window.max_busy = window.max_busy.max(busy);
             window.busy_sum += busy.0;
+            window.sending_call_ticks += sending;
             window.over_heavy += u64::from(lateness > self.thresholds.heavy_lateness);
             window.over_overloaded += u64::from(lateness > self.thresholds.overloaded_lateness);
             if window.ticks >= WINDOW_TICKS {
@@ -379,5 +474,19 @@ impl Worker {
         set(&l.late_ticks, late);
         set(&l.skipped_ticks, skipped);
         set(&l.health, health_to_u64(health));
+        if w.sending_call_ticks >= WINDOW_TICKS {
+            // At least a call's worth of sending over the window: enough to measure.
+            // Busy time includes the receive side and the thread's own overhead, so
+            // this over-estimates a call slightly, which admission wants. Peaks are
+            // taken at once and forgotten slowly (an eighth per window).
+            let cost = w.busy_sum / w.sending_call_ticks;
+            let old = l.call_cost.load(Ordering::Relaxed);
+            let held = if cost >= old || old == 0 {
+                cost
+            } else {
+                old - (old - cost) / 8
+            };
+            set(&l.call_cost, held);
+        }
     }
 }

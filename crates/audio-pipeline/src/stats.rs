@@ -133,6 +133,26 @@ pub struct ThreadLoad {
     pub realtime: bool,
     /// This thread's health.
     pub health: PlatformHealth,
+    /// Measured work of one sending call per tick: busy time over call-ticks, held at
+    /// its peak and decaying slowly (zero until a window with sending calls closed).
+    pub call_cost: Ticks,
+}
+
+/// What admission sees: the cost of a call, the budget of a thread and the room left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capacity {
+    /// Cost of one call per tick used for the projection: the highest a thread has
+    /// measured, or the assumed cost before any has.
+    pub call_cost: Ticks,
+    /// Whether `call_cost` was measured (false: the configured assumption).
+    pub measured: bool,
+    /// Work per tick that one thread may be given.
+    pub budget_per_thread: Ticks,
+    /// Calls on the platform, including ones queued for their thread.
+    pub calls: usize,
+    /// Calls that can still be admitted at that cost.
+    pub room: usize,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +166,7 @@ pub(crate) struct ThreadLoadCell {
     pub(crate) skipped_ticks: AtomicU64,
     pub(crate) realtime: AtomicU64,
     pub(crate) health: AtomicU64,
+    pub(crate) call_cost: AtomicU64,
 }
 
 impl ThreadLoadCell {
@@ -161,6 +182,7 @@ impl ThreadLoadCell {
             skipped_ticks: r(&self.skipped_ticks),
             realtime: r(&self.realtime) != 0,
             health: health_from_u64(r(&self.health)),
+            call_cost: Ticks(r(&self.call_cost)),
         }
     }
 }

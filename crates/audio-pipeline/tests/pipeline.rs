@@ -219,6 +219,106 @@ fn overloaded_platform_refuses_new_calls_and_keeps_running_existing_ones() {
         >= before + 10));
 }
 
+/// A silent call (not sending) that measures nothing, so the assumed cost stays in force.
+fn silent_call(id: u32) -> CallConfig {
+    let mut cfg = CallConfig::new(id, 111);
+    cfg.send_active = false;
+    cfg
+}
+
+#[test]
+fn admission_projects_the_cost_per_call_and_refuses_before_the_thread_is_overrun() {
+    // 20 ms x 0.5 = 10 ms of budget per thread at an assumed 3 ms per call: 3 calls each.
+    let pipeline = Pipeline::start(PipelineConfig {
+        health: HealthThresholds {
+            admission_busy_fraction: 0.5,
+            assumed_call_cost: Ticks::from_millis(3),
+            ..HealthThresholds::default()
+        },
+        ..config(2)
+    })
+    .unwrap();
+    let capacity = pipeline.capacity();
+    assert_eq!(capacity.room, 6, "{capacity:?}");
+    assert!(!capacity.measured);
+    assert_eq!(capacity.budget_per_thread, Ticks::from_millis(10));
+    let mut calls: Vec<_> = (0..6)
+        .map(|i| pipeline.add_call(silent_call(i)).expect("within budget"))
+        .collect();
+    // Both threads took three: the least loaded one is chosen each time.
+    assert_eq!(pipeline.capacity().room, 0);
+    assert_eq!(pipeline.health(), PlatformHealth::Overloaded);
+    let err = pipeline.add_call(silent_call(7)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AdmissionError::AtCapacity {
+                calls: 6,
+                call_cost_us: 3000,
+                budget_us: 10_000
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.health(), Some(PlatformHealth::Overloaded));
+    let text = err.to_string();
+    assert!(
+        text.contains("at capacity") && text.contains("3000 us"),
+        "{text}"
+    );
+    assert_eq!(pipeline.calls(), 6, "the refused call left nothing behind");
+
+    // The running calls keep being ticked.
+    let before = calls[0].handle.stats().frames_received;
+    assert!(wait_until(Duration::from_secs(2), || calls[0]
+        .handle
+        .stats()
+        .frames_received
+        >= before + 5));
+
+    // One call ends: once it is freed there is room for exactly one again.
+    drop(calls.pop());
+    assert!(wait_until(Duration::from_secs(3), || pipeline.calls() == 5));
+    assert_eq!(pipeline.capacity().room, 1);
+    assert_ne!(pipeline.health(), PlatformHealth::Overloaded);
+    calls.push(pipeline.add_call(silent_call(8)).expect("room again"));
+    assert!(pipeline.add_call(silent_call(9)).is_err());
+}
+
+#[test]
+fn sending_calls_replace_the_assumed_cost_with_a_measured_one() {
+    // An absurd assumption that would refuse a second call; the measurement lifts it.
+    let pipeline = Pipeline::start(PipelineConfig {
+        health: HealthThresholds {
+            assumed_call_cost: Ticks::from_millis(100),
+            heavy_lateness: Ticks::from_millis(200),
+            overloaded_lateness: Ticks::from_millis(400),
+            ..HealthThresholds::default()
+        },
+        ..config(1)
+    })
+    .unwrap();
+    let _sending = pipeline.add_call(CallConfig::new(1, 111)).unwrap();
+    assert!(matches!(
+        pipeline.add_call(silent_call(2)),
+        Err(AdmissionError::AtCapacity { .. })
+    ));
+    assert!(wait_until(Duration::from_secs(5), || pipeline
+        .capacity()
+        .measured));
+    let capacity = pipeline.capacity();
+    let load = pipeline.thread_loads()[0];
+    assert_eq!(capacity.call_cost, load.call_cost);
+    assert!(
+        capacity.call_cost > Ticks::ZERO && capacity.call_cost < Ticks::from_millis(10),
+        "an Opus call costs well under 10 ms a tick: {capacity:?}"
+    );
+    assert!(capacity.room >= 1, "{capacity:?}");
+    pipeline
+        .add_call(silent_call(3))
+        .expect("admitted at the measured cost");
+}
+
 #[test]
 fn a_normal_platform_reports_normal_health_and_load() {
     let pipeline = Pipeline::start(PipelineConfig {
