@@ -175,24 +175,30 @@ impl Meeting {
     pub async fn wait_participant(&self, name: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let state = self.state().await;
-            let found = state["calls"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["id"] == self.call_id.as_str()))
-                .and_then(|c| c["participants"].as_array())
-                .and_then(|ps| {
-                    ps.iter()
-                        .find(|p| {
-                            p["participant"]["info"]["identity"]["guest"]["displayName"] == name
-                        })
-                        .cloned()
-                });
-            if let Some(p) = found {
+            if let Some(p) = self.participant(name).await {
                 return p;
             }
-            assert!(Instant::now() < deadline, "{name} never joined: {state:#}");
+            assert!(
+                Instant::now() < deadline,
+                "{name} never joined: {:#}",
+                self.state().await
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The roster entry whose display name is `name`, if it is there.
+    pub async fn participant(&self, name: &str) -> Option<Value> {
+        let state = self.state().await;
+        state["calls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == self.call_id.as_str()))
+            .and_then(|c| c["participants"].as_array())
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p["participant"]["info"]["identity"]["guest"]["displayName"] == name)
+                    .cloned()
+            })
     }
 
     /// Whether the participant is still in the roster.

@@ -1,0 +1,233 @@
+//! Shared harness of the browser tests: re-running a test in a network namespace, a browser
+//! process group that is killed and reaped on drop, and the whole scenario (a person joins
+//! a meeting with a tone bot through the join page, hears the bot, is heard, leaves).
+
+#![allow(dead_code, reason = "each test binary uses part of the harness")]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::join::{self, dbfs, tone_share};
+
+/// Set in the environment of the test once it runs inside its network namespace.
+pub const IN_NETNS: &str = "BOTMEDIA_TEST_IN_NETNS";
+
+/// Network setup of a namespace with only loopback.
+pub const LOOPBACK_ONLY: &str = "ip link set lo up";
+
+/// Runs this test binary's `test` again inside a fresh network namespace, after running the
+/// shell commands `setup` there (`ip ...`: set `lo` up, add interfaces). Nothing inside
+/// reaches another machine.
+pub fn rerun_in_netns(test: &str, setup: &str) {
+    let exe = std::env::current_exe().expect("test binary");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let status = Command::new("unshare")
+        .arg(if root { "-n" } else { "-rn" })
+        .args(["sh", "-c", &format!("set -e; {setup}; exec \"$0\" \"$@\"")])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_NETNS, "1")
+        .status()
+        .expect("run `unshare` (util-linux) to get a network namespace");
+    assert!(
+        status.success(),
+        "the test in its network namespace: {status}"
+    );
+}
+
+/// A browser started in its own process group; the whole group (the browser and every
+/// process it started) is killed on drop, the browser reaped and the group waited for.
+pub struct Browser {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Browser {
+    /// Starts `cmd` in a new process group, its stdout and stderr to the file `log`.
+    /// `package` names the Debian package to install when the program is missing.
+    pub fn start(mut cmd: Command, log: PathBuf, package: &str) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start {program}: {e}: install the Debian package `{package}`")
+            });
+        Browser { child, log }
+    }
+
+    /// What the browser printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn group_alive(&self) -> bool {
+        Command::new("kill")
+            .args(["-0", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The browser's children are reaped by init; wait (bounded) until they are gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.group_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A person in `browser_name` joins a meeting with a bot playing `bot_hz` through the join
+/// page, speaking `browser_hz` (the browser's fake microphone). `launch` starts the browser
+/// on the page's URL. Checks that the page heard the bot, the dashboard showed the
+/// person's level, the bot heard the person's tone under their `sourceId`, and that closing
+/// the browser made the person leave.
+pub async fn joins_hears_and_is_heard(
+    browser_name: &str,
+    bot_hz: f64,
+    browser_hz: f64,
+    launch: impl FnOnce(&str) -> Browser,
+) {
+    let meeting = join::start(bot_hz).await;
+    let url = format!(
+        "{}/join?call={}&name={browser_name}&auto=1&expect={bot_hz}&measure=4",
+        meeting.emu.base_url(),
+        meeting.call_id
+    );
+    let browser = launch(&url);
+
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let person = loop {
+        if let Some(p) = meeting.participant(browser_name).await {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{browser_name} never joined; it said:\n{}",
+            browser.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pid = person["participant"]["id"].as_str().expect("id").to_owned();
+    let source_id: u32 = person["participant"]["mediaStreams"][0]["sourceId"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("sourceId");
+    // The page measures 4 s after connecting and posts its report.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let report: Value = loop {
+        if let Some(line) = meeting.log_lines(&format!("report from {pid}")).await.pop() {
+            let json = line.split_once(": ").map_or("", |(_, j)| j);
+            break serde_json::from_str(json).expect("report json");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no report from the page; {browser_name} said:\n{}\nemulator: {:?}",
+            browser.output(),
+            meeting.log_lines("").await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let state = meeting.state().await;
+    let browser_level = state["calls"][0]["participants"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["participant"]["id"] == pid.as_str()))
+        .and_then(|p| p["level"].as_f64())
+        .unwrap_or(0.0);
+    let output = browser.output();
+
+    // Closing the browser ends its leg: it leaves the roster.
+    drop(browser);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while meeting.has_participant(&pid).await {
+        assert!(
+            Instant::now() < deadline,
+            "the browser's participant stayed after the browser closed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let left = meeting.log_lines(&format!("{browser_name} ")).await;
+    let heard = meeting.stop().await;
+
+    println!("page report: {report}");
+    println!("dashboard level of the browser while it spoke: {browser_level:.2}");
+    println!("emulator: {left:?}");
+    assert_eq!(
+        report["heard"], true,
+        "the page heard the bot's {bot_hz} Hz: {report}\n{browser_name} said:\n{output}"
+    );
+    assert!(
+        browser_level > 0.3,
+        "the dashboard showed the browser's level"
+    );
+
+    // What the bot heard while the browser was in: its tone, listed as the browser.
+    let frames: Vec<usize> = heard
+        .speakers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.contains(&source_id))
+        .map(|(i, _)| i)
+        .collect();
+    println!(
+        "bot: {} frames heard, {} list the browser's sourceId {source_id}",
+        heard.speakers.len(),
+        frames.len()
+    );
+    assert!(
+        frames.len() >= 150,
+        "the browser was an active speaker for at least 3 s"
+    );
+    let (first, last) = (frames[0], frames[frames.len() - 1]);
+    // Skip the first second of the browser's audio (its jitter buffer and the start).
+    let window = &heard.samples[(first + 50) * 320..(last + 1) * 320];
+    let share = tone_share(window, browser_hz);
+    println!(
+        "bot heard {browser_hz} Hz: share {share:.3}, level {:.1} dBFS",
+        dbfs(window)
+    );
+    assert!(
+        share > 0.7,
+        "the bot heard the browser's tone (share {share:.3})"
+    );
+}
+
+/// A fresh scratch directory for one test run.
+pub fn work_dir(what: &str) -> PathBuf {
+    let work = std::env::temp_dir().join(format!("botmedia-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    work
+}
+
+/// Whether `program` can be found (an absolute path, or in `PATH`).
+pub fn installed(program: &str) -> bool {
+    let p = Path::new(program);
+    if p.is_absolute() {
+        return p.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
