@@ -7,11 +7,12 @@ set -euo pipefail
 # Debian packages: cmake builds libopus (opus crate); ALSA headers for cpal; libsoxr for the
 # resampling bench's peer.
 PACKAGES=(build-essential pkg-config cmake libasound2-dev libsoxr-dev)
-# Only for the tests (--test): a real browser (tests/browser.rs) in a loopback-only network
-# namespace (iproute2, util-linux), and a PulseAudio null sink for the audio device test
-# (tests/device.rs; libasound2-plugins routes ALSA's default device to PulseAudio).
+# Only for the tests (--test): real browsers (tests/browser.rs: Chromium,
+# tests/browser_firefox.rs: Firefox ESR) in their own network namespaces (iproute2,
+# util-linux), and PulseAudio null sinks for the audio device test (tests/device.rs;
+# libasound2-plugins routes ALSA's default device to PulseAudio) and Firefox's output.
 if [ "${1:-}" = "--test" ]; then
-    PACKAGES+=(chromium iproute2 util-linux pulseaudio pulseaudio-utils libasound2-plugins)
+    PACKAGES+=(chromium firefox-esr iproute2 util-linux pulseaudio pulseaudio-utils libasound2-plugins)
 fi
 
 as_root() {
