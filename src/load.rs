@@ -238,6 +238,10 @@ pub struct Resources {
     pub fds: usize,
     /// Resident memory, KiB.
     pub rss_kib: u64,
+    /// Heap in use: what the allocator has handed out and not had back (glibc's
+    /// `mallinfo2`, arenas and mmapped blocks), KiB. Growth here is memory held by the
+    /// program; RSS growing while this holds is the allocator keeping freed pages.
+    pub heap_kib: u64,
 }
 
 /// Samples of the platform's health over the window.
@@ -668,7 +672,22 @@ fn cpu_delta(
     }
 }
 
-/// Threads, descriptors and RSS of this process.
+/// Heap in use per glibc, KiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use_kib() -> u64 {
+    // SAFETY: mallinfo2 takes no arguments, only reads the allocator's statistics under
+    // its own locks, and returns a plain struct by value.
+    let info = unsafe { libc::mallinfo2() };
+    ((info.uordblks + info.hblkhd) / 1024) as u64
+}
+
+/// Heap in use: not known without glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use_kib() -> u64 {
+    0
+}
+
+/// Threads, descriptors, RSS and heap in use of this process.
 pub fn resources() -> Resources {
     let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |d| d.count());
     let rss_kib = std::fs::read_to_string("/proc/self/status")
@@ -682,6 +701,7 @@ pub fn resources() -> Resources {
     Resources {
         threads: count("/proc/self/task"),
         fds: count("/proc/self/fd"),
+        heap_kib: heap_in_use_kib(),
         rss_kib,
     }
 }
@@ -1278,8 +1298,8 @@ impl LoadReport {
         let (a, b) = (&self.resources_before, &self.resources_after);
         let _ = writeln!(
             t,
-            "resources          threads {} -> {}, fds {} -> {}, RSS {} -> {} KiB",
-            a.threads, b.threads, a.fds, b.fds, a.rss_kib, b.rss_kib
+            "resources          threads {} -> {}, fds {} -> {}, RSS {} -> {} KiB, heap in use {} -> {} KiB",
+            a.threads, b.threads, a.fds, b.fds, a.rss_kib, b.rss_kib, a.heap_kib, b.heap_kib
         );
         t
     }
