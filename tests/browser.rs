@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::browser::{self, Browser, IN_NETNS, LOOPBACK_ONLY};
+use common::browser::{self, Browser, LOOPBACK_ONLY};
 use common::join;
 
 const BOT_HZ: f64 = 1_000.0;
@@ -23,29 +23,19 @@ const TEST: &str = "a_browser_joins_a_meeting_hears_the_bot_and_is_heard";
 
 #[test]
 fn a_browser_joins_a_meeting_hears_the_bot_and_is_heard() {
-    let chromium = std::env::var("BOTMEDIA_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    assert!(
-        browser::installed(&chromium),
-        "{chromium} not found: install the Debian package `chromium` (scripts/setup.sh does)"
-    );
-    if std::env::var_os(IN_NETNS).is_none() {
-        browser::rerun_in_netns(TEST, LOOPBACK_ONLY);
+    let chromium = browser::program("BOTMEDIA_CHROMIUM", "chromium");
+    if browser::ran_in_netns(TEST, LOOPBACK_ONLY) {
         return;
     }
     let work = browser::work_dir("chromium");
     let wav = work.join("mic.wav");
     join::write_tone_wav(&wav, BROWSER_HZ, 48_000, 10.0, 0.3);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(browser::joins_hears_and_is_heard(
-            "Chromium",
-            BOT_HZ,
-            BROWSER_HZ,
-            |url| launch(&chromium, &work, &wav, url),
-        ));
+    join::block_on(browser::joins_hears_and_is_heard(
+        "Chromium",
+        BOT_HZ,
+        BROWSER_HZ,
+        |url| launch(&chromium, &work, &wav, url),
+    ));
     let _ = std::fs::remove_dir_all(&work);
 }
 

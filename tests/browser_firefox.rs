@@ -18,10 +18,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::browser::{self, Browser, IN_NETNS};
+use common::browser::{self, Browser};
+use common::{join, pulse};
 
 const BOT_HZ: f64 = 1_000.0;
 const BROWSER_HZ: f64 = 700.0;
@@ -36,71 +36,25 @@ const NETNS_SETUP: &str = "ip link set lo up; \
 
 #[test]
 fn firefox_joins_a_meeting_hears_the_bot_and_is_heard() {
-    let firefox = std::env::var("BOTMEDIA_FIREFOX").unwrap_or_else(|_| "firefox-esr".into());
-    assert!(
-        browser::installed(&firefox),
-        "{firefox} not found: install the Debian package `firefox-esr` (scripts/setup.sh does)"
-    );
-    if std::env::var_os(IN_NETNS).is_none() {
-        browser::rerun_in_netns(TEST, NETNS_SETUP);
+    let firefox = browser::program("BOTMEDIA_FIREFOX", "firefox-esr");
+    if browser::ran_in_netns(TEST, NETNS_SETUP) {
         return;
     }
     let work = browser::work_dir("firefox");
-    let (pulse, server) = start_pulseaudio(&work);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(browser::joins_hears_and_is_heard(
-            "Firefox",
-            BOT_HZ,
-            BROWSER_HZ,
-            |url| launch(&firefox, &work, &server, url),
-        ));
+    // Firefox's audio output: a null sink, the default (and only) one.
+    let pulse = pulse::start(
+        &work.join("pulse"),
+        &["module-null-sink sink_name=speaker rate=48000"],
+    );
+    pulse.pactl(&["set-default-sink", "speaker"]);
+    join::block_on(browser::joins_hears_and_is_heard(
+        "Firefox",
+        BOT_HZ,
+        BROWSER_HZ,
+        |url| launch(&firefox, &work, &pulse.server, url),
+    ));
     drop(pulse);
     let _ = std::fs::remove_dir_all(&work);
-}
-
-/// Starts a private PulseAudio daemon (socket, home and log in `work`) with a null sink as
-/// the default output; returns it and its `PULSE_SERVER` address.
-fn start_pulseaudio(work: &Path) -> (Browser, String) {
-    let dir = work.join("pulse");
-    std::fs::create_dir_all(&dir).expect("pulse dir");
-    let socket = dir.join("native");
-    let server = format!("unix:{}", socket.display());
-    let mut cmd = Command::new("pulseaudio");
-    cmd.args([
-        "-n",
-        "--daemonize=no",
-        "--exit-idle-time=-1",
-        "--use-pid-file=no",
-        "--disallow-exit",
-        "--log-target=stderr",
-    ])
-    .arg(format!(
-        "--load=module-native-protocol-unix auth-anonymous=1 socket={}",
-        socket.display()
-    ))
-    .arg("--load=module-null-sink sink_name=speaker rate=48000")
-    .env("HOME", &dir)
-    .env("XDG_RUNTIME_DIR", &dir);
-    let pulse = Browser::start(cmd, dir.join("pulseaudio.log"), "pulseaudio");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !Command::new("pactl")
-        .args(["--server", &server, "set-default-sink", "speaker"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "PulseAudio did not start (Debian packages pulseaudio, pulseaudio-utils): {}",
-            pulse.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (pulse, server)
 }
 
 /// Starts headless Firefox on `url` with a fresh profile in `work`, playing to the

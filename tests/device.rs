@@ -14,10 +14,12 @@ mod common;
 mod device;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::join::{self, dbfs, tone_share};
+use common::process::Proc;
+use common::pulse::{self, PulseAudio};
 
 const CHILD: &str = "BOTMEDIA_TEST_PULSE_CHILD";
 const BOT_HZ: f64 = 1_000.0;
@@ -26,34 +28,18 @@ const TEST: &str = "a_device_through_pulseaudio_joins_a_meeting_both_ways";
 const TEST_LOST: &str = "a_device_that_goes_away_ends_the_session_with_a_message";
 const SECONDS: u64 = 8;
 
-/// A child process, killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_device_through_pulseaudio_joins_a_meeting_both_ways() {
     if std::env::var_os(CHILD).is_some() {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(with_device());
+        join::block_on(with_device());
         return;
     }
     let work = work_dir("both-ways");
-    let server = format!("unix:{}", work.join("native").display());
-    let pulse = start_pulseaudio(&work, &server);
+    let pulse = start_pulseaudio(&work);
     let recorded = work.join("played.raw");
     let parec = Proc(
         Command::new("parec")
-            .args(["--server", &server, "--device=speaker.monitor"])
+            .args(["--server", &pulse.server, "--device=speaker.monitor"])
             .args(["--rate=16000", "--channels=1", "--format=s16le", "--raw"])
             .stdout(std::fs::File::create(&recorded).expect("recording file"))
             .stderr(Stdio::null())
@@ -64,7 +50,7 @@ fn a_device_through_pulseaudio_joins_a_meeting_both_ways() {
     let status = Command::new(exe)
         .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
-        .env("PULSE_SERVER", &server)
+        .env("PULSE_SERVER", &pulse.server)
         .env("HOME", &work)
         .env("XDG_RUNTIME_DIR", &work)
         .status()
@@ -102,23 +88,17 @@ fn a_device_through_pulseaudio_joins_a_meeting_both_ways() {
 #[test]
 fn a_device_that_goes_away_ends_the_session_with_a_message() {
     if std::env::var_os(CHILD).is_some() {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(device_goes_away());
+        join::block_on(device_goes_away());
         return;
     }
     let work = work_dir("lost");
-    let server = format!("unix:{}", work.join("native").display());
-    let pulse = start_pulseaudio(&work, &server);
+    let pulse = start_pulseaudio(&work);
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Proc(
         Command::new(exe)
             .args([TEST_LOST, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD, "1")
-            .env("PULSE_SERVER", &server)
+            .env("PULSE_SERVER", &pulse.server)
             .env("HOME", &work)
             .env("XDG_RUNTIME_DIR", &work)
             .stdout(Stdio::piped())
@@ -202,58 +182,22 @@ fn work_dir(test: &str) -> PathBuf {
     work
 }
 
-/// Starts a private PulseAudio daemon: a 48 kHz null sink `speaker` (its monitor records
-/// what was played) and a null sink `mic` that `module-sine` plays 700 Hz into, whose monitor
-/// is the default source. `module-sine-source` would be simpler but posts its samples in
-/// 2 s blocks, which no real microphone does.
-fn start_pulseaudio(work: &Path, server: &str) -> Proc {
-    let socket = work.join("native");
-    let child = Command::new("pulseaudio")
-        .args([
-            "-n",
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "--use-pid-file=no",
-            "--disallow-exit",
-            "--log-target=stderr",
-        ])
-        .arg(format!(
-            "--load=module-native-protocol-unix auth-anonymous=1 socket={}",
-            socket.display()
-        ))
-        .arg("--load=module-null-sink sink_name=speaker rate=48000")
-        .arg("--load=module-null-sink sink_name=mic rate=48000")
-        .arg(format!("--load=module-sine sink=mic frequency={MIC_HZ}"))
-        .env("HOME", work)
-        .env("XDG_RUNTIME_DIR", work)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("pulseaudio.log")).expect("log"))
-        .spawn()
-        .expect("start pulseaudio (Debian package pulseaudio)");
-    let pulse = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ok = Command::new("pactl")
-            .args(["--server", server, "set-default-sink", "speaker"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            break;
-        }
-        let log: PathBuf = work.join("pulseaudio.log");
-        assert!(
-            Instant::now() < deadline,
-            "PulseAudio did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ok = Command::new("pactl")
-        .args(["--server", server, "set-default-source", "mic.monitor"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "pactl set-default-source mic.monitor");
+/// Starts a private PulseAudio daemon (socket, home and log in `work`): a 48 kHz null sink
+/// `speaker`, the default sink (its monitor records what was played), and a null sink `mic`
+/// that `module-sine` plays 700 Hz into, whose monitor is the default source.
+/// `module-sine-source` would be simpler but posts its samples in 2 s blocks, which no real
+/// microphone does.
+fn start_pulseaudio(work: &Path) -> PulseAudio {
+    let pulse = pulse::start(
+        work,
+        &[
+            "module-null-sink sink_name=speaker rate=48000",
+            "module-null-sink sink_name=mic rate=48000",
+            &format!("module-sine sink=mic frequency={MIC_HZ}"),
+        ],
+    );
+    pulse.pactl(&["set-default-sink", "speaker"]);
+    pulse.pactl(&["set-default-source", "mic.monitor"]);
     pulse
 }
 
@@ -297,28 +241,5 @@ async fn with_device() {
         report.frames_received > SECONDS * 50 / 2,
         "the device received the call's audio"
     );
-    let frames: Vec<usize> = heard
-        .speakers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.contains(&source_id))
-        .map(|(i, _)| i)
-        .collect();
-    println!(
-        "bot: {} frames, {} list the device's sourceId {source_id}",
-        heard.speakers.len(),
-        frames.len()
-    );
-    assert!(
-        frames.len() >= 150,
-        "the device was an active speaker for 3 s"
-    );
-    let (first, last) = (frames[0], frames[frames.len() - 1]);
-    let window = &heard.samples[(first + 50) * 320..(last + 1) * 320];
-    let share = tone_share(window, MIC_HZ);
-    println!(
-        "bot heard {MIC_HZ} Hz: share {share:.3}, level {:.1} dBFS",
-        dbfs(window)
-    );
-    assert!(share > 0.7, "the bot heard the microphone's tone");
+    join::assert_heard_as_speaker(&heard, source_id, MIC_HZ, "device");
 }

@@ -11,18 +11,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::join::{self, dbfs, tone_share};
+use super::join;
 
 /// Set in the environment of the test once it runs inside its network namespace.
-pub const IN_NETNS: &str = "BOTMEDIA_TEST_IN_NETNS";
+const IN_NETNS: &str = "BOTMEDIA_TEST_IN_NETNS";
 
 /// Network setup of a namespace with only loopback.
 pub const LOOPBACK_ONLY: &str = "ip link set lo up";
 
-/// Runs this test binary's `test` again inside a fresh network namespace, after running the
-/// shell commands `setup` there (`ip ...`: set `lo` up, add interfaces). Nothing inside
-/// reaches another machine.
-pub fn rerun_in_netns(test: &str, setup: &str) {
+/// Outside the namespace: runs this test binary's `test` again inside a fresh network
+/// namespace, after running the shell commands `setup` there (`ip ...`: set `lo` up, add
+/// interfaces), checks that it passed and returns true: the caller is done. Nothing inside
+/// reaches another machine. Inside (the re-run): returns false.
+pub fn ran_in_netns(test: &str, setup: &str) -> bool {
+    if std::env::var_os(IN_NETNS).is_some() {
+        return false;
+    }
     let exe = std::env::current_exe().expect("test binary");
     let root = Command::new("id")
         .arg("-u")
@@ -40,6 +44,7 @@ pub fn rerun_in_netns(test: &str, setup: &str) {
         status.success(),
         "the test in its network namespace: {status}"
     );
+    true
 }
 
 /// A browser started in its own process group; the whole group (the browser and every
@@ -184,34 +189,18 @@ pub async fn joins_hears_and_is_heard(
     );
 
     // What the bot heard while the browser was in: its tone, listed as the browser.
-    let frames: Vec<usize> = heard
-        .speakers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.contains(&source_id))
-        .map(|(i, _)| i)
-        .collect();
-    println!(
-        "bot: {} frames heard, {} list the browser's sourceId {source_id}",
-        heard.speakers.len(),
-        frames.len()
-    );
+    join::assert_heard_as_speaker(&heard, source_id, browser_hz, "browser");
+}
+
+/// The browser program: the environment variable `var` if set, else `package`'s program
+/// (the Debian package and its program have the same name); it must be installed.
+pub fn program(var: &str, package: &str) -> String {
+    let program = std::env::var(var).unwrap_or_else(|_| package.into());
     assert!(
-        frames.len() >= 150,
-        "the browser was an active speaker for at least 3 s"
+        installed(&program),
+        "{program} not found: install the Debian package `{package}` (scripts/setup.sh does)"
     );
-    let (first, last) = (frames[0], frames[frames.len() - 1]);
-    // Skip the first second of the browser's audio (its jitter buffer and the start).
-    let window = &heard.samples[(first + 50) * 320..(last + 1) * 320];
-    let share = tone_share(window, browser_hz);
-    println!(
-        "bot heard {browser_hz} Hz: share {share:.3}, level {:.1} dBFS",
-        dbfs(window)
-    );
-    assert!(
-        share > 0.7,
-        "the bot heard the browser's tone (share {share:.3})"
-    );
+    program
 }
 
 /// A fresh scratch directory for one test run.

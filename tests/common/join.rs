@@ -236,6 +236,53 @@ impl Meeting {
     }
 }
 
+/// Runs `f` to completion on a fresh two-thread Tokio runtime (the tests' `#[test]` entries
+/// are synchronous: they may first re-run themselves in a namespace or a child process).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Checks that the bot heard `who` (a browser, a device) as an active speaker, its
+/// `source_id` in the frames' speakers, for at least 3 s (150 frames), and that in those
+/// frames, skipping the first second, `hz` holds more than 0.7 of the energy. Returns that
+/// share.
+pub fn assert_heard_as_speaker(heard: &Heard, source_id: u32, hz: f64, who: &str) -> f64 {
+    let frames: Vec<usize> = heard
+        .speakers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.contains(&source_id))
+        .map(|(i, _)| i)
+        .collect();
+    println!(
+        "bot: {} frames heard, {} list the {who}'s sourceId {source_id}",
+        heard.speakers.len(),
+        frames.len()
+    );
+    assert!(
+        frames.len() >= 150,
+        "the {who} was an active speaker for at least 3 s"
+    );
+    let (first, last) = (frames[0], frames[frames.len() - 1]);
+    // Skip the first second of the speaker's audio (the jitter buffer and the start).
+    let window = &heard.samples[(first + 50) * 320..(last + 1) * 320];
+    let share = tone_share(window, hz);
+    println!(
+        "bot heard {hz} Hz: share {share:.3}, level {:.1} dBFS",
+        dbfs(window)
+    );
+    assert!(
+        share > 0.7,
+        "the bot heard the {who}'s tone (share {share:.3})"
+    );
+    share
+}
+
 /// Share of the signal's energy at `hz` (Goertzel at 16 kHz; 1 for a pure tone at `hz`).
 pub fn tone_share(x: &[i16], hz: f64) -> f64 {
     let w = std::f64::consts::TAU * hz / 16_000.0;

@@ -1,2 +1,4 @@
 pub mod browser;
 pub mod join;
+pub mod process;
+pub mod pulse;
