@@ -242,6 +242,9 @@ pub struct Resources {
     /// `mallinfo2`, arenas and mmapped blocks), KiB. Growth here is memory held by the
     /// program; RSS growing while this holds is the allocator keeping freed pages.
     pub heap_kib: u64,
+    /// Tasks alive on the runtime that read these figures (the bot's, in the load
+    /// tool): a task per call that never ends shows here first.
+    pub tasks: usize,
 }
 
 /// Samples of the platform's health over the window.
@@ -702,6 +705,7 @@ pub fn resources() -> Resources {
         threads: count("/proc/self/task"),
         fds: count("/proc/self/fd"),
         heap_kib: heap_in_use_kib(),
+        tasks: tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_alive_tasks()),
         rss_kib,
     }
 }
@@ -1298,8 +1302,17 @@ impl LoadReport {
         let (a, b) = (&self.resources_before, &self.resources_after);
         let _ = writeln!(
             t,
-            "resources          threads {} -> {}, fds {} -> {}, RSS {} -> {} KiB, heap in use {} -> {} KiB",
-            a.threads, b.threads, a.fds, b.fds, a.rss_kib, b.rss_kib, a.heap_kib, b.heap_kib
+            "resources          threads {} -> {}, fds {} -> {}, RSS {} -> {} KiB, heap in use {} -> {} KiB, bot tasks {} -> {}",
+            a.threads,
+            b.threads,
+            a.fds,
+            b.fds,
+            a.rss_kib,
+            b.rss_kib,
+            a.heap_kib,
+            b.heap_kib,
+            a.tasks,
+            b.tasks
         );
         t
     }

@@ -698,3 +698,56 @@ async fn a_bot_that_never_reads_its_events_does_not_block_the_webhook() {
     bot.task.abort();
     svc.task.abort();
 }
+
+#[tokio::test]
+async fn an_ended_call_is_forgotten_and_late_notifications_about_it_are_ignored() {
+    let svc = service().await;
+    let bot = bot(&svc).await;
+    let mut incoming_calls = bot.client.incoming_calls().unwrap();
+    assert_eq!(bot.notify(&svc, vec![incoming("brief")]).await, 202);
+    let offer = incoming_calls.next().await.unwrap();
+    let mut call = offer.answer_service_hosted().await.unwrap();
+    let handle = call.handle().clone();
+    assert_eq!(
+        bot.notify(
+            &svc,
+            vec![call_note(
+                "deleted",
+                "brief",
+                json!({ "state": "terminated", "resultInfo": { "code": 200, "subcode": 7000, "message": "bye" } })
+            )]
+        )
+        .await,
+        202
+    );
+    while !matches!(next(&mut call).await, CallEvent::Terminated { .. }) {}
+    // The client lets go of the call: only its id is kept.
+    let start = Instant::now();
+    while !bot.client.calls().ids().is_empty() && start.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(bot.client.calls().ids().is_empty());
+    assert!(bot.client.calls().get(&"brief".into()).is_none());
+    // The bot's own handle still has the final state.
+    assert!(handle.is_terminated());
+    let result = handle.result().expect("result");
+    assert_eq!(result.code.get().and_then(|c| c.as_i64()), Some(200));
+    // A late or repeated notification about it is accepted and changes nothing: no new
+    // call, no incoming offer, no event.
+    for n in [
+        call_note("updated", "brief", json!({ "state": "established" })),
+        incoming("brief"),
+    ] {
+        assert_eq!(bot.notify(&svc, vec![n]).await, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(bot.client.calls().ids().is_empty());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), incoming_calls.next())
+            .await
+            .is_err(),
+        "no offer for an ended call"
+    );
+    bot.task.abort();
+    svc.task.abort();
+}

@@ -86,12 +86,13 @@ fn progress_line(p: &Progress) {
         ),
         Phase::HangingUp => format!("cycle {}: hanging up {} calls", p.cycle, p.connected),
         Phase::Ended => format!(
-            "cycle {}: ended; threads {}, fds {}, RSS {:.1} MiB, heap in use {:.1} MiB",
+            "cycle {}: ended; threads {}, fds {}, RSS {:.1} MiB, heap in use {:.1} MiB, bot tasks {}",
             p.cycle,
             p.resources.threads,
             p.resources.fds,
             p.resources.rss_kib as f64 / 1024.0,
-            p.resources.heap_kib as f64 / 1024.0
+            p.resources.heap_kib as f64 / 1024.0,
+            p.resources.tasks
         ),
         _ => return,
     };

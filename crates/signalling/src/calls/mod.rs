@@ -4,7 +4,7 @@
 mod request;
 mod state;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -200,8 +200,14 @@ struct Slot {
 
 #[derive(Default)]
 struct Registry {
+    /// Calls not yet ended.
     calls: HashMap<CallId, Slot>,
+    /// Ids of ended calls, oldest first, and the same as a set: a late or repeated
+    /// notification for one is dropped instead of starting a new call. Only the id is
+    /// kept (a slot with its queues and last resource is several KiB); the bot's own
+    /// handles keep the final state.
     ended: VecDeque<CallId>,
+    ended_ids: HashSet<CallId>,
 }
 
 struct Inner {
@@ -356,11 +362,21 @@ impl Calls<'_> {
         let resource = request.build(&inner.settings.notification_url);
         crate::check_call(&resource)?;
         let created = inner.graph.create_call(&resource).await?;
-        let call =
-            claim(inner, &created.id, true).ok_or(CreateError::Api(ApiError::BadResponse {
-                status: 201,
-                problem: "too many calls are open",
-            }))?;
+        let call = match claim(inner, &created.id, true) {
+            Claim::Call(call) => call,
+            Claim::Full => {
+                return Err(CreateError::Api(ApiError::BadResponse {
+                    status: 201,
+                    problem: "too many calls are open",
+                }));
+            }
+            Claim::Ended => {
+                return Err(CreateError::Api(ApiError::BadResponse {
+                    status: 201,
+                    problem: "the service answered with the id of a call that has ended",
+                }));
+            }
+        };
         let _ = call
             .handle
             .queue
@@ -368,7 +384,8 @@ impl Calls<'_> {
         Ok(call)
     }
 
-    /// A handle on a call this client knows.
+    /// A handle on a call this client knows and that has not ended (a handle the bot
+    /// already holds keeps the final state of its call).
     pub fn get(&self, id: &CallId) -> Option<CallHandle> {
         let inner = &self.client.inner;
         let registry = lock(&inner.registry);
@@ -380,7 +397,7 @@ impl Calls<'_> {
         })
     }
 
-    /// Ids of the calls this client knows, ended ones included until they are forgotten.
+    /// Ids of the calls this client knows that have not ended.
     pub fn ids(&self) -> Vec<CallId> {
         lock(&self.client.inner.registry)
             .calls
@@ -391,16 +408,31 @@ impl Calls<'_> {
 }
 
 /// Finds or starts the call's task. With `claim`, takes its event stream (once).
-fn claim(inner: &Arc<Inner>, id: &CallId, take_events: bool) -> Option<Call> {
+/// What [`claim`] found.
+enum Claim {
+    /// The call, created if it was new.
+    Call(Call),
+    /// The call has ended; nothing was created.
+    Ended,
+    /// [`MAX_CALLS`] calls are open; nothing was created.
+    Full,
+}
+
+fn claim(inner: &Arc<Inner>, id: &CallId, take_events: bool) -> Claim {
     let mut registry = lock(&inner.registry);
+    if registry.ended_ids.contains(id) {
+        return Claim::Ended;
+    }
     if !registry.calls.contains_key(id) {
         if registry.calls.len() >= MAX_CALLS {
-            return None;
+            return Claim::Full;
         }
         let slot = spawn_call(inner, id.clone());
         registry.calls.insert(id.clone(), slot);
     }
-    let slot = registry.calls.get_mut(id)?;
+    let Some(slot) = registry.calls.get_mut(id) else {
+        return Claim::Full;
+    };
     let events = if take_events {
         let events = slot.unclaimed_events.take();
         if events.is_some() {
@@ -418,7 +450,7 @@ fn claim(inner: &Arc<Inner>, id: &CallId, take_events: bool) -> Option<Call> {
         shared: slot.shared.clone(),
         queue: slot.queue.clone(),
     };
-    Some(Call {
+    Claim::Call(Call {
         handle,
         // A second claim gets a closed stream: events went to the first.
         events: events.unwrap_or_else(|| mpsc::channel(1).1),
@@ -513,10 +545,12 @@ async fn run_call(
     }
     if let Some(inner) = inner.upgrade() {
         let mut registry = lock(&inner.registry);
+        registry.calls.remove(&id);
+        registry.ended_ids.insert(id.clone());
         registry.ended.push_back(id);
         while registry.ended.len() > ENDED_REMEMBERED {
             if let Some(old) = registry.ended.pop_front() {
-                registry.calls.remove(&old);
+                registry.ended_ids.remove(&old);
             }
         }
     }
@@ -562,9 +596,16 @@ impl NotificationSink for Dispatcher {
                     .cloned()
                     .unwrap_or_default()
             });
-            let Some(call) = claim(&inner, &id, incoming && !known) else {
-                result = Err(Overloaded);
-                continue;
+            let call = match claim(&inner, &id, incoming && !known) {
+                Claim::Call(call) => call,
+                Claim::Ended => {
+                    tracing::debug!(call = %id, "notification for an ended call ignored");
+                    continue;
+                }
+                Claim::Full => {
+                    result = Err(Overloaded);
+                    continue;
+                }
             };
             match call.handle.queue.try_send(Input::Notification(Box::new(n))) {
                 Ok(()) => {}
