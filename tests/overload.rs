@@ -95,3 +95,40 @@ async fn overloaded_refuses_new_sessions_and_keeps_ticking_running_calls() {
     drop(running);
     platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_past_the_projected_capacity_are_refused_before_any_overload() {
+    // One thread with 10 ms of budget and an assumed 6 ms per call: room for one call.
+    // Sessions do not send before their media connects, so nothing replaces the
+    // assumption with a measurement during the test.
+    let platform = MediaPlatform::start(settings(HealthThresholds {
+        admission_busy_fraction: 0.5,
+        assumed_call_cost: botmedia::Ticks::from_millis(6),
+        ..HealthThresholds::default()
+    }))
+    .await
+    .expect("platform");
+    assert_eq!(platform.capacity().room, 1);
+    let _first = platform
+        .create_session(AudioSocketSettings::default(), None)
+        .expect("within capacity");
+    assert_eq!(platform.health(), PlatformHealth::Overloaded);
+    let refused = platform
+        .create_session(AudioSocketSettings::default(), None)
+        .expect_err("past capacity");
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, SessionError::Admission(ref a) if a.health() == Some(PlatformHealth::Overloaded)),
+        "{refused:?}"
+    );
+    assert!(
+        text.contains("at capacity") && text.contains("6000 us"),
+        "{text}"
+    );
+    assert_eq!(
+        platform.active_calls(),
+        1,
+        "the refused session left nothing"
+    );
+    platform.shutdown().await;
+}
