@@ -167,6 +167,8 @@ impl MediaHub {
                     admission_busy_fraction: f32::INFINITY,
                     ..HealthThresholds::default()
                 },
+                // As many legs as `botmedia load` may ask for (2000), on the one thread.
+                max_calls_per_thread: 2048,
                 ..PipelineConfig::default()
             })?;
             let conferences = ConferenceThread::start().map_err(MediaError::Thread)?;
