@@ -26,4 +26,14 @@ fn call_cycles_leave_threads_descriptors_and_memory_where_they_were() {
     assert!(b.fds <= a.fds + 2, "descriptors {a:?} -> {b:?}");
     // Nine calls' worth of legs is about 50 MiB; allocator slack is far less.
     assert!(b.rss_kib <= a.rss_kib + 16 * 1024, "RSS {a:?} -> {b:?}");
+    // The heap in use, without the allocator's slack: the emulator in the same process
+    // keeps its last 200 ended calls and 500 log entries (about 65 KiB a call here); a
+    // leaked pipeline call (codecs, jitter slots, queues) or media leg costs more than
+    // twice that.
+    assert!(
+        b.heap_kib <= a.heap_kib + 9 * 128,
+        "heap in use {a:?} -> {b:?}"
+    );
+    // No task of the bot's (a call's state machine, a leg's) outlives its call.
+    assert!(b.tasks <= a.tasks, "bot tasks {a:?} -> {b:?}");
 }
