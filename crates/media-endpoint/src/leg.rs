@@ -43,7 +43,7 @@ use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
 use crate::sdp::{
     CSRC_AUDIO_LEVEL_URI, Direction, Negotiated, Offer, OfferError, SDES_MID_URI,
-    SSRC_AUDIO_LEVEL_URI, ensure_opus_fec, read_answer,
+    SSRC_AUDIO_LEVEL_URI, drop_rtcp_candidates, ensure_opus_fec, read_answer,
 };
 
 const OPUS_CLOCK: u32 = 48_000;
@@ -403,7 +403,7 @@ async fn answer_offer(
     // webrtc-rs echoes the offer's Opus parameters and refuses an edited local description,
     // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
     // encoder what this endpoint's decoder uses and changes nothing in the stack.
-    let sdp = ensure_opus_fec(&local.sdp, offer.opus.payload_type);
+    let sdp = drop_rtcp_candidates(&ensure_opus_fec(&local.sdp, offer.opus.payload_type));
     // An offer the stack answers with no usable audio gathers nothing either: that is the
     // offer's fault (400), checked before the missing candidates (500) it also causes.
     let negotiated = read_answer(&sdp).ok_or_else(|| OfferError::Rejected {

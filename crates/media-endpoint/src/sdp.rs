@@ -230,6 +230,24 @@ pub(crate) fn ensure_opus_fec(sdp: &str, opus_pt: u8) -> String {
     out
 }
 
+/// Removes the RTCP (component 2) ICE candidates from an answer that multiplexes RTCP
+/// with RTP: webrtc-rs lists every host candidate a second time as component 2 even
+/// then, which peers must ignore (libwebrtc logs "Candidate has an unknown component"
+/// for each) and a strict one might not.
+pub(crate) fn drop_rtcp_candidates(sdp: &str) -> String {
+    if !sdp.split("\r\n").any(|l| l == "a=rtcp-mux") {
+        return sdp.to_owned();
+    }
+    sdp.split_inclusive("\r\n")
+        .filter(|line| {
+            let Some(candidate) = line.strip_prefix("a=candidate:") else {
+                return true;
+            };
+            candidate.split_ascii_whitespace().nth(1) != Some("2")
+        })
+        .collect()
+}
+
 /// The negotiated audio parameters, read from the endpoint's own answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Negotiated {
@@ -314,6 +332,21 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
         assert_eq!(n.telephone_event, Some((126, 48_000)));
         assert_eq!(n.ssrc_audio_level_id, Some(1));
         assert_eq!(n.csrc_audio_level_id, None);
+    }
+
+    #[test]
+    fn answers_that_multiplex_rtcp_list_no_rtcp_candidates() {
+        let answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n\
+            a=candidate:1 2 udp 2130706431 127.0.0.1 50000 typ host\r\n\
+            a=end-of-candidates\r\n";
+        let kept = drop_rtcp_candidates(answer);
+        assert!(kept.contains("a=candidate:1 1 udp"), "{kept}");
+        assert!(!kept.contains("a=candidate:1 2 udp"), "{kept}");
+        assert!(kept.ends_with("a=end-of-candidates\r\n"), "{kept}");
+        // Without rtcp-mux, RTCP needs its own candidates: all are kept.
+        let separate = answer.replace("a=rtcp-mux\r\n", "");
+        assert_eq!(drop_rtcp_candidates(&separate), separate);
     }
 
     #[test]
