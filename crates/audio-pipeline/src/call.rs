@@ -170,11 +170,20 @@ impl CallState {
 
     /// One 20 ms step in both directions. `now` is the tick's deadline.
     pub(crate) fn tick(&mut self, now: Ticks, late: bool) {
-        let c = &self.shared.counters;
+        self.receive_tick(now, late);
+        self.send_tick(now);
+    }
+
+    /// The receive half of a tick: packets in, one frame out to the bot.
+    pub(crate) fn receive_tick(&mut self, now: Ticks, late: bool) {
         if late {
-            bump(&c.late_ticks);
+            bump(&self.shared.counters.late_ticks);
         }
         self.receive(now, late);
+    }
+
+    /// The send half of a tick: the bot's frames encoded and queued for the network.
+    pub(crate) fn send_tick(&mut self, now: Ticks) {
         self.send(now);
     }
 

@@ -392,10 +392,17 @@ impl Worker {
             let lateness = woke.saturating_sub(deadline);
             self.admit_and_remove();
             let late = lateness >= self.thresholds.late_tick;
+            // Every call's received frame first, then every call's encoding: the bot's
+            // frames are not held back behind the other calls' encoders (most of a
+            // tick's work), so the last call's frame is handed over after the receive
+            // work of the calls before it only.
             let mut sending = 0u64;
             for call in self.calls.iter_mut() {
+                call.receive_tick(media_time, late);
+            }
+            for call in self.calls.iter_mut() {
                 sending += u64::from(call.shared.send_active.load(Ordering::Relaxed));
-                call.tick(media_time, late);
+                call.send_tick(media_time);
             }
             let busy = now().saturating_sub(woke);
 
