@@ -80,6 +80,8 @@ enum LegState {
         leg: LegId,
         stop: mpsc::Sender<EndReason>,
     },
+    /// Asked to end (its stop is queued); ending.
+    Stopping,
     Finished,
 }
 
@@ -202,12 +204,19 @@ impl Registry {
         }
     }
 
-    /// Asks a live leg to end; false when `leg` is not the session's live leg.
+    /// Asks a live leg to end; false when `leg` is not the session's live leg (or was
+    /// already asked to end: a second DELETE finds nothing to end).
     pub(crate) fn stop_leg(&self, id: &MediaSessionId, leg: LegId, reason: EndReason) -> bool {
-        match self.lock().get(id).map(|s| &s.state) {
-            Some(LegState::Live { leg: live, stop }) if *live == leg => {
+        let mut slots = self.lock();
+        let Some(slot) = slots.get_mut(id) else {
+            return false;
+        };
+        match &slot.state {
+            LegState::Live { leg: live, stop } if *live == leg => {
                 // Capacity 1 and one sender per leg: a full channel already holds a stop.
+                // The leg reads the queued stop before it sees the sender gone.
                 let _ = stop.try_send(reason);
+                slot.state = LegState::Stopping;
                 true
             }
             _ => false,
@@ -292,5 +301,36 @@ impl Drop for SessionHandle {
         if let Some(registry) = self.registry.upgrade() {
             registry.unregister(&self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::QueueLink;
+
+    #[test]
+    fn a_leg_is_stopped_once_and_a_second_stop_finds_nothing() {
+        let registry = Arc::new(Registry::default());
+        let id = MediaSessionId::random();
+        let (_far, port) = QueueLink::new(4);
+        let (events, _events_rx) = mpsc::channel(4);
+        let _handle = registry
+            .register(id, SessionHooks::new(ContextId::random(), port, events))
+            .expect("registered");
+        let (_pending, _shared) = registry.claim(&id).expect("claimed");
+        let leg = LegId::random();
+        let (stop, mut stop_rx) = mpsc::channel(1);
+        assert!(registry.go_live(&id, leg, stop));
+        assert!(!registry.stop_leg(&id, LegId::random(), EndReason::Deleted));
+
+        assert!(registry.stop_leg(&id, leg, EndReason::Deleted));
+        // The leg has not finished yet; a second DELETE has nothing left to end.
+        assert!(!registry.stop_leg(&id, leg, EndReason::Deleted));
+        // The leg still gets its stop, and a new leg is refused until it finished.
+        assert_eq!(stop_rx.try_recv().ok(), Some(EndReason::Deleted));
+        assert!(matches!(registry.check(&id), Err(ClaimError::Busy)));
+        registry.finish(&id);
+        assert!(matches!(registry.check(&id), Err(ClaimError::Finished)));
     }
 }

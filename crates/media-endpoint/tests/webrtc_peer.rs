@@ -223,6 +223,9 @@ async fn http_status_codes_and_leg_lifecycle() {
 
     let r = http(addr, "DELETE", &location, None, b"").await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // Straight after, while the leg is still closing: nothing left to end.
+    let again = http(addr, "DELETE", &location, None, b"").await;
+    assert_eq!(again.status, 404, "{}", again.body);
     wait_event(&mut s.events, Duration::from_secs(5), |e| {
         *e == EndpointEvent::LegEnded(EndReason::Deleted)
     })
