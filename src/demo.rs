@@ -102,23 +102,9 @@ impl DemoReport {
     }
 }
 
-/// Relative power of `hz` in a frame (Goertzel), 0..=1 of the frame's energy.
+/// Relative power of `hz` in a frame, 0 for a frame quieter than 1e3.
 fn tone_share(pcm: &[i16], hz: f32) -> f32 {
-    let w = 2.0 * std::f32::consts::PI * hz / RATE;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut energy) = (0f32, 0f32, 0f32);
-    for &x in pcm {
-        let x = f32::from(x);
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-        energy += x * x;
-    }
-    if energy < 1e3 {
-        return 0.0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    (2.0 * power / (pcm.len() as f32 * energy)).min(1.0)
+    crate::tone::tone_share(pcm, hz, 1e3)
 }
 
 fn probe_frame(index: u64) -> Pcm16K {
@@ -227,7 +213,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         notification_url.clone(),
     );
     settings.graph_url = emu.graph_url();
-    settings.authority = format!("{}/{{tenant}}/oauth2/v2.0/token", emu.base_url());
+    settings.authority = emu.authority();
     settings.openid_configuration_url = emu.openid_configuration_url();
     let client =
         CommunicationsClient::new(settings).map_err(step("building the calling client"))?;

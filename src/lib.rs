@@ -31,6 +31,7 @@ mod error;
 pub mod load;
 mod platform;
 mod socket;
+mod tone;
 
 pub use audio_pipeline::{
     CallStats, FrameSource, Pcm16K, PlatformHealth, ReceivedFrame, SendError, Ticks,

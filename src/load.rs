@@ -420,23 +420,9 @@ impl CallProbe {
     }
 }
 
-/// Relative power of `hz` in a frame (Goertzel), 0..=1 of the frame's energy.
+/// Relative power of `hz` in a frame, 0 for a frame quieter than 1e4.
 fn tone_share(pcm: &[i16], hz: f32) -> f32 {
-    let w = 2.0 * std::f32::consts::PI * hz / 16_000.0;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2, mut energy) = (0f32, 0f32, 0f32);
-    for &x in pcm {
-        let x = f32::from(x);
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-        energy += x * x;
-    }
-    if energy < 1e4 {
-        return 0.0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    (2.0 * power / (pcm.len() as f32 * energy)).min(1.0)
+    crate::tone::tone_share(pcm, hz, 1e4)
 }
 
 /// Pipeline threads told apart by the phase of their deadlines (each thread's deadlines
@@ -808,7 +794,7 @@ async fn start_bot(emu: &Emulator, options: &LoadOptions) -> Result<Bot, LoadErr
         url,
     );
     s.graph_url = emu.graph_url();
-    s.authority = format!("{}/{{tenant}}/oauth2/v2.0/token", emu.base_url());
+    s.authority = emu.authority();
     s.openid_configuration_url = emu.openid_configuration_url();
     let client = CommunicationsClient::new(s).map_err(step("building the calling client"))?;
     let router = client.webhook_router();
