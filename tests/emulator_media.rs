@@ -19,6 +19,7 @@ use emulator::scenario::{
 use emulator::wav::Wav;
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
+use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
 
 const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
 const ADA: &str = "98da8a1a-1b87-452c-a713-65d3f10b5555";
@@ -80,21 +81,18 @@ impl Fixture {
             .no_proxy()
             .build()
             .expect("client");
-        let r: Value = http
-            .post(emu.token_url(DEFAULT_TENANT))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", DEFAULT_APP_ID),
-                ("client_secret", DEFAULT_APP_SECRET),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ])
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("token json");
-        let token = r["access_token"].as_str().expect("access_token").to_owned();
+        // The bot's own token provider against the emulator's token endpoint.
+        let token = ClientCredentialsProvider::new(
+            ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
+                .with_authority(emu.authority()),
+            http.clone(),
+        )
+        .token()
+        .await
+        .expect("token")
+        .token
+        .expose()
+        .to_owned();
         Self {
             emu,
             platform,

@@ -11,6 +11,7 @@ use botmedia::{AudioSocketItem, MediaPlatform, MediaPlatformSettings, MediaSessi
 use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Lobby, Scenario};
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
+use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
 use tokio::sync::watch;
 
 /// What the bot heard: 16 kHz samples and, per frame, the active speakers.
@@ -54,21 +55,18 @@ pub async fn start(bot_hz: f64) -> Meeting {
         .no_proxy()
         .build()
         .expect("client");
-    let r: Value = http
-        .post(emu.token_url(DEFAULT_TENANT))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", DEFAULT_APP_ID),
-            ("client_secret", DEFAULT_APP_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let token = r["access_token"].as_str().expect("access_token").to_owned();
+    // The bot's own token provider against the emulator's token endpoint.
+    let token = ClientCredentialsProvider::new(
+        ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
+            .with_authority(emu.authority()),
+        http.clone(),
+    )
+    .token()
+    .await
+    .expect("token")
+    .token
+    .expose()
+    .to_owned();
     let session: MediaSession = platform
         .create_session(AudioSocketSettings::default(), None)
         .expect("session");

@@ -127,6 +127,13 @@ impl Emulator {
         format!("{}/v1.0", self.base_url())
     }
 
+    /// The token endpoint with a `{tenant}` placeholder, as
+    /// `signalling::token::ClientCredentials::with_authority` and
+    /// `CommunicationsSettings::authority` take it.
+    pub fn authority(&self) -> String {
+        self.token_url("{tenant}")
+    }
+
     /// The OAuth2 token endpoint of `tenant`.
     pub fn token_url(&self, tenant: &str) -> String {
         format!("{}/{tenant}/oauth2/v2.0/token", self.base_url())

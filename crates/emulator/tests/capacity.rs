@@ -6,6 +6,7 @@ use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Sce
 use emulator::{Emulator, EmulatorConfig};
 use media_session::{AudioSocketSettings, MediaPlatformSettings, MediaSession};
 use serde_json::{Value, json};
+use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
 
 #[tokio::test]
 async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
@@ -21,21 +22,18 @@ async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
         .no_proxy()
         .build()
         .expect("client");
-    let token: Value = http
-        .post(emu.token_url(DEFAULT_TENANT))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", DEFAULT_APP_ID),
-            ("client_secret", DEFAULT_APP_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    let token = token["access_token"].as_str().expect("token").to_owned();
+    // The bot's own token provider against the emulator's token endpoint.
+    let token = ClientCredentialsProvider::new(
+        ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
+            .with_authority(emu.authority()),
+        http.clone(),
+    )
+    .token()
+    .await
+    .expect("token")
+    .token
+    .expose()
+    .to_owned();
     // A media endpoint that accepts connections and never answers: the first call stays
     // up (establishing) for the whole test.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
