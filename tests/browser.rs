@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::browser::{self, Browser, LOOPBACK_ONLY};
 use common::join;
@@ -42,29 +41,11 @@ fn a_browser_joins_a_meeting_hears_the_bot_and_is_heard() {
 /// Starts headless Chromium on `url` with a fresh profile in `work`, its fake microphone
 /// playing `wav`.
 fn launch(chromium: &str, work: &Path, wav: &Path, url: &str) -> Browser {
-    let mut cmd = Command::new(chromium);
+    let mut cmd = browser::chromium_command(chromium, work);
     cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--no-first-run",
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",
-        "--autoplay-policy=no-user-gesture-required",
-        "--allow-loopback-in-peer-connection",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--enable-logging=stderr",
-        "--v=0",
     ])
-    .arg(format!(
-        "--user-data-dir={}",
-        work.join("profile").display()
-    ))
     .arg(format!(
         "--use-file-for-fake-audio-capture={}",
         wav.display()

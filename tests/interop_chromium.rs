@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -25,10 +24,10 @@ use botmedia::pipeline::{PipelineConfig, Realtime};
 use botmedia::session::AudioSocketSettings;
 use botmedia::{
     AudioSocketEvent, AudioSocketItem, EndReason, FrameSource, MediaPlatform,
-    MediaPlatformSettings, MediaSession, Pcm16K, SendStatus,
+    MediaPlatformSettings, MediaSession, SendStatus,
 };
 use common::browser::{self, Browser, LOOPBACK_ONLY};
-use common::join::{self, dbfs, tone_share};
+use common::join::{self, dbfs, tone_frame, tone_share};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -69,11 +68,7 @@ async fn run_bot(
         tokio::select! {
             item = socket.next() => match item {
                 Some(AudioSocketItem::Frame(f)) => {
-                    let mut out = Pcm16K::SILENCE;
-                    for s in out.samples.iter_mut() {
-                        *s = (8_000.0 * (std::f64::consts::TAU * phase).sin()) as i16;
-                        phase = (phase + hz / 16_000.0).fract();
-                    }
+                    let out = tone_frame(hz, &mut phase);
                     // Discarded before Active; a full queue drops the frame.
                     let _ = socket.send(out);
                     log.samples.extend_from_slice(&f.pcm.samples);
@@ -141,28 +136,8 @@ async fn serve_page(report: mpsc::Sender<Value>) -> (String, tokio::task::JoinHa
 /// Headless Chromium on `url`, with a fresh profile: no fake devices, the page makes its
 /// own audio.
 fn launch(chromium: &str, work: &std::path::Path, url: &str) -> Browser {
-    let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required",
-        "--allow-loopback-in-peer-connection",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--enable-logging=stderr",
-        "--v=0",
-    ])
-    .arg(format!(
-        "--user-data-dir={}",
-        work.join("profile").display()
-    ))
-    .arg(url);
+    let mut cmd = browser::chromium_command(chromium, work);
+    cmd.arg(url);
     Browser::start(cmd, work.join("chromium.log"), "chromium")
 }
 

@@ -220,3 +220,31 @@ pub fn installed(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
+
+/// Headless Chromium on a fresh profile in `work`, set up for WebRTC over loopback in the
+/// test's namespace and with nothing reaching out: the flags every test's launch shares.
+/// The caller adds its own (fake devices, the URL) and starts it with [`Browser::start`].
+pub fn chromium_command(chromium: &str, work: &Path) -> Command {
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
+        "--allow-loopback-in-peer-connection",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        work.join("profile").display()
+    ));
+    cmd
+}

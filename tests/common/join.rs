@@ -107,6 +107,16 @@ pub async fn start(bot_hz: f64) -> Meeting {
     m
 }
 
+/// The next 20 ms of a sine at `hz` (amplitude 8000), continuing from `phase` (in cycles).
+pub fn tone_frame(hz: f64, phase: &mut f64) -> Pcm16K {
+    let mut out = Pcm16K::SILENCE;
+    for s in out.samples.iter_mut() {
+        *s = (8_000.0 * (std::f64::consts::TAU * *phase).sin()) as i16;
+        *phase = (*phase + hz / 16_000.0).fract();
+    }
+    out
+}
+
 /// Answers every received frame with the next 20 ms of the tone, until stopped.
 async fn run_bot(mut session: MediaSession, hz: f64, mut stopped: watch::Receiver<bool>) -> Heard {
     let socket = session.audio_socket();
@@ -116,11 +126,7 @@ async fn run_bot(mut session: MediaSession, hz: f64, mut stopped: watch::Receive
         tokio::select! {
             item = socket.next() => match item {
                 Some(AudioSocketItem::Frame(f)) => {
-                    let mut out = Pcm16K::SILENCE;
-                    for s in out.samples.iter_mut() {
-                        *s = (8_000.0 * (std::f64::consts::TAU * phase).sin()) as i16;
-                        phase = (phase + hz / 16_000.0).fract();
-                    }
+                    let out = tone_frame(hz, &mut phase);
                     // Media before Active is discarded; a full queue drops the frame.
                     let _ = socket.send(out);
                     heard.samples.extend_from_slice(&f.pcm.samples);
