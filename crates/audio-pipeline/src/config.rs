@@ -315,6 +315,11 @@ pub struct PipelineConfig {
     /// timestamps and jitter buffer time are media time), so anything but 20 ms runs
     /// calls faster or slower than real time: for tests and load simulation only.
     pub tick_interval: Ticks,
+    /// Whether load refuses calls: a measured Overloaded and the projected cost per call
+    /// (see [`HealthThresholds::admission_busy_fraction`]). When false, health is still
+    /// measured and reported, and only `max_calls_per_thread` limits admission: for a
+    /// process whose capacity is set elsewhere (the emulator's calling service).
+    pub admit_by_load: bool,
 }
 
 impl Default for PipelineConfig {
@@ -332,6 +337,7 @@ impl Default for PipelineConfig {
             health: HealthThresholds::default(),
             on_thread_start: None,
             tick_interval: crate::time::FRAME_DURATION,
+            admit_by_load: true,
         }
     }
 }
@@ -345,6 +351,7 @@ impl fmt::Debug for PipelineConfig {
             .field("health", &self.health)
             .field("on_thread_start", &self.on_thread_start.is_some())
             .field("tick_interval", &self.tick_interval)
+            .field("admit_by_load", &self.admit_by_load)
             .finish()
     }
 }

@@ -53,6 +53,7 @@ pub struct Pipeline {
     max_calls_per_thread: usize,
     thresholds: HealthThresholds,
     interval: Ticks,
+    admit_by_load: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -112,6 +113,7 @@ impl Pipeline {
             max_calls_per_thread: per,
             thresholds: config.health,
             interval: config.tick_interval,
+            admit_by_load: config.admit_by_load,
         };
         for (index, (commands, garbage)) in ends.into_iter().enumerate() {
             let worker = Worker {
@@ -167,12 +169,16 @@ impl Pipeline {
         if self.shared.shutdown.load(Ordering::Acquire) {
             return Err(AdmissionError::ShutDown);
         }
-        if self.measured_health() == PlatformHealth::Overloaded {
+        if self.admit_by_load && self.measured_health() == PlatformHealth::Overloaded {
             return Err(AdmissionError::Overloaded);
         }
         self.shared.collect_garbage();
         let (call_cost, _) = self.call_cost();
-        let per_thread = self.calls_per_thread(call_cost);
+        let per_thread = if self.admit_by_load {
+            self.calls_per_thread(call_cost)
+        } else {
+            self.max_calls_per_thread
+        };
         let id = CallId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let halves = CallState::create(id, config)?;
         let mut control = self

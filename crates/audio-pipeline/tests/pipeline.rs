@@ -286,6 +286,40 @@ fn admission_projects_the_cost_per_call_and_refuses_before_the_thread_is_overrun
 }
 
 #[test]
+fn without_admission_by_load_only_the_thread_limit_refuses() {
+    // Limits that refuse anything by load, switched off: health is still reported.
+    let pipeline = Pipeline::start(PipelineConfig {
+        health: HealthThresholds {
+            overloaded_busy_fraction: -1.0,
+            admission_busy_fraction: 0.5,
+            assumed_call_cost: Ticks::from_millis(20),
+            ..HealthThresholds::default()
+        },
+        max_calls_per_thread: 3,
+        admit_by_load: false,
+        ..config(1)
+    })
+    .unwrap();
+    let calls: Vec<_> = (0..3)
+        .map(|i| pipeline.add_call(silent_call(i)).expect("admitted"))
+        .collect();
+    assert!(wait_until(Duration::from_secs(3), || pipeline.health()
+        == PlatformHealth::Overloaded));
+    let err = pipeline.add_call(silent_call(4)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AdmissionError::Full {
+                threads: 1,
+                per_thread: 3
+            }
+        ),
+        "{err:?}"
+    );
+    drop(calls);
+}
+
+#[test]
 fn sending_calls_replace_the_assumed_cost_with_a_measured_one() {
     // An absurd assumption that would refuse a second call; the measurement lifts it.
     let pipeline = Pipeline::start(PipelineConfig {

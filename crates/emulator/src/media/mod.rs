@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use audio_pipeline::mix::{AudioLevel, MixError};
 use audio_pipeline::{
-    AdmissionError, CallConfig, CallHandle, HealthThresholds, Pipeline, PipelineConfig, Realtime,
-    StartError, Ticks,
+    AdmissionError, CallConfig, CallHandle, Pipeline, PipelineConfig, Realtime, StartError,
 };
 use media_endpoint::service::{CloseError, ConnectError, ServiceLeg, ServiceLegConfig};
 use media_endpoint::{EndpointEvent, Tone, ToneError};
@@ -165,12 +164,7 @@ impl MediaHub {
                 // never measure a cost to project, and this thread runs at normal
                 // priority, so on a busy test machine its ticks wake late: refusing calls
                 // for that would fail the tests, not protect anyone's media.
-                health: HealthThresholds {
-                    admission_busy_fraction: f32::INFINITY,
-                    overloaded_busy_fraction: f32::INFINITY,
-                    overloaded_lateness: Ticks::from_millis(3_600_000),
-                    ..HealthThresholds::default()
-                },
+                admit_by_load: false,
                 // As many legs as `botmedia load` may ask for (2000), on the one thread.
                 max_calls_per_thread: 2048,
                 ..PipelineConfig::default()
