@@ -16,7 +16,6 @@ Options: --port (0 picks one), --bitrate BITS, --seconds N (stop after N s).
 
 import argparse
 import asyncio
-import fractions
 import json
 import signal
 import sys
@@ -36,34 +35,27 @@ def restrict_ice_to_loopback():
 
 
 def set_opus_bitrate(bitrate):
-    """aiortc fixes its Opus encoder's bitrate; build the same encoder at `bitrate`."""
+    """aiortc fixes its Opus encoder's bitrate (96 kb/s in aiortc 1.16); set it to `bitrate`.
+
+    The encoder's PyAV codec context opens on the first frame, so its bit_rate can still be
+    changed right after construction.
+    """
     import aiortc.codecs
     import aiortc.codecs.opus as opus
-    from av import CodecContext
-    from av.audio.resampler import AudioResampler
 
     base = opus.OpusEncoder
+    probe = base()
+    if not hasattr(probe, "codec") or not hasattr(probe.codec, "bit_rate"):
+        sys.exit("aiortc_echo: this aiortc's OpusEncoder has no PyAV codec to set the bitrate of")
+    if probe.codec.bit_rate == bitrate:
+        return
 
     class RateOpusEncoder(base):
         def __init__(self):
-            codec = CodecContext.create("libopus", "w")
-            codec.format = "s16"
-            codec.layout = "stereo"
-            codec.sample_rate = opus.SAMPLE_RATE
-            codec.bit_rate = bitrate
-            codec.time_base = fractions.Fraction(1, opus.SAMPLE_RATE)
-            self.encoder = codec
-            self.encoder.open()
-            self.resampler = AudioResampler(
-                format="s16",
-                layout="stereo",
-                rate=opus.SAMPLE_RATE,
-                frame_size=opus.SAMPLES_PER_FRAME,
-            )
+            super().__init__()
+            self.codec.bit_rate = bitrate
 
     # get_encoder() looks the class up in the codecs package at call time.
-    if not hasattr(aiortc.codecs, "OpusEncoder"):
-        sys.exit("aiortc_echo: this aiortc has no aiortc.codecs.OpusEncoder to set the bitrate of")
     aiortc.codecs.OpusEncoder = RateOpusEncoder
 
 
