@@ -5,7 +5,7 @@
 
 use audio_pipeline::{
     CallConfig, EncodedPacket, FRAME_DURATION, JitterBuffer, JitterConfig, ManualCall, OpusConfig,
-    Pacer, Pcm16K, Playout, RtpMeta, Ticks,
+    Pacer, Pcm16K, Playout, Receiver, RtpMeta, Ticks,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -70,26 +70,22 @@ fn per_frame(c: &mut Criterion) {
             let p = packet(&pool[(i % 50) as usize], i);
             black_box(jb.insert(black_box(&p), p.meta.arrival));
             let now = Ticks(1 + i * FRAME_DURATION.0);
-            black_box(matches!(jb.pop(now), Playout::Packet { .. }));
+            black_box(matches!(jb.pop(now, Ticks::ZERO), Playout::Packet { .. }));
             i += 1;
         })
     });
 
-    // Decode + jitter: what the receive direction costs per frame.
-    g.bench_function("decode_and_jitter", |b| {
-        let mut jb = JitterBuffer::new(JitterConfig::default());
-        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
-        let mut out = [0i16; 1920];
+    // The whole receive path (jitter buffer, decoder, sync buffer and time-scale
+    // decisions): what the receive direction costs per frame.
+    g.bench_function("receive_path", |b| {
+        let mut rx = Receiver::new(JitterConfig::default()).unwrap();
+        let mut out = Pcm16K::SILENCE;
         let mut i = 0u64;
         b.iter(|| {
             let p = packet(&pool[(i % 50) as usize], i);
-            jb.insert(&p, p.meta.arrival);
+            rx.insert(&p, p.meta.arrival);
             let now = Ticks(1 + i * FRAME_DURATION.0);
-            let n = match jb.pop(now) {
-                Playout::Packet { packet, .. } => dec.decode(packet.payload(), &mut out, false),
-                _ => dec.decode(&[], &mut out[..320], false),
-            };
-            black_box(n.unwrap());
+            black_box(rx.pull(now, &mut out));
             i += 1;
         })
     });
@@ -148,7 +144,7 @@ fn per_frame(c: &mut Criterion) {
                 jb.insert(&p, p.meta.arrival);
             }
             let now = Ticks(1 + i * FRAME_DURATION.0);
-            let played = matches!(jb.pop(now), Playout::Packet { .. });
+            let played = matches!(jb.pop(now, Ticks::ZERO), Playout::Packet { .. });
             bot_tx.push(frames[usize::from(played)]).unwrap();
             black_box(bot_rx.pop().unwrap());
             i += 1;

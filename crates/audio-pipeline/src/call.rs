@@ -1,13 +1,15 @@
 //! One call's state on its pipeline thread, and the handles the other threads hold.
 
-use crate::codec::{DecodeResult, Decoder, Encoder};
+use crate::codec::Encoder;
 use crate::config::{CallConfig, FrameCallback};
 use crate::error::{AdmissionError, PushPacketError, SendError};
-use crate::frame::{FrameSource, Pcm16K, ReceivedFrame, SAMPLES_PER_FRAME};
-use crate::jitter::{InsertOutcome, JitterBuffer, JitterStats, Playout};
+use crate::frame::{FrameSource, Pcm16K, ReceivedFrame};
+use crate::jitter::JitterStats;
 use crate::latency::{CallLatency, LatencyCells};
 use crate::pacer::Pacer;
 use crate::packet::{AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket};
+use crate::receive::{Receiver, ReceiverStats};
+use crate::send::SendBuffer;
 use crate::stats::{CallCounters, CallStats, add, bump, set};
 use crate::time::Ticks;
 use std::fmt;
@@ -46,24 +48,20 @@ pub(crate) struct CallState {
     send_queue: rtrb::Consumer<OutgoingFrame>,
     receive_queue: Option<rtrb::Producer<ReceivedFrame>>,
     on_frame: Option<FrameCallback>,
-    jitter: JitterBuffer,
-    decoder: Decoder,
+    receiver: Receiver,
     encoder: Encoder,
     pacer: Pacer,
+    sender: SendBuffer,
     ssrc: u32,
     payload_type: u8,
     inbound_capacity: usize,
     bot_started: bool,
-    /// Speakers and level of the last packet decoded, reused for its continuation frames.
-    speakers: Csrcs,
-    audio_level: Option<u8>,
-    last_seq: Option<u16>,
-    /// Arrival stamp of the last packet decoded, for its continuation frames.
-    last_arrival: Option<Ticks>,
     frame: ReceivedFrame,
     packet: EncodedPacket,
     /// Jitter buffer counters already added to the call's counters.
     seen: JitterStats,
+    /// Receive path counters already added to the call's counters.
+    seen_receiver: ReceiverStats,
 }
 
 /// A frame the bot queued, with the contributing sources its packet lists (a mixer's
@@ -116,9 +114,9 @@ impl CallState {
             send_queue: send_rx,
             receive_queue: recv_tx,
             on_frame: cfg.on_frame,
-            jitter: JitterBuffer::new(cfg.jitter),
-            decoder: Decoder::new()?,
+            receiver: Receiver::new(cfg.jitter)?,
             encoder: Encoder::new(&cfg.opus)?,
+            sender: SendBuffer::new(cfg.send_queue_target),
             // Random-ish initial numbers (RFC 3550 asks for unpredictable ones) without
             // a RNG dependency: derive them from the SSRC and the clock.
             pacer: Pacer::new(
@@ -130,10 +128,6 @@ impl CallState {
             payload_type: cfg.outbound_payload_type,
             inbound_capacity: cfg.inbound_queue_packets,
             bot_started: false,
-            speakers: Csrcs::new(),
-            audio_level: None,
-            last_seq: None,
-            last_arrival: None,
             frame: ReceivedFrame {
                 timestamp: Ticks::ZERO,
                 pcm: Pcm16K::SILENCE,
@@ -148,6 +142,7 @@ impl CallState {
             },
             packet: EncodedPacket::empty(),
             seen: JitterStats::default(),
+            seen_receiver: ReceiverStats::default(),
             shared: Arc::clone(&shared),
         });
         let call = Call {
@@ -195,76 +190,27 @@ impl CallState {
                 break;
             };
             bump(&c.packets_received);
-            if self.jitter.insert(&packet, now) == InsertOutcome::Resynced {
-                self.decoder.reset();
-            }
+            self.receiver.insert(&packet, now);
         }
 
         let frame = &mut self.frame;
         frame.timestamp = now;
         frame.late = late;
-        frame.gap = 0;
-        frame.arrival = None;
-        if self.decoder.buffered() >= SAMPLES_PER_FRAME {
-            // The rest of a packet longer than 20 ms.
-            frame.source = FrameSource::Decoded;
-            frame.arrival = self.last_arrival;
-        } else {
-            frame.source = match self.jitter.pop(now) {
-                Playout::Packet { packet, gap } => {
-                    frame.gap = gap;
-                    self.last_seq = Some(packet.meta.seq);
-                    self.speakers = packet.meta.csrcs;
-                    self.audio_level = packet.meta.audio_level;
-                    self.last_arrival = Some(packet.meta.arrival);
-                    match self.decoder.decode(packet.payload()) {
-                        DecodeResult::Ok => {
-                            frame.arrival = self.last_arrival;
-                            FrameSource::Decoded
-                        }
-                        DecodeResult::Invalid => {
-                            bump(&c.invalid_packets);
-                            bump(&c.dropped_packets);
-                            FrameSource::Concealed
-                        }
-                    }
-                }
-                Playout::Lost { fec: Some(next) } => {
-                    if self.decoder.recover_fec(next.payload()) {
-                        bump(&c.fec_recovered);
-                        frame.arrival = Some(next.meta.arrival);
-                        FrameSource::FecRecovered
-                    } else {
-                        FrameSource::Concealed
-                    }
-                }
-                Playout::Lost { fec: None } => {
-                    self.decoder.conceal();
-                    FrameSource::Concealed
-                }
-                Playout::Stretch => {
-                    self.decoder.conceal();
-                    FrameSource::Stretched
-                }
-                Playout::NoSignal => {
-                    self.speakers = Csrcs::new();
-                    self.audio_level = None;
-                    FrameSource::NoSignal
-                }
-            };
+        let pulled = self.receiver.pull(now, &mut frame.pcm);
+        frame.source = pulled.source;
+        frame.gap = pulled.gap;
+        frame.arrival = pulled.arrival;
+        frame.seq = pulled.seq;
+        frame.active_speakers = pulled.speakers;
+        frame.audio_level = pulled.audio_level;
+        if pulled.source == FrameSource::FecRecovered {
+            bump(&c.fec_recovered);
         }
-        self.decoder.take_frame(&mut frame.pcm);
-        if matches!(
-            frame.source,
-            FrameSource::Concealed | FrameSource::Stretched
-        ) {
+        if frame.source == FrameSource::Concealed {
             bump(&c.concealed);
         }
-        frame.seq = self.last_seq;
-        frame.active_speakers = self.speakers;
-        frame.audio_level = self.audio_level;
         frame.is_silence = frame.source == FrameSource::NoSignal
-            || self.audio_level == Some(AUDIO_LEVEL_SILENT)
+            || frame.audio_level == Some(AUDIO_LEVEL_SILENT)
             || frame.pcm.is_digital_silence();
 
         if let Some(callback) = self.on_frame.as_mut() {
@@ -284,25 +230,30 @@ impl CallState {
         }
         bump(&c.frames_received);
 
-        let js = self.jitter.stats();
+        let jitter = self.receiver.jitter();
+        let js = jitter.stats();
         set(&c.late_packets, js.late);
         set(&c.duplicate_packets, js.duplicates);
-        set(&c.compressed_packets, js.compressed);
+        set(&c.lost_packets, js.lost);
         set(&c.resyncs, js.resyncs);
-        set(&c.jitter_ticks, self.jitter.jitter().0);
-        set(&c.buffer_delay_ticks, self.jitter.current_delay().0);
-        set(&c.target_delay_ticks, self.jitter.target_delay().0);
-        // Packets the jitter buffer refused count as dropped (and garbage as invalid);
-        // the decoder's rejections were counted above as they happened.
-        let new_invalid = js.invalid - self.seen.invalid;
+        set(&c.jitter_ticks, jitter.jitter().0);
+        set(&c.buffer_delay_ticks, jitter.current_delay().0);
+        set(&c.filtered_delay_ticks, jitter.filtered_delay().0);
+        set(&c.target_delay_ticks, jitter.target_delay().0);
+        let rs = self.receiver.stats();
+        set(&c.accelerated_samples, rs.accelerated_samples);
+        set(&c.expanded_samples, rs.expanded_samples);
+        set(&c.concealed_samples, rs.concealed_samples);
+        set(&c.merged_samples, rs.merged_samples);
+        // Packets the jitter buffer refused count as dropped (and garbage as invalid),
+        // and so do payloads the decoder rejected.
+        let new_invalid = (js.invalid - self.seen.invalid)
+            + (rs.invalid_packets - self.seen_receiver.invalid_packets);
         let new_unconfirmed = js.unconfirmed - self.seen.unconfirmed;
-        let new_compressed = js.compressed - self.seen.compressed;
         add(&c.invalid_packets, new_invalid);
-        add(
-            &c.dropped_packets,
-            new_invalid + new_unconfirmed + new_compressed,
-        );
+        add(&c.dropped_packets, new_invalid + new_unconfirmed);
         self.seen = js;
+        self.seen_receiver = rs;
     }
 
     fn send(&mut self, now: Ticks) {
@@ -312,13 +263,22 @@ impl CallState {
             self.encoder.set_loss_percent(loss);
         }
         let due = self.pacer.frames_due(now);
+        self.sender.observe(self.send_queue.slots());
         for _ in 0..due {
-            let from_bot = self.send_queue.pop().ok();
-            self.bot_started |= from_bot.is_some();
+            // Assemble a frame from the bot's queue, absorbing a standing excess.
+            while !self.sender.has_frame() {
+                let Ok(f) = self.send_queue.pop() else {
+                    break;
+                };
+                self.bot_started = true;
+                self.sender.push(&f.pcm, f.csrcs, f.queued);
+            }
+            let from_bot = self.sender.take();
             if !self.shared.send_active.load(Ordering::Relaxed) {
                 if from_bot.is_some() {
                     bump(&c.discarded_inactive);
                 }
+                self.sender.clear();
                 let _ = self.pacer.next_frame(None);
                 self.pacer.not_sent();
                 continue;
@@ -352,6 +312,11 @@ impl CallState {
                 bump(&c.frames_sent);
             }
         }
+        let absorbed = self.sender.stats();
+        set(&c.send_absorbed_samples, absorbed.cut_samples);
+        set(&c.send_dropped_frames, absorbed.dropped_frames);
+        set(&c.send_standing_ticks, absorbed.standing.0);
+        set(&c.encoder_bitrate_bps, u64::from(self.encoder.bitrate()));
     }
 }
 

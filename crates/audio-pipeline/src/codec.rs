@@ -12,105 +12,55 @@ fn codec_err(what: &'static str) -> impl FnOnce(opus::Error) -> AdmissionError {
     move |source| AdmissionError::Codec { what, source }
 }
 
-/// Decoder plus a FIFO of decoded samples, so packets of 10..120 ms all come out as
-/// 20 ms frames.
+/// The Opus decoder at 16 kHz mono, writing into caller-owned buffers: packets of
+/// 10..120 ms, concealment (PLC) and in-band FEC recovery.
 pub(crate) struct Decoder {
     inner: opus::Decoder,
-    buf: Box<[i16; MAX_DECODED + SAMPLES_PER_FRAME]>,
-    /// Samples in `buf` not yet handed out, starting at `start`.
-    start: usize,
-    len: usize,
-}
-
-/// Result of one decode step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DecodeResult {
-    /// Samples appended.
-    Ok,
-    /// libopus rejected the payload: concealed instead.
-    Invalid,
 }
 
 impl Decoder {
     pub(crate) fn new() -> Result<Decoder, AdmissionError> {
         Ok(Decoder {
             inner: opus::Decoder::new(16_000, Channels::Mono).map_err(codec_err("decoder"))?,
-            buf: Box::new([0; MAX_DECODED + SAMPLES_PER_FRAME]),
-            start: 0,
-            len: 0,
         })
-    }
-
-    pub(crate) fn buffered(&self) -> usize {
-        self.len
     }
 
     pub(crate) fn reset(&mut self) {
         // Resetting a valid decoder cannot fail; if it did, the old state only colours
         // the first frame after a resync.
         let _ = self.inner.reset_state();
-        self.start = 0;
-        self.len = 0;
     }
 
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.start + self.len, 0);
-            self.start = 0;
+    /// Decodes a whole packet into `out` (room for [`MAX_DECODED`] samples); returns the
+    /// samples written, or `None` when libopus rejects the payload.
+    pub(crate) fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Option<usize> {
+        let want = out.len().min(MAX_DECODED);
+        match self.inner.decode(payload, &mut out[..want], false) {
+            Ok(n) if n > 0 => Some(n),
+            _ => None,
         }
     }
 
-    fn append(&mut self, payload: &[u8], fec: bool, samples: usize) -> DecodeResult {
-        self.compact();
-        let free = &mut self.buf[self.len..];
-        let want = samples.min(free.len());
-        match self.inner.decode(payload, &mut free[..want], fec) {
-            Ok(n) if n > 0 => {
-                self.len += n;
-                DecodeResult::Ok
-            }
-            _ => {
-                // A packet libopus will not decode is concealed like a lost one.
-                if let Ok(n) = self
-                    .inner
-                    .decode(&[], &mut free[..SAMPLES_PER_FRAME], false)
-                {
-                    self.len += n;
-                }
-                DecodeResult::Invalid
-            }
+    /// Conceals one 20 ms frame into `out` (at least 320 samples); returns the samples
+    /// written (320, or 0 if libopus failed, which a valid decoder does not).
+    pub(crate) fn conceal(&mut self, out: &mut [i16]) -> usize {
+        if out.len() < SAMPLES_PER_FRAME {
+            return 0;
         }
+        self.inner
+            .decode(&[], &mut out[..SAMPLES_PER_FRAME], false)
+            .unwrap_or(0)
     }
 
-    /// Decodes a whole packet.
-    pub(crate) fn decode(&mut self, payload: &[u8]) -> DecodeResult {
-        self.append(payload, false, MAX_DECODED)
-    }
-
-    /// Conceals one 20 ms frame.
-    pub(crate) fn conceal(&mut self) {
-        self.append(&[], false, SAMPLES_PER_FRAME);
-    }
-
-    /// Rebuilds the lost 20 ms before `next` from `next`'s in-band FEC; returns false
-    /// (after concealing instead) when `next` carries none.
-    pub(crate) fn recover_fec(&mut self, next: &[u8]) -> bool {
-        if !has_lbrr(next) {
-            self.conceal();
-            return false;
+    /// Rebuilds the lost 20 ms before `next` from `next`'s in-band FEC into `out`;
+    /// `None` when `next` carries none (the caller conceals instead).
+    pub(crate) fn recover_fec(&mut self, next: &[u8], out: &mut [i16]) -> Option<usize> {
+        if !has_lbrr(next) || out.len() < SAMPLES_PER_FRAME {
+            return None;
         }
-        self.append(next, true, SAMPLES_PER_FRAME) == DecodeResult::Ok
-    }
-
-    /// Takes the next 20 ms; pads with zeros if fewer samples are buffered.
-    pub(crate) fn take_frame(&mut self, out: &mut Pcm16K) {
-        let n = self.len.min(SAMPLES_PER_FRAME);
-        out.samples[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        out.samples[n..].fill(0);
-        self.start += n;
-        self.len -= n;
-        if self.len == 0 {
-            self.start = 0;
+        match self.inner.decode(next, &mut out[..SAMPLES_PER_FRAME], true) {
+            Ok(n) if n > 0 => Some(n),
+            _ => None,
         }
     }
 }
@@ -131,6 +81,21 @@ pub(crate) struct Encoder {
     inner: opus::Encoder,
     loss_percent: u8,
     dtx: bool,
+    base_bitrate: u32,
+    bitrate: u32,
+    adapt: bool,
+}
+
+/// The bitrate for a reported loss: the primary encoding keeps about what it has at no
+/// loss while in-band FEC (which libopus sizes by the loss it is told) takes its share.
+pub(crate) fn bitrate_for_loss(base: u32, loss_percent: u8) -> u32 {
+    let factor = match loss_percent {
+        0..=1 => 1.0,
+        2..=4 => 1.15,
+        5..=9 => 1.3,
+        _ => 1.5,
+    };
+    ((f64::from(base) * factor) as u32).min(510_000)
 }
 
 impl Encoder {
@@ -151,20 +116,42 @@ impl Encoder {
         inner
             .set_packet_loss_perc(i32::from(loss))
             .map_err(codec_err("set_packet_loss_perc"))?;
-        Ok(Encoder {
+        let mut encoder = Encoder {
             inner,
             loss_percent: loss,
             dtx: cfg.dtx,
-        })
+            base_bitrate: cfg.bitrate_bps,
+            bitrate: cfg.bitrate_bps,
+            adapt: cfg.adapt_bitrate_to_loss,
+        };
+        encoder.follow_loss(loss);
+        Ok(encoder)
     }
 
-    /// Feeds the receiver-reported loss to the encoder (it sizes FEC by it).
+    /// The bitrate the encoder is set to.
+    pub(crate) fn bitrate(&self) -> u32 {
+        self.bitrate
+    }
+
+    /// Feeds the receiver-reported loss to the encoder: it sizes FEC by it, and the
+    /// bitrate follows it when adaptation is on.
     pub(crate) fn set_loss_percent(&mut self, percent: u8) {
         let percent = percent.min(100);
         if percent != self.loss_percent
             && self.inner.set_packet_loss_perc(i32::from(percent)).is_ok()
         {
             self.loss_percent = percent;
+            self.follow_loss(percent);
+        }
+    }
+
+    fn follow_loss(&mut self, percent: u8) {
+        if !self.adapt {
+            return;
+        }
+        let wanted = bitrate_for_loss(self.base_bitrate, percent);
+        if wanted != self.bitrate && self.inner.set_bitrate(Bitrate::Bits(wanted as i32)).is_ok() {
+            self.bitrate = wanted;
         }
     }
 
@@ -204,23 +191,25 @@ mod tests {
         let mut dec = Decoder::new().unwrap();
         let mut phase = 0.0;
         let mut buf = [0u8; 1276];
-        let mut out = Pcm16K::SILENCE;
+        let mut out = [0i16; MAX_DECODED];
         let mut fec_seen = 0;
+        let mut peak = 0;
         for _ in 0..100 {
             let n = enc.encode(&tone(&mut phase), &mut buf).unwrap();
             if has_lbrr(&buf[..n]) {
                 fec_seen += 1;
-                assert!(dec.recover_fec(&buf[..n]));
-                dec.take_frame(&mut out);
+                assert_eq!(dec.recover_fec(&buf[..n], &mut out), Some(320));
             }
-            assert_eq!(dec.decode(&buf[..n]), DecodeResult::Ok);
-            dec.take_frame(&mut out);
-            assert_eq!(dec.buffered(), 0);
+            assert_eq!(dec.decode(&buf[..n], &mut out), Some(320));
+            peak = out[..320]
+                .iter()
+                .map(|s| s.unsigned_abs())
+                .max()
+                .unwrap_or(0);
         }
-        assert!(out.peak() > 1000, "decoded tone too quiet: {}", out.peak());
+        assert!(peak > 1000, "decoded tone too quiet: {peak}");
         assert!(fec_seen > 0, "no LBRR in 100 packets at 20 % loss");
-        dec.conceal();
-        assert_eq!(dec.buffered(), 320);
-        assert_eq!(dec.decode(&[0xFF, 0xFF, 0xFF]), DecodeResult::Invalid);
+        assert_eq!(dec.conceal(&mut out), 320);
+        assert_eq!(dec.decode(&[0xFF, 0xFF, 0xFF], &mut out), None);
     }
 }

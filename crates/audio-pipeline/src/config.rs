@@ -63,6 +63,11 @@ pub struct OpusConfig {
     pub dtx: bool,
     /// Loss percentage assumed until the first receiver report arrives.
     pub initial_loss_percent: u8,
+    /// Follow the receiver's loss reports with the bitrate: as loss rises, in-band FEC
+    /// takes a larger share of each packet, so the bitrate rises with it (up to 1.5 x
+    /// `bitrate_bps` at 10 % loss and above) to keep the primary encoding's quality; it
+    /// returns to `bitrate_bps` when the loss clears. FEC itself always follows the reports.
+    pub adapt_bitrate_to_loss: bool,
 }
 
 impl Default for OpusConfig {
@@ -73,6 +78,7 @@ impl Default for OpusConfig {
             inband_fec: true,
             dtx: false,
             initial_loss_percent: 5,
+            adapt_bitrate_to_loss: true,
         }
     }
 }
@@ -103,7 +109,8 @@ pub struct JitterConfig {
     pub min_delay: Ticks,
     /// Highest target delay (at most [`MAX_JITTER_DELAY`]).
     pub max_delay: Ticks,
-    /// Delay used before any jitter has been measured.
+    /// Delay the first packet waits for, and the prior of the delay statistics: the
+    /// target follows the measured arrival delays within the first second.
     pub initial_delay: Ticks,
     /// Quantile of the observed delay spread the target covers, per mille (950 = 95 %).
     pub quantile_permille: u16,
@@ -120,7 +127,7 @@ impl Default for JitterConfig {
         JitterConfig {
             min_delay: Ticks::from_millis(20),
             max_delay: Ticks::from_millis(400),
-            initial_delay: Ticks::from_millis(60),
+            initial_delay: Ticks::from_millis(40),
             quantile_permille: 950,
             shrink_per_second: Ticks::from_millis(10),
             rtp_clock_hz: 48_000,
@@ -170,6 +177,12 @@ pub struct CallConfig {
     pub outbound_queue_packets: usize,
     /// Capacity of the bot-to-pipeline frame queue.
     pub send_queue_frames: usize,
+    /// Send-side queueing the pipeline lets stand: when the bot's queue has not drained
+    /// below this (plus a frame) for half a second, the excess is absorbed within about a
+    /// second, by dropping quiet frames and cutting pitch periods out of speech, so a bot
+    /// that fell behind does not delay the rest of the call. Zero never absorbs (for a
+    /// bot that paces a long prompt into the queue itself).
+    pub send_queue_target: Ticks,
     /// Capacity of the pipeline-to-bot received frame queue; 0 disables the queue
     /// (use a callback instead).
     pub receive_queue_frames: usize,
@@ -192,6 +205,7 @@ impl CallConfig {
             inbound_queue_packets: 64,
             outbound_queue_packets: 50,
             send_queue_frames: 50,
+            send_queue_target: Ticks::from_millis(40),
             receive_queue_frames: 50,
             on_frame: None,
             send_active: true,
@@ -233,6 +247,7 @@ impl fmt::Debug for CallConfig {
             .field("inbound_queue_packets", &self.inbound_queue_packets)
             .field("outbound_queue_packets", &self.outbound_queue_packets)
             .field("send_queue_frames", &self.send_queue_frames)
+            .field("send_queue_target", &self.send_queue_target)
             .field("receive_queue_frames", &self.receive_queue_frames)
             .field("on_frame", &self.on_frame.as_ref().map(|_| "callback"))
             .field("send_active", &self.send_active)

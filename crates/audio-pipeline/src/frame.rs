@@ -97,10 +97,8 @@ pub enum FrameSource {
     Decoded,
     /// A lost packet rebuilt from the next packet's in-band FEC.
     FecRecovered,
-    /// A lost or late packet concealed by the decoder (PLC).
+    /// A lost, late or invalid packet concealed by the decoder (PLC).
     Concealed,
-    /// Silence inserted by the jitter buffer to grow its delay.
-    Stretched,
     /// No packet to play: before the first packet, a sender's DTX pause, or a stream
     /// that stopped. The samples are silence.
     NoSignal,
@@ -138,7 +136,7 @@ pub struct ReceivedFrame {
 impl ReceivedFrame {
     /// True when the audio is the decoder's concealment rather than received audio.
     pub fn is_concealed(&self) -> bool {
-        matches!(self.source, FrameSource::Concealed | FrameSource::Stretched)
+        self.source == FrameSource::Concealed
     }
 }
 

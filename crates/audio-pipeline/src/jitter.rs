@@ -1,12 +1,21 @@
-//! The jitter buffer: sans-IO (time passed in), fixed memory, one decision per 20 ms.
+//! The packet side of the receive path: a jitter buffer and delay manager in the manner of
+//! libwebrtc's NetEQ. Sans-IO (time passed in), fixed memory.
 //!
 //! Packets are held in a ring of slots indexed by extended RTP sequence number. Playout
-//! follows a cursor (next sequence number, next RTP timestamp). The playout delay is
-//! measured against the smallest recent one-way delay (arrival time minus media time), so
-//! it needs no clock synchronisation and tracks sender clock skew: when the delay drifts
-//! one frame above the target a packet is skipped, one frame below it a concealment frame
-//! is inserted. The target is a quantile of the recent delay spread plus one frame,
-//! bounded, raised at once and lowered slowly.
+//! follows a cursor (next sequence number, next RTP timestamp). The delay of the audio about
+//! to play is measured against the earliest possible arrival of its packet: media time plus
+//! the smallest one-way transit seen over the last two seconds. So it needs no clock
+//! synchronisation, tracks sender clock skew, and does not wobble with each packet's own
+//! jitter: it changes only when the receive path changes it.
+//!
+//! The target delay is a quantile of the packets' relative arrival delay (their transit
+//! above that smallest one), read from a histogram with exponential forgetting, plus one
+//! frame; it rises at once and falls slowly. The buffer never discards or inserts a whole
+//! packet of audio to follow it: it tells the caller the delay, and the caller's
+//! time-scale modification (see `receive.rs`) removes or repeats pitch periods, preferring
+//! quiet audio. When the packet due is missing the buffer says why: lost (later packets are
+//! here: conceal it or rebuild it from FEC), or not here yet (expand, waiting for it
+//! without consuming anything, so a late packet is still played, and the delay grows).
 
 use crate::config::JitterConfig;
 use crate::packet::EncodedPacket;
@@ -14,18 +23,23 @@ use crate::time::{FRAME_DURATION, Ticks};
 
 /// Slots in the ring: 1.28 s of 20 ms packets, above the largest supported delay.
 const SLOTS: usize = 64;
-/// Recent one-way delays kept for the quantile (4 s of 20 ms packets).
-const WINDOW: usize = 200;
-/// Delays needed before the target adapts; until then `initial_delay` holds.
-const MIN_SAMPLES: usize = 25;
+/// Recent one-way transits kept for their minimum (2 s of 20 ms packets).
+const WINDOW: usize = 100;
 /// Packets this far behind the highest one are "late", further ones are a jump.
 const MAX_MISORDER: i64 = 100;
-/// Consecutive concealed frames before an empty buffer counts as a paused stream.
-const MAX_PLC_FRAMES: u32 = 5;
+/// Frames expanded while waiting for a packet before the stream counts as paused.
+const MAX_EXPAND_FRAMES: u32 = 5;
 /// Largest Opus packet duration (120 ms) in 48 kHz samples.
 const MAX_OPUS_SAMPLES_48K: usize = 5760;
-/// Shortest interval between two skipped packets.
-const SKIP_INTERVAL: Ticks = Ticks::from_millis(200);
+/// Width of a relative-delay histogram bucket.
+const BUCKET: Ticks = Ticks::from_millis(1);
+/// Buckets of the histogram: relative delays up to the largest supported delay.
+const BUCKETS: usize = 1_000;
+/// Forgetting factor of the histogram per packet once it has settled (memory of about
+/// 500 packets, 10 s): the quantile follows a network that calms down.
+const FORGET: f32 = 0.998;
+/// Smoothing of the filtered delay per packet played (about 16 packets, 320 ms).
+const FILTER_SHIFT: f64 = 1.0 / 16.0;
 
 /// What [`JitterBuffer::insert`] did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +60,7 @@ pub enum InsertOutcome {
     Invalid,
 }
 
-/// What to play for the next 20 ms, from [`JitterBuffer::pop`].
+/// What to play next, from [`JitterBuffer::pop`].
 #[derive(Debug, Clone, Copy)]
 pub enum Playout<'a> {
     /// Decode this packet.
@@ -55,15 +69,19 @@ pub enum Playout<'a> {
         packet: &'a EncodedPacket,
         /// Packets lost since the previous packet played.
         gap: u16,
+        /// Its playout delay: from the earliest its packet could have arrived to when
+        /// its audio starts playing. Compare with [`JitterBuffer::target_delay`].
+        delay: Ticks,
     },
-    /// A packet is lost: conceal it, or rebuild it from `fec` (the next packet, whose
-    /// in-band FEC may carry it) when present.
+    /// The packet due is lost (later ones are here): conceal 20 ms, or rebuild it from
+    /// `fec` (the next packet, whose in-band FEC may carry it) when present.
     Lost {
         /// The next packet, in sequence and time, if already here.
         fec: Option<&'a EncodedPacket>,
     },
-    /// The delay must grow: conceal one frame without consuming a packet.
-    Stretch,
+    /// The packet due has not arrived and nothing after it has: conceal 20 ms without
+    /// consuming it (NetEQ's expand). If it arrives it is still played, later.
+    Expand,
     /// Nothing to play: not started, a pause in the stream, or a stream that stopped.
     NoSignal,
 }
@@ -82,12 +100,13 @@ pub struct JitterStats {
     pub invalid: u64,
     /// Packets held on probation that were never confirmed.
     pub unconfirmed: u64,
-    /// Packets skipped to shrink the delay.
-    pub compressed: u64,
     /// Packets declared lost (sequence numbers never played).
     pub lost: u64,
-    /// Concealment frames inserted to grow the delay.
-    pub stretched: u64,
+    /// Of `lost`: packets whose time was not concealed because the delay was already
+    /// above the target (an expand had covered it).
+    pub lost_skipped: u64,
+    /// Frames expanded while waiting for a packet that had not arrived.
+    pub expanded: u64,
     /// Resyncs.
     pub resyncs: u64,
 }
@@ -123,24 +142,26 @@ pub struct JitterBuffer {
     highest_seq: i64,
     highest_ts: i64,
     started: bool,
-    first_arrival: Ticks,
     cursor_seq: i64,
     cursor_ts: i64,
-    last_duration: i64,
     losses_since_played: u32,
-    plc_run: u32,
+    expand_run: u32,
     /// A packet held until the next one confirms a new SSRC or sequence.
     probation: Option<EncodedPacket>,
-    delays: Box<[i64; WINDOW]>,
-    scratch: Box<[i64; WINDOW]>,
-    delays_len: usize,
-    delays_next: usize,
-    delays_dirty: bool,
-    min_delay: i64,
+    /// Recent transits (arrival minus media time, in ticks) for their minimum.
+    transits: Box<[i64; WINDOW]>,
+    transits_len: usize,
+    transits_next: usize,
+    min_transit: i64,
+    /// Relative arrival delays: probability per [`BUCKET`], forgetting old packets.
+    histogram: Box<[f32; BUCKETS]>,
+    /// Packets counted into the histogram (its forgetting starts as a plain average).
+    histogram_packets: u64,
+    histogram_dirty: bool,
     target: Ticks,
     last_target_update: Ticks,
-    last_skip: Ticks,
-    current_delay: Ticks,
+    delay: Ticks,
+    filtered_delay: f64,
     jitter: f64,
     last_transit: Option<(i64, i64)>,
     frame_ts: i64,
@@ -153,7 +174,7 @@ impl std::fmt::Debug for JitterBuffer {
             .field("started", &self.started)
             .field("cursor_seq", &self.cursor_seq)
             .field("target", &self.target)
-            .field("current_delay", &self.current_delay)
+            .field("delay", &self.delay)
             .field("stats", &self.stats)
             .finish()
     }
@@ -169,7 +190,7 @@ impl JitterBuffer {
         cfg.min_delay = cfg.min_delay.min(cfg.max_delay);
         cfg.quantile_permille = cfg.quantile_permille.clamp(1, 1000);
         let frame_ts = i64::from(cfg.rtp_clock_hz) / 50;
-        JitterBuffer {
+        let mut jb = JitterBuffer {
             slots: vec![EMPTY_SLOT; SLOTS].into_boxed_slice(),
             synced: false,
             ssrc: 0,
@@ -178,29 +199,30 @@ impl JitterBuffer {
             highest_seq: 0,
             highest_ts: 0,
             started: false,
-            first_arrival: Ticks::ZERO,
             cursor_seq: 0,
             cursor_ts: 0,
-            last_duration: frame_ts,
             losses_since_played: 0,
-            plc_run: 0,
+            expand_run: 0,
             probation: None,
-            delays: Box::new([0; WINDOW]),
-            scratch: Box::new([0; WINDOW]),
-            delays_len: 0,
-            delays_next: 0,
-            delays_dirty: false,
-            min_delay: 0,
-            target: clamp(cfg.initial_delay, cfg.min_delay, cfg.max_delay),
+            transits: Box::new([0; WINDOW]),
+            transits_len: 0,
+            transits_next: 0,
+            min_transit: 0,
+            histogram: Box::new([0.0; BUCKETS]),
+            histogram_packets: 0,
+            histogram_dirty: false,
+            target: Ticks::ZERO,
             last_target_update: Ticks::ZERO,
-            last_skip: Ticks::ZERO,
-            current_delay: Ticks::ZERO,
+            delay: Ticks::ZERO,
+            filtered_delay: 0.0,
             jitter: 0.0,
             last_transit: None,
             frame_ts,
             stats: JitterStats::default(),
             cfg,
-        }
+        };
+        jb.reset_delay_statistics(Ticks::ZERO);
+        jb
     }
 
     /// Counters so far.
@@ -208,20 +230,31 @@ impl JitterBuffer {
         self.stats
     }
 
-    /// The target playout delay.
+    /// The target playout delay: the configured quantile of the relative arrival delay
+    /// plus one frame, within the configured bounds.
     pub fn target_delay(&self) -> Ticks {
         self.target
     }
 
-    /// The playout delay at the last [`JitterBuffer::pop`]: how long after its earliest
-    /// possible arrival the packet at the cursor is played.
+    /// The playout delay of the last packet played (see [`Playout::Packet::delay`]).
     pub fn current_delay(&self) -> Ticks {
-        self.current_delay
+        self.delay
+    }
+
+    /// The playout delay smoothed over about 16 packets: what a sustained excess over the
+    /// target is judged on.
+    pub fn filtered_delay(&self) -> Ticks {
+        Ticks(self.filtered_delay.max(0.0) as u64)
     }
 
     /// Interarrival jitter (RFC 3550 estimator).
     pub fn jitter(&self) -> Ticks {
         Ticks(self.jitter as u64)
+    }
+
+    /// Whether playout has started (the first packet waited for the target delay).
+    pub fn is_started(&self) -> bool {
+        self.started
     }
 
     /// Packets held.
@@ -270,6 +303,26 @@ impl JitterBuffer {
         Some(samples as i64 * i64::from(self.cfg.rtp_clock_hz) / 48_000)
     }
 
+    /// Forgets every delay statistic: the target starts again from the configured
+    /// initial delay, which also seeds the histogram as one prior observation.
+    fn reset_delay_statistics(&mut self, now: Ticks) {
+        self.transits_len = 0;
+        self.transits_next = 0;
+        self.min_transit = 0;
+        self.histogram.fill(0.0);
+        let prior = self.cfg.initial_delay.saturating_sub(FRAME_DURATION);
+        self.histogram[bucket_of(prior)] = 1.0;
+        self.histogram_packets = 1;
+        self.histogram_dirty = false;
+        self.target = clamp(
+            self.cfg.initial_delay,
+            self.cfg.min_delay,
+            self.cfg.max_delay,
+        );
+        self.last_target_update = now;
+        self.last_transit = None;
+    }
+
     fn resync(&mut self, packet: &EncodedPacket, now: Ticks) {
         for slot in self.slots.iter_mut() {
             slot.ext_seq = i64::MIN;
@@ -281,21 +334,11 @@ impl JitterBuffer {
         self.highest_seq = 0;
         self.highest_ts = 0;
         self.started = false;
-        self.first_arrival = now;
         self.cursor_seq = 0;
         self.cursor_ts = 0;
         self.losses_since_played = 0;
-        self.plc_run = 0;
-        self.delays_len = 0;
-        self.delays_next = 0;
-        self.delays_dirty = false;
-        self.last_transit = None;
-        self.target = clamp(
-            self.cfg.initial_delay,
-            self.cfg.min_delay,
-            self.cfg.max_delay,
-        );
-        self.last_target_update = now;
+        self.expand_run = 0;
+        self.reset_delay_statistics(now);
     }
 
     /// Offers a packet that arrived at `packet.meta.arrival` (`now` if that is zero).
@@ -326,6 +369,8 @@ impl JitterBuffer {
                 return InsertOutcome::Duplicate;
             }
             self.stats.late += 1;
+            // Its arrival still tells how late packets come: the target must cover it.
+            self.observe_transit(ext, ts, arrival);
             return InsertOutcome::Late;
         }
         // Where this packet's timestamp should be, given its sequence number and the
@@ -384,7 +429,7 @@ impl JitterBuffer {
     fn store(&mut self, packet: &EncodedPacket, duration: i64, arrival: Ticks) {
         let ext = self.ext_seq(packet.meta.seq);
         let ts = self.ext_ts(packet.meta.rtp_timestamp);
-        if self.delays_len == 0 && !self.started {
+        if self.transits_len == 0 && !self.started {
             self.cursor_seq = ext;
             self.cursor_ts = ts;
         }
@@ -409,11 +454,30 @@ impl JitterBuffer {
             self.highest_seq = ext;
             self.highest_ts = ts;
         }
+        self.observe_transit(ext, ts, arrival);
+    }
+
+    /// Counts one packet's arrival into the delay statistics: the transit window (for
+    /// the smallest transit), the relative-delay histogram and the RFC 3550 jitter.
+    fn observe_transit(&mut self, ext: i64, ts: i64, arrival: Ticks) {
         let transit = arrival.0 as i64 - self.ts_to_ticks(ts);
-        self.delays[self.delays_next] = transit;
-        self.delays_next = (self.delays_next + 1) % WINDOW;
-        self.delays_len = (self.delays_len + 1).min(WINDOW);
-        self.delays_dirty = true;
+        self.transits[self.transits_next] = transit;
+        self.transits_next = (self.transits_next + 1) % WINDOW;
+        self.transits_len = (self.transits_len + 1).min(WINDOW);
+        self.min_transit = self.transits[..self.transits_len]
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(transit);
+        let relative = Ticks((transit - self.min_transit).max(0) as u64);
+        // Forgetting: a plain average over the first packets, then exponential.
+        self.histogram_packets += 1;
+        let forget = (1.0 - 1.0 / self.histogram_packets as f32).min(FORGET);
+        for p in self.histogram.iter_mut() {
+            *p *= forget;
+        }
+        self.histogram[bucket_of(relative)] += 1.0 - forget;
+        self.histogram_dirty = true;
         if let Some((prev_ext, prev_transit)) = self.last_transit
             && ext == prev_ext + 1
         {
@@ -429,48 +493,54 @@ impl JitterBuffer {
     }
 
     fn update_target(&mut self, now: Ticks) {
-        if self.delays_dirty {
-            self.delays_dirty = false;
-            let n = self.delays_len;
-            self.scratch[..n].copy_from_slice(&self.delays[..n]);
-            let window = &mut self.scratch[..n];
-            let min = *window.iter().min().unwrap_or(&0);
-            self.min_delay = min;
-            if n >= MIN_SAMPLES {
-                let q = (n * usize::from(self.cfg.quantile_permille)).div_ceil(1000);
-                let idx = q.clamp(1, n) - 1;
-                let (_, &mut at_q, _) = window.select_nth_unstable(idx);
-                let wanted = Ticks((at_q - min).max(0) as u64) + FRAME_DURATION;
-                let wanted = clamp(wanted, self.cfg.min_delay, self.cfg.max_delay);
-                if wanted > self.target {
-                    self.target = wanted;
-                } else {
-                    let elapsed = now.saturating_sub(self.last_target_update);
-                    let step = Ticks(
-                        (u128::from(self.cfg.shrink_per_second.0) * u128::from(elapsed.0)
-                            / u128::from(Ticks::PER_SECOND)) as u64,
-                    );
-                    self.target = (self.target.saturating_sub(step)).max(wanted);
+        if self.histogram_dirty {
+            self.histogram_dirty = false;
+            let total: f32 = self.histogram.iter().sum();
+            let wanted_mass = total * f32::from(self.cfg.quantile_permille) / 1000.0;
+            let mut mass = 0.0;
+            let mut bucket = BUCKETS - 1;
+            for (i, p) in self.histogram.iter().enumerate() {
+                mass += p;
+                if mass >= wanted_mass {
+                    bucket = i;
+                    break;
                 }
+            }
+            let quantile = Ticks((bucket as u64 + 1) * BUCKET.0);
+            let wanted = clamp(
+                quantile + FRAME_DURATION,
+                self.cfg.min_delay,
+                self.cfg.max_delay,
+            );
+            if wanted > self.target {
+                self.target = wanted;
+            } else {
+                let elapsed = now.saturating_sub(self.last_target_update);
+                let step = Ticks(
+                    (u128::from(self.cfg.shrink_per_second.0) * u128::from(elapsed.0)
+                        / u128::from(Ticks::PER_SECOND)) as u64,
+                );
+                self.target = (self.target.saturating_sub(step)).max(wanted);
             }
         }
         self.last_target_update = now;
     }
 
-    /// Decides what plays for the 20 ms starting at `now`.
-    pub fn pop(&mut self, now: Ticks) -> Playout<'_> {
+    /// The playout delay of audio with timestamp `ts` starting to play at `at`.
+    fn delay_of(&self, ts: i64, at: Ticks) -> Ticks {
+        let earliest = self.ts_to_ticks(ts) + self.min_transit;
+        Ticks((at.0 as i64 - earliest).max(0) as u64)
+    }
+
+    /// Decides what plays next. `now` is the tick's media time and `buffered` the audio
+    /// already decoded and not yet played: the next audio starts playing at
+    /// `now + buffered`.
+    pub fn pop(&mut self, now: Ticks, buffered: Ticks) -> Playout<'_> {
         if !self.synced {
             return Playout::NoSignal;
         }
         self.update_target(now);
-        if !self.started {
-            if now.saturating_sub(self.first_arrival) < self.target {
-                return Playout::NoSignal;
-            }
-            self.started = true;
-        }
-        let cursor_time = self.ts_to_ticks(self.cursor_ts) + self.min_delay;
-        self.current_delay = Ticks((now.0 as i64 - cursor_time).max(0) as u64);
+        let at = now + buffered;
 
         // Packets whose whole duration has already been played out are late.
         for _ in 0..SLOTS {
@@ -483,52 +553,40 @@ impl JitterBuffer {
             }
         }
 
-        // Grow when more than half a frame short; shrink (below) when a whole frame over:
-        // the delay stays within [target - 10 ms, target + 20 ms].
-        if self.current_delay + Ticks(FRAME_DURATION.0 / 2) < self.target {
-            self.stats.stretched += 1;
-            return Playout::Stretch;
-        }
-
-        let Some(&Slot { ts, duration, .. }) = self.slot(self.cursor_seq) else {
-            return self.missing();
+        let Some(&Slot { ts, .. }) = self.slot(self.cursor_seq) else {
+            return self.missing(at);
         };
-        if ts > self.cursor_ts + self.frame_ts / 2 {
-            // A pause (DTX) in the sender's timeline: play silence until it resumes.
-            self.cursor_ts += self.frame_ts;
-            self.plc_run = 0;
+        let delay = self.delay_of(ts, at);
+        // The first packet, and the first after a pause in the sender's timeline (DTX,
+        // or a stream that stopped), wait until their delay reaches the target.
+        let resuming = !self.started || ts > self.cursor_ts + self.frame_ts / 2;
+        if resuming && delay + Ticks(FRAME_DURATION.0 / 2) < self.target {
             return Playout::NoSignal;
         }
-        if self.current_delay > self.target + FRAME_DURATION
-            && now.saturating_sub(self.last_skip) >= SKIP_INTERVAL
-            && self.slot(self.cursor_seq + 1).is_some()
-        {
-            self.last_skip = now;
-            self.stats.compressed += 1;
-            self.cursor_seq += 1;
-            self.cursor_ts = ts + duration;
-            return match self.slot(self.cursor_seq) {
-                Some(&Slot { ts, duration, .. }) if ts <= self.cursor_ts + self.frame_ts / 2 => {
-                    self.play(ts, duration)
-                }
-                _ => self.missing(),
-            };
+        if !self.started {
+            self.started = true;
+            self.filtered_delay = delay.0 as f64;
         }
-        self.play(ts, duration)
+        self.play(delay)
     }
 
-    fn play(&mut self, ts: i64, duration: i64) -> Playout<'_> {
+    fn play(&mut self, delay: Ticks) -> Playout<'_> {
         let ext = self.cursor_seq;
+        let Some(&Slot { ts, duration, .. }) = self.slot(ext) else {
+            return Playout::NoSignal;
+        };
         self.cursor_seq += 1;
         self.cursor_ts = ts + duration;
-        self.last_duration = duration;
-        self.plc_run = 0;
+        self.expand_run = 0;
+        self.delay = delay;
+        self.filtered_delay += (delay.0 as f64 - self.filtered_delay) * FILTER_SHIFT;
         let gap = self.losses_since_played.min(u32::from(u16::MAX)) as u16;
         self.losses_since_played = 0;
         match self.slot(ext) {
             Some(slot) => Playout::Packet {
                 packet: &slot.packet,
                 gap,
+                delay,
             },
             None => Playout::NoSignal,
         }
@@ -546,49 +604,75 @@ impl JitterBuffer {
             .map(|s| (s.ext_seq, s.ts))
     }
 
-    fn missing(&mut self) -> Playout<'_> {
-        if let Some((next_seq, next_ts)) = self.earliest_later() {
-            if next_ts <= self.cursor_ts + self.frame_ts / 2 {
-                // The missing packets' time was already concealed while waiting: they
-                // are lost, and the next one is due now.
-                let skipped = (next_seq - self.cursor_seq) as u64;
-                self.stats.lost += skipped;
-                self.losses_since_played += skipped as u32;
-                self.cursor_seq = next_seq;
-                return match self.slot(next_seq) {
-                    Some(&Slot { ts, duration, .. }) => self.play(ts, duration),
-                    None => Playout::NoSignal,
-                };
-            }
-            // The packet due now is lost. Re-align the cursor on the next packet's
-            // timeline first: packets whose time passed while waiting were concealed.
-            let frames_to_next =
-                ((next_ts - self.cursor_ts + self.frame_ts / 2) / self.frame_ts.max(1)).max(1);
-            let due_seq = (next_seq - frames_to_next).max(self.cursor_seq);
-            let lost = (due_seq - self.cursor_seq + 1) as u64;
-            self.stats.lost += lost;
-            self.losses_since_played += lost as u32;
-            self.cursor_seq = due_seq + 1;
-            self.cursor_ts += self.last_duration;
-            let next_ts = self.cursor_ts;
-            let frame_ts = self.frame_ts;
-            return match self.slot(self.cursor_seq) {
-                // The next packet may carry the lost one as in-band FEC.
-                Some(slot) if (slot.ts - next_ts).abs() < frame_ts / 2 => Playout::Lost {
-                    fec: Some(&slot.packet),
-                },
-                _ => Playout::Lost { fec: None },
-            };
-        }
-        // Nothing later is here: lost, late or a paused stream. Conceal a little while,
-        // keeping the cursor on the sequence number so a paused stream resumes cleanly.
-        self.cursor_ts += self.frame_ts;
-        if self.plc_run < MAX_PLC_FRAMES {
-            self.plc_run += 1;
-            return Playout::Lost { fec: None };
-        }
-        Playout::NoSignal
+    fn declare_lost(&mut self, count: i64) {
+        let count = count.max(0) as u64;
+        self.stats.lost += count;
+        self.losses_since_played = self
+            .losses_since_played
+            .saturating_add(count.min(u64::from(u32::MAX)) as u32);
     }
+
+    fn missing(&mut self, at: Ticks) -> Playout<'_> {
+        if !self.started {
+            return Playout::NoSignal;
+        }
+        let Some((mut next_seq, mut next_ts)) = self.earliest_later() else {
+            // Nothing later is here: the packet is late, or the stream paused. Expand a
+            // little while without consuming it, so a late packet still plays.
+            if self.expand_run < MAX_EXPAND_FRAMES {
+                self.expand_run += 1;
+                self.stats.expanded += 1;
+                return Playout::Expand;
+            }
+            return Playout::NoSignal;
+        };
+        // Later packets are here: the one due is lost. While the delay is above the
+        // target by half a frame (an expand already covered its time), its time is dropped
+        // rather than concealed again; stop at a packet that is here.
+        for _ in 0..SLOTS {
+            if next_ts <= self.cursor_ts + self.frame_ts / 2 {
+                // The missing packets' time was already played: jump to the next one.
+                self.declare_lost(next_seq - self.cursor_seq);
+                self.cursor_seq = next_seq;
+                let delay = self.delay_of(next_ts, at);
+                return self.play(delay);
+            }
+            let late =
+                self.delay_of(self.cursor_ts, at) > self.target + Ticks(FRAME_DURATION.0 / 2);
+            if !late {
+                break;
+            }
+            self.declare_lost(1);
+            self.stats.lost_skipped += 1;
+            self.cursor_seq += 1;
+            self.cursor_ts += self.frame_ts;
+            if let Some(&Slot { ts, .. }) = self.slot(self.cursor_seq) {
+                let delay = self.delay_of(ts, at);
+                return self.play(delay);
+            }
+            match self.earliest_later() {
+                Some((s, t)) => (next_seq, next_ts) = (s, t),
+                None => return Playout::NoSignal,
+            }
+        }
+        // Conceal the packet due (20 ms), or rebuild it from the next one's FEC.
+        self.declare_lost(1);
+        self.cursor_seq += 1;
+        self.cursor_ts += self.frame_ts;
+        self.expand_run = 0;
+        let due_ts = self.cursor_ts;
+        let frame_ts = self.frame_ts;
+        match self.slot(self.cursor_seq) {
+            Some(slot) if (slot.ts - due_ts).abs() < frame_ts / 2 => Playout::Lost {
+                fec: Some(&slot.packet),
+            },
+            _ => Playout::Lost { fec: None },
+        }
+    }
+}
+
+fn bucket_of(delay: Ticks) -> usize {
+    ((delay.0 / BUCKET.0) as usize).min(BUCKETS - 1)
 }
 
 fn clamp(v: Ticks, lo: Ticks, hi: Ticks) -> Ticks {

@@ -42,9 +42,12 @@ mod latency;
 mod pacer;
 mod packet;
 mod pipeline;
+mod receive;
 mod rt;
+mod send;
 mod stats;
 mod time;
+mod tsm;
 
 pub use call::{BotHalf, Call, CallHandle, CallId, ManualCall, NetworkHalf};
 pub use config::{
@@ -63,5 +66,6 @@ pub use packet::{
     AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket, MAX_CSRCS, MAX_PAYLOAD, PacketError, RtpMeta,
 };
 pub use pipeline::Pipeline;
+pub use receive::{PulledFrame, Receiver, ReceiverStats};
 pub use stats::{CallStats, Capacity, PlatformHealth, ThreadLoad};
 pub use time::{FRAME_DURATION, Ticks, now};

@@ -35,7 +35,7 @@ counters! {
     frames_received,
     /// Packets encoded and queued for the network (frames out).
     frames_sent,
-    /// Frames concealed by the decoder (lost or late packets, delay growth).
+    /// Frames mostly concealed by the decoder (lost, late or invalid packets).
     concealed,
     /// Lost packets rebuilt from in-band FEC.
     fec_recovered,
@@ -43,15 +43,15 @@ counters! {
     late_packets,
     /// Duplicate packets.
     duplicate_packets,
-    /// Packets dropped: inbound queue full, unusable payload, too far ahead, or skipped
-    /// to shrink the delay.
+    /// Packets dropped: inbound queue full, unusable payload, or too far ahead. (The
+    /// receive path never drops a packet to shrink its delay.)
     dropped_packets,
     /// Of `dropped_packets`: the network side found the inbound queue full.
     inbound_queue_full,
     /// Of `dropped_packets`: payloads the decoder rejected or empty payloads.
     invalid_packets,
-    /// Of `dropped_packets`: skipped to shrink the jitter buffer delay.
-    compressed_packets,
+    /// Packets never received in time to play (sequence numbers concealed or rebuilt).
+    lost_packets,
     /// Jitter buffer resyncs (SSRC change, large jump).
     resyncs,
     /// Ticks where the bot had no frame queued; silence was sent.
@@ -68,8 +68,27 @@ counters! {
     jitter_ticks,
     /// Current jitter buffer playout delay, in 100 ns ticks.
     buffer_delay_ticks,
+    /// Jitter buffer playout delay smoothed over about 16 packets, in 100 ns ticks.
+    filtered_delay_ticks,
     /// Current jitter buffer target delay, in 100 ns ticks.
     target_delay_ticks,
+    /// Received samples (16 kHz) removed by time-scale modification to shrink the delay.
+    accelerated_samples,
+    /// Received samples inserted by time-scale modification to grow the delay.
+    expanded_samples,
+    /// Received samples concealed by the decoder (loss, waiting for late packets).
+    concealed_samples,
+    /// Received samples cross-faded from concealment back into decoded audio.
+    merged_samples,
+    /// Samples the bot sent that were cut to absorb a standing send queue.
+    send_absorbed_samples,
+    /// Quiet frames the bot sent that were dropped whole to absorb a standing send queue.
+    send_dropped_frames,
+    /// The bot's standing send queue (the least depth over the last half second), in
+    /// 100 ns ticks: send-side queueing delay that does not drain by itself.
+    send_standing_ticks,
+    /// The encoder's current bitrate (it follows the receiver's loss reports), b/s.
+    encoder_bitrate_bps,
     /// Loss percentage last reported by the receiver.
     remote_loss_percent,
 }
