@@ -3,30 +3,39 @@
 
   chromium_far_end.py --url SESSION_URL --input speech48k.wav --output echo16k.wav
                       --seconds N [--loss P --burst B --jitter-ms J --seed S]
-                      [--bitrate BPS] [--local-output sent16k.wav] [--keep DIR]
+                      [--reference speech16k.wav] [--bitrate BPS]
+                      [--local-output sent16k.wav] [--keep DIR] [--verbose]
 
 SESSION_URL is the engine's `{mpUri}/sessions/{mpMediaSessionId}`. The driver serves a page
 (chromium_far_end.html) on 127.0.0.1 and starts headless Chromium (its own process group, a
-fresh profile) with the input WAV (48 kHz) as its fake microphone. The page offers Opus,
+fresh profile) with the input WAV (48 kHz) as its fake microphone. The page offers Opus and
 hands its offer (ICE gathering complete) to this driver, which POSTs it to SESSION_URL and
-gives the answer back with Opus set to mono at --bitrate (maxaveragebitrate, default 96000,
+gives the answer back with Opus set to mono at --bitrate (maxaveragebitrate, default 96000:
 what Chromium then sends at). Once connected the page starts recording, opens the microphone
-(the file plays from its start, once) and records N seconds of what it sends and what it
-receives in one AudioWorklet, then posts both and its getStats() figures. The driver DELETEs
-the session, kills the browser and writes:
+(the file plays once from its start) and records N seconds of what it sends and what it
+receives in one AudioWorklet (one clock for both), posts both, has the driver DELETE the
+leg's Location, closes and posts its getStats() figures. The driver kills the browser and
+writes:
 
   --output        the echo as 16 kHz mono 16-bit WAV, placed on the input file's timeline:
                   sample 0 is the moment the file's sample 0 was sent, so the delay a scorer
                   finds against the input (score.py speech16k.wav echo16k.wav) is the loop
                   delay: Chromium's encoder and sender, the path, the engine, the path back,
-                  Chromium's jitter buffer and decoder.
+                  Chromium's jitter buffer and decoder (up to 10 ms off: WebAudio's microphone
+                  path may shift by a buffer at its start).
   --local-output  (optional) what the microphone sent, same timeline.
 
 and prints one JSON line: concealed_samples and total_samples (Chromium's inbound-rtp
-counters for the engine's stream over the whole call), jitter_buffer_ms (its average
-jitterBufferDelay / jitterBufferEmittedCount), packets_lost, loop_delay_ms (the echo against
-what was sent, one cross-correlation over the recording), send_kbps, the codecs, the
-candidate pair, and the relay's counters when impairing.
+counters for the engine's stream over the whole call, 48 kHz samples), jitter_buffer_ms (its
+average jitterBufferDelay / jitterBufferEmittedCount), packets_lost, loop_delay_ms (the echo
+against what was sent, one cross-correlation over the recording), send_kbps, the codecs, the
+candidate pair, a per-second timeline of Chromium's jitter buffer, chromium_stretch_ms (how
+much Chromium's own jitter buffer lengthened the echo: samples inserted minus removed by
+time-stretching; its concealment is not counted, on loopback that is the engine's lateness), and the relay's counters when impairing. With --reference it also scores the echo
+with score.py ("score": PESQ-WB, STOI, delay, max_step_ms) and adds engine_max_step_ms: the
+delay steps inside speech once Chromium's own stretching (its getStats counters, sampled every
+100 ms) is taken out of the delay track, i.e. the steps the engine made. An echo too damaged
+to score gives "score": {"error": ...}.
 
 With --loss/--burst/--jitter-ms the call goes through relay.py: the offer given to the engine
 and the answer given to Chromium name the relay's two ports instead of each other's, and the
@@ -259,6 +268,8 @@ class Call:
         self.bitrate = bitrate
         self.relay = relay
         self.location = None
+        self.deleted = None
+        self.offer_sdp = None
         self.answer = None
         self.report = None
         self.pcm = {}
@@ -268,6 +279,7 @@ class Call:
 
     def offer(self, offer):
         """POSTs the page's offer to the engine; returns (status, body) for the page."""
+        self.offer_sdp = offer
         line, port = loopback_candidate(offer)
         if line is None:
             self.env_problem = (
@@ -306,8 +318,13 @@ class Call:
         return 201, answer
 
     def delete(self):
-        if not self.location:
-            return None
+        """DELETEs the leg's Location (once); returns the status, None when there is none."""
+        if not self.location or self.deleted is not None:
+            return self.deleted
+        self.deleted = self._delete()
+        return self.deleted
+
+    def _delete(self):
         req = urllib.request.Request(self.location, method="DELETE")
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
@@ -350,6 +367,8 @@ def serve(call, page):
             elif path.startswith("/pcm/"):
                 call.pcm[path[5:]] = np.frombuffer(body, dtype="<f4").copy()
                 self.reply(200, "")
+            elif path == "/hangup":
+                self.reply(200, str(call.delete() or 0))
             elif path == "/report":
                 call.report = json.loads(body)
                 self.reply(200, "")
@@ -470,6 +489,51 @@ def stat_figures(report):
     return out
 
 
+def chromium_stretch(report, p):
+    """How much Chromium's jitter buffer lengthened the echo's timeline by its own decision so
+    far: samples it inserted (preemptive expand) minus samples it removed (accelerate), in ms,
+    against the input file's timeline (ms): ([file_ms], [stretch_ms]). Concealment is not
+    counted: on loopback Chromium conceals when the engine's packets come late or not at all,
+    and the delay that adds is the engine's doing."""
+    times, stretch = [], []
+    rows = report.get("stretch") or []
+    if not rows:
+        return times, stretch
+    _, removed0, inserted0 = (v or 0 for v in rows[0][:3])
+    for row in rows:
+        t, removed, inserted = (v or 0 for v in row[:3])
+        times.append(t + p / 48.0)
+        stretch.append(((inserted - inserted0) - (removed - removed0)) / 48.0)
+    return times, stretch
+
+
+def scored(reference, echo, times, stretch):
+    """score.py's figures for the echo, and the delay steps with Chromium's own stretching
+    taken out: what the engine did."""
+    import score as scorer
+
+    r = scorer.score(scorer.load(str(reference)), scorer.load(str(echo)), 400.0, 200.0, 2000.0, 60.0)
+    good = [t for t in r["track"] if t["corr"] >= scorer.MIN_CORR]
+    if times:
+        for t in good:
+            # The window's echo plays at its time plus its delay.
+            t["chromium_ms"] = float(np.interp(t["time_s"] * 1000.0 + t["delay_ms"], times, stretch))
+            t["engine_delay_ms"] = t["delay_ms"] - t["chromium_ms"]
+    steps = []
+    for run in sorted({t["run"] for t in good}):
+        ds = [t.get("engine_delay_ms", t["delay_ms"]) for t in good if t["run"] == run]
+        steps += [abs(b - a) for a, b in zip(ds, ds[1:])]
+    out = {k: r[k] for k in ("pesq_wb", "stoi", "delay_ms", "delay_p05_ms", "delay_p95_ms", "max_step_ms",
+                             "steps_over_5ms", "speech_windows", "uncorrelated_windows")}
+    out["engine_max_step_ms"] = round(max(steps), 3) if steps else 0.0
+    out["engine_steps_over_5ms"] = sum(1 for x in steps if x > 5.0)
+    out["track"] = [
+        [t["time_s"], t["delay_ms"], round(t.get("engine_delay_ms", t["delay_ms"]), 2), t["corr"], t["run"]]
+        for t in r["track"]
+    ]
+    return out
+
+
 def note(a, what):
     if a.verbose:
         print(f"chromium_far_end: {time.monotonic() - T0:7.2f} s {what}", file=sys.stderr, flush=True)
@@ -519,6 +583,9 @@ def run(a):
             (keep / "page.log").write_text("\n".join(call.log))
             if call.report is not None:
                 (keep / "report.json").write_text(json.dumps(call.report, indent=1))
+            for name, sdp in (("offer.sdp", call.offer_sdp), ("answer.sdp", call.answer)):
+                if sdp:
+                    (keep / name).write_text(sdp)
         shutil.rmtree(work, ignore_errors=True)
 
     report = call.report
@@ -552,7 +619,9 @@ def run(a):
     remote16 = sps.resample_poly(remote.astype(np.float64), 1, 3)
     delay, delay_corr = loop_delay(local16, remote16)
 
+    times, stretch = chromium_stretch(report, p)
     out = stat_figures(report)
+    out["chromium_stretch_ms"] = round(stretch[-1], 1) if stretch else None
     out.update(
         {
             "loop_delay_ms": delay,
@@ -568,6 +637,13 @@ def run(a):
             "output": str(Path(a.output).resolve()),
         }
     )
+    if a.reference:
+        try:
+            out["score"] = scored(a.reference, a.output, times, stretch)
+        except Exception as e:  # score.py's ScoreError and the scorers' own errors
+            # An echo too damaged to score is a finding, not a failure of the driver.
+            out["score"] = {"error": f"scoring against {a.reference}: {e}"}
+        note(a, "scored")
     return out
 
 
@@ -583,6 +659,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bitrate", type=int, default=96000, help="what Chromium's Opus sends at")
     ap.add_argument("--local-output", help="also write what was sent, 16 kHz, same timeline")
+    ap.add_argument(
+        "--reference",
+        help="score the echo against this WAV with score.py (adds \"score\": PESQ-WB, STOI, delay, "
+        "steps, and engine_max_step_ms: the steps with Chromium's own jitter buffer stretching taken out)",
+    )
     ap.add_argument("--keep", help="a directory for Chromium's log, the page's log and report")
     ap.add_argument("--verbose", action="store_true", help="say what happens when, on stderr")
     a = ap.parse_args()
