@@ -39,8 +39,9 @@ to score gives "score": {"error": ...}.
 
 With --loss/--burst/--jitter-ms the call goes through relay.py: the offer given to the engine
 and the answer given to Chromium name the relay's two ports instead of each other's, and the
-relay impairs Chromium's RTP towards the engine (seeded loss, Gilbert-Elliott bursts, 0..J ms
-jitter with reordering); everything else passes untouched.
+relay impairs Chromium's RTP towards the engine (--loss P percent, seeded; --burst B packets
+on average, Gilbert-Elliott; --jitter-ms J: each packet held 0..J ms, so they reorder);
+everything else passes untouched.
 
 Chromium offers loopback candidates only in a network namespace where `lo` is the only
 interface up (with --allow-loopback-in-peer-connection); run the engine and this driver in
@@ -550,7 +551,9 @@ def run(a):
     if rate != RATE:
         fail_env(f"{speech}: {rate} Hz; the fake microphone file must be 48 kHz")
     impair = a.loss > 0 or a.burst > 1 or a.jitter_ms > 0
-    relay = Relay(None, None, Impairment(a.loss, a.burst, a.jitter_ms, a.seed)) if impair else None
+    if not 0 <= a.loss < 100:
+        raise ValueError("--loss is a percentage, 0 to under 100")
+    relay = Relay(None, None, Impairment(a.loss / 100.0, a.burst, a.jitter_ms, a.seed)) if impair else None
     call = Call(a.url, a.bitrate, relay)
     page = PAGE.read_text()
     work = Path(tempfile.mkdtemp(prefix="chromium-far-end-"))
@@ -630,7 +633,7 @@ def run(a):
             "mic_match": round(match, 4),
             "echo_dbfs": round(10 * np.log10(np.mean(remote.astype(np.float64) ** 2) + 1e-12), 1),
             "delete_status": deleted,
-            "impairment": {"loss": a.loss, "burst": a.burst, "jitter_ms": a.jitter_ms, "seed": a.seed}
+            "impairment": {"loss_percent": a.loss, "burst": a.burst, "jitter_ms": a.jitter_ms, "seed": a.seed}
             if impair
             else None,
             "relay": relay_counters,
@@ -653,7 +656,7 @@ def main():
     ap.add_argument("--input", required=True, help="48 kHz 16-bit WAV: Chromium's microphone")
     ap.add_argument("--output", required=True, help="the echo, 16 kHz mono WAV")
     ap.add_argument("--seconds", type=float, required=True, help="how long to record from connect")
-    ap.add_argument("--loss", type=float, default=0.0, help="loss rate of Chromium's RTP to the engine")
+    ap.add_argument("--loss", type=float, default=0.0, help="loss of Chromium's RTP to the engine, in percent")
     ap.add_argument("--burst", type=float, default=1.0, help="mean loss burst length in packets")
     ap.add_argument("--jitter-ms", type=float, default=0.0, help="uniform 0..J ms delay per packet")
     ap.add_argument("--seed", type=int, default=1)

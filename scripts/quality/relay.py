@@ -11,10 +11,11 @@ call (STUN, DTLS, RTP, RTCP) goes through the relay and neither peer learns the 
 address: ICE cannot bypass it. Packets from the browser to the engine that are RTP (RFC 7983
 demultiplexing: first byte 128-191, RTCP packet types 192-223 excluded) are impaired:
 
-  --loss P      average loss rate (0..1). With --burst 1 (default) each packet is lost
+  --loss P      average loss, percent. With --burst 1 (default) each packet is lost
                 independently; with --burst B > 1 a Gilbert-Elliott channel loses whole bursts
-                of B packets on average (good -> bad with p = P/(B (1 - P)), bad -> good with
-                1/B, every packet lost in the bad state), keeping the average at P.
+                of B packets on average (with the loss rate L = P/100: good -> bad with
+                p = L/(B (1 - L)), bad -> good with 1/B, every packet lost in the bad state),
+                keeping the average at L.
   --jitter-ms J each packet is held for a uniform random 0..J ms, independently, so packets
                 overtake one another (reordering) as on a real jittery path.
 
@@ -219,7 +220,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", required=True, help="HOST:PORT of the engine's media socket")
     ap.add_argument("--browser", help="HOST:PORT of the browser's media socket (else learnt)")
-    ap.add_argument("--loss", type=float, default=0.0)
+    ap.add_argument("--loss", type=float, default=0.0, help="percent")
     ap.add_argument("--burst", type=float, default=1.0)
     ap.add_argument("--jitter-ms", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=1)
@@ -228,7 +229,7 @@ def main():
     relay = Relay(
         parse_addr(a.engine),
         parse_addr(a.browser) if a.browser else None,
-        Impairment(a.loss, a.burst, a.jitter_ms, a.seed),
+        Impairment(a.loss / 100.0, a.burst, a.jitter_ms, a.seed),
     ).start()
     print(json.dumps({"browser_side": relay.browser_side_port, "engine_side": relay.engine_side_port}), flush=True)
     done = threading.Event()
