@@ -34,12 +34,13 @@ mod socket;
 mod tone;
 
 pub use audio_pipeline::{
-    CallStats, FrameSource, Pcm16K, PlatformHealth, ReceivedFrame, SendError, Ticks,
+    CallLatency, CallStats, FrameSource, LatencyHistogram, Pcm16K, PlatformHealth, ReceivedFrame,
+    SendError, Ticks,
 };
 pub use bot_session::MediaSession;
 pub use error::{PlatformError, SessionError};
 pub use media_endpoint::{EndReason, FailureReason, QualityData, SendStatus, Tone, ToneError};
-pub use platform::{MediaPlatform, MediaPlatformSettings};
+pub use platform::{MediaPlatform, MediaPlatformSettings, SessionMediaSettings};
 pub use socket::{AudioSocket, AudioSocketEvent, AudioSocketItem, Quality};
 
 /// Pipeline building blocks: configuration, resampling, mixing.

@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use audio_pipeline::{CallConfig, Pipeline, PipelineConfig, PlatformHealth, Ticks};
+use audio_pipeline::{
+    CallConfig, JitterConfig, OpusConfig, Pipeline, PipelineConfig, PlatformHealth, Ticks,
+};
 use media_endpoint::{EndpointConfig, MediaEndpoint, SessionHooks, TlsConfig};
 use media_session::{AudioFormat, AudioSocketSettings, MediaPlatformSettings as SessionPlatform};
 use tokio::sync::mpsc;
@@ -15,6 +17,47 @@ use crate::{MediaSession, PlatformError, SessionError};
 
 /// Events one session's endpoint leg may queue before its socket reads them.
 const EVENT_QUEUE: usize = 256;
+
+/// The media settings of one session: its encoder, its jitter buffer and how much
+/// send-side queueing it lets stand. The defaults were chosen by measurement (README,
+/// "Audio quality"); a session can be given others with
+/// [`MediaPlatform::create_session_with_settings`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionMediaSettings {
+    /// Opus encoder settings for what the bot sends.
+    pub opus: OpusConfig,
+    /// Jitter buffer settings for what the bot receives.
+    pub jitter: JitterConfig,
+    /// Send-side queueing the pipeline lets stand before absorbing it (zero: never; see
+    /// [`crate::pipeline::CallConfig::send_queue_target`]).
+    pub send_queue_target: Ticks,
+}
+
+impl Default for SessionMediaSettings {
+    fn default() -> Self {
+        let call = CallConfig::new(0, 111);
+        Self {
+            opus: call.opus,
+            jitter: call.jitter,
+            send_queue_target: call.send_queue_target,
+        }
+    }
+}
+
+impl SessionMediaSettings {
+    /// These settings with the encoder's bitrate set to `bps` (6 000..=510 000).
+    pub fn with_bitrate(mut self, bps: u32) -> Self {
+        self.opus.bitrate_bps = bps;
+        self
+    }
+
+    /// These settings with the encoder's complexity set to `complexity` (0..=10).
+    pub fn with_complexity(mut self, complexity: u8) -> Self {
+        self.opus.complexity = complexity;
+        self
+    }
+}
 
 /// Settings of the media platform.
 #[derive(Clone, Debug)]
@@ -33,6 +76,8 @@ pub struct MediaPlatformSettings {
     pub pipeline: PipelineConfig,
     /// A connected leg that receives nothing for this long counts as dead.
     pub media_timeout: Duration,
+    /// Media settings of sessions created without their own.
+    pub session_defaults: SessionMediaSettings,
 }
 
 impl Default for MediaPlatformSettings {
@@ -44,11 +89,13 @@ impl Default for MediaPlatformSettings {
             tls: None,
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),
+            session_defaults: SessionMediaSettings::default(),
         }
     }
 }
 
 struct Inner {
+    session_defaults: SessionMediaSettings,
     pipeline: Pipeline,
     endpoint: MediaEndpoint,
     session_platform: SessionPlatform,
@@ -86,6 +133,7 @@ impl MediaPlatform {
         let session_platform = SessionPlatform::new(&mp_uri)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                session_defaults: settings.session_defaults,
                 pipeline,
                 endpoint,
                 session_platform,
@@ -127,7 +175,20 @@ impl MediaPlatform {
         audio: AudioSocketSettings,
         call_id: Option<&str>,
     ) -> Result<MediaSession, SessionError> {
-        self.create_session_with(audio, call_id, FrameHandler::Queue)
+        let media = self.inner.session_defaults;
+        self.create_session_with(audio, call_id, media, FrameHandler::Queue)
+    }
+
+    /// Creates a media session with its own media settings (encoder, jitter buffer, send
+    /// queue bound). Settings out of range are refused with
+    /// [`SessionError::Admission`] naming the setting; nothing is created.
+    pub fn create_session_with_settings(
+        &self,
+        audio: AudioSocketSettings,
+        call_id: Option<&str>,
+        media: SessionMediaSettings,
+    ) -> Result<MediaSession, SessionError> {
+        self.create_session_with(audio, call_id, media, FrameHandler::Queue)
     }
 
     /// Creates a media session whose received frames go to `on_frame` on the pipeline
@@ -138,13 +199,20 @@ impl MediaPlatform {
         call_id: Option<&str>,
         on_frame: impl FnMut(&audio_pipeline::ReceivedFrame) + Send + 'static,
     ) -> Result<MediaSession, SessionError> {
-        self.create_session_with(audio, call_id, FrameHandler::Callback(Box::new(on_frame)))
+        let media = self.inner.session_defaults;
+        self.create_session_with(
+            audio,
+            call_id,
+            media,
+            FrameHandler::Callback(Box::new(on_frame)),
+        )
     }
 
     fn create_session_with(
         &self,
         audio: AudioSocketSettings,
         call_id: Option<&str>,
+        media: SessionMediaSettings,
         frames: FrameHandler,
     ) -> Result<MediaSession, SessionError> {
         if audio.format != AudioFormat::Pcm16K {
@@ -155,6 +223,9 @@ impl MediaPlatform {
         // The wire SSRC and payload type are the endpoint's: it renumbers what the pipeline
         // encodes into the negotiated stream.
         let mut config = CallConfig::new(0, 111);
+        config.opus = media.opus;
+        config.jitter = media.jitter;
+        config.send_queue_target = media.send_queue_target;
         config.send_active = false;
         let queue = match frames {
             FrameHandler::Queue => true,

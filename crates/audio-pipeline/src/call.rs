@@ -271,6 +271,10 @@ impl CallState {
                     break;
                 };
                 self.bot_started = true;
+                self.shared
+                    .latency
+                    .send_queue
+                    .record(crate::time::now().saturating_sub(f.queued));
                 self.sender.push(&f.pcm, f.csrcs, f.queued);
             }
             let from_bot = self.sender.take();

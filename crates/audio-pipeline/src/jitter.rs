@@ -32,14 +32,19 @@ const MAX_EXPAND_FRAMES: u32 = 5;
 /// Largest Opus packet duration (120 ms) in 48 kHz samples.
 const MAX_OPUS_SAMPLES_48K: usize = 5760;
 /// Width of a relative-delay histogram bucket.
-const BUCKET: Ticks = Ticks::from_millis(1);
+const BUCKET: Ticks = Ticks::from_millis(2);
 /// Buckets of the histogram: relative delays up to the largest supported delay.
-const BUCKETS: usize = 1_000;
+const BUCKETS: usize = 500;
 /// Forgetting factor of the histogram per packet once it has settled (memory of about
 /// 500 packets, 10 s): the quantile follows a network that calms down.
 const FORGET: f32 = 0.998;
 /// Smoothing of the filtered delay per packet played (about 16 packets, 320 ms).
 const FILTER_SHIFT: f64 = 1.0 / 16.0;
+/// Weight of one packet in the loss rate estimate (memory of about 50 packets, 1 s).
+const LOSS_WEIGHT: f32 = 0.02;
+/// Above this estimated loss rate the target keeps one more frame, so that the packet
+/// after a lost one is here in time to rebuild it from its in-band FEC.
+const LOSSY: f32 = 0.02;
 
 /// What [`JitterBuffer::insert`] did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +107,8 @@ pub struct JitterStats {
     pub unconfirmed: u64,
     /// Packets declared lost (sequence numbers never played).
     pub lost: u64,
-    /// Of `lost`: packets whose time was not concealed because the delay was already
-    /// above the target (an expand had covered it).
+    /// Of `lost`: packets whose time was not concealed again because frames expanded
+    /// while waiting for them had covered it.
     pub lost_skipped: u64,
     /// Frames expanded while waiting for a packet that had not arrived.
     pub expanded: u64,
@@ -153,11 +158,19 @@ pub struct JitterBuffer {
     transits_len: usize,
     transits_next: usize,
     min_transit: i64,
-    /// Relative arrival delays: probability per [`BUCKET`], forgetting old packets.
+    /// Relative arrival delays: weight per [`BUCKET`]. Forgetting is done by making each
+    /// new packet weigh more than the last (`histogram_weight`), not by scaling every
+    /// bucket per packet; the buckets are rescaled when the weight grows large.
     histogram: Box<[f32; BUCKETS]>,
+    histogram_weight: f32,
+    histogram_total: f32,
     /// Packets counted into the histogram (its forgetting starts as a plain average).
     histogram_packets: u64,
     histogram_dirty: bool,
+    /// The quantile of the relative delay plus a frame, from the histogram.
+    quantile_target: Ticks,
+    /// Estimated share of packets lost (late ones that arrive after all are taken back).
+    loss_rate: f32,
     target: Ticks,
     last_target_update: Ticks,
     delay: Ticks,
@@ -209,8 +222,12 @@ impl JitterBuffer {
             transits_next: 0,
             min_transit: 0,
             histogram: Box::new([0.0; BUCKETS]),
+            histogram_weight: 1.0,
+            histogram_total: 0.0,
             histogram_packets: 0,
             histogram_dirty: false,
+            quantile_target: Ticks::ZERO,
+            loss_rate: 0.0,
             target: Ticks::ZERO,
             last_target_update: Ticks::ZERO,
             delay: Ticks::ZERO,
@@ -231,7 +248,8 @@ impl JitterBuffer {
     }
 
     /// The target playout delay: the configured quantile of the relative arrival delay
-    /// plus one frame, within the configured bounds.
+    /// plus one frame (and one more while the stream loses packets, so that in-band FEC
+    /// can rebuild them), within the configured bounds.
     pub fn target_delay(&self) -> Ticks {
         self.target
     }
@@ -312,6 +330,8 @@ impl JitterBuffer {
         self.histogram.fill(0.0);
         let prior = self.cfg.initial_delay.saturating_sub(FRAME_DURATION);
         self.histogram[bucket_of(prior)] = 1.0;
+        self.histogram_weight = 1.0;
+        self.histogram_total = 1.0;
         self.histogram_packets = 1;
         self.histogram_dirty = false;
         self.target = clamp(
@@ -319,6 +339,8 @@ impl JitterBuffer {
             self.cfg.min_delay,
             self.cfg.max_delay,
         );
+        self.quantile_target = self.target;
+        self.loss_rate = 0.0;
         self.last_target_update = now;
         self.last_transit = None;
     }
@@ -369,7 +391,9 @@ impl JitterBuffer {
                 return InsertOutcome::Duplicate;
             }
             self.stats.late += 1;
-            // Its arrival still tells how late packets come: the target must cover it.
+            // Not lost after all, only late; its arrival still tells how late packets
+            // come: the target must cover it.
+            self.loss_rate = (self.loss_rate - LOSS_WEIGHT).max(0.0);
             self.observe_transit(ext, ts, arrival);
             return InsertOutcome::Late;
         }
@@ -470,13 +494,27 @@ impl JitterBuffer {
             .min()
             .unwrap_or(transit);
         let relative = Ticks((transit - self.min_transit).max(0) as u64);
-        // Forgetting: a plain average over the first packets, then exponential.
+        // Forgetting: a plain average over the first packets (until 1 / n reaches the
+        // forgetting rate), then exponential: each packet weighs 1 / FORGET times the
+        // previous one.
         self.histogram_packets += 1;
-        let forget = (1.0 - 1.0 / self.histogram_packets as f32).min(FORGET);
-        for p in self.histogram.iter_mut() {
-            *p *= forget;
+        let averaging = (self.histogram_packets as f32) < 1.0 / (1.0 - FORGET);
+        let weight = if averaging {
+            self.histogram_weight
+        } else {
+            self.histogram_weight / FORGET
+        };
+        self.histogram_weight = weight;
+        self.histogram[bucket_of(relative)] += weight;
+        self.histogram_total += weight;
+        if weight > 1.0e20 {
+            let scale = 1.0 / weight;
+            for p in self.histogram.iter_mut() {
+                *p *= scale;
+            }
+            self.histogram_total *= scale;
+            self.histogram_weight = 1.0;
         }
-        self.histogram[bucket_of(relative)] += 1.0 - forget;
         self.histogram_dirty = true;
         if let Some((prev_ext, prev_transit)) = self.last_transit
             && ext == prev_ext + 1
@@ -495,8 +533,7 @@ impl JitterBuffer {
     fn update_target(&mut self, now: Ticks) {
         if self.histogram_dirty {
             self.histogram_dirty = false;
-            let total: f32 = self.histogram.iter().sum();
-            let wanted_mass = total * f32::from(self.cfg.quantile_permille) / 1000.0;
+            let wanted_mass = self.histogram_total * f32::from(self.cfg.quantile_permille) / 1000.0;
             let mut mass = 0.0;
             let mut bucket = BUCKETS - 1;
             for (i, p) in self.histogram.iter().enumerate() {
@@ -506,22 +543,27 @@ impl JitterBuffer {
                     break;
                 }
             }
-            let quantile = Ticks((bucket as u64 + 1) * BUCKET.0);
-            let wanted = clamp(
-                quantile + FRAME_DURATION,
-                self.cfg.min_delay,
-                self.cfg.max_delay,
+            self.quantile_target = Ticks((bucket as u64 + 1) * BUCKET.0) + FRAME_DURATION;
+        }
+        let fec_margin = if self.loss_rate > LOSSY {
+            FRAME_DURATION
+        } else {
+            Ticks::ZERO
+        };
+        let wanted = clamp(
+            self.quantile_target + fec_margin,
+            self.cfg.min_delay,
+            self.cfg.max_delay,
+        );
+        if wanted > self.target {
+            self.target = wanted;
+        } else {
+            let elapsed = now.saturating_sub(self.last_target_update);
+            let step = Ticks(
+                (u128::from(self.cfg.shrink_per_second.0) * u128::from(elapsed.0)
+                    / u128::from(Ticks::PER_SECOND)) as u64,
             );
-            if wanted > self.target {
-                self.target = wanted;
-            } else {
-                let elapsed = now.saturating_sub(self.last_target_update);
-                let step = Ticks(
-                    (u128::from(self.cfg.shrink_per_second.0) * u128::from(elapsed.0)
-                        / u128::from(Ticks::PER_SECOND)) as u64,
-                );
-                self.target = (self.target.saturating_sub(step)).max(wanted);
-            }
+            self.target = (self.target.saturating_sub(step)).max(wanted);
         }
         self.last_target_update = now;
     }
@@ -579,6 +621,7 @@ impl JitterBuffer {
         self.cursor_ts = ts + duration;
         self.expand_run = 0;
         self.delay = delay;
+        self.loss_rate *= 1.0 - LOSS_WEIGHT;
         self.filtered_delay += (delay.0 as f64 - self.filtered_delay) * FILTER_SHIFT;
         let gap = self.losses_since_played.min(u32::from(u16::MAX)) as u16;
         self.losses_since_played = 0;
@@ -607,6 +650,9 @@ impl JitterBuffer {
     fn declare_lost(&mut self, count: i64) {
         let count = count.max(0) as u64;
         self.stats.lost += count;
+        for _ in 0..count.min(SLOTS as u64) {
+            self.loss_rate = self.loss_rate * (1.0 - LOSS_WEIGHT) + LOSS_WEIGHT;
+        }
         self.losses_since_played = self
             .losses_since_played
             .saturating_add(count.min(u64::from(u32::MAX)) as u32);
@@ -626,9 +672,9 @@ impl JitterBuffer {
             }
             return Playout::NoSignal;
         };
-        // Later packets are here: the one due is lost. While the delay is above the
-        // target by half a frame (an expand already covered its time), its time is dropped
-        // rather than concealed again; stop at a packet that is here.
+        // Later packets are here: the one due is lost. If frames were expanded while
+        // waiting for it, they already stand in for its time: drop that time rather than
+        // conceal it twice. Stop at a packet that is here.
         for _ in 0..SLOTS {
             if next_ts <= self.cursor_ts + self.frame_ts / 2 {
                 // The missing packets' time was already played: jump to the next one.
@@ -637,11 +683,10 @@ impl JitterBuffer {
                 let delay = self.delay_of(next_ts, at);
                 return self.play(delay);
             }
-            let late =
-                self.delay_of(self.cursor_ts, at) > self.target + Ticks(FRAME_DURATION.0 / 2);
-            if !late {
+            if self.expand_run == 0 {
                 break;
             }
+            self.expand_run -= 1;
             self.declare_lost(1);
             self.stats.lost_skipped += 1;
             self.cursor_seq += 1;

@@ -180,6 +180,10 @@ pub struct CallLatency {
     /// taking its packet ([`crate::NetworkHalf::pop_packet`]). Silence the pacer filled
     /// in is not counted.
     pub send: LatencyHistogram,
+    /// Of `send`: how long each frame waited in the bot's queue before the pacer took
+    /// it. A bot that keeps a standing queue shows here (and the pipeline absorbs it,
+    /// see [`crate::CallConfig::send_queue_target`]).
+    pub send_queue: LatencyHistogram,
 }
 
 impl CallLatency {
@@ -188,6 +192,7 @@ impl CallLatency {
         CallLatency {
             receive: self.receive.since(&earlier.receive),
             send: self.send.since(&earlier.send),
+            send_queue: self.send_queue.since(&earlier.send_queue),
         }
     }
 
@@ -195,6 +200,7 @@ impl CallLatency {
     pub fn merge(&mut self, other: &CallLatency) {
         self.receive.merge(&other.receive);
         self.send.merge(&other.send);
+        self.send_queue.merge(&other.send_queue);
     }
 }
 
@@ -203,6 +209,7 @@ impl CallLatency {
 pub(crate) struct LatencyCells {
     pub(crate) receive: LatencyCell,
     pub(crate) send: LatencyCell,
+    pub(crate) send_queue: LatencyCell,
 }
 
 impl LatencyCells {
@@ -210,6 +217,7 @@ impl LatencyCells {
         LatencyCells {
             receive: LatencyCell::new(),
             send: LatencyCell::new(),
+            send_queue: LatencyCell::new(),
         }
     }
 
@@ -217,6 +225,7 @@ impl LatencyCells {
         CallLatency {
             receive: self.receive.snapshot(),
             send: self.send.snapshot(),
+            send_queue: self.send_queue.snapshot(),
         }
     }
 }

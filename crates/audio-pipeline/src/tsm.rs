@@ -21,48 +21,74 @@ pub(crate) fn power(x: &[i16]) -> f32 {
     (sum / x.len() as f64) as f32
 }
 
+/// Normalised correlation of `x[..lag]` with `x[lag..2 * lag]`, every `step`-th sample.
+fn period_correlation(x: &[i16], lag: usize, step: usize) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0.0f32, 0.0f32, 0.0f32);
+    let mut i = 0;
+    while i < lag {
+        let (p, q) = (f32::from(x[i]), f32::from(x[i + lag]));
+        ab += p * q;
+        aa += p * p;
+        bb += q * q;
+        i += step;
+    }
+    if aa <= 0.0 || bb <= 0.0 {
+        return 0.0;
+    }
+    ab / (aa * bb).sqrt()
+}
+
 /// The best pitch period of `x` in `min_lag..=max_lag`: the lag whose two adjacent
 /// periods at the start of `x` (`x[..lag]` and `x[lag..2 * lag]`) correlate best, with
 /// that normalised correlation (-1..=1). Needs `x.len() >= 2 * max_lag`; returns
 /// `(min_lag, 0.0)` for silence or a too-short slice.
+///
+/// A coarse search on every fourth lag and sample (speech below 2 kHz carries the
+/// pitch) is refined at full resolution around its best lag: about 2 000 multiplies
+/// instead of 36 000.
 pub(crate) fn best_period(x: &[i16], min_lag: usize, max_lag: usize) -> (usize, f32) {
     let max_lag = max_lag.min(MAX_LAG);
     if min_lag == 0 || max_lag < min_lag || x.len() < 2 * max_lag {
         return (min_lag, 0.0);
     }
-    let mut corrs = [0.0f32; MAX_LAG + 2];
+    const STEP: usize = 4;
+    let mut coarse = [0.0f32; MAX_LAG + 2];
     let mut best = (min_lag, 0.0f32);
-    for lag in min_lag..=max_lag {
-        let (a, b) = (&x[..lag], &x[lag..2 * lag]);
-        let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-        for (&p, &q) in a.iter().zip(b) {
-            let (p, q) = (f64::from(p), f64::from(q));
-            ab += p * q;
-            aa += p * p;
-            bb += q * q;
+    let mut lag = min_lag;
+    while lag <= max_lag {
+        coarse[lag] = period_correlation(x, lag, STEP);
+        if coarse[lag] > best.1 {
+            best = (lag, coarse[lag]);
         }
-        if aa > 0.0 && bb > 0.0 {
-            corrs[lag] = (ab / (aa * bb).sqrt()) as f32;
-        }
-        if corrs[lag] > best.1 {
-            best = (lag, corrs[lag]);
-        }
+        lag += STEP;
+    }
+    if best.1 <= 0.0 {
+        return (min_lag, 0.0);
     }
     // A multiple of the true period correlates about as well and would change more
     // time than needed: prefer the shortest sub-multiple that is nearly as good.
     for k in [4, 3, 2] {
-        let centre = (best.0 + k / 2) / k;
-        if centre < min_lag + 1 {
+        let centre = best.0 / k;
+        if centre < min_lag {
             continue;
         }
-        let around = (centre - 1..=(centre + 1).min(max_lag))
-            .map(|l| (l, corrs[l]))
-            .fold((centre, f32::MIN), |b, c| if c.1 > b.1 { c } else { b });
-        if around.1 >= best.1 - 0.03 {
-            return around;
+        let c = period_correlation(x, centre, STEP);
+        if c >= best.1 - 0.05 {
+            best = (centre, c);
+            break;
         }
     }
-    best
+    // Refine at full resolution around the coarse lag.
+    let lo = best.0.saturating_sub(STEP).max(min_lag);
+    let hi = (best.0 + STEP).min(max_lag);
+    let mut refined = (best.0, f32::MIN);
+    for lag in lo..=hi {
+        let c = period_correlation(x, lag, 1);
+        if c > refined.1 {
+            refined = (lag, c);
+        }
+    }
+    refined
 }
 
 fn fade(out: f32, inp: f32, n: usize, len: usize) -> i16 {

@@ -43,7 +43,12 @@ fn tone_ratio_db(x: &[i16], freq: f64) -> f64 {
 #[test]
 fn tone_crosses_two_bridged_calls_through_loss_and_reordering() {
     let pipeline = Pipeline::start(config(2)).unwrap();
-    let mut a = pipeline.add_call(CallConfig::new(0xA, 111)).unwrap();
+    // Bot A keeps 100 ms queued on purpose; left standing, that queue would be absorbed
+    // (periods cut out of the tone, each shifting its phase a little, which this narrow
+    // Goertzel measure counts as power lost). This test is about the network path.
+    let mut cfg_a = CallConfig::new(0xA, 111);
+    cfg_a.send_queue_target = Ticks::ZERO;
+    let mut a = pipeline.add_call(cfg_a).unwrap();
     let heard: Arc<Mutex<Vec<ReceivedFrame>>> = Arc::new(Mutex::new(Vec::with_capacity(400)));
     let mut b = pipeline.add_call(CallConfig::new(0xB, 111)).unwrap();
     a.network.set_remote_loss_percent(10);
