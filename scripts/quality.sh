@@ -76,7 +76,7 @@ start_engine() { # ENGINE BLOBFILE ERRFILE
         if [[ -s $blob ]] && session_url=$("$py" -c '
 import json, sys
 b = json.loads(open(sys.argv[1]).readline())
-print(f"{b[\"mpUri\"]}/sessions/{b[\"mpMediaSessionId\"]}")' "$blob" 2>/dev/null); then
+print(b["mpUri"] + "/sessions/" + b["mpMediaSessionId"])' "$blob" 2>/dev/null); then
             return 0
         fi
         kill -0 "$engine_pid" 2>/dev/null || break
@@ -168,8 +168,8 @@ trap 'exit 130' INT TERM
 if [[ -n $keep ]]; then mkdir -p "$keep"; work=$(cd "$keep" && pwd); else work=$(mktemp -d /tmp/botmedia-quality.XXXXXX); fi
 
 log "building echo_bot and speech-peer (release)"
-(cd "$repo" && cargo build --release --example echo_bot -p botmedia >&2 \
-    && cargo build --release -p quality-peer --bin speech-peer >&2)
+# One invocation, so both share one feature resolution (two would build the stack twice).
+(cd "$repo" && cargo build --release -p botmedia --example echo_bot -p quality-peer --bin speech-peer >&2)
 py=$("$quality/pyenv.sh")
 "$quality/make_speech.sh" "$work/speech" >&2
 mic=$work/speech/speech48k.wav

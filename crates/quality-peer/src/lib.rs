@@ -122,6 +122,8 @@ pub struct PeerReport {
     pub packets_sent: u64,
     /// Packets the impairment dropped.
     pub packets_dropped: u64,
+    /// Opus payload bitrate of what was produced (input and tail), kb/s.
+    pub send_kbps: f64,
     /// Packets sent after a packet produced later than them (reordered by the jitter).
     pub packets_reordered: u64,
     /// Packets this process sent more than 5 ms after their due time (its own scheduling,
@@ -254,7 +256,10 @@ fn encode(config: &PeerConfig, input: &Wav) -> Result<Vec<bytes::Bytes>, PeerErr
     }
     let tail = (config.tail.as_secs_f64() * f64::from(INPUT_RATE)) as usize;
     let mut samples = input.samples.clone();
-    samples.resize(samples.len().div_ceil(FRAME) * FRAME + tail.div_ceil(FRAME) * FRAME, 0);
+    samples.resize(
+        samples.len().div_ceil(FRAME) * FRAME + tail.div_ceil(FRAME) * FRAME,
+        0,
+    );
     let mut buf = vec![0u8; 1500];
     samples
         .chunks_exact(FRAME)
@@ -401,7 +406,10 @@ async fn call(
             Err(_) => return Err(PeerError::NotConnected("ICE gathering did not complete")),
         }
     }
-    let local = pc.local_description().await.ok_or(PeerError::NoCandidates)?;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or(PeerError::NoCandidates)?;
     if !local.sdp.contains("a=candidate:") {
         return Err(PeerError::NoCandidates);
     }
@@ -521,6 +529,7 @@ async fn call(
                 packets_total: packets.len() as u64,
                 packets_sent: sent.sent,
                 packets_dropped: sent.dropped,
+                send_kbps: kbps(packets),
                 packets_reordered: sent.reordered,
                 send_late: sent.late,
                 send_late_max_ms: (sent.late_max.as_secs_f64() * 1e4).round() / 10.0,
@@ -535,6 +544,16 @@ async fn call(
     follower.abort();
     drainer.abort();
     outcome.map(|r| (r, location))
+}
+
+/// The payload bitrate of 20 ms packets, kb/s, to 0.1.
+fn kbps(packets: &[bytes::Bytes]) -> f64 {
+    if packets.is_empty() {
+        return 0.0;
+    }
+    let bytes: usize = packets.iter().map(bytes::Bytes::len).sum();
+    let bits_per_s = bytes as f64 * 8.0 / (packets.len() as f64 * PACKET.as_secs_f64());
+    (bits_per_s / 100.0).round() / 10.0
 }
 
 #[derive(Default)]
