@@ -3,8 +3,8 @@
 //! monitor is the microphone, and another null sink as the speaker. The bot (1 kHz) must hear
 //! 700 Hz under the device's `sourceId`, and the sink's monitor must have recorded the bot's
 //! 1 kHz. The same, with two busy processes loading the machine; with the device's streams
-//! killed inside PulseAudio mid-call (the example reopens them and plays on); and with
-//! PulseAudio killed (the session ends with a message).
+//! killed inside PulseAudio, or its sinks suspended for 3 s, mid-call (the example reopens
+//! the streams and plays on); and with PulseAudio killed (the session ends with a message).
 //!
 //! Each test starts PulseAudio itself, then runs again in a child process whose
 //! `PULSE_SERVER` names that daemon (the environment of a running test cannot be changed
@@ -35,10 +35,11 @@ const MIC_HZ: f64 = 700.0;
 const TEST: &str = "a_device_through_pulseaudio_joins_a_meeting_both_ways";
 const TEST_LOAD: &str = "a_device_under_load_keeps_its_streams_for_the_whole_call";
 const TEST_OUTAGE: &str = "a_device_whose_streams_fail_is_reopened_and_plays_on";
+const TEST_SUSPEND: &str = "a_device_whose_sinks_are_suspended_is_reopened_and_plays_on";
 const TEST_LOST: &str = "a_device_that_goes_away_ends_the_session_with_a_message";
 const SECONDS: u64 = 8;
 const LOAD_SECONDS: u64 = 10;
-const OUTAGE_SECONDS: u64 = 14;
+const OUTAGE_SECONDS: u64 = 16;
 /// 40 ms at 16 kHz: 700 Hz and 1 kHz complete whole cycles in it.
 const WINDOW: usize = 640;
 
@@ -98,23 +99,50 @@ fn a_device_whose_streams_fail_is_reopened_and_plays_on() {
         join::block_on(device_reopened());
         return;
     }
-    let work = work_dir("outage");
-    let pulse = start_pulseaudio(&work);
-    let recorded = work.join("played.raw");
-    let recording_started = Instant::now();
-    let parec = record_speaker(&pulse, &recorded);
-    let child = Child::spawn(TEST_OUTAGE, &work, &pulse);
-    let joined = child.joined.recv_timeout(Duration::from_secs(30)).is_ok();
-    let mut outage_at = None;
-    if joined {
-        std::thread::sleep(Duration::from_secs(3));
-        outage_at = Some(recording_started.elapsed());
-        let killed = kill_device_streams(&pulse);
+    outage_test(TEST_OUTAGE, |pulse| {
+        let killed = kill_device_streams(pulse);
         println!("killed the device's sink inputs and source outputs: {killed:?}");
         assert!(
             killed.0 > 0 && killed.1 > 0,
             "the device had a stream on each sink/source"
         );
+    });
+}
+
+/// Both null sinks (the speaker, and the microphone's) are suspended for 3 s mid-call: the
+/// streams' callbacks stop without an error. The example must reopen both streams, play
+/// on once the sinks resume, and leave with exit status 0.
+#[test]
+fn a_device_whose_sinks_are_suspended_is_reopened_and_plays_on() {
+    if std::env::var_os(CHILD).is_some() {
+        join::block_on(device_reopened());
+        return;
+    }
+    outage_test(TEST_SUSPEND, |pulse| {
+        pulse.pactl(&["suspend-sink", "speaker", "1"]);
+        pulse.pactl(&["suspend-sink", "mic", "1"]);
+        std::thread::sleep(Duration::from_secs(3));
+        pulse.pactl(&["suspend-sink", "speaker", "0"]);
+        pulse.pactl(&["suspend-sink", "mic", "0"]);
+    });
+}
+
+/// The parent half of the outage tests: `outage` is done to PulseAudio 3 s after the device
+/// joined; the child must end well, and the speaker play the bot 4 s to 8 s after the
+/// outage.
+fn outage_test(test: &str, outage: impl FnOnce(&PulseAudio)) {
+    let work = work_dir(test);
+    let pulse = start_pulseaudio(&work);
+    let recorded = work.join("played.raw");
+    let recording_started = Instant::now();
+    let parec = record_speaker(&pulse, &recorded);
+    let child = Child::spawn(test, &work, &pulse);
+    let joined = child.joined.recv_timeout(Duration::from_secs(30)).is_ok();
+    let mut outage_over = Duration::ZERO;
+    if joined {
+        std::thread::sleep(Duration::from_secs(3));
+        outage(&pulse);
+        outage_over = recording_started.elapsed();
     }
     let (status, output) = child.wait(Duration::from_secs(45));
     drop(parec);
@@ -124,8 +152,7 @@ fn a_device_whose_streams_fail_is_reopened_and_plays_on() {
     assert!(joined, "the device joined:\n{output}");
     let status = status.unwrap_or_else(|| panic!("the device half did not end:\n{output}"));
     assert!(status.success(), "the device half: {status}");
-    // The speaker plays the bot again: 4 s to 8 s after the streams were killed.
-    let from = (outage_at.unwrap_or_default() + Duration::from_secs(4)).as_secs_f64();
+    let from = (outage_over + Duration::from_secs(4)).as_secs_f64();
     let span = |t: f64| ((t * 16_000.0) as usize).min(samples.len());
     let after = &samples[span(from)..span(from + 4.0)];
     let played = tone_windows(after, BOT_HZ);
