@@ -513,7 +513,10 @@ def scored(reference, echo, times, stretch):
     taken out: what the engine did."""
     import score as scorer
 
-    r = scorer.score(scorer.load(str(reference)), scorer.load(str(echo)), 400.0, 200.0, 2000.0, 60.0)
+    # Each window's delay is searched +-250 ms around the whole echo's (score.py's default is
+    # 60 ms): an engine that drifts by more than that over a phrase is measured, not called
+    # uncorrelated.
+    r = scorer.score(scorer.load(str(reference)), scorer.load(str(echo)), 400.0, 200.0, 2000.0, 250.0)
     good = [t for t in r["track"] if t["corr"] >= scorer.MIN_CORR]
     if times:
         for t in good:
