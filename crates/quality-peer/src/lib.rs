@@ -295,15 +295,34 @@ pub async fn run(config: PeerConfig) -> Result<PeerReport, PeerError> {
         .build()?;
 
     let (pc, track, ssrc, events) = build(&config).await?;
+    let mut location = None;
     let result = call(
-        &config, &http, &url, &pc, &track, ssrc, events, &packets, started,
+        &config,
+        &http,
+        &url,
+        &pc,
+        &track,
+        ssrc,
+        events,
+        &packets,
+        started,
+        &mut location,
     )
     .await;
     let _ = pc.close().await;
-    let (mut report, location) = result?;
+    // The leg is deleted whenever the engine created one, also when the call failed later.
+    let delete_status = match location {
+        Some(location) => http
+            .delete(location)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16()),
+        None => None,
+    };
+    let mut report = result?;
     report.input_seconds = input.seconds();
-    let delete = http.delete(location).send().await;
-    report.delete_status = delete.ok().map(|r| r.status().as_u16());
+    report.delete_status = delete_status;
     Ok(report)
 }
 
@@ -376,7 +395,7 @@ async fn build(config: &PeerConfig) -> Result<Built, PeerError> {
 }
 
 /// Offer, answer, connect, send and record; hands back the report (without the input
-/// length and the DELETE) and the leg's Location.
+/// length and the DELETE). The leg's Location is put in `location` as soon as it is known.
 #[allow(clippy::too_many_arguments)]
 async fn call(
     config: &PeerConfig,
@@ -388,7 +407,8 @@ async fn call(
     mut events: mpsc::Receiver<PcEvent>,
     packets: &[bytes::Bytes],
     started: Instant,
-) -> Result<(PeerReport, reqwest::Url), PeerError> {
+    location: &mut Option<reqwest::Url>,
+) -> Result<PeerReport, PeerError> {
     let deadline = tokio::time::Instant::from_std(started + config.connect_timeout);
     let offer = pc
         .create_offer(None)
@@ -422,12 +442,14 @@ async fn call(
     if response.status() != reqwest::StatusCode::CREATED {
         return Err(PeerError::Refused(response.status().as_u16()));
     }
-    let location = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| url.join(v).ok())
-        .ok_or(PeerError::BadAnswer("no usable Location"))?;
+    *location = Some(
+        response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| url.join(v).ok())
+            .ok_or(PeerError::BadAnswer("no usable Location"))?,
+    );
     let answer = response.text().await?;
     let pt = opus_pt(&answer).ok_or(PeerError::BadAnswer("no Opus in the answer"))?;
     let desc = RTCSessionDescription::answer(answer)
@@ -543,7 +565,7 @@ async fn call(
     let _ = stop_tx.send(true);
     follower.abort();
     drainer.abort();
-    outcome.map(|r| (r, location))
+    outcome
 }
 
 /// The payload bitrate of 20 ms packets, kb/s, to 0.1.
