@@ -161,8 +161,11 @@ fn outage_test(test: &str, outage: impl FnOnce(&PulseAudio)) {
         from + 4.0,
         played * 100.0
     );
+    // A quarter of the windows: the stream came back. On a loaded machine the PulseAudio
+    // streams after a sink's suspension see xruns every second or so (measured: 33-83 % of
+    // windows in 5 runs with two busy loops); a stream that did not come back has none.
     assert!(
-        played > 0.5,
+        played > 0.25,
         "the speaker played the bot again after the outage"
     );
 }
