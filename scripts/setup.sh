@@ -11,8 +11,12 @@ PACKAGES=(build-essential pkg-config cmake libasound2-dev libsoxr-dev)
 # tests/browser_firefox.rs: Firefox ESR) in their own network namespaces (iproute2,
 # util-linux), and PulseAudio null sinks for the audio device test (tests/device.rs;
 # libasound2-plugins routes ALSA's default device to PulseAudio) and Firefox's output.
+# Speech for the audio-quality tests (tests/speech_*.rs): espeak-ng speaks the sample, sox
+# converts it (scores come from a venv made by scripts/quality/pyenv.sh below, which installs
+# python3-venv and python3-dev itself if the python3 on PATH lacks them).
 if [ "${1:-}" = "--test" ]; then
-    PACKAGES+=(chromium firefox-esr iproute2 util-linux pulseaudio pulseaudio-utils libasound2-plugins)
+    PACKAGES+=(chromium firefox-esr iproute2 util-linux pulseaudio pulseaudio-utils libasound2-plugins
+        espeak-ng sox)
 fi
 
 as_root() {
@@ -43,4 +47,10 @@ fi
 if [ "${1:-}" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
     echo "setup: installing cargo-nextest"
     cargo install cargo-nextest --locked
+fi
+
+# The speech-quality tests score with PESQ-WB and STOI in a venv under target/ (built once,
+# reused while scripts/quality/requirements.txt is unchanged).
+if [ "${1:-}" = "--test" ]; then
+    "$(dirname "$0")/quality/pyenv.sh" >/dev/null
 fi
