@@ -212,4 +212,28 @@ mod tests {
         assert_eq!(dec.conceal(&mut out), 320);
         assert_eq!(dec.decode(&[0xFF, 0xFF, 0xFF], &mut out), None);
     }
+
+    #[test]
+    fn the_bitrate_follows_reported_loss_and_returns() {
+        let mut enc = Encoder::new(&OpusConfig {
+            bitrate_bps: 32_000,
+            initial_loss_percent: 0,
+            ..OpusConfig::default()
+        })
+        .unwrap();
+        assert_eq!(enc.bitrate(), 32_000);
+        enc.set_loss_percent(3);
+        assert_eq!(enc.bitrate(), 36_800);
+        enc.set_loss_percent(12);
+        assert_eq!(enc.bitrate(), 48_000);
+        enc.set_loss_percent(0);
+        assert_eq!(enc.bitrate(), 32_000);
+        let mut fixed = Encoder::new(&OpusConfig {
+            adapt_bitrate_to_loss: false,
+            ..OpusConfig::default()
+        })
+        .unwrap();
+        fixed.set_loss_percent(20);
+        assert_eq!(fixed.bitrate(), OpusConfig::default().bitrate_bps);
+    }
 }
