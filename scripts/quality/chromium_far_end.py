@@ -33,8 +33,8 @@ candidate pair, a per-second timeline of Chromium's jitter buffer, chromium_stre
 much Chromium's own jitter buffer lengthened the echo: samples inserted minus removed by
 time-stretching; its concealment is not counted, on loopback that is the engine's lateness), and the relay's counters when impairing. With --reference it also scores the echo
 with score.py ("score": PESQ-WB, STOI, delay, max_step_ms) and adds engine_max_step_ms: the
-delay steps inside speech once Chromium's own stretching (its getStats counters, sampled every
-100 ms) is taken out of the delay track, i.e. the steps the engine made. An echo too damaged
+delay steps inside speech that Chromium's own stretching (its getStats counters, sampled every
+100 ms) does not explain, i.e. the steps the engine made. An echo too damaged
 to score gives "score": {"error": ...}.
 
 With --loss/--burst/--jitter-ms the call goes through relay.py: the offer given to the engine
@@ -523,10 +523,18 @@ def scored(reference, echo, times, stretch):
             # The window's echo plays at its time plus its delay.
             t["chromium_ms"] = float(np.interp(t["time_s"] * 1000.0 + t["delay_ms"], times, stretch))
             t["engine_delay_ms"] = t["delay_ms"] - t["chromium_ms"]
+    # A step between two windows is the engine's by the smaller of two readings: the echo's
+    # delay change, and that change less what Chromium's counters say it stretched in
+    # between. (The counters are sampled every 100 ms and WebAudio's path adds its own
+    # latency, so their timing is approximate: where the echo did not move, the engine did
+    # not step; where Chromium stretched by what the echo moved, it was Chromium.)
     steps = []
     for run in sorted({t["run"] for t in good}):
-        ds = [t.get("engine_delay_ms", t["delay_ms"]) for t in good if t["run"] == run]
-        steps += [abs(b - a) for a, b in zip(ds, ds[1:])]
+        ws = [t for t in good if t["run"] == run]
+        for a, b in zip(ws, ws[1:]):
+            raw = b["delay_ms"] - a["delay_ms"]
+            chromium = b.get("chromium_ms", 0.0) - a.get("chromium_ms", 0.0)
+            steps.append(min(abs(raw), abs(raw - chromium)))
     out = {k: r[k] for k in ("pesq_wb", "stoi", "delay_ms", "delay_p05_ms", "delay_p95_ms", "max_step_ms",
                              "steps_over_5ms", "speech_windows", "uncorrelated_windows")}
     out["engine_max_step_ms"] = round(max(steps), 3) if steps else 0.0
