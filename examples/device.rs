@@ -641,8 +641,10 @@ fn start_stream(
 const STUCK: Duration = Duration::from_secs(1);
 /// The same for a stream that reported an error since its last callback. cpal polls a
 /// failed stream again at once, so one that stays failed reports errors in a busy loop
-/// (100 000 a second were seen) until it is closed.
-const STUCK_FAILING: Duration = Duration::from_millis(300);
+/// (100 000 a second were seen) until it is closed; but on a loaded machine the pulse
+/// plugin's I/O errors after a re-prepare, which end by themselves, were seen to last more
+/// than 0.3 s (the busy loop contends for the lock PulseAudio's timing reply needs).
+const STUCK_FAILING: Duration = Duration::from_millis(500);
 /// A new stream's first callback may take this long (PulseAudio: about 1 s).
 const START_WAIT: Duration = Duration::from_secs(3);
 /// A stream is well again after this long with its callbacks running.
