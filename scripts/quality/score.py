@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scores an echo of speech against the speech that was sent.
 
-Usage: score.py REF.wav DEG.wav [--json] [--window-ms 400] [--hop-ms 200]
+Usage: score.py REF.wav DEG.wav [DEG2.wav ...] [--json] [--window-ms 400] [--hop-ms 200]
 
 REF is what was sent, DEG what came back (a recording that holds REF delayed by anything from
 0 to 2 s, possibly with a delay that changes over time, codec damage and concealed losses).
@@ -303,25 +303,38 @@ def print_human(r):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("ref", help="reference WAV (what was sent)")
-    p.add_argument("deg", help="degraded WAV (the echo that came back)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("deg", nargs="+", help="degraded WAV (the echo that came back); several "
+                   "are scored one after the other in one process (saves the imports)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per DEG, one a line (with \"deg\": path when "
+                   "several are given)")
     p.add_argument("--window-ms", type=float, default=400.0)
     p.add_argument("--hop-ms", type=float, default=200.0)
     p.add_argument("--max-delay-ms", type=float, default=2000.0, help="coarse search 0..this")
     p.add_argument("--search-ms", type=float, default=60.0, help="local search +- this")
     a = p.parse_args()
-    try:
-        result = score(load(a.ref), load(a.deg), a.window_ms, a.hop_ms, a.max_delay_ms, a.search_ms)
-    except ScoreError as exc:
+    several = len(a.deg) > 1
+    status = 0
+    ref = None
+    for deg in a.deg:
+        try:
+            if ref is None:
+                ref = load(a.ref)
+            result = score(ref, load(deg), a.window_ms, a.hop_ms, a.max_delay_ms, a.search_ms)
+        except ScoreError as exc:
+            if a.json:
+                print(json.dumps({"deg": deg, "error": str(exc)} if several else {"error": str(exc)}),
+                      flush=True)
+            print(f"score.py: {deg if several else ''}{': ' if several else ''}{exc}", file=sys.stderr)
+            status = 2
+            continue
         if a.json:
-            print(json.dumps({"error": str(exc)}))
-        print(f"score.py: {exc}", file=sys.stderr)
-        return 2
-    if a.json:
-        print(json.dumps(result))
-    else:
-        print_human(result)
-    return 0
+            print(json.dumps({"deg": deg, **result} if several else result), flush=True)
+        else:
+            if several:
+                print(f"== {deg}")
+            print_human(result)
+    return status
 
 
 if __name__ == "__main__":
