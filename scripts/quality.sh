@@ -325,7 +325,7 @@ for r in rows:
 
 stress = any(r["load"] == "stress" for r in rows)
 head = ["far end", "condition", "engine", "PESQ-WB", "STOI", "delay ms", "max step ms",
-        "steps > 5 ms", "drift ms", "gaps ms"]
+        "steps > 5 ms", "drift ms", "gaps ms", "late sends"]
 if stress:
     head += ["stressed delay ms", "vs quiet ms", "stressed drift ms", "stressed step ms",
              "queue growth ms"]
@@ -342,7 +342,8 @@ for f, c, e in keys:
             span([s.get("pesq_wb") for s in sc], 2), span([s.get("stoi") for s in sc], 3),
             fmt(med([s.get("delay_ms") for s in sc]), 1), fmt(med([s.get("max_step_ms") for s in sc]), 1),
             fmt(med([s.get("steps_over_5ms") for s in sc]), 0), fmt(med([drift(s) for s in sc]), 1),
-            fmt(med([r["far_end"].get("concealed_ms") for r in quiet]), 0)]
+            fmt(med([r["far_end"].get("concealed_ms") for r in quiet]), 0),
+            fmt(med([r["far_end"].get("send_late") for r in quiet]), 0)]
     if stress:
         st = cells.get((f, c, e, "stress"), [])
         ss = [r["score"] for r in st if "error" not in r["score"]]
@@ -359,7 +360,15 @@ print(f"Speech: {float(speech_s):.1f} s of espeak-ng Harvard sentences, sent as 
       "median (min-max) over runs; delay: median of the per-window delay inside speech; max step: "
       "the largest delay change between neighbouring speech windows; drift: last three speech "
       "windows' delay minus the first three's; gaps: output time the engine did not send "
-      "(concealed by the far end's PLC; webrtc-rs far end only).")
+      "(concealed by the far end's PLC; webrtc-rs far end only); late sends: packets the "
+      "webrtc-rs far end itself sent over 5 ms after their due time (of ~50 a second): when "
+      "not near 0 the machine was too busy for the figures to mean much.")
+try:
+    with open("/proc/loadavg") as f:
+        print(f"Load average at the end: {' '.join(f.read().split()[:3])} "
+              f"(on {__import__('os').cpu_count()} cores).")
+except OSError:
+    pass
 if stress:
     print("Stressed: the same call while two busy processes run at normal priority and a workspace "
           "`cargo build` runs from scratch in its own target dir; vs quiet: stressed delay minus "
