@@ -4,8 +4,9 @@
 //!
 //! The operations, per packet:
 //! - *normal*: decode and play;
-//! - *accelerate*: the delay is above the target: remove audio. In quiet audio (a pause
-//!   between words) up to 17.5 ms at once with a 2.5 ms cross-fade; in speech only when
+//! - *accelerate*: the delay is above the target: remove audio. In a pause (quiet audio
+//!   for 100 ms or more, so not the short gaps inside a phrase) up to 17.5 ms at once with
+//!   a 2.5 ms cross-fade; in speech only when
 //!   the smoothed delay has been well above the target, one pitch period where two periods
 //!   correlate (WSOLA), which is inaudible;
 //! - *preemptive expand*: the delay is below the target: repeat audio, the same way;
@@ -59,6 +60,9 @@ const SPEECH_FAST: Ticks = Ticks::from_millis(80);
 const SPEECH_EXPAND: Ticks = Ticks::from_millis(15);
 /// Two pitch periods must correlate this well for speech to be stretched.
 const MIN_CORRELATION: f32 = 0.85;
+/// Quiet audio this long (100 ms) makes a pause that may be cut: shorter gaps belong to
+/// the phrase around them, and moving the delay there would be a step inside speech.
+const PAUSE_SAMPLES: usize = 1_600;
 /// Largest cut or repeat of quiet audio at once.
 const MAX_QUIET_CHANGE: usize = SAMPLES_PER_FRAME - tsm::QUIET_FADE;
 
@@ -128,6 +132,10 @@ pub struct Receiver {
     /// Whether the audio last appended was concealment (the next decode merges).
     after_concealment: bool,
     speech_power: f32,
+    /// Quiet audio decoded in a row, in samples.
+    quiet_run: usize,
+    /// Audio decoded since speech was last stretched or compressed, in samples.
+    since_speech_change: usize,
     last_speakers: Csrcs,
     last_level: Option<u8>,
     last_seq: Option<u16>,
@@ -158,6 +166,8 @@ impl Receiver {
             seg_count: 0,
             after_concealment: false,
             speech_power: 0.0,
+            quiet_run: 0,
+            since_speech_change: usize::MAX,
             last_speakers: Csrcs::new(),
             last_level: None,
             last_seq: None,
@@ -325,6 +335,12 @@ impl Receiver {
         let appended = self.end - start;
         let power = tsm::power(&self.sync[start..self.end]);
         let quiet = self.is_quiet(power);
+        self.since_speech_change = self.since_speech_change.saturating_add(appended);
+        self.quiet_run = if quiet {
+            self.quiet_run.saturating_add(appended)
+        } else {
+            0
+        };
         self.speech_power = (self.speech_power * LEVEL_DECAY).max(power);
         self.push_segment(Segment {
             len: appended,
@@ -389,7 +405,7 @@ impl Receiver {
         let at = self.end - SAMPLES_PER_FRAME;
         let samples = |t: Ticks| (t.0 / TICKS_PER_SAMPLE) as usize;
         if quiet {
-            if delay > target + QUIET_TOLERANCE {
+            if delay > target + QUIET_TOLERANCE && self.quiet_run >= PAUSE_SAMPLES {
                 let amount = samples(delay - target).min(MAX_QUIET_CHANGE);
                 let new_end = tsm::cut(&mut self.sync[..], self.end, at, amount, tsm::QUIET_FADE);
                 self.resize_last(new_end);
@@ -404,7 +420,13 @@ impl Receiver {
             return;
         }
         let filtered = self.jitter.filtered_delay();
-        let accelerate = filtered > target + SPEECH_ACCELERATE || delay > target + SPEECH_FAST;
+        // At most one period per 100 ms, unless the delay is far off: each change inside
+        // speech is a small step a listener could notice in aggregate.
+        let fast = delay > target + SPEECH_FAST;
+        if !fast && self.since_speech_change < PAUSE_SAMPLES {
+            return;
+        }
+        let accelerate = filtered > target + SPEECH_ACCELERATE || fast;
         let expand = filtered + SPEECH_EXPAND < target && delay + SPEECH_EXPAND < target;
         if !accelerate && !expand {
             return;
@@ -418,6 +440,9 @@ impl Receiver {
         } else {
             tsm::repeat(&mut self.sync[..], self.end, at, lag, lag)
         };
+        if new_end != self.end {
+            self.since_speech_change = 0;
+        }
         self.resize_last(new_end);
     }
 
