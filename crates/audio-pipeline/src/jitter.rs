@@ -254,6 +254,13 @@ impl JitterBuffer {
         self.target
     }
 
+    /// The part of the target the arrival statistics require (the quantile plus a
+    /// frame, within bounds), without the frame kept for FEC while packets are lost:
+    /// below it packets start missing their turn.
+    pub fn required_delay(&self) -> Ticks {
+        clamp(self.quantile_target, self.cfg.min_delay, self.cfg.max_delay).min(self.target)
+    }
+
     /// The playout delay of the last packet played (see [`Playout::Packet::delay`]).
     pub fn current_delay(&self) -> Ticks {
         self.delay

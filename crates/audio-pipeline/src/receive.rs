@@ -402,6 +402,7 @@ impl Receiver {
             return;
         }
         let target = self.jitter.target_delay();
+        let required = self.jitter.required_delay();
         let at = self.end - SAMPLES_PER_FRAME;
         let samples = |t: Ticks| (t.0 / TICKS_PER_SAMPLE) as usize;
         if quiet {
@@ -409,9 +410,10 @@ impl Receiver {
                 let amount = samples(delay - target).min(MAX_QUIET_CHANGE);
                 let new_end = tsm::cut(&mut self.sync[..], self.end, at, amount, tsm::QUIET_FADE);
                 self.resize_last(new_end);
-            } else if delay < target {
-                // Below the target a packet may miss its turn: repeat at once (at least
-                // the fade's length), so the delay rests in [target, target + 5 ms].
+            } else if delay < required || (delay < target && self.quiet_run >= PAUSE_SAMPLES) {
+                // Below what arrivals require a packet may miss its turn: repeat in any
+                // quiet audio (at least the fade's length), so the delay rests in
+                // [target, target + 5 ms]. The frame kept for FEC is added in pauses.
                 let amount = samples(target - delay).clamp(tsm::QUIET_FADE, MAX_QUIET_CHANGE);
                 let new_end =
                     tsm::repeat(&mut self.sync[..], self.end, at, amount, tsm::QUIET_FADE);
@@ -427,7 +429,7 @@ impl Receiver {
             return;
         }
         let accelerate = filtered > target + SPEECH_ACCELERATE || fast;
-        let expand = filtered + SPEECH_EXPAND < target && delay + SPEECH_EXPAND < target;
+        let expand = filtered + SPEECH_EXPAND < required && delay + SPEECH_EXPAND < required;
         if !accelerate && !expand {
             return;
         }
