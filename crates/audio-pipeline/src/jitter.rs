@@ -277,11 +277,6 @@ impl JitterBuffer {
         Ticks(self.jitter as u64)
     }
 
-    /// Whether playout has started (the first packet waited for the target delay).
-    pub fn is_started(&self) -> bool {
-        self.started
-    }
-
     /// Packets held.
     pub fn len(&self) -> usize {
         if !self.synced {

@@ -238,100 +238,60 @@ impl Receiver {
         self.make_room(MAX_DECODED + SAMPLES_PER_FRAME);
         let buffered = self.buffered();
         let start = self.end;
-        let (source, gap, seq, arrival, speakers, level, delay) =
-            match self.jitter.pop(now, buffered) {
-                Playout::NoSignal => return false,
-                Playout::Packet { packet, gap, delay } => {
-                    let meta = packet.meta;
-                    match self
+        // What was appended: its source, the loss before it, its packet's arrival (decoded
+        // audio only) and its playout delay (a packet decoded in time only).
+        let concealed_piece = (FrameSource::Concealed, 0, None, None);
+        let (source, gap, arrival, delay) = match self.jitter.pop(now, buffered) {
+            Playout::NoSignal => return false,
+            Playout::Packet { packet, gap, delay } => {
+                let meta = packet.meta;
+                self.last_seq = Some(meta.seq);
+                self.last_speakers = meta.csrcs;
+                self.last_level = meta.audio_level;
+                match self
+                    .decoder
+                    .decode(packet.payload(), &mut self.sync[start..])
+                {
+                    Some(n) => {
+                        self.end += n;
+                        (FrameSource::Decoded, gap, Some(meta.arrival), Some(delay))
+                    }
+                    None => {
+                        self.stats.invalid_packets += 1;
+                        self.conceal();
+                        (FrameSource::Concealed, gap, None, None)
+                    }
+                }
+            }
+            Playout::Lost { fec } => {
+                let recovered = fec.and_then(|next| {
+                    let n = self
                         .decoder
-                        .decode(packet.payload(), &mut self.sync[start..])
-                    {
-                        Some(n) => {
-                            self.end += n;
-                            (
-                                FrameSource::Decoded,
-                                gap,
-                                Some(meta.seq),
-                                Some(meta.arrival),
-                                meta.csrcs,
-                                meta.audio_level,
-                                Some(delay),
-                            )
-                        }
-                        None => {
-                            self.stats.invalid_packets += 1;
-                            self.conceal();
-                            (
-                                FrameSource::Concealed,
-                                gap,
-                                Some(meta.seq),
-                                None,
-                                meta.csrcs,
-                                meta.audio_level,
-                                None,
-                            )
-                        }
+                        .recover_fec(next.payload(), &mut self.sync[start..])?;
+                    Some((n, next.meta.arrival))
+                });
+                match recovered {
+                    Some((n, arrival)) => {
+                        self.end += n;
+                        self.stats.fec_samples += n as u64;
+                        (FrameSource::FecRecovered, 0, Some(arrival), None)
+                    }
+                    None => {
+                        self.conceal();
+                        concealed_piece
                     }
                 }
-                Playout::Lost { fec } => {
-                    let recovered = fec.and_then(|next| {
-                        let n = self
-                            .decoder
-                            .recover_fec(next.payload(), &mut self.sync[start..])?;
-                        Some((n, next.meta.arrival))
-                    });
-                    match recovered {
-                        Some((n, arrival)) => {
-                            self.end += n;
-                            self.stats.fec_samples += n as u64;
-                            (
-                                FrameSource::FecRecovered,
-                                0,
-                                None,
-                                Some(arrival),
-                                self.last_speakers,
-                                self.last_level,
-                                None,
-                            )
-                        }
-                        None => {
-                            self.conceal();
-                            (
-                                FrameSource::Concealed,
-                                0,
-                                None,
-                                None,
-                                self.last_speakers,
-                                self.last_level,
-                                None,
-                            )
-                        }
-                    }
-                }
-                Playout::Expand => {
-                    self.conceal();
-                    (
-                        FrameSource::Concealed,
-                        0,
-                        None,
-                        None,
-                        self.last_speakers,
-                        self.last_level,
-                        None,
-                    )
-                }
-            };
+            }
+            Playout::Expand => {
+                self.conceal();
+                concealed_piece
+            }
+        };
         let concealed = source == FrameSource::Concealed;
         if !concealed && self.after_concealment {
             self.merge(start);
         }
         self.after_concealment = concealed;
-        if seq.is_some() {
-            self.last_seq = seq;
-            self.last_speakers = speakers;
-            self.last_level = level;
-        }
         let appended = self.end - start;
         let power = tsm::power(&self.sync[start..self.end]);
         let quiet = self.is_quiet(power);
