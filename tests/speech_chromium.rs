@@ -16,12 +16,13 @@
 //! (scripts/quality/pyenv.sh) is made or checked before that, while PyPI is reachable.
 
 mod common;
+#[path = "common/echo.rs"]
+mod echo;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use botmedia::session::AudioSocketSettings;
-use botmedia::{AudioSocketItem, MediaPlatform, MediaPlatformSettings};
+use botmedia::{MediaPlatform, MediaPlatformSettings};
 use common::browser::{self, LOOPBACK_ONLY};
 use common::join;
 use serde_json::Value;
@@ -182,25 +183,8 @@ async fn call(
     let platform = MediaPlatform::start(MediaPlatformSettings::default())
         .await
         .expect("platform");
-    let mut session = platform
-        .create_session(AudioSocketSettings::default(), None)
-        .expect("session");
-    let blob = session.blob();
-    let url = format!(
-        "{}/sessions/{}",
-        blob.mp_uri,
-        blob.mp_media_session_id.expose()
-    );
     // The bot: every frame received is sent straight back.
-    let bot = tokio::spawn(async move {
-        let socket = session.audio_socket();
-        while let Some(item) = socket.next().await {
-            if let AudioSocketItem::Frame(frame) = item {
-                let _ = socket.send(frame.pcm);
-            }
-        }
-        session
-    });
+    let (url, bot) = echo::start(&platform);
 
     let mut driver = Command::new(python);
     driver

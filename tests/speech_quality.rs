@@ -17,13 +17,15 @@
 //! (scripts/quality/make_speech.sh) and the venv of scripts/quality/pyenv.sh, which the test
 //! makes or checks itself.
 
+#[path = "common/echo.rs"]
+mod echo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use botmedia::pipeline::{PipelineConfig, Realtime};
-use botmedia::session::AudioSocketSettings;
-use botmedia::{AudioSocketItem, MediaPlatform, MediaPlatformSettings};
+use botmedia::{MediaPlatform, MediaPlatformSettings};
 use quality_peer::{Impairment, PeerConfig, PeerReport, Wav};
 use serde_json::Value;
 
@@ -99,25 +101,7 @@ async fn echo_call(
     let mut settings = MediaPlatformSettings::default();
     settings.pipeline = pipeline;
     let platform = MediaPlatform::start(settings).await.expect("platform");
-    let mut session = platform
-        .create_session(AudioSocketSettings::default(), None)
-        .expect("session");
-    let blob = session.blob();
-    let url = format!(
-        "{}/sessions/{}",
-        blob.mp_uri,
-        blob.mp_media_session_id.expose()
-    );
-    let bot = tokio::spawn(async move {
-        let socket = session.audio_socket();
-        while let Some(item) = socket.next().await {
-            if let AudioSocketItem::Frame(frame) = item {
-                // A full send queue drops the frame, as examples/echo_bot does.
-                let _ = socket.send(frame.pcm);
-            }
-        }
-        session
-    });
+    let (url, bot) = echo::start(&platform);
     let mut config = PeerConfig::new(url, mic, echo);
     config.impairment = impairment;
     let report = quality_peer::run(config).await;
