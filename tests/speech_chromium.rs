@@ -4,7 +4,7 @@
 //! against what was said (scripts/quality: make_speech.sh, chromium_far_end.py, score.py).
 //!
 //! It fails on what regressions look like, leniently, not on exact scores: a delay change of
-//! more than 10 ms inside speech (a jitter buffer that drops or inserts whole packets while
+//! more than 15 ms inside speech (a jitter buffer that drops or inserts whole packets while
 //! someone talks), STOI under 0.85, or Chromium concealing 5 % or more of what it received
 //! from the engine. PESQ-WB and the loop delay are printed, not judged. The delay changes
 //! judged are the engine's: Chromium's jitter buffer also stretches the echo (it accelerates
@@ -149,10 +149,12 @@ fn chromium_hears_speech_echoed_without_delay_steps() {
     // Chromium's jitter buffer stretches the echo too (it accelerates after a burst of
     // packets): judged is what is left once that is taken out, the engine's part.
     let step = f(scored, "engine_max_step_ms");
-    if step.is_nan() || step > 10.0 {
+    // 15 ms: a whole packet is 20 ms, and WebAudio's recording path alone can shift by
+    // 10 ms once (10.8 ms was read on a steady echo).
+    if step.is_nan() || step > 15.0 {
         failures.push(format!(
             "the echo's delay changed by {step:.1} ms inside speech, Chromium's own stretching \
-             taken out (at most 10 ms): a jitter buffer dropping or inserting audio while \
+             taken out (at most 15 ms): a jitter buffer dropping or inserting audio while \
              someone talks"
         ));
     }
