@@ -1,9 +1,9 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::{BlobError, JsonType};
+use crate::error::{BlobError, JsonType, SessionError};
 use crate::ids::{ContextId, MediaSessionId};
-use crate::session::AudioFormat;
+use crate::session::{AudioFormat, MpUri};
 
 /// The largest blob text accepted, in bytes. Real blobs are under 1 KiB.
 pub const MAX_BLOB_BYTES: usize = 64 * 1024;
@@ -84,17 +84,15 @@ impl Blob {
                 max: MAX_BLOB_BYTES,
             });
         }
-        let value: Value = serde_json::from_str(text).map_err(|source| BlobError::Syntax {
-            line: source.line(),
-            column: source.column(),
-            source,
-        })?;
+        let value: Value = serde_json::from_str(text).map_err(syntax)?;
         Self::from_value(value)
     }
 
     /// Parses a blob as people paste it: a JSON object, a JSON string holding one (as in a
-    /// request body), or the object's text with its quotes escaped (`{\"mpUri\":...}`, as the
-    /// spec prints its sample).
+    /// request body), the object's text with its quotes escaped (`{\"mpUri\":...}`, as the
+    /// spec prints its sample), or the whole `appHostedMediaConfig` object
+    /// (`{"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": "..."}`, as
+    /// `botmedia blob --media-config` prints it), whose `blob` is then read.
     pub fn parse_printed(text: &str) -> Result<Self, BlobError> {
         if text.len() > MAX_BLOB_BYTES {
             return Err(BlobError::TooLarge {
@@ -112,15 +110,36 @@ impl Blob {
         };
         match unescaped {
             Some(literal) => {
-                let inner: String =
-                    serde_json::from_str(&literal).map_err(|source| BlobError::Syntax {
-                        line: source.line(),
-                        column: source.column(),
-                        source,
-                    })?;
+                let inner: String = serde_json::from_str(&literal).map_err(syntax)?;
                 Self::parse(&inner)
             }
-            None => Self::parse(trimmed),
+            None => {
+                let value: Value = serde_json::from_str(trimmed).map_err(syntax)?;
+                if is_media_config(&value) {
+                    Self::from_media_config(value)
+                } else {
+                    Self::from_value(value)
+                }
+            }
+        }
+    }
+
+    /// The blob of a `mediaConfig` object: its `blob` string, parsed.
+    fn from_media_config(value: Value) -> Result<Self, BlobError> {
+        let Value::Object(mut config) = value else {
+            return Err(BlobError::NotAnObject {
+                found: JsonType::of(&value),
+            });
+        };
+        match config.remove("blob") {
+            Some(Value::String(blob)) => Self::parse(&blob),
+            Some(other) => Err(wrong("mediaConfig.blob", "a string", &other)),
+            None => Err(BlobError::MediaConfigWithoutBlob {
+                odata_type: config
+                    .get("@odata.type")
+                    .and_then(Value::as_str)
+                    .map(|t| t.chars().take(100).collect()),
+            }),
         }
     }
 
@@ -133,9 +152,13 @@ impl Blob {
         };
         let mut take = |key: &'static str| map.remove(key).ok_or(BlobError::Missing { key });
         let mp_uri = string(take("mpUri")?, "mpUri")?;
-        if mp_uri.is_empty() {
-            return Err(invalid("mpUri", "must not be empty"));
-        }
+        // The same check as `MediaPlatformSettings::new`: a blob names an endpoint this
+        // engine can reach, not one of another media platform (the spec's sample says
+        // `net.tcp://`).
+        MpUri::parse(&mp_uri).map_err(|e| match e {
+            SessionError::InvalidMpUri { uri, reason } => BlobError::InvalidMpUri { uri, reason },
+            other => invalid("mpUri", &other.to_string()),
+        })?;
         let audio_render_contexts = contexts(take("audioRenderContexts")?, "audioRenderContexts")?;
         let video_render_contexts = strings(take("videoRenderContexts")?, "videoRenderContexts")?;
         let audio_source_contexts = contexts(take("audioSourceContexts")?, "audioSourceContexts")?;
@@ -230,6 +253,27 @@ impl Blob {
     }
 }
 
+fn syntax(source: serde_json::Error) -> BlobError {
+    BlobError::Syntax {
+        line: source.line(),
+        column: source.column(),
+        source,
+    }
+}
+
+/// Whether `value` is a `mediaConfig` object rather than a blob: it names a media config
+/// type, or has a `blob` and no `mpUri`.
+fn is_media_config(value: &Value) -> bool {
+    let Value::Object(map) = value else {
+        return false;
+    };
+    let typed = map
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.ends_with("MediaConfig"));
+    typed || (map.contains_key("blob") && !map.contains_key("mpUri"))
+}
+
 fn wrong(key: &str, expected: &'static str, found: &Value) -> BlobError {
     BlobError::WrongType {
         key: key.to_owned(),
@@ -289,7 +333,8 @@ fn contexts(v: Value, key: &str) -> Result<Vec<ContextId>, BlobError> {
 mod tests {
     use super::*;
 
-    pub(crate) const SAMPLE: &str = r#"{"mpUri":"net.tcp://bot.contoso.com:18732/MediaProcessor","audioRenderContexts":["14778cc4-f54c-43c7-989f-9092e34ef784"],"videoRenderContexts":[],"audioSourceContexts":["a5dcfc9b-5a54-48ef-86f5-1fdd8508741a"],"videoSourceContexts":[],"dataRenderContexts":null,"dataSourceContexts":null,"supportedAudioFormat":"Pcm16K","videoSinkEncodingFormats":[],"mpMediaSessionId":"2379cf46-acf3-4fef-a914-be9627075320","regionAffinity":null,"skypeMediaBotsVersion":"1.11.1.0086","mediaStackVersion":"2018.53.1.1","mpVersion":"7.2.0.3881","callId":"1b69b141-7f1a-4033-9c34-202737190a20"}"#;
+    /// The spec's sample with an mpUri this engine serves (the spec's is `net.tcp://`).
+    pub(crate) const SAMPLE: &str = r#"{"mpUri":"https://bot.contoso.com:18732/MediaProcessor","audioRenderContexts":["14778cc4-f54c-43c7-989f-9092e34ef784"],"videoRenderContexts":[],"audioSourceContexts":["a5dcfc9b-5a54-48ef-86f5-1fdd8508741a"],"videoSourceContexts":[],"dataRenderContexts":null,"dataSourceContexts":null,"supportedAudioFormat":"Pcm16K","videoSinkEncodingFormats":[],"mpMediaSessionId":"2379cf46-acf3-4fef-a914-be9627075320","regionAffinity":null,"skypeMediaBotsVersion":"1.11.1.0086","mediaStackVersion":"2018.53.1.1","mpVersion":"7.2.0.3881","callId":"1b69b141-7f1a-4033-9c34-202737190a20"}"#;
 
     #[test]
     fn sample_round_trips_byte_for_byte() {
@@ -375,5 +420,77 @@ mod tests {
             Blob::parse(&huge),
             Err(BlobError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn mp_uri_is_checked_as_media_platform_settings_checks_it() {
+        for uri in [
+            "ftp://bot.contoso.com:18732/MediaProcessor",
+            "net.tcp://bot.contoso.com:18732/MediaProcessor",
+            "https://bot.contoso.com:0/MediaProcessor",
+            "https://bot.contoso.com/Other",
+            "",
+        ] {
+            let text = SAMPLE.replace("https://bot.contoso.com:18732/MediaProcessor", uri);
+            let blob_err = Blob::parse(&text).unwrap_err();
+            let settings_err = crate::MediaPlatformSettings::new(uri).unwrap_err();
+            assert!(
+                matches!(&blob_err, BlobError::InvalidMpUri { uri: u, .. } if u == uri),
+                "{uri}: {blob_err:?}"
+            );
+            assert_eq!(blob_err.to_string(), settings_err.to_string(), "{uri}");
+        }
+        let err = Blob::parse(&SAMPLE.replace("https://bot.contoso.com:18732", "ftp://h:21"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mpUri `ftp://h:21/MediaProcessor` is invalid: the scheme must be http or https"
+        );
+    }
+
+    fn media_config(blob: &str) -> String {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "@odata.type": "#microsoft.graph.appHostedMediaConfig",
+            "blob": blob,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_app_hosted_media_config_is_read_for_its_blob() {
+        let blob = Blob::parse_printed(&media_config(SAMPLE)).unwrap();
+        assert_eq!(blob.to_json(), SAMPLE);
+        // Without its type, an object with a blob and no mpUri is still a media config.
+        let untyped = serde_json::json!({ "blob": SAMPLE }).to_string();
+        assert_eq!(Blob::parse_printed(&untyped).unwrap().to_json(), SAMPLE);
+        // The blob inside is checked as any blob.
+        let err = Blob::parse_printed(&media_config(r#"{"mpUri":"ftp://h/MediaProcessor"}"#))
+            .unwrap_err();
+        assert!(matches!(err, BlobError::InvalidMpUri { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_media_config_without_a_blob_is_refused_clearly() {
+        let app = r##"{"@odata.type": "#microsoft.graph.appHostedMediaConfig"}"##;
+        let err = Blob::parse_printed(app).unwrap_err();
+        assert!(
+            matches!(&err, BlobError::MediaConfigWithoutBlob { odata_type: Some(t) } if t == "#microsoft.graph.appHostedMediaConfig"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the mediaConfig (#microsoft.graph.appHostedMediaConfig) has no `blob`"
+        );
+        let service = r##"{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}"##;
+        assert!(matches!(
+            Blob::parse_printed(service),
+            Err(BlobError::MediaConfigWithoutBlob { .. })
+        ));
+        let not_text = r##"{"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": 5}"##;
+        let err = Blob::parse_printed(not_text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "blob key `mediaConfig.blob` must be a string, found a number"
+        );
     }
 }

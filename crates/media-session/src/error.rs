@@ -90,6 +90,22 @@ pub enum BlobError {
         /// What it holds.
         found: JsonType,
     },
+    /// `mpUri` is not an endpoint this engine can reach; the same check and text as
+    /// [`SessionError::InvalidMpUri`].
+    #[error("mpUri `{uri}` is invalid: {reason}")]
+    InvalidMpUri {
+        /// The refused URI (its first 200 characters).
+        uri: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A `mediaConfig` object was given where a blob belongs, and it has no `blob` to read
+    /// (a `serviceHostedMediaConfig`, or an `appHostedMediaConfig` without its blob).
+    #[error("the mediaConfig{} has no `blob`", .odata_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    MediaConfigWithoutBlob {
+        /// Its `@odata.type`, if it names one.
+        odata_type: Option<String>,
+    },
     /// A key has the right type but a value that cannot be used.
     #[error("blob key `{key}` is invalid: {reason}")]
     Invalid {

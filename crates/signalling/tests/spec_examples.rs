@@ -271,11 +271,17 @@ fn the_blob_example_is_kept_and_belongs_to_media_session() {
     // Not Graph JSON: the strict parser refuses it with a position.
     let err = parse_value(&printed, ParseMode::Strict).expect_err("escaped blob");
     assert!(err.position().is_some());
-    let blob = media_session::Blob::parse_printed(&printed).expect("media-session parses it");
-    assert_eq!(
-        blob.mp_uri,
-        "net.tcp://bot.contoso.com:18732/MediaProcessor"
+    // media-session reads the printed form, and refuses the `net.tcp://` endpoint of
+    // Microsoft's media platform as it refuses it in `MediaPlatformSettings`.
+    let err = media_session::Blob::parse_printed(&printed).expect_err("net.tcp mpUri");
+    assert!(
+        matches!(err, media_session::BlobError::InvalidMpUri { ref uri, .. }
+            if uri == "net.tcp://bot.contoso.com:18732/MediaProcessor"),
+        "{err:?}"
     );
+    let ours = printed.replace("net.tcp://", "https://");
+    let blob = media_session::Blob::parse_printed(&ours).expect("media-session parses it");
+    assert_eq!(blob.mp_uri, "https://bot.contoso.com:18732/MediaProcessor");
 }
 
 #[test]
