@@ -8,7 +8,7 @@ export CARGO_TERM_COLOR ?= never
 ## Runs the main job.
 demo:
 	@scripts/setup.sh
-	cargo run --release --bin botmedia -- demo
+	cargo run --release -p botmedia-cli --bin botmedia -- demo
 
 ## Installs prerequisites, then runs format, lint and every test.
 test:

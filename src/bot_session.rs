@@ -50,6 +50,17 @@ impl MediaSession {
         &self.description
     }
 
+    /// A reader of the session's pipeline counters and latency that does not own the
+    /// session (for metrics).
+    pub fn observer(&self) -> audio_pipeline::CallObserver {
+        self.socket.observer()
+    }
+
+    /// The audio socket, for what needs no `&mut` (DTMF, send status).
+    pub fn socket(&self) -> &AudioSocket {
+        &self.socket
+    }
+
     /// The audio socket.
     pub fn audio_socket(&mut self) -> &mut AudioSocket {
         &mut self.socket

@@ -340,6 +340,11 @@ impl AudioSocket {
         self.call.latency()
     }
 
+    /// A reader of the pipeline's counters and latency of this socket that does not own it.
+    pub fn observer(&self) -> audio_pipeline::CallObserver {
+        self.call.observer()
+    }
+
     /// A snapshot of link quality and pipeline counters.
     pub fn quality(&mut self) -> Quality {
         self.drain_events();

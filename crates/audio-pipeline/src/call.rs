@@ -361,6 +361,43 @@ impl CallHandle {
 
     /// Removes the call (same as dropping the handle).
     pub fn remove(self) {}
+
+    /// A reader of the call's counters and latency that does not own the call: it keeps
+    /// answering (with the final figures) after the call is removed.
+    pub fn observer(&self) -> CallObserver {
+        CallObserver {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Reads one call's counters and latency from anywhere (a metrics endpoint, say) without
+/// owning the call. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CallObserver {
+    shared: Arc<CallShared>,
+}
+
+impl CallObserver {
+    /// The call's id.
+    pub fn id(&self) -> CallId {
+        self.shared.id
+    }
+
+    /// A snapshot of the call's counters.
+    pub fn stats(&self) -> CallStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// A snapshot of the latency the call's pipeline added.
+    pub fn latency(&self) -> CallLatency {
+        self.shared.latency.snapshot()
+    }
+
+    /// Whether the call was removed from its pipeline.
+    pub fn is_removed(&self) -> bool {
+        self.shared.removed.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for CallHandle {

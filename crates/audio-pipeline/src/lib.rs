@@ -31,6 +31,7 @@
 
 pub mod mix;
 pub mod resample;
+pub mod wav;
 
 mod call;
 mod codec;
@@ -49,7 +50,7 @@ mod stats;
 mod time;
 mod tsm;
 
-pub use call::{BotHalf, Call, CallHandle, CallId, ManualCall, NetworkHalf};
+pub use call::{BotHalf, Call, CallHandle, CallId, CallObserver, ManualCall, NetworkHalf};
 pub use config::{
     CallConfig, ConfigError, FrameCallback, HealthThresholds, JitterConfig, MAX_JITTER_DELAY,
     OpusConfig, PipelineConfig, Realtime, ThreadStartHook,

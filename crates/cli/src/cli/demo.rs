@@ -8,7 +8,7 @@ use clap::Args;
 use emulator::scenario::Scenario;
 
 use super::CliError;
-use botmedia::demo::{DemoOptions, run};
+use botmedia_cli::demo::{DemoOptions, run};
 
 #[derive(Args)]
 pub(super) struct DemoArgs {

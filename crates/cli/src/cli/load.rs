@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CliError;
-use botmedia::load::{LoadOptions, Phase, Progress, run};
+use botmedia_cli::load::{LoadOptions, Phase, Progress, run};
 use emulator::scenario::Faults;
 
 #[derive(Args)]

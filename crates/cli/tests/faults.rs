@@ -1,10 +1,10 @@
-//! Network faults on the emulator's media legs, through `botmedia::load`: under each the
+//! Network faults on the emulator's media legs, through `botmedia_cli::load`: under each the
 //! bot's call keeps running, its concealment counters move, and the clean call beside it
 //! is untouched.
 
 use std::time::Duration;
 
-use botmedia::load::{CallFigures, LoadOptions, LoadReport, run};
+use botmedia_cli::load::{CallFigures, LoadOptions, LoadReport, run};
 use emulator::scenario::Faults;
 
 fn run_with(per_call: Vec<Option<Faults>>) -> LoadReport {

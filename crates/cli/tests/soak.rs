@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use botmedia::load::{LoadOptions, run};
+use botmedia_cli::load::{LoadOptions, run};
 
 #[test]
 fn call_cycles_leave_threads_descriptors_and_memory_where_they_were() {

@@ -16,7 +16,7 @@ use signalling::model::CallState;
 use signalling::token::SecretString;
 use signalling::{CallRequest, CommunicationsClient, CommunicationsSettings, Credentials};
 
-use crate::{
+use botmedia::{
     AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings, MediaSession, Pcm16K,
 };
 
@@ -393,7 +393,7 @@ fn code_text(f: &signalling::model::Field<signalling::model::ResultCode>) -> Str
 }
 
 /// The next frame or event if one is ready now.
-fn next_now(socket: &mut crate::AudioSocket) -> Option<AudioSocketItem> {
+fn next_now(socket: &mut botmedia::AudioSocket) -> Option<AudioSocketItem> {
     socket.poll_item()
 }
 

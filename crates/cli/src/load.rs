@@ -36,7 +36,7 @@ use serde::Serialize;
 use signalling::token::SecretString;
 use signalling::{CallRequest, CommunicationsClient, CommunicationsSettings, Credentials};
 
-use crate::{MediaPlatform, MediaPlatformSettings, MediaSession, SessionError};
+use botmedia::{MediaPlatform, MediaPlatformSettings, MediaSession, SessionError};
 
 /// 100 ns ticks per second and per 16 kHz sample.
 const TICKS_PER_SECOND: u64 = 10_000_000;
@@ -773,13 +773,12 @@ struct Bot {
 }
 
 async fn start_bot(emu: &Emulator, options: &LoadOptions) -> Result<Bot, LoadError> {
-    let platform = MediaPlatform::start(MediaPlatformSettings {
-        pipeline: options.pipeline.clone(),
-        media_timeout: options.media_timeout,
-        ..MediaPlatformSettings::default()
-    })
-    .await
-    .map_err(step("starting the media platform"))?;
+    let mut settings = MediaPlatformSettings::default();
+    settings.pipeline = options.pipeline.clone();
+    settings.media_timeout = options.media_timeout;
+    let platform = MediaPlatform::start(settings)
+        .await
+        .map_err(step("starting the media platform"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(step("binding the webhook"))?;
@@ -1106,7 +1105,7 @@ async fn run_cycle(
     let capacity = bot.platform.capacity();
     report.admission_call_cost_us = capacity.call_cost.as_nanos() as f64 / 1_000.0;
     report.admission_capacity = capacity.calls + capacity.room;
-    let quality: Vec<(crate::Quality, bool)> = sessions
+    let quality: Vec<(botmedia::Quality, bool)> = sessions
         .iter_mut()
         .map(|s| {
             let q = s.audio_socket().quality();

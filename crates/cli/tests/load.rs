@@ -1,9 +1,9 @@
-//! `botmedia::load` end to end: a few concurrent app-hosted calls against the embedded
+//! `botmedia_cli::load` end to end: a few concurrent app-hosted calls against the embedded
 //! emulator's load participants, with every figure of the report filled from real media.
 
 use std::time::Duration;
 
-use botmedia::load::{LoadOptions, Phase, run};
+use botmedia_cli::load::{LoadOptions, Phase, run};
 
 #[test]
 fn a_short_load_run_measures_the_bots_calls() {

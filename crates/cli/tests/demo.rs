@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use botmedia::demo::{DemoOptions, run};
+use botmedia_cli::demo::{DemoOptions, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_calls_carry_media_both_ways_and_end_cleanly() {

@@ -1,0 +1,6 @@
+//! The `botmedia` command line's library: the demo and the load tool, built on the
+//! [`botmedia`] facade and the embedded emulator. Bots link `botmedia`, not this crate.
+
+pub mod demo;
+pub mod load;
+mod tone;

@@ -1,0 +1,313 @@
+//! What a [`Bot`](super::Bot) is built from: the app's identity and credentials, where the
+//! calling service and the identity platform are, where the webhook listens and the media
+//! platform's settings. From code, from environment variables, or pointed at the emulator.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use media_session::AudioSocketSettings;
+use signalling::Credentials;
+use signalling::token::SecretString;
+
+use crate::{MediaPlatformSettings, SessionMediaSettings};
+
+/// The emulator's built-in app (`botmedia emulator`, `botmedia demo`): its id, tenant and
+/// client secret. A scenario file can replace them.
+pub mod emulator_app {
+    /// The built-in app's id.
+    pub const APP_ID: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
+    /// The built-in app's tenant.
+    pub const TENANT: &str = "aa67bd4c-8475-432d-bd41-39f255720e0a";
+    /// The built-in app's client secret.
+    pub const SECRET: &str = "botmedia-local-secret";
+}
+
+/// Everything a [`Bot`](super::Bot) needs. [`BotSettings::new`] points at the real
+/// service; [`BotSettings::emulator`] at a local emulator; [`BotSettings::from_env`] reads
+/// `BOTMEDIA_*` variables.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BotSettings {
+    /// The app's id (the audience of the service's callback tokens).
+    pub app_id: String,
+    /// The app's tenant.
+    pub tenant: String,
+    /// How the bot gets tokens (a client secret, or a token provider of its own).
+    pub credentials: Credentials,
+    /// The public URL the calling service posts notifications to. `None` when the bot
+    /// serves its webhook on a loopback or other concrete address: the URL is then
+    /// `http://ADDR/callback` at the address it bound.
+    pub callback_url: Option<String>,
+    /// Where the bot serves its webhook itself; `None` when the author mounts
+    /// [`Bot::webhook_router`](super::Bot::webhook_router) into an app of their own.
+    pub webhook_listen: Option<SocketAddr>,
+    /// The Graph API base (`https://graph.microsoft.com/v1.0`).
+    pub graph_url: String,
+    /// The token endpoint, `{tenant}` substituted
+    /// (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`).
+    pub authority: String,
+    /// The OpenID configuration naming the keys that sign the service's callback tokens.
+    pub openid_configuration_url: String,
+    /// The media platform: where its endpoint listens, its public `mpUri`, ICE addresses,
+    /// pipeline threads.
+    pub media: MediaPlatformSettings,
+    /// The audio socket of every call the bot places or answers (direction and format).
+    pub audio: AudioSocketSettings,
+    /// Hang up a call when the bot drops it before it ended.
+    pub hang_up_on_drop: bool,
+    /// Timeout of one Graph request.
+    pub request_timeout: Duration,
+}
+
+/// A `BOTMEDIA_*` variable that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct EnvError {
+    /// The variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl BotSettings {
+    /// Settings for the real service: Graph v1.0, the Microsoft identity platform and the
+    /// calling service's callback keys. Set [`Self::callback_url`] (the public HTTPS URL of
+    /// the webhook) and [`Self::webhook_listen`] (or mount the router yourself), and the
+    /// media platform's public address (`media.public_mp_uri`, `media.ice_addresses`).
+    pub fn new(
+        app_id: impl Into<String>,
+        tenant: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            app_id: app_id.into(),
+            tenant: tenant.into(),
+            credentials,
+            callback_url: None,
+            webhook_listen: None,
+            graph_url: signalling::client::GRAPH_V1.to_owned(),
+            authority: signalling::token::DEFAULT_AUTHORITY.to_owned(),
+            openid_configuration_url: signalling::webhook::DEFAULT_OPENID_CONFIGURATION.to_owned(),
+            media: MediaPlatformSettings::default(),
+            audio: AudioSocketSettings::default(),
+            hang_up_on_drop: true,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Settings for the emulator at `base_url` (`http://127.0.0.1:8440`, what `botmedia
+    /// emulator` prints) with its built-in app; the webhook on a free loopback port.
+    pub fn emulator(base_url: &str) -> Self {
+        let base = base_url.trim_end_matches('/');
+        let mut s = Self::new(
+            emulator_app::APP_ID,
+            emulator_app::TENANT,
+            Credentials::Secret(SecretString::new(emulator_app::SECRET)),
+        );
+        s.graph_url = format!("{base}/v1.0");
+        s.authority = format!("{base}/{{tenant}}/oauth2/v2.0/token");
+        s.openid_configuration_url = format!("{base}/v1/.well-known/OpenIdConfiguration");
+        s.webhook_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        s
+    }
+
+    /// Settings from the process's `BOTMEDIA_*` environment variables (see
+    /// [`Self::from_vars`] for the list).
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Settings from variables looked up by `var`:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `BOTMEDIA_EMULATOR` | base URL of an emulator: start from [`Self::emulator`] |
+    /// | `BOTMEDIA_APP_ID`, `BOTMEDIA_TENANT_ID`, `BOTMEDIA_APP_SECRET` | the app (required without `BOTMEDIA_EMULATOR`) |
+    /// | `BOTMEDIA_CALLBACK_URL` | public URL of the webhook |
+    /// | `BOTMEDIA_WEBHOOK_LISTEN` | address the bot serves its webhook on (`0.0.0.0:9441`) |
+    /// | `BOTMEDIA_GRAPH_URL`, `BOTMEDIA_AUTHORITY`, `BOTMEDIA_OPENID_CONFIGURATION_URL` | service URLs |
+    /// | `BOTMEDIA_MEDIA_LISTEN` | address of the media endpoint's HTTP listener |
+    /// | `BOTMEDIA_PUBLIC_MP_URI` | the `mpUri` published in blobs |
+    /// | `BOTMEDIA_ICE_ADDRESSES` | comma-separated IP addresses ICE gathers on |
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let get = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| {
+            get(name).ok_or(EnvError {
+                var: name,
+                problem: "is not set (set it, or BOTMEDIA_EMULATOR for a local emulator)".into(),
+            })
+        };
+        let mut s = match get("BOTMEDIA_EMULATOR") {
+            Some(base) => {
+                check_url("BOTMEDIA_EMULATOR", &base)?;
+                Self::emulator(&base)
+            }
+            None => Self::new(
+                required("BOTMEDIA_APP_ID")?,
+                required("BOTMEDIA_TENANT_ID")?,
+                Credentials::Secret(SecretString::new(required("BOTMEDIA_APP_SECRET")?)),
+            ),
+        };
+        if get("BOTMEDIA_EMULATOR").is_some() {
+            if let Some(id) = get("BOTMEDIA_APP_ID") {
+                s.app_id = id;
+            }
+            if let Some(t) = get("BOTMEDIA_TENANT_ID") {
+                s.tenant = t;
+            }
+            if let Some(secret) = get("BOTMEDIA_APP_SECRET") {
+                s.credentials = Credentials::Secret(SecretString::new(secret));
+            }
+        }
+        if let Some(url) = get("BOTMEDIA_CALLBACK_URL") {
+            check_url("BOTMEDIA_CALLBACK_URL", &url)?;
+            s.callback_url = Some(url);
+        }
+        if let Some(addr) = get("BOTMEDIA_WEBHOOK_LISTEN") {
+            s.webhook_listen = Some(parse_addr("BOTMEDIA_WEBHOOK_LISTEN", &addr)?);
+        }
+        for (name, slot) in [
+            ("BOTMEDIA_GRAPH_URL", &mut s.graph_url),
+            ("BOTMEDIA_AUTHORITY", &mut s.authority),
+            (
+                "BOTMEDIA_OPENID_CONFIGURATION_URL",
+                &mut s.openid_configuration_url,
+            ),
+        ] {
+            if let Some(url) = get(name) {
+                check_url(name, &url)?;
+                *slot = url;
+            }
+        }
+        if let Some(addr) = get("BOTMEDIA_MEDIA_LISTEN") {
+            s.media.listen = parse_addr("BOTMEDIA_MEDIA_LISTEN", &addr)?;
+        }
+        if let Some(uri) = get("BOTMEDIA_PUBLIC_MP_URI") {
+            check_url("BOTMEDIA_PUBLIC_MP_URI", &uri)?;
+            s.media.public_mp_uri = Some(uri);
+        }
+        if let Some(list) = get("BOTMEDIA_ICE_ADDRESSES") {
+            s.media.ice_addresses = list
+                .split(',')
+                .map(|a| {
+                    a.trim().parse::<IpAddr>().map_err(|e| EnvError {
+                        var: "BOTMEDIA_ICE_ADDRESSES",
+                        problem: format!("`{}` is not an IP address: {e}", a.trim()),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(s)
+    }
+
+    /// These settings with the webhook's public URL.
+    pub fn with_callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
+        self
+    }
+
+    /// These settings with the bot serving its webhook on `addr`.
+    pub fn with_webhook_listen(mut self, addr: SocketAddr) -> Self {
+        self.webhook_listen = Some(addr);
+        self
+    }
+
+    /// These settings with the media platform's settings.
+    pub fn with_media(mut self, media: MediaPlatformSettings) -> Self {
+        self.media = media;
+        self
+    }
+
+    /// These settings with every session's encoder, jitter buffer and send bound.
+    pub fn with_session_media(mut self, media: SessionMediaSettings) -> Self {
+        self.media.session_defaults = media;
+        self
+    }
+
+    /// These settings with the audio socket of every call (direction, format).
+    pub fn with_audio(mut self, audio: AudioSocketSettings) -> Self {
+        self.audio = audio;
+        self
+    }
+}
+
+fn check_url(var: &'static str, url: &str) -> Result<(), EnvError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(EnvError {
+            var,
+            problem: format!("`{url}` is not an http:// or https:// URL"),
+        })
+    }
+}
+
+fn parse_addr(var: &'static str, text: &str) -> Result<SocketAddr, EnvError> {
+    text.trim().parse().map_err(|e| EnvError {
+        var,
+        problem: format!("`{text}` is not an address like 127.0.0.1:9441: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn env_for_the_emulator_needs_only_its_url() {
+        let s = BotSettings::from_vars(vars(&[("BOTMEDIA_EMULATOR", "http://127.0.0.1:8440/")]))
+            .unwrap();
+        assert_eq!(s.graph_url, "http://127.0.0.1:8440/v1.0");
+        assert_eq!(s.app_id, emulator_app::APP_ID);
+        assert_eq!(s.webhook_listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(s.callback_url.is_none());
+    }
+
+    #[test]
+    fn env_for_the_real_service_names_what_is_missing_or_wrong() {
+        let e = BotSettings::from_vars(vars(&[("BOTMEDIA_APP_ID", "a")])).unwrap_err();
+        assert_eq!(e.var, "BOTMEDIA_TENANT_ID");
+        let base = [
+            ("BOTMEDIA_APP_ID", "a"),
+            ("BOTMEDIA_TENANT_ID", "t"),
+            ("BOTMEDIA_APP_SECRET", "s"),
+        ];
+        let s = BotSettings::from_vars(vars(&base)).unwrap();
+        assert_eq!(s.graph_url, "https://graph.microsoft.com/v1.0");
+        assert!(
+            s.authority
+                .starts_with("https://login.microsoftonline.com/")
+        );
+        let mut bad = base.to_vec();
+        bad.push(("BOTMEDIA_CALLBACK_URL", "ftp://bot/cb"));
+        assert_eq!(
+            BotSettings::from_vars(vars(&bad)).unwrap_err().var,
+            "BOTMEDIA_CALLBACK_URL"
+        );
+        let mut bad = base.to_vec();
+        bad.push(("BOTMEDIA_ICE_ADDRESSES", "10.0.0.4, nope"));
+        let e = BotSettings::from_vars(vars(&bad)).unwrap_err();
+        assert!(e.to_string().contains("`nope` is not an IP address"), "{e}");
+        let mut good = base.to_vec();
+        good.extend([
+            ("BOTMEDIA_ICE_ADDRESSES", "10.0.0.4, 10.0.0.5"),
+            ("BOTMEDIA_WEBHOOK_LISTEN", "0.0.0.0:9441"),
+            (
+                "BOTMEDIA_PUBLIC_MP_URI",
+                "https://media.contoso.com:8445/MediaProcessor",
+            ),
+        ]);
+        let s = BotSettings::from_vars(vars(&good)).unwrap();
+        assert_eq!(s.media.ice_addresses.len(), 2);
+        assert_eq!(s.webhook_listen, Some("0.0.0.0:9441".parse().unwrap()));
+    }
+}
