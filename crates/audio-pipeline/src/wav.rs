@@ -1,9 +1,16 @@
 //! Reading and writing WAV files: PCM 8/16/24/32-bit integer or 32-bit float, any rate, any
 //! channel count, as found in prompts and test recordings. Malformed files get an error that
 //! names what is wrong; nothing here trusts a size field beyond the bytes present.
+//!
+//! For bots: [`Wav::read_frames`] turns a prompt into 20 ms [`Pcm16K`] frames (any rate and
+//! channel count, resampled to 16 kHz mono), and [`WavRecorder`] writes frames to a file as
+//! they come, so a recording survives a bot that stops early.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::frame::{Pcm16K, SAMPLES_PER_FRAME};
+use crate::resample::{Resampler, SampleRate};
 
 /// The largest WAV file read, in bytes (about 10 minutes of 48 kHz stereo).
 pub const MAX_WAV_BYTES: usize = 128 * 1024 * 1024;
@@ -50,6 +57,17 @@ pub enum WavError {
     /// The format is not one this reader decodes.
     #[error("unsupported WAV format: {0}")]
     Unsupported(String),
+    /// The file holds no samples.
+    #[error("WAV file has no samples")]
+    Empty,
+    /// The sample rate cannot be converted to 16 kHz.
+    #[error("cannot resample {rate} Hz to 16 kHz: {problem}")]
+    Resample {
+        /// The file's rate.
+        rate: u32,
+        /// Why.
+        problem: String,
+    },
 }
 
 impl Wav {
@@ -135,6 +153,56 @@ impl Wav {
             .collect()
     }
 
+    /// Reads a WAV file as 20 ms 16 kHz mono frames (channels averaged, resampled; the last
+    /// frame padded with silence).
+    pub fn read_frames(path: &Path) -> Result<Vec<Pcm16K>, WavError> {
+        Self::read(path)?.to_frames()
+    }
+
+    /// This audio as 16 kHz mono samples.
+    pub fn to_16k_mono(&self) -> Result<Vec<i16>, WavError> {
+        let mono = self.to_mono();
+        if mono.is_empty() {
+            return Err(WavError::Empty);
+        }
+        let rate = self.sample_rate;
+        if rate == 16_000 {
+            return Ok(mono);
+        }
+        let resample = |e: crate::resample::ResampleError| WavError::Resample {
+            rate,
+            problem: e.to_string(),
+        };
+        let from = SampleRate::new(rate).map_err(resample)?;
+        let mut r = Resampler::new(from, 1, SampleRate::HZ_16000, 1).map_err(resample)?;
+        let (chunk_in, chunk_out) = (r.input_frames(), r.output_frames());
+        let mut out = Vec::with_capacity(mono.len() * 16_000 / rate as usize + chunk_out);
+        let mut input = vec![0i16; chunk_in];
+        let mut output = vec![0i16; chunk_out];
+        for chunk in mono.chunks(chunk_in) {
+            input[..chunk.len()].copy_from_slice(chunk);
+            input[chunk.len()..].fill(0);
+            let n = r.process_i16(&input, &mut output).map_err(resample)?;
+            out.extend_from_slice(&output[..n]);
+        }
+        // The last chunk was padded with silence: keep the input's duration only.
+        out.truncate((mono.len() as u64 * 16_000).div_ceil(u64::from(rate)) as usize);
+        Ok(out)
+    }
+
+    /// This audio as 20 ms 16 kHz mono frames, the last one padded with silence.
+    pub fn to_frames(&self) -> Result<Vec<Pcm16K>, WavError> {
+        let samples = self.to_16k_mono()?;
+        Ok(samples
+            .chunks(SAMPLES_PER_FRAME)
+            .map(|chunk| {
+                let mut frame = Pcm16K::SILENCE;
+                frame.samples[..chunk.len()].copy_from_slice(chunk);
+                frame
+            })
+            .collect())
+    }
+
     /// Duration in seconds.
     pub fn duration_secs(&self) -> f64 {
         self.samples.len() as f64
@@ -169,6 +237,115 @@ impl Wav {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         std::fs::File::create(path)?.write_all(&self.to_bytes())
     }
+}
+
+/// Writes 16 kHz mono 16-bit frames to a WAV file as they come. The header's sizes are
+/// brought up to date by [`WavRecorder::finish`] (and, best effort, on drop), so a file
+/// cut short by a crash still holds its samples.
+#[derive(Debug)]
+pub struct WavRecorder {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    samples: u64,
+}
+
+impl WavRecorder {
+    /// The largest recording: what a 32-bit RIFF size can describe (about 37 hours).
+    pub const MAX_SAMPLES: u64 = (u32::MAX as u64 - 36) / 2;
+
+    /// Creates (or truncates) `path` and writes a header.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::File::create(path)?;
+        let mut file = std::io::BufWriter::new(file);
+        file.write_all(&header(0))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file: Some(file),
+            samples: 0,
+        })
+    }
+
+    /// Appends one frame.
+    pub fn write_frame(&mut self, frame: &Pcm16K) -> std::io::Result<()> {
+        self.write_samples(&frame.samples)
+    }
+
+    /// Appends samples; past [`Self::MAX_SAMPLES`] the rest is refused with an error.
+    pub fn write_samples(&mut self, samples: &[i16]) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(std::io::Error::other("the recording is finished"));
+        };
+        if self.samples + samples.len() as u64 > Self::MAX_SAMPLES {
+            return Err(std::io::Error::other("the recording reached the WAV size limit"));
+        }
+        let mut bytes = [0u8; 2 * SAMPLES_PER_FRAME];
+        for chunk in samples.chunks(SAMPLES_PER_FRAME) {
+            for (i, s) in chunk.iter().enumerate() {
+                bytes[2 * i..2 * i + 2].copy_from_slice(&s.to_le_bytes());
+            }
+            file.write_all(&bytes[..2 * chunk.len()])?;
+        }
+        self.samples += samples.len() as u64;
+        Ok(())
+    }
+
+    /// Samples written so far.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// Seconds written so far.
+    pub fn duration_secs(&self) -> f64 {
+        self.samples as f64 / 16_000.0
+    }
+
+    /// Where it writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the final sizes into the header and closes the file; returns the samples
+    /// written.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        self.close()?;
+        Ok(self.samples)
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        file.flush()?;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header(self.samples))?;
+        file.sync_data()
+    }
+}
+
+impl Drop for WavRecorder {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// The 44-byte header of a 16 kHz mono 16-bit PCM file with `samples` samples.
+fn header(samples: u64) -> [u8; 44] {
+    let data_len = (samples * 2).min(u64::from(u32::MAX - 36)) as u32;
+    let mut h = [0u8; 44];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[4..8].copy_from_slice(&(36 + data_len).to_le_bytes());
+    h[8..16].copy_from_slice(b"WAVEfmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes());
+    h[22..24].copy_from_slice(&1u16.to_le_bytes());
+    h[24..28].copy_from_slice(&16_000u32.to_le_bytes());
+    h[28..32].copy_from_slice(&32_000u32.to_le_bytes());
+    h[32..34].copy_from_slice(&2u16.to_le_bytes());
+    h[34..36].copy_from_slice(&16u16.to_le_bytes());
+    h[36..40].copy_from_slice(b"data");
+    h[40..44].copy_from_slice(&data_len.to_le_bytes());
+    h
 }
 
 #[derive(Clone, Copy)]
@@ -268,6 +445,50 @@ impl Fmt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorder_writes_a_file_the_reader_reads_back() {
+        let dir = std::env::temp_dir().join(format!("wavrec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rec.wav");
+        let mut rec = WavRecorder::create(&path).unwrap();
+        let mut frame = Pcm16K::SILENCE;
+        for (i, s) in frame.samples.iter_mut().enumerate() {
+            *s = i as i16 * 7 - 1000;
+        }
+        rec.write_frame(&frame).unwrap();
+        rec.write_frame(&frame).unwrap();
+        assert_eq!(rec.finish().unwrap(), 640);
+        let wav = Wav::read(&path).unwrap();
+        assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
+        assert_eq!(&wav.samples[320..], &frame.samples[..]);
+        // Dropped without finish: the header still tells the truth.
+        let mut rec = WavRecorder::create(&path).unwrap();
+        rec.write_frame(&frame).unwrap();
+        drop(rec);
+        assert_eq!(Wav::read(&path).unwrap().samples.len(), 320);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn frames_come_at_16k_mono_whatever_the_file() {
+        // One second of 48 kHz stereo: 50 frames.
+        let wav = Wav {
+            sample_rate: 48_000,
+            channels: 2,
+            samples: vec![1000; 96_000],
+        };
+        let frames = wav.to_frames().unwrap();
+        assert_eq!(frames.len(), 50);
+        // Past the resampler's settling, the level is kept.
+        assert!((frames[25].samples[100] - 1000).abs() < 20);
+        let empty = Wav {
+            sample_rate: 16_000,
+            channels: 1,
+            samples: vec![],
+        };
+        assert_eq!(empty.to_frames().unwrap_err(), WavError::Empty);
+    }
 
     fn tone() -> Wav {
         Wav {
