@@ -2,6 +2,7 @@
 //! `establishing` to `terminated` as the scenario's participants answer, ring out, reject or
 //! hang up, and the keepAlive rule.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +23,9 @@ pub struct CallResult {
     pub code: u16,
     /// `resultInfo.subcode`.
     pub subcode: u32,
-    /// `resultInfo.message`.
-    pub message: &'static str,
+    /// `resultInfo.message`: the constants' general text, or one that names what was wrong
+    /// (see [`CallResult::with_message`]).
+    pub message: Cow<'static, str>,
 }
 
 impl CallResult {
@@ -31,62 +33,70 @@ impl CallResult {
     pub const ENDED_BY_BOT: Self = Self {
         code: 200,
         subcode: 7000,
-        message: "The call was ended by the application.",
+        message: Cow::Borrowed("The call was ended by the application."),
     };
     /// The other side hung up.
     pub const ENDED_BY_PEER: Self = Self {
         code: 200,
         subcode: 4097,
-        message: "The call was ended by the other participant.",
+        message: Cow::Borrowed("The call was ended by the other participant."),
     };
     /// Nobody could be reached.
     pub const NO_CALLEE: Self = Self {
         code: 480,
         subcode: 10037,
-        message: "No callee endpoints were found.",
+        message: Cow::Borrowed("No callee endpoints were found."),
     };
     /// The callee rejected the call as busy.
     pub const BUSY: Self = Self {
         code: 486,
         subcode: 0,
-        message: "The callee is busy.",
+        message: Cow::Borrowed("The callee is busy."),
     };
     /// Nobody answered before the ring timeout.
     pub const NO_ANSWER: Self = Self {
         code: 408,
         subcode: 10057,
-        message: "The callee did not answer.",
+        message: Cow::Borrowed("The callee did not answer."),
     };
     /// No keepAlive for too long.
     pub const NO_KEEP_ALIVE: Self = Self {
         code: 408,
         subcode: 8537,
-        message: "The call was ended because no keepAlive was received.",
+        message: Cow::Borrowed("The call was ended because no keepAlive was received."),
     };
     /// The bot did not answer an incoming call within 15 s.
     pub const NOT_ANSWERED_BY_BOT: Self = Self {
         code: 408,
         subcode: 10058,
-        message: "The application did not answer the incoming call in time.",
+        message: Cow::Borrowed("The application did not answer the incoming call in time."),
     };
     /// The meeting does not exist.
     pub const MEETING_NOT_FOUND: Self = Self {
         code: 404,
         subcode: 11000,
-        message: "The meeting was not found.",
+        message: Cow::Borrowed("The meeting was not found."),
     };
     /// The bot's media could not be reached.
     pub const BOT_MEDIA_FAILED: Self = Self {
         code: 500,
         subcode: 1005,
-        message: "The application's media endpoint could not be connected.",
+        message: Cow::Borrowed("The application's media endpoint could not be connected."),
     };
     /// Media connectivity was lost.
     pub const MEDIA_LOST: Self = Self {
         code: 410,
         subcode: 301005,
-        message: "Media connectivity was lost.",
+        message: Cow::Borrowed("Media connectivity was lost."),
     };
+
+    /// The same code and subcode with a message that says more.
+    pub fn with_message(self, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            message: message.into(),
+            ..self
+        }
+    }
 
     fn to_json(&self) -> Value {
         json!({
@@ -112,9 +122,9 @@ pub(crate) struct Target {
 pub(crate) enum Plan {
     /// Peer-to-peer, group or PSTN: ring the targets.
     Direct(Vec<Target>),
-    /// Join a meeting (None: the scenario has no such meeting).
+    /// Join a meeting (Err: the scenario has no such meeting, and why).
     Meeting {
-        meeting: Option<(Meeting, Vec<Target>)>,
+        meeting: Result<(Meeting, Vec<Target>), String>,
         as_guest: bool,
     },
     /// Someone calls the bot: the bot must answer, reject or redirect within the window.
@@ -325,6 +335,16 @@ impl CallEntry {
             close_media(shared, &self.id, link);
         }
         self.ended.send_replace(true);
+        // The message is left out: it can name scenario users and phone numbers.
+        tracing::info!(
+            target: "emulator::calls",
+            call_id = %self.id,
+            code = result.code,
+            subcode = result.subcode,
+            "call ended with {}/{}",
+            result.code,
+            result.subcode
+        );
         shared.log(
             LogKind::Request,
             Some(&self.id),
@@ -671,7 +691,11 @@ pub(crate) async fn run(
         Plan::Direct(targets) => {
             if !targets.iter().any(|t| t.known) {
                 if !call.wait(&shared, Duration::from_millis(200)).await {
-                    call.terminate(&shared, &CallResult::NO_CALLEE);
+                    let why = crate::lookup::unreachable_targets(
+                        &shared.scenario,
+                        targets.iter().map(|t| &t.participant),
+                    );
+                    call.terminate(&shared, &CallResult::NO_CALLEE.with_message(why));
                 }
                 return;
             }
@@ -800,9 +824,12 @@ pub(crate) async fn run(
             if call.wait(&shared, Duration::from_millis(100)).await {
                 return;
             }
-            let Some((meeting, members)) = meeting else {
-                call.terminate(&shared, &CallResult::MEETING_NOT_FOUND);
-                return;
+            let (meeting, members) = match meeting {
+                Ok(found) => found,
+                Err(why) => {
+                    call.terminate(&shared, &CallResult::MEETING_NOT_FOUND.with_message(why));
+                    return;
+                }
             };
             for m in members {
                 let pid = uuid::Uuid::new_v4().to_string();

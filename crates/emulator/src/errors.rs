@@ -75,6 +75,12 @@ pub fn client_request_id(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(128).collect())
 }
 
+/// The id of the request being served (the one its `request-id` header and log line carry),
+/// or a fresh one outside a request.
+fn request_id() -> String {
+    crate::middleware::current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 /// `{"error":{"code","message","innerError":{"request-id","date","client-request-id"}}}`.
 pub fn envelope(code: &str, message: &str, client_request_id: Option<&str>) -> Value {
     let now = OffsetDateTime::now_utc();
@@ -88,7 +94,7 @@ pub fn envelope(code: &str, message: &str, client_request_id: Option<&str>) -> V
             "code": code,
             "message": message,
             "innerError": {
-                "request-id": uuid::Uuid::new_v4().to_string(),
+                "request-id": request_id(),
                 "date": date,
                 "client-request-id": client_request_id,
             }
@@ -116,5 +122,9 @@ pub fn graph_error_response(err: signalling::GraphError, headers: &HeaderMap) ->
         None => err,
     };
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, axum::Json(err.to_json())).into_response()
+    let mut body = err.to_json();
+    if let Some(inner) = body["error"]["innerError"].as_object_mut() {
+        inner.insert("request-id".into(), request_id().into());
+    }
+    (status, axum::Json(body)).into_response()
 }

@@ -233,6 +233,15 @@ pub(crate) async fn create_call(
             validated.scenario, validated.media, claims.appid
         ),
     );
+    tracing::info!(
+        target: "emulator::calls",
+        call_id = %id,
+        scenario = ?validated.scenario,
+        media = ?validated.media,
+        app_id = %claims.appid,
+        "call created: {:?}",
+        validated.scenario
+    );
     tokio::spawn(calls::run(shared.clone(), entry, plan, bot_identity));
     let location = format!("{}/{version}/communications/calls/{id}", shared.base_url());
     (
@@ -277,9 +286,7 @@ fn plan_for(shared: &Shared, scenario: &CallScenario, request: &Value, tenant: &
     };
     match scenario {
         CallScenario::MeetingJoin { as_guest, .. } => {
-            let thread = request["chatInfo"]["threadId"].as_str().unwrap_or("");
-            let message = request["chatInfo"]["messageId"].as_str().unwrap_or("0");
-            let meeting = sc.meeting(thread, message).map(|m| {
+            let meeting = crate::lookup::find_meeting(sc, request).map(|m| {
                 let members = m
                     .participants
                     .iter()
@@ -614,7 +621,7 @@ pub(crate) async fn call_action(
                 &CallResult {
                     code: 603,
                     subcode: 0,
-                    message: "The call was rejected by the application.",
+                    message: "The call was rejected by the application.".into(),
                 },
             );
             StatusCode::ACCEPTED.into_response()
@@ -644,7 +651,7 @@ pub(crate) async fn call_action(
                 &CallResult {
                     code: 200,
                     subcode: 7015,
-                    message: "The call was redirected.",
+                    message: "The call was redirected.".into(),
                 },
             );
             StatusCode::ACCEPTED.into_response()
@@ -666,7 +673,7 @@ pub(crate) async fn call_action(
                     &CallResult {
                         code: 200,
                         subcode: 7015,
-                        message: "The call was transferred.",
+                        message: "The call was transferred.".into(),
                     },
                 );
             });
@@ -853,7 +860,7 @@ pub(crate) async fn invite(
         match shared.scenario.user(uid) {
             Some(u) => joining.push(u.clone()),
             None => {
-                return ApiError::not_found(format!("User `{}` was not found.", short(uid)))
+                return ApiError::not_found(crate::lookup::unknown_user(&shared.scenario, uid))
                     .for_request(&headers)
                     .into_response();
             }

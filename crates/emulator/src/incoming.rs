@@ -46,9 +46,10 @@ pub(crate) fn place(
             p.says.clone(),
         )
     } else {
-        return Err(ApiError::not_found(
-            "'from' is neither a user nor a phone number of the scenario.",
-        ));
+        return Err(ApiError::not_found(crate::lookup::unknown_caller(
+            &shared.scenario,
+            from,
+        )));
     };
     let id = uuid::Uuid::new_v4().to_string();
     let bot_identity = json!({
@@ -92,6 +93,14 @@ pub(crate) fn place(
         LogKind::Request,
         Some(&id),
         format!("incoming call from {from} to app {}", app.app_id),
+    );
+    // The caller is left out: it can be a phone number.
+    tracing::info!(
+        target: "emulator::calls",
+        call_id = %id,
+        scenario = "incoming",
+        app_id = %app.app_id,
+        "call created: incoming to the bot"
     );
     let caller = Target {
         participant: identity,

@@ -15,12 +15,15 @@
 
 mod calls;
 mod dashboard;
+mod describe;
 mod errors;
 mod graph;
 pub mod identity;
 mod incoming;
 mod join;
+mod lookup;
 mod media;
+mod middleware;
 mod notify;
 mod recordings;
 pub mod scenario;

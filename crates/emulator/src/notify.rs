@@ -91,6 +91,24 @@ async fn deliver(shared: &Shared, call_id: &str, app_id: &str, tenant_id: &str, 
             .timeout(Duration::from_secs(10))
             .send()
             .await;
+        match &sent {
+            Ok(r) => tracing::debug!(
+                target: "emulator::notify",
+                call_id,
+                url = %loggable_url(&uri),
+                status = r.status().as_u16(),
+                attempt = attempt + 1,
+                "notification sent: {summary}"
+            ),
+            Err(e) => tracing::debug!(
+                target: "emulator::notify",
+                call_id,
+                url = %loggable_url(&uri),
+                error = %short(e),
+                attempt = attempt + 1,
+                "notification not delivered: {summary}"
+            ),
+        }
         match sent {
             Ok(r) if r.status().is_success() => {
                 shared.log_notification(call_id, &summary, &body, r.status().as_u16(), attempt + 1);
@@ -127,13 +145,19 @@ async fn deliver(shared: &Shared, call_id: &str, app_id: &str, tenant_id: &str, 
     );
 }
 
+/// A callback URL without its query and fragment, where a bot may carry a secret of its own.
+fn loggable_url(uri: &str) -> &str {
+    uri.split(['?', '#']).next().unwrap_or(uri)
+}
+
 fn short(e: &reqwest::Error) -> String {
     if e.is_connect() {
         "connection refused".into()
     } else if e.is_timeout() {
         "timed out".into()
     } else {
-        e.to_string()
+        // reqwest's own text names the URL, query included; its source does not.
+        std::error::Error::source(e).map_or_else(|| "request failed".to_owned(), |s| s.to_string())
     }
 }
 
@@ -166,4 +190,21 @@ pub(crate) fn summarize(body: &Value) -> String {
         "notification".into()
     };
     format!("{} {what}", n["changeType"].as_str().unwrap_or("updated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_lose_their_query() {
+        assert_eq!(
+            loggable_url("https://bot.example/cb?code=s3cret#x"),
+            "https://bot.example/cb"
+        );
+        assert_eq!(
+            loggable_url("http://127.0.0.1:9/cb"),
+            "http://127.0.0.1:9/cb"
+        );
+    }
 }

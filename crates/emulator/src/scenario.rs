@@ -32,6 +32,9 @@
 //! organizer = "112f7296-5fa4-42ca-bae8-6a692b15d4b8"
 //! participants = ["112f7296-5fa4-42ca-bae8-6a692b15d4b8"]
 //! lobby = "guests"                         # who waits: "nobody", "guests", "everyone_else"
+//! subject = "Weekly sync"                  # optional, for people
+//! join_meeting_id = "314 159 265 358"      # optional: joinMeetingIdMeetingInfo finds it
+//! passcode = "demo42"                      # optional: ... and must carry this passcode
 //! ```
 
 use std::collections::BTreeSet;
@@ -329,6 +332,125 @@ pub struct Meeting {
     /// Lobby policy.
     #[serde(default)]
     pub lobby: Lobby,
+    /// The meeting's title, for people reading the scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The numeric id people dial or type to join (`joinMeetingIdMeetingInfo.joinMeetingId`);
+    /// spaces are ignored when matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_meeting_id: Option<String>,
+    /// The passcode a `joinMeetingIdMeetingInfo` must carry, when set. Local use: it is shown
+    /// by [`Scenario::describe`] and never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passcode: Option<String>,
+}
+
+impl Meeting {
+    /// The Teams-style join URL of this meeting (`https://teams.microsoft.com/l/meetup-join/
+    /// {threadId}/{messageId}?context={"Tid":..,"Oid":..}`, percent-encoded): what a client
+    /// parses into `chatInfo` + `organizerMeetingInfo`, as Graph's SDKs do with a real one.
+    /// `tenant_id` is the organizer's tenant.
+    pub fn join_web_url(&self, tenant_id: &str) -> String {
+        let context = format!("{{\"Tid\":\"{tenant_id}\",\"Oid\":\"{}\"}}", self.organizer);
+        format!(
+            "{JOIN_WEB_URL_PREFIX}{}/{}?context={}",
+            percent_encode(&self.thread_id),
+            percent_encode(&self.message_id),
+            percent_encode(&context)
+        )
+    }
+
+    /// Whether `join_meeting_id` names this meeting (spaces ignored, as people type them).
+    pub fn has_join_meeting_id(&self, join_meeting_id: &str) -> bool {
+        let digits = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        self.join_meeting_id
+            .as_deref()
+            .is_some_and(|mine| !mine.is_empty() && digits(mine) == digits(join_meeting_id))
+    }
+}
+
+/// Where Teams meeting join URLs start.
+pub const JOIN_WEB_URL_PREFIX: &str = "https://teams.microsoft.com/l/meetup-join/";
+
+/// What a Teams meeting join URL says: the chat thread and message of the meeting and, from
+/// its `context`, the organizer and their tenant. Build a meeting join request from it:
+/// `chatInfo {threadId, messageId}` and `organizerMeetingInfo` with the organizer's user id
+/// and tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinWebUrl {
+    /// `chatInfo.threadId`, decoded (`19:meeting_...@thread.v2`).
+    pub thread_id: String,
+    /// `chatInfo.messageId` (`0` for a scheduled meeting).
+    pub message_id: String,
+    /// The organizer's tenant (`context.Tid`), if the URL has it.
+    pub tenant_id: Option<String>,
+    /// The organizer's user id (`context.Oid`), if the URL has it.
+    pub organizer_id: Option<String>,
+}
+
+impl JoinWebUrl {
+    /// Parses a `.../l/meetup-join/{thread}/{message}?context={..}` URL (any host, so a real
+    /// Teams link and an emulator scenario's link read the same). None when it is not one.
+    pub fn parse(url: &str) -> Option<Self> {
+        let (_, rest) = url.split_once("/l/meetup-join/")?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut segments = path.split('/');
+        let thread_id = percent_decode(segments.next()?)?;
+        let message_id = percent_decode(segments.next().unwrap_or("0"))?;
+        if thread_id.is_empty() || message_id.is_empty() || thread_id.chars().any(char::is_control)
+        {
+            return None;
+        }
+        let context = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("context="))
+            .and_then(percent_decode)
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok());
+        let field = |k: &str| {
+            context
+                .as_ref()
+                .and_then(|c| c[k].as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        Some(Self {
+            thread_id,
+            message_id,
+            tenant_id: field("Tid"),
+            organizer_id: field("Oid"),
+        })
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; None on a bad escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn default_message_id() -> String {
@@ -424,6 +546,9 @@ impl Default for Scenario {
                     "98da8a1a-1b87-452c-a713-65d3f10b5555".into(),
                 ],
                 lobby: Lobby::Guests,
+                subject: Some("Botmedia demo meeting".into()),
+                join_meeting_id: Some("314 159 265 358".into()),
+                passcode: Some("demo42".into()),
             }],
         }
     }
@@ -567,7 +692,28 @@ impl Scenario {
             check_voice(&p.says, &format!("phones[{i}].says"))?;
         }
         let mut threads = BTreeSet::new();
+        let mut join_ids = BTreeSet::new();
         for (i, m) in self.meetings.iter().enumerate() {
+            if let Some(id) = &m.join_meeting_id {
+                let digits: String = id.chars().filter(|c| !c.is_whitespace()).collect();
+                if digits.is_empty() {
+                    return bad(
+                        format!("meetings[{i}].join_meeting_id"),
+                        "must not be empty",
+                    );
+                }
+                if !join_ids.insert(digits) {
+                    return bad(
+                        format!("meetings[{i}].join_meeting_id"),
+                        "duplicated join meeting id",
+                    );
+                }
+            } else if m.passcode.is_some() {
+                return bad(
+                    format!("meetings[{i}].passcode"),
+                    "needs a join_meeting_id to go with it",
+                );
+            }
             if m.thread_id.is_empty() {
                 return bad(format!("meetings[{i}].thread_id"), "must not be empty");
             }

@@ -144,6 +144,23 @@ impl Emulator {
         format!("{}/v1/.well-known/OpenIdConfiguration", self.base_url())
     }
 
+    /// The page people join a call from with a browser (microphone and speakers over
+    /// WebRTC): `http://HOST:PORT/join`; `?call=CALL_ID&name=NAME` preselects the call and
+    /// the name, `&auto=1` joins at once.
+    pub fn join_url(&self) -> String {
+        format!("{}/join", self.base_url())
+    }
+
+    /// The dashboard: calls, rosters, levels and the event log, `http://HOST:PORT/`.
+    pub fn dashboard_url(&self) -> String {
+        format!("{}/", self.base_url())
+    }
+
+    /// The scenario in force, for people: see [`Scenario::describe`].
+    pub fn describe(&self) -> String {
+        self.shared.scenario.describe(&self.base_url())
+    }
+
     /// The scenario in force.
     pub fn scenario(&self) -> &Scenario {
         &self.shared.scenario
@@ -187,7 +204,7 @@ impl Drop for Emulator {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/v1/.well-known/OpenIdConfiguration", get(openid))
         .route("/v1/.well-known/keys", get(jwks))
@@ -253,7 +270,15 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(shared)
+        .with_state(shared);
+    // `Router::layer` wraps each route, inside the code that adds a 405's `Allow` header;
+    // wrapping the whole router as one service puts these after it.
+    Router::new()
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn(
+            crate::middleware::method_not_allowed,
+        ))
+        .layer(axum::middleware::from_fn(crate::middleware::log_requests))
 }
 
 async fn not_found(headers: HeaderMap) -> Response {

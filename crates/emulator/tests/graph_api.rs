@@ -536,3 +536,168 @@ async fn record_response_produces_a_downloadable_recording() {
     );
     f.stop().await;
 }
+
+impl Fixture {
+    /// Creates a call (201 expected) and returns its id.
+    async fn create(&self, token: &str, body: &Value) -> String {
+        let r = self
+            .http
+            .post(format!("{}/communications/calls", self.emu.graph_url()))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The first notification of call `id` that moves it to `state`.
+    async fn state_of(&self, id: &str, state: &str) -> Value {
+        let n = self
+            .wait_for(state, |v| {
+                v["value"][0]["resourceUrl"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with(id))
+                    && v["value"][0]["resourceData"]["state"] == state
+            })
+            .await;
+        n["value"][0]["resourceData"].clone()
+    }
+
+    fn meeting_request(&self, chat_info: Option<Value>, meeting_info: Value) -> Value {
+        let mut body = json!({
+            "@odata.type": "#microsoft.graph.call",
+            "callbackUri": self.callback_url,
+            "requestedModalities": ["audio"],
+            "mediaConfig": { "@odata.type": "#microsoft.graph.serviceHostedMediaConfig" },
+            "meetingInfo": meeting_info,
+            "tenantId": DEFAULT_TENANT
+        });
+        if let Some(chat) = chat_info {
+            body["chatInfo"] = chat;
+        }
+        body
+    }
+}
+
+fn organizer_info(organizer: &str, tenant: &str) -> Value {
+    json!({ "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+        "organizer": { "@odata.type": "#microsoft.graph.identitySet",
+            "user": { "@odata.type": "#microsoft.graph.identity", "id": organizer, "tenantId": tenant } },
+        "allowConversationWithoutHost": true })
+}
+
+#[tokio::test]
+async fn a_scenario_meeting_is_joined_by_join_meeting_id_and_by_its_join_url() {
+    let f = Fixture::start(fast()).await;
+    let token = f.access_token().await;
+    let meeting = f.emu.scenario().meetings[0].clone();
+    // joinMeetingIdMeetingInfo with the passcode, the id typed without its spaces.
+    let by_id = f.meeting_request(
+        None,
+        json!({ "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+            "joinMeetingId": meeting.join_meeting_id.as_deref().unwrap().replace(' ', ""),
+            "passcode": meeting.passcode.as_deref().unwrap() }),
+    );
+    let id = f.create(&token, &by_id).await;
+    f.state_of(&id, "established").await;
+    // The join URL the scenario's description prints, read as a client reads a Teams link.
+    let url = f
+        .emu
+        .describe()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("joinWebUrl ").map(str::to_owned))
+        .expect("a joinWebUrl line");
+    let parsed = emulator::scenario::JoinWebUrl::parse(&url).expect("a join URL");
+    let by_url = f.meeting_request(
+        Some(json!({ "@odata.type": "#microsoft.graph.chatInfo",
+            "threadId": parsed.thread_id, "messageId": parsed.message_id })),
+        organizer_info(
+            parsed.organizer_id.as_deref().unwrap(),
+            parsed.tenant_id.as_deref().unwrap(),
+        ),
+    );
+    let id = f.create(&token, &by_url).await;
+    let est = f.state_of(&id, "established").await;
+    assert_eq!(est["chatInfo"]["threadId"], meeting.thread_id.as_str());
+    // A wrong passcode does not get in, and the message does not give the right one away.
+    let wrong = f.meeting_request(
+        None,
+        json!({ "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+            "joinMeetingId": meeting.join_meeting_id.as_deref().unwrap(),
+            "passcode": "nope" }),
+    );
+    let id = f.create(&token, &wrong).await;
+    let ended = f.state_of(&id, "terminated").await;
+    assert_eq!(
+        (
+            ended["resultInfo"]["code"].as_u64(),
+            ended["resultInfo"]["subcode"].as_u64()
+        ),
+        (Some(404), Some(11000))
+    );
+    let message = ended["resultInfo"]["message"].as_str().unwrap();
+    assert!(message.contains("passcode does not match"), "{message}");
+    assert!(
+        !message.contains(meeting.passcode.as_deref().unwrap()),
+        "{message}"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_from_graphs_docs_end_with_messages_that_say_what_the_scenario_has() {
+    let f = Fixture::start(fast()).await;
+    let token = f.access_token().await;
+    let meeting = f.emu.scenario().meetings[0].clone();
+    // Example 5 of the create-call docs: a meeting the scenario does not have.
+    let docs_meeting = f.meeting_request(
+        Some(json!({ "@odata.type": "#microsoft.graph.chatInfo",
+            "threadId": "19:meeting_Win6Ydo4wsMijFjZS00ZGVjLTk5MGUtOTRjNWY2NmNkYTFm@thread.v2",
+            "messageId": "0" })),
+        organizer_info("5810cede-f3cc-42eb-b2c1-e9bd5d53ec96", DEFAULT_TENANT),
+    );
+    let id = f.create(&token, &docs_meeting).await;
+    let ended = f.state_of(&id, "terminated").await;
+    assert_eq!(ended["resultInfo"]["code"], 404);
+    assert_eq!(ended["resultInfo"]["subcode"], 11000);
+    let message = ended["resultInfo"]["message"].as_str().unwrap();
+    assert!(message.contains("19:meeting_Win6Ydo4ws"), "{message}");
+    assert!(message.contains(&meeting.thread_id), "{message}");
+    // A peer-to-peer call to a user the scenario does not have.
+    let id = f
+        .create(
+            &token,
+            &f.p2p_request("8e2d6f0a-1111-2222-3333-444455556666"),
+        )
+        .await;
+    let ended = f.state_of(&id, "terminated").await;
+    assert_eq!(ended["resultInfo"]["code"], 480);
+    assert_eq!(ended["resultInfo"]["subcode"], 10037);
+    let message = ended["resultInfo"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no user with id `8e2d6f0a-1111-2222-3333-444455556666`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Grace (id 550fae72-d251-43ec-868c-373732c2704f)"),
+        "{message}"
+    );
+    // GET on the call shows the same resultInfo.
+    let call: Value = f
+        .http
+        .get(format!("{}/communications/calls/{id}", f.emu.graph_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(call["resultInfo"]["message"], message);
+    f.stop().await;
+}
