@@ -78,6 +78,37 @@ impl CallRequest {
         .tenant(organizer_tenant)
     }
 
+    /// Joins a meeting by its Teams join URL
+    /// (`https://teams.microsoft.com/l/meetup-join/{thread}/{message}?context={"Tid":..,"Oid":..}`,
+    /// any host): the thread and message become `chatInfo`, the context's organizer (`Oid`)
+    /// and tenant (`Tid`) an `organizerMeetingInfo`, as Graph's SDKs read such a link.
+    /// `None` when the URL is not one, or its context names no organizer or tenant.
+    pub fn join_meeting_url(url: &str) -> Option<Self> {
+        let (_, rest) = url.trim().split_once("/l/meetup-join/")?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut segments = path.split('/');
+        let thread_id = percent_decode(segments.next()?)?;
+        let message_id = match segments.next() {
+            None | Some("") => "0".to_owned(),
+            Some(m) => percent_decode(m)?,
+        };
+        if thread_id.is_empty() || thread_id.chars().any(char::is_control) {
+            return None;
+        }
+        let context: serde_json::Value = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("context="))
+            .and_then(percent_decode)
+            .and_then(|c| serde_json::from_str(&c).ok())?;
+        let field = |k: &str| context[k].as_str().filter(|v| !v.trim().is_empty());
+        Some(Self::join_meeting(
+            &thread_id,
+            &message_id,
+            field("Oid")?,
+            field("Tid")?,
+        ))
+    }
+
     /// Joins a meeting with a join token (`tokenMeetingInfo`).
     pub fn join_meeting_with_token(thread_id: &str, message_id: &str, token: &str) -> Self {
         let info = TokenMeetingInfo {
@@ -230,6 +261,25 @@ fn chat_info(thread_id: &str, message_id: &str) -> ChatInfo {
     }
 }
 
+/// Decodes `%XX` escapes (and `+` as itself); `None` on a bad escape or bytes that are not
+/// UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +328,34 @@ mod tests {
             check_call(&pstn.build(CB)).unwrap().scenario,
             Scenario::Pstn
         );
+    }
+
+    #[test]
+    fn a_teams_join_url_becomes_chat_info_and_organizer_meeting_info() {
+        let url = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NjA4%40thread.v2/0?context=%7b%22Tid%22%3a%22t1%22%2c%22Oid%22%3a%22o1%22%7d";
+        let call = CallRequest::join_meeting_url(url)
+            .expect("a join URL")
+            .build(CB);
+        let expected = CallRequest::join_meeting("19:meeting_NjA4@thread.v2", "0", "o1", "t1");
+        assert_eq!(call, expected.build(CB));
+        assert!(matches!(
+            check_call(&call).unwrap().scenario,
+            Scenario::MeetingJoin {
+                as_guest: false,
+                ..
+            }
+        ));
+        for bad in [
+            "",
+            "https://teams.microsoft.com/",
+            "https://teams.microsoft.com/l/meetup-join/%zz/0?context=%7b%7d",
+            "https://teams.microsoft.com/l/meetup-join/%0a/0?context=%7b%22Tid%22%3a%22t%22%2c%22Oid%22%3a%22o%22%7d",
+            // No context, a context that is not JSON, or one without the organizer.
+            "https://teams.microsoft.com/l/meetup-join/19%3aabc%40thread.v2/0",
+            "https://teams.microsoft.com/l/meetup-join/19%3aabc%40thread.v2/0?context=%7b",
+            "https://teams.microsoft.com/l/meetup-join/19%3aabc%40thread.v2/0?context=%7b%22Tid%22%3a%22t1%22%7d",
+        ] {
+            assert!(CallRequest::join_meeting_url(bad).is_none(), "{bad}");
+        }
     }
 }
