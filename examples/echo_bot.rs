@@ -1,60 +1,90 @@
-//! An echo bot: one media session whose received audio is sent straight back.
+//! An echo bot: calls a user through Graph and sends back every frame it hears.
 //!
-//! It prints the session's blob (what a create-call or answer request carries in
-//! `appHostedMediaConfig.blob`) and echoes every frame until the leg ends or Ctrl-C.
-//! Run: `cargo run --example echo_bot`; `--seconds N` stops it after N seconds.
+//! Start a local calling service in one terminal (`botmedia emulator`, on
+//! http://127.0.0.1:8440) and run the bot in another:
+//!
+//! ```text
+//! cargo run --example echo_bot -- [--emulator URL] [--user ID] [--seconds N]
+//! ```
+//!
+//! `--user` defaults to Grace, the emulator's user who echoes: the call then carries silence
+//! until she says something else (the dashboard's "say" makes her say a tone). Without
+//! `--emulator`, `BOTMEDIA_*` variables are read when `BOTMEDIA_EMULATOR` or `BOTMEDIA_APP_ID`
+//! is set (the real service: see `BotSettings::from_vars`).
 
+use std::error::Error;
 use std::time::Duration;
 
-use botmedia::session::AudioSocketSettings;
-use botmedia::{AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings};
+use botmedia::{AudioSocketEvent, Bot, BotError, BotSettings, CallItem, CallRequest, EnvError};
+
+/// Grace, the emulator's scenario user who echoes what she hears.
+pub const ECHO_USER: &str = "550fae72-d251-43ec-868c-373732c2704f";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seconds = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .map(|s| s.parse::<u64>())
-        .transpose()
-        .map_err(|e| format!("--seconds: {e}"))?;
-    let platform = MediaPlatform::start(MediaPlatformSettings::default()).await?;
-    let mut session = platform.create_session(AudioSocketSettings::default(), None)?;
-    println!("{}", session.blob().to_json());
-    eprintln!(
-        "echo bot ready; the service posts its SDP offer to {}/sessions/<mpMediaSessionId>",
-        platform.mp_uri()
-    );
-    let socket = session.audio_socket();
-    let run = async {
-        while let Some(item) = socket.next().await {
+async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+    let args: Vec<String> = std::env::args().collect();
+    let user = arg(&args, "--user").unwrap_or(ECHO_USER);
+    let seconds = arg(&args, "--seconds").map(str::parse).transpose()?;
+    let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
+    let (heard, echoed) = echo(&bot, user, seconds.map(Duration::from_secs)).await?;
+    println!("heard {heard} frames, echoed {echoed}");
+    bot.shutdown().await;
+    Ok(())
+}
+
+/// Calls `user` and echoes until the call ends, `limit` passes or Ctrl-C (then hangs up).
+/// Returns the frames heard and echoed.
+pub async fn echo(bot: &Bot, user: &str, limit: Option<Duration>) -> Result<(u64, u64), BotError> {
+    let mut call = bot.call(CallRequest::peer_to_peer(user, None)).await?;
+    println!("calling {user}: call {}", call.id());
+    let (mut heard, mut echoed) = (0, 0);
+    let echo = async {
+        while let Some(item) = call.next().await {
             match item {
-                // A full send queue means the far side stopped draining: drop the frame.
-                AudioSocketItem::Frame(frame) => drop(socket.send(frame.pcm)),
-                AudioSocketItem::Event(AudioSocketEvent::QualityUpdated(_)) => {}
-                AudioSocketItem::Event(event) => eprintln!("event: {event:?}"),
+                CallItem::Frame(frame) => {
+                    heard += 1;
+                    // A full send queue hands the frame back: the far side stopped draining.
+                    echoed += u64::from(call.send(frame.pcm).is_ok());
+                }
+                CallItem::Media(AudioSocketEvent::QualityUpdated(_)) => {} // every few seconds
+                other => println!("{other:?}"),
             }
         }
     };
-    match seconds {
-        Some(s) => {
-            let _ = tokio::time::timeout(Duration::from_secs(s), run).await;
-        }
-        None => {
-            tokio::select! {
-                _ = run => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
+    let ended = tokio::select! {
+        () = echo => true,
+        () = stop(limit) => false,
+    };
+    if !ended {
+        println!("hanging up");
+        call.hang_up().await?;
     }
-    let stats = session.audio_socket().quality();
-    eprintln!(
-        "frames in {}, out {}, concealed {}, FEC-recovered {}",
-        stats.pipeline.frames_received,
-        stats.pipeline.frames_sent,
-        stats.pipeline.concealed,
-        stats.pipeline.fec_recovered
-    );
-    drop(session);
-    platform.shutdown().await;
-    Ok(())
+    Ok((heard, echoed))
+}
+
+/// Waits `limit`, or for Ctrl-C when there is none.
+async fn stop(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => drop(tokio::signal::ctrl_c().await),
+    }
+}
+
+/// `--emulator URL`; else the `BOTMEDIA_*` variables when they name a service; else the
+/// emulator's default address.
+pub fn settings(emulator: Option<&str>) -> Result<BotSettings, EnvError> {
+    let from_env = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    match emulator {
+        Some(url) => Ok(BotSettings::emulator(url)),
+        None if from_env => BotSettings::from_env(),
+        None => Ok(BotSettings::emulator("http://127.0.0.1:8440")),
+    }
+}
+
+/// The value after `name` on the command line.
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).map(String::as_str)
 }

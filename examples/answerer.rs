@@ -1,0 +1,109 @@
+//! An answering machine that talks back: answers every call that rings the bot (app-hosted
+//! media), greets with a short tone, then echoes what it hears and logs the call's events.
+//! Past `--max-calls` calls at once (default 4), it rejects new ones as busy.
+//!
+//! Start a local calling service (`botmedia emulator`, on http://127.0.0.1:8440), run
+//!
+//! ```text
+//! cargo run --example answerer -- [--max-calls N] [--emulator URL]
+//! ```
+//!
+//! and ring it: it prints its callback URL, which the dashboard's incoming call (or
+//! `POST /emulator/incoming {"from": USER_ID, "callbackUri": URL}`) takes. Without
+//! `--emulator`, `BOTMEDIA_*` variables are read when `BOTMEDIA_EMULATOR` or
+//! `BOTMEDIA_APP_ID` is set.
+
+use std::error::Error;
+
+use botmedia::{
+    AudioSocketEvent, Bot, BotCall, BotSettings, CallItem, EnvError, Pcm16K, RejectReason,
+};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let max_calls = arg(&args, "--max-calls").unwrap_or("4").parse()?;
+    let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
+    println!("answering calls at {}", bot.callback_url());
+    tokio::select! {
+        () = serve(&bot, max_calls) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    bot.shutdown().await;
+    Ok(())
+}
+
+/// Answers the bot's calls until it stops, each in a task of its own (aborted when this
+/// future is dropped), rejecting those beyond `max_calls` at once.
+pub async fn serve(bot: &Bot, max_calls: usize) {
+    let mut calls = tokio::task::JoinSet::new();
+    while let Some(incoming) = bot.next_incoming().await {
+        while calls.try_join_next().is_some() {} // reap the finished ones
+        let id = incoming.id().map(ToString::to_string).unwrap_or_default();
+        if calls.len() >= max_calls {
+            println!("{id}: {max_calls} calls already, rejecting");
+            if let Err(e) = incoming.reject(RejectReason::Busy).await {
+                println!("{id}: rejecting failed: {e}");
+            }
+            continue;
+        }
+        calls.spawn(async move {
+            match incoming.answer().await {
+                Ok(call) => talk(call).await,
+                Err(e) => println!("{id}: answering failed: {e}"),
+            }
+        });
+    }
+}
+
+/// Greets, then echoes until the call ends.
+async fn talk(mut call: BotCall) {
+    let id = call.id().clone();
+    println!("{id}: answered");
+    let mut greeting = greeting().into_iter();
+    while let Some(item) = call.next().await {
+        match item {
+            // One frame out per frame in (every 20 ms): the greeting first, then the echo.
+            CallItem::Frame(frame) => {
+                let _ = call.send(greeting.next().unwrap_or(frame.pcm));
+            }
+            CallItem::Media(AudioSocketEvent::QualityUpdated(_)) => {}
+            other => println!("{id}: {other:?}"),
+        }
+    }
+}
+
+/// 300 ms of 660 Hz at -12 dBFS.
+fn greeting() -> Vec<Pcm16K> {
+    (0..15)
+        .map(|n| {
+            let mut frame = Pcm16K::SILENCE;
+            for (i, s) in frame.samples.iter_mut().enumerate() {
+                let t = (n * 320 + i) as f32 / 16_000.0;
+                *s = (8_000.0 * (std::f32::consts::TAU * 660.0 * t).sin()) as i16;
+            }
+            frame
+        })
+        .collect()
+}
+
+/// `--emulator URL`; else the `BOTMEDIA_*` variables when they name a service; else the
+/// emulator's default address.
+pub fn settings(emulator: Option<&str>) -> Result<BotSettings, EnvError> {
+    let from_env = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    match emulator {
+        Some(url) => Ok(BotSettings::emulator(url)),
+        None if from_env => BotSettings::from_env(),
+        None => Ok(BotSettings::emulator("http://127.0.0.1:8440")),
+    }
+}
+
+/// The value after `name` on the command line.
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).map(String::as_str)
+}

@@ -1,0 +1,311 @@
+//! The bot examples, each against an in-process emulator.
+//!
+//! Each example file is compiled into this test as a module and the test calls the function
+//! its `main` calls after parsing the command line (`echo_bot::echo`, `recorder::record`,
+//! `ivr::serve`, `answerer::serve`), on a bot built by the example's own `settings`. Running
+//! the example binaries instead would depend on them being built and fresh: `cargo test
+//! --test examples` and nextest's `-E 'binary(examples)'` filters build no examples, and a
+//! stale binary would be tested silently. What is left out is the argument parsing of each
+//! `main`, a few lines each.
+//!
+//! The tests observe the calls from the emulator's side (`GET /emulator/state`: call
+//! states, results, the bot's send level) and drive them from there (`/emulator/incoming`,
+//! `.../tone`, `.../say`, `.../hangup`), as a person on the dashboard would.
+
+#[allow(
+    dead_code,
+    reason = "the example's `main` and its helpers are for its binary"
+)]
+#[path = "../examples/answerer.rs"]
+mod answerer;
+#[allow(
+    dead_code,
+    reason = "the example's `main` and its helpers are for its binary"
+)]
+#[path = "../examples/echo_bot.rs"]
+mod echo_bot;
+#[allow(
+    dead_code,
+    reason = "the example's `main` and its helpers are for its binary"
+)]
+#[path = "../examples/ivr.rs"]
+mod ivr;
+#[allow(
+    dead_code,
+    reason = "the example's `main` and its helpers are for its binary"
+)]
+#[path = "../examples/recorder.rs"]
+mod recorder;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use botmedia::Bot;
+use emulator::scenario::DEFAULT_TENANT;
+use emulator::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+/// Every wait of these tests is bounded by this.
+const WAIT: Duration = Duration::from_secs(10);
+/// John, a scenario user who says a 440 Hz tone.
+const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
+const ENDED_BY_BOT: &str = "200/7000";
+const TRANSFERRED: &str = "200/7015";
+const REJECTED: &str = "603/0";
+
+/// An emulator on a free loopback port and a bot pointed at it by an example's `settings`.
+async fn start() -> (Emulator, Bot) {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let settings = echo_bot::settings(Some(&emu.base_url())).unwrap();
+    let bot = Bot::start(settings).await.unwrap();
+    (emu, bot)
+}
+
+async fn stop(emu: Emulator, bot: Bot) {
+    bot.shutdown().await;
+    emu.shutdown().await;
+}
+
+/// A task aborted when the test ends, passed or not.
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The emulator's view of call `id`: state, result, roster with levels.
+async fn emulated_call(emu: &Emulator, id: &str) -> Option<Value> {
+    let state: Value = reqwest::get(format!("{}/emulator/state", emu.base_url()))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    state["calls"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+}
+
+async fn post(emu: &Emulator, path: &str, body: Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", emu.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "POST {path}: {response:?}");
+}
+
+/// Polls `check` every 50 ms until it gives a value; panics naming `what` after [`WAIT`].
+async fn wait_for<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until call `id` is established with its media connected.
+async fn established(emu: &Emulator, id: &str) -> Value {
+    wait_for(&format!("call {id} established with media"), || async {
+        emulated_call(emu, id)
+            .await
+            .filter(|c| c["state"] == "established" && c["mediaConnected"] == true)
+    })
+    .await
+}
+
+/// Waits until call `id` ended; returns its result (`code/subcode: message`).
+async fn ended(emu: &Emulator, id: &str) -> String {
+    wait_for(&format!("call {id} to end"), || async {
+        let call = emulated_call(emu, id).await?;
+        (call["state"] == "terminated").then(|| call["result"].as_str().unwrap_or("").to_owned())
+    })
+    .await
+}
+
+/// The level (0 to 1) at which the emulator hears the bot in `call`.
+fn bot_level(call: &Value) -> f64 {
+    call["participants"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["isBot"] == true))
+        .and_then(|p| p["level"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_bot_calls_the_echo_user_and_sends_back_what_it_hears() {
+    let (emu, bot) = start().await;
+    let mut echo = Task(tokio::spawn({
+        let bot = bot.clone();
+        async move { echo_bot::echo(&bot, echo_bot::ECHO_USER, Some(Duration::from_secs(4))).await }
+    }));
+    let id = wait_for("the bot's call", || async {
+        bot.calls().first().map(|c| c.id.to_string())
+    })
+    .await;
+    let call = established(&emu, &id).await;
+    // Grace echoes, so the call is silent until she says something: a tone.
+    let grace = call["participants"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["isBot"] == false))
+        .and_then(|p| p["participant"]["id"].as_str())
+        .expect("Grace in the roster")
+        .to_owned();
+    post(
+        &emu,
+        &format!("/emulator/calls/{id}/participants/{grace}/say"),
+        json!({ "tone": 500.0 }),
+    )
+    .await;
+    wait_for("the bot to send the tone back", || async {
+        emulated_call(&emu, &id)
+            .await
+            .filter(|c| bot_level(c) > 0.3)
+    })
+    .await;
+    let (heard, echoed) = tokio::time::timeout(WAIT, &mut echo.0)
+        .await
+        .expect("the echo bot stops after --seconds")
+        .unwrap()
+        .unwrap();
+    assert!(heard > 50 && echoed > 50, "heard {heard}, echoed {echoed}");
+    assert!(ended(&emu, &id).await.starts_with(ENDED_BY_BOT));
+    stop(emu, bot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_writes_what_a_meeting_says() {
+    let (emu, bot) = start().await;
+    let meeting = &emu.scenario().meetings[0];
+    let source = recorder::Source::Meeting {
+        thread: meeting.thread_id.clone(),
+        message: meeting.message_id.clone(),
+        organizer: meeting.organizer.clone(),
+        tenant: DEFAULT_TENANT.into(),
+    };
+    let path = std::env::temp_dir().join(format!("botmedia-recorder-{}.wav", std::process::id()));
+    let written = tokio::time::timeout(
+        WAIT,
+        recorder::record(&bot, &source, &path, Some(Duration::from_secs(3))),
+    )
+    .await
+    .expect("the recorder stops after --seconds")
+    .unwrap();
+    let wav = botmedia::wav::Wav::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
+    assert_eq!(wav.samples.len(), (written * 16_000.0).round() as usize);
+    assert!(written > 2.0, "{written} s written");
+    // John and Ada say 440 and 660 Hz; nobody says 1 kHz.
+    let last_second = &wav.samples[wav.samples.len() - 16_000..];
+    let (a, b, none) = (
+        amplitude(last_second, 440.0),
+        amplitude(last_second, 660.0),
+        amplitude(last_second, 1000.0),
+    );
+    assert!(
+        a > 1000.0 && b > 1000.0 && none < 200.0,
+        "440 Hz {a}, 660 Hz {b}, 1 kHz {none}"
+    );
+    stop(emu, bot).await;
+}
+
+/// The amplitude of the `hz` component of 16 kHz `samples` (Goertzel).
+fn amplitude(samples: &[i16], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 16_000.0;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2).sqrt() * 2.0 / samples.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ivr_transfers_on_1_and_hangs_up_on_2_or_silence() {
+    let (emu, bot) = start().await;
+    let ivr = Arc::new(ivr::Ivr {
+        prompt: ivr::beep(),
+        transfer_to: ivr::COLLEAGUE.into(),
+        timeout: Duration::from_secs(3),
+    });
+    let _server = Task(tokio::spawn({
+        let bot = bot.clone();
+        async move { ivr::serve(&bot, ivr).await }
+    }));
+    for (key, result) in [
+        (Some("1"), TRANSFERRED),
+        (Some("2"), ENDED_BY_BOT),
+        (None, ENDED_BY_BOT),
+    ] {
+        let id = emu
+            .place_incoming_call(JOHN, bot.callback_url(), None)
+            .unwrap();
+        established(&emu, &id).await;
+        if let Some(key) = key {
+            post(
+                &emu,
+                &format!("/emulator/calls/{id}/tone"),
+                json!({ "tone": key }),
+            )
+            .await;
+        }
+        let got = ended(&emu, &id).await;
+        assert!(got.starts_with(result), "key {key:?}: {got}");
+    }
+    stop(emu, bot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answerer_answers_up_to_max_calls_and_rejects_the_next() {
+    let (emu, bot) = start().await;
+    let _server = Task(tokio::spawn({
+        let bot = bot.clone();
+        async move { answerer::serve(&bot, 2).await }
+    }));
+    let ring = || {
+        emu.place_incoming_call(JOHN, bot.callback_url(), None)
+            .unwrap()
+    };
+    let (first, second) = (ring(), ring());
+    established(&emu, &first).await;
+    established(&emu, &second).await;
+    let third = ring();
+    assert!(ended(&emu, &third).await.starts_with(REJECTED));
+    // John says 440 Hz and the answerer echoes him.
+    wait_for("the answerer's echo", || async {
+        emulated_call(&emu, &first)
+            .await
+            .filter(|c| bot_level(c) > 0.3)
+    })
+    .await;
+    // A call that ends frees its place.
+    post(&emu, &format!("/emulator/calls/{first}/hangup"), json!({})).await;
+    ended(&emu, &first).await;
+    wait_for("the bot to see the call end", || async {
+        (bot.calls().len() == 1).then_some(())
+    })
+    .await;
+    // ... and the answerer's task for it to return (right after).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fourth = ring();
+    established(&emu, &fourth).await;
+    assert_eq!(
+        emulated_call(&emu, &second).await.unwrap()["state"],
+        "established"
+    );
+    stop(emu, bot).await;
+}
