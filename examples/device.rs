@@ -53,7 +53,8 @@ pub(crate) struct Args {
     /// The emulator's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8440")]
     pub(crate) emulator: String,
-    /// The call to join (default: the first call with app-hosted media).
+    /// The call to join (default: the only call with app-hosted media; when there are
+    /// several, the example lists them and asks for this).
     #[arg(long)]
     pub(crate) call: Option<String>,
     /// The name shown in the roster.
@@ -112,6 +113,8 @@ pub(crate) enum DeviceError {
     },
     #[error("the emulator has no call with app-hosted media to join; start a bot first")]
     NoCall,
+    #[error("the emulator has {} calls with app-hosted media; choose one with --call ID: {}", .0.len(), .0.join(", "))]
+    SeveralCalls(Vec<String>),
     #[error("joining the call failed: {0}")]
     Join(#[from] media_endpoint::service::ConnectError),
     #[error("the audio pipeline failed: {0}")]
@@ -864,7 +867,8 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// The first call of the emulator with app-hosted media connected.
+/// The emulator's one call with app-hosted media connected; several are an error that
+/// lists them, so the device never joins a call the user did not mean.
 async fn first_call(http: &reqwest::Client, base: &str) -> Result<String, DeviceError> {
     let err = |source| DeviceError::Emulator {
         url: base.to_owned(),
@@ -878,16 +882,22 @@ async fn first_call(http: &reqwest::Client, base: &str) -> Result<String, Device
         .json()
         .await
         .map_err(err)?;
-    state["calls"]
+    let mut candidates: Vec<String> = state["calls"]
         .as_array()
-        .and_then(|calls| {
+        .map(|calls| {
             calls
                 .iter()
-                .find(|c| c["mediaConnected"] == true && c["state"] != "terminated")
+                .filter(|c| c["mediaConnected"] == true && c["state"] != "terminated")
+                .filter_map(|c| c["id"].as_str())
+                .map(str::to_owned)
+                .collect()
         })
-        .and_then(|c| c["id"].as_str())
-        .map(str::to_owned)
-        .ok_or(DeviceError::NoCall)
+        .unwrap_or_default();
+    match candidates.len() {
+        0 => Err(DeviceError::NoCall),
+        1 => candidates.pop().ok_or(DeviceError::NoCall),
+        _ => Err(DeviceError::SeveralCalls(candidates)),
+    }
 }
 
 /// Moves 20 ms frames between the rings and the pipeline call every 20 ms.
