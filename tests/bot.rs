@@ -258,3 +258,14 @@ async fn a_refused_call_leaves_no_media_behind() {
     bot.shutdown().await;
     emu.shutdown().await;
 }
+
+#[test]
+fn the_readme_shows_the_hello_bot_as_it_is() {
+    let readme = include_str!("../README.md");
+    let bot = include_str!("../examples/hello_bot.rs");
+    assert!(
+        readme.contains(bot),
+        "README.md's Rust bot differs from examples/hello_bot.rs"
+    );
+    assert!(bot.lines().count() <= 30, "the README's bot grew past 30 lines");
+}
