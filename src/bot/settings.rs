@@ -129,6 +129,7 @@ impl BotSettings {
     /// | `BOTMEDIA_MEDIA_LISTEN` | address of the media endpoint's HTTP listener |
     /// | `BOTMEDIA_PUBLIC_MP_URI` | the `mpUri` published in blobs |
     /// | `BOTMEDIA_ICE_ADDRESSES` | comma-separated IP addresses ICE gathers on |
+    /// | `BOTMEDIA_MEDIA_TLS_CERT`, `BOTMEDIA_MEDIA_TLS_KEY` | PEM files: the media endpoint serves https (both or neither) |
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
         let get = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
         let required = |name: &'static str| {
@@ -196,6 +197,30 @@ impl BotSettings {
                     })
                 })
                 .collect::<Result<_, _>>()?;
+        }
+        match (
+            get("BOTMEDIA_MEDIA_TLS_CERT"),
+            get("BOTMEDIA_MEDIA_TLS_KEY"),
+        ) {
+            (Some(cert), Some(key)) => {
+                s.media.tls = Some(media_endpoint::TlsConfig {
+                    cert_chain_pem: cert.into(),
+                    private_key_pem: key.into(),
+                });
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(EnvError {
+                    var: "BOTMEDIA_MEDIA_TLS_KEY",
+                    problem: "is not set but BOTMEDIA_MEDIA_TLS_CERT is (set both)".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(EnvError {
+                    var: "BOTMEDIA_MEDIA_TLS_CERT",
+                    problem: "is not set but BOTMEDIA_MEDIA_TLS_KEY is (set both)".into(),
+                });
+            }
         }
         Ok(s)
     }
@@ -308,6 +333,13 @@ mod tests {
         ]);
         let s = BotSettings::from_vars(vars(&good)).unwrap();
         assert_eq!(s.media.ice_addresses.len(), 2);
+        assert!(s.media.tls.is_none());
+        let mut half = good.clone();
+        half.push(("BOTMEDIA_MEDIA_TLS_CERT", "/etc/bot/media.pem"));
+        assert_eq!(
+            BotSettings::from_vars(vars(&half)).unwrap_err().var,
+            "BOTMEDIA_MEDIA_TLS_KEY"
+        );
         assert_eq!(s.webhook_listen, Some("0.0.0.0:9441".parse().unwrap()));
     }
 }
