@@ -3,4 +3,5 @@
 
 pub mod demo;
 pub mod load;
+pub mod logging;
 mod tone;

@@ -3,9 +3,11 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+use botmedia_cli::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
 mod blob;
+mod call;
 mod check;
 mod demo;
 mod emulator;
@@ -21,6 +23,10 @@ const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
     about = "App-hosted real-time media engine for calling bots"
 )]
 struct Cli {
+    /// Log lines on standard error as `text` or `json` (default: BOTMEDIA_LOG_FORMAT, else
+    /// text); RUST_LOG filters them.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,6 +35,9 @@ struct Cli {
 enum Command {
     /// Prints a fresh media session blob, or checks one with --parse.
     Blob(blob::BlobArgs),
+    /// Places one app-hosted call with a bot (to users, a phone or a meeting) against the
+    /// emulator or Graph; plays, records or echoes its audio and prints its events.
+    Call(Box<call::CallArgs>),
     /// Validates a create-call request: prints the normalized request and the permissions it
     /// needs, or Graph's error and a non-zero exit status.
     Check(check::CheckArgs),
@@ -46,8 +55,25 @@ enum Command {
 /// 2 usage or I/O error.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Blob(_)
+        | Command::Call(_)
+        | Command::Check(_)
+        | Command::Demo(_)
+        | Command::Load(_) => logging::TOOL_DEFAULT,
+        // Services log one line per request and per call.
+        _ => logging::SERVICE_DEFAULT,
+    };
+    let env_format = std::env::var(logging::FORMAT_VAR).ok();
+    if let Err(e) = logging::format_from(cli.log_format, env_format.as_deref())
+        .and_then(|format| logging::init(format, default_filter))
+    {
+        eprintln!("botmedia: {e}");
+        return ExitCode::from(2);
+    }
     let outcome = match cli.command {
         Command::Blob(args) => blob::run(args),
+        Command::Call(args) => call::run(*args),
         Command::Check(args) => check::run(args),
         Command::Emulator(args) => emulator::run(args),
         Command::Demo(args) => demo::run_demo(args),
