@@ -16,7 +16,8 @@
 use std::error::Error;
 
 use botmedia::{
-    AudioSocketEvent, Bot, BotCall, BotSettings, CallItem, EnvError, Pcm16K, RejectReason,
+    AudioSocketEvent, Bot, BotCall, BotSettings, CallEvent, CallItem, EnvError, Pcm16K,
+    RejectReason,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -68,6 +69,10 @@ async fn talk(mut call: BotCall) {
             // One frame out per frame in (every 20 ms): the greeting first, then the echo.
             CallItem::Frame(frame) => {
                 let _ = call.send(greeting.next().unwrap_or(frame.pcm));
+            }
+            CallItem::Call(CallEvent::RosterChanged(roster)) => {
+                let (joined, left) = (roster.added.len(), roster.removed.len());
+                println!("{id}: roster: {joined} joined, {left} left");
             }
             CallItem::Media(AudioSocketEvent::QualityUpdated(_)) => {}
             other => println!("{id}: {other:?}"),

@@ -15,7 +15,9 @@
 use std::error::Error;
 use std::time::Duration;
 
-use botmedia::{AudioSocketEvent, Bot, BotError, BotSettings, CallItem, CallRequest, EnvError};
+use botmedia::{
+    AudioSocketEvent, Bot, BotError, BotSettings, CallEvent, CallItem, CallRequest, EnvError,
+};
 
 /// Grace, the emulator's scenario user who echoes what she hears.
 pub const ECHO_USER: &str = "550fae72-d251-43ec-868c-373732c2704f";
@@ -45,6 +47,10 @@ pub async fn echo(bot: &Bot, user: &str, limit: Option<Duration>) -> Result<(u64
                     heard += 1;
                     // A full send queue hands the frame back: the far side stopped draining.
                     echoed += u64::from(call.send(frame.pcm).is_ok());
+                }
+                CallItem::Call(CallEvent::RosterChanged(roster)) => {
+                    let (joined, left) = (roster.added.len(), roster.removed.len());
+                    println!("roster: {joined} joined, {left} left");
                 }
                 CallItem::Media(AudioSocketEvent::QualityUpdated(_)) => {} // every few seconds
                 other => println!("{other:?}"),

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use botmedia::wav::WavRecorder;
-use botmedia::{Bot, BotCall, BotSettings, CallItem, CallRequest, EnvError};
+use botmedia::{Bot, BotCall, BotSettings, CallEvent, CallItem, CallRequest, EnvError};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -90,8 +90,8 @@ pub async fn record(
         while let Some(item) = call.next().await {
             match item {
                 CallItem::Frame(frame) => wav.write_frame(&frame.pcm)?,
-                CallItem::Call(event) => println!("{event:?}"),
-                _ => {} // media events: send status, speakers, quality
+                CallItem::Call(CallEvent::StateChanged { to, .. }) => println!("call {to}"),
+                _ => {} // the roster, media events
             }
         }
         Ok::<_, std::io::Error>(())

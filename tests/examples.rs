@@ -216,7 +216,7 @@ async fn recorder_writes_what_a_meeting_says() {
         amplitude(last_second, 1000.0),
     );
     assert!(
-        a > 1000.0 && b > 1000.0 && none < 200.0,
+        a > 4000.0 && b > 4000.0 && none < 200.0,
         "440 Hz {a}, 660 Hz {b}, 1 kHz {none}"
     );
     stop(emu, bot).await;
