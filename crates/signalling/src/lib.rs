@@ -15,7 +15,8 @@
 //! - [`client`]: the Graph calling REST API ([`client::GraphClient`]) with a fresh
 //!   `client-request-id` per request, typed errors, retries and timeouts.
 //! - [`token`]: OAuth2 client credentials, cached and refreshed; static tokens for tests.
-//! - [`webhook`]: the axum router that checks callback JWTs and hands notifications on.
+//! - [`webhook`]: the axum router that checks callback JWTs, hands notifications on, logs one
+//!   line per request and counts outcomes ([`CommunicationsClient::webhook_stats`]).
 //! - [`calls`]: the bot-facing API: [`CommunicationsClient`], [`CallRequest`] builders,
 //!   incoming calls, and per-call events from a sans-IO [`calls::CallStateMachine`].
 //!

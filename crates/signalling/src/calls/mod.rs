@@ -25,6 +25,7 @@ use crate::model::{
 use crate::token::{ClientCredentials, ClientCredentialsProvider, SecretString, TokenProvider};
 use crate::webhook::{
     CallbackAuth, CallbackAuthConfig, CallbackClaims, NotificationSink, Overloaded,
+    WebhookCounters, WebhookStats,
 };
 use crate::{RequestError, UriProblem};
 
@@ -94,6 +95,11 @@ pub struct CommunicationsSettings {
     pub request_timeout: Duration,
     /// Retries of Graph requests.
     pub retry: RetryPolicy,
+    /// PEM certificates trusted besides the system's CA certificates by the HTTP client
+    /// that [`CommunicationsClient::new`] builds (for Graph, the token endpoint and the
+    /// callback keys): a test server's self-signed certificate, or a TLS-inspecting proxy's
+    /// root. `None`: the system's only. Ignored by [`CommunicationsClient::with_http_client`].
+    pub extra_root_certificates: Option<String>,
 }
 
 impl CommunicationsSettings {
@@ -124,6 +130,7 @@ impl CommunicationsSettings {
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            extra_root_certificates: None,
         }
     }
 }
@@ -214,6 +221,7 @@ struct Inner {
     settings: CommunicationsSettings,
     graph: GraphClient,
     auth: Arc<CallbackAuth>,
+    webhook_counters: Arc<WebhookCounters>,
     registry: Mutex<Registry>,
     incoming_tx: mpsc::Sender<IncomingCall>,
     incoming_rx: Mutex<Option<mpsc::Receiver<IncomingCall>>>,
@@ -235,9 +243,14 @@ impl fmt::Debug for CommunicationsClient {
 }
 
 impl CommunicationsClient {
-    /// A client with its own HTTP client (rustls, platform certificate verifier).
+    /// A client with its own HTTP client ([`crate::client::http_client`]: HTTPS with the
+    /// system's CA certificates and [`CommunicationsSettings::extra_root_certificates`], plain
+    /// HTTP to `http://` URLs).
     pub fn new(settings: CommunicationsSettings) -> Result<Self, BuildError> {
-        let http = crate::client::http_client()?;
+        let http = match &settings.extra_root_certificates {
+            Some(pem) => crate::client::http_client_with_roots(pem.as_bytes())?,
+            None => crate::client::http_client()?,
+        };
         Self::with_http_client(settings, http)
     }
 
@@ -281,6 +294,7 @@ impl CommunicationsClient {
                 settings,
                 graph,
                 auth,
+                webhook_counters: Arc::default(),
                 registry: Mutex::new(Registry::default()),
                 incoming_tx,
                 incoming_rx: Mutex::new(Some(incoming_rx)),
@@ -318,13 +332,22 @@ impl CommunicationsClient {
     /// The webhook, routed at the path of the notification URL; merge it into the bot's app.
     pub fn webhook_router(&self) -> axum::Router {
         let path = path_of(&self.inner.settings.notification_url);
-        crate::webhook::router(
+        crate::webhook::router_with_counters(
             &path,
             self.inner.auth.clone(),
             Arc::new(Dispatcher {
                 inner: Arc::downgrade(&self.inner),
             }),
+            self.inner.webhook_counters.clone(),
         )
+    }
+
+    /// What the webhook routers of [`Self::webhook_router`] did so far (all of them, if it
+    /// was called more than once): requests accepted, requests refused by reason,
+    /// notifications dispatched to the calls. For a metrics endpoint; each call reads the
+    /// counters anew.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.inner.webhook_counters.stats()
     }
 
     /// The notification sink behind [`Self::webhook_router`], for bots with their own HTTP

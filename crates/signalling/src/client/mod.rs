@@ -89,38 +89,94 @@ impl Default for GraphClientConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpClientError {
-    /// The TLS configuration failed (feature `tls`).
+    /// The TLS configuration failed (feature `tls`): no CA certificates on the system, or
+    /// an extra root certificate that is not a usable CA certificate.
     #[cfg(feature = "tls")]
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
+    /// The extra root certificates given are not PEM `CERTIFICATE` blocks, or this build
+    /// has no HTTPS (feature `tls` off).
+    #[error("the extra root certificates are unusable: {problem}")]
+    RootCertificates {
+        /// What is wrong with them.
+        problem: &'static str,
+    },
     /// reqwest refused the configuration.
     #[error("the HTTP client could not be built: {0}")]
     Build(#[source] Arc<reqwest::Error>),
 }
 
-/// An HTTP client for Graph and the identity platform.
+/// An HTTP client for Graph and the identity platform: HTTPS to `https://` URLs, plain HTTP
+/// to `http://` ones (an emulator on loopback).
 ///
-/// With the `tls` feature: rustls with the `ring` provider and the platform's certificate
-/// verifier; `ring` is also installed as the process's default rustls provider when none is,
-/// so that other reqwest clients of the process can be built. Without it: plain HTTP only
-/// (an emulator on loopback).
+/// With the `tls` feature (on by default): rustls with the `ring` provider and the
+/// platform's certificate verifier (the system's CA certificates). `ring` is also installed
+/// as the process's default rustls provider when none is, so that code calling
+/// `rustls::ClientConfig::builder()` finds one; reqwest clients built elsewhere in the
+/// process do not depend on that (reqwest's `rustls` feature brings its own provider).
+/// Without the feature: plain HTTP only.
 pub fn http_client() -> Result<reqwest::Client, HttpClientError> {
+    build_http_client(None)
+}
+
+/// [`http_client`], also trusting the CA certificates in `pem` (one or more PEM
+/// `CERTIFICATE` blocks) besides the system's: a test server's self-signed certificate, or
+/// the root of a TLS-inspecting proxy.
+pub fn http_client_with_roots(pem: &[u8]) -> Result<reqwest::Client, HttpClientError> {
+    build_http_client(Some(pem))
+}
+
+fn build_http_client(extra_roots_pem: Option<&[u8]>) -> Result<reqwest::Client, HttpClientError> {
     let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
     #[cfg(feature = "tls")]
     let builder = {
-        use rustls_platform_verifier::BuilderVerifierExt;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // Err only means another provider is already the default: that one stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let extra_roots = match extra_roots_pem {
+            Some(pem) => pem_certificates(pem)?,
+            None => Vec::new(),
+        };
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra_roots,
+            provider.clone(),
+        )?;
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_platform_verifier()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
         builder.tls_backend_preconfigured(tls)
     };
+    #[cfg(not(feature = "tls"))]
+    if extra_roots_pem.is_some() {
+        return Err(HttpClientError::RootCertificates {
+            problem: "this build has no HTTPS (feature `tls`)",
+        });
+    }
     builder
         .build()
         .map_err(|e| HttpClientError::Build(Arc::new(e)))
+}
+
+/// The DER certificates of a PEM text; other PEM sections (keys) are skipped.
+#[cfg(feature = "tls")]
+fn pem_certificates(
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, HttpClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| HttpClientError::RootCertificates {
+            problem: "the PEM text is malformed",
+        })?;
+    if certificates.is_empty() {
+        return Err(HttpClientError::RootCertificates {
+            problem: "the PEM text has no CERTIFICATE block",
+        });
+    }
+    Ok(certificates)
 }
 
 /// The Graph calling API client.
@@ -392,8 +448,35 @@ mod tests {
     #[test]
     fn the_tls_client_builds_with_ring_and_the_platform_verifier() {
         http_client().unwrap();
-        // ring is now the process default: a plain reqwest builder works too.
+        // ring is now the process default: rustls's own builder finds it.
+        rustls::ClientConfig::builder();
         reqwest::Client::builder().build().unwrap();
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn extra_roots_must_be_pem_certificates() {
+        for (pem, problem) in [
+            (&b""[..], "no CERTIFICATE block"),
+            (b"not pem at all", "no CERTIFICATE block"),
+            (
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "no CERTIFICATE block",
+            ),
+            (
+                b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+                "malformed",
+            ),
+        ] {
+            let err = http_client_with_roots(pem).unwrap_err();
+            assert!(err.to_string().contains(problem), "{err}");
+        }
+        // Well-formed PEM around bytes that are no certificate: webpki refuses it.
+        let junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            http_client_with_roots(junk),
+            Err(HttpClientError::Tls(_))
+        ));
     }
 
     #[test]
