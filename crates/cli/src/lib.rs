@@ -4,4 +4,5 @@
 pub mod demo;
 pub mod load;
 pub mod logging;
+pub mod serve;
 mod tone;

@@ -12,6 +12,7 @@ mod check;
 mod demo;
 mod emulator;
 mod load;
+mod serve;
 
 /// The largest input file the CLI reads, in bytes.
 const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
@@ -49,6 +50,10 @@ enum Command {
     /// Load test: N concurrent app-hosted calls through the embedded emulator; reports the
     /// bot's CPU per call, tick lateness, latency, loss, memory and platform health.
     Load(load::LoadArgs),
+    /// Runs a long-lived bot from a TOML file and BOTMEDIA_* variables: answers incoming
+    /// calls (echo, record, play, reject), places calls through an HTTP API, drains on
+    /// SIGTERM / Ctrl-C.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line and maps outcomes to exit codes: 0 success, 1 input refused,
@@ -78,6 +83,7 @@ pub fn run() -> ExitCode {
         Command::Emulator(args) => emulator::run(args),
         Command::Demo(args) => demo::run_demo(args),
         Command::Load(args) => load::run_load(args),
+        Command::Serve(args) => serve::run(args),
     };
     match outcome {
         Ok(code) => code,
