@@ -13,10 +13,11 @@ PACKAGES=(build-essential pkg-config cmake libasound2-dev libsoxr-dev)
 # libasound2-plugins routes ALSA's default device to PulseAudio) and Firefox's output.
 # Speech for the audio-quality tests (tests/speech_*.rs): espeak-ng speaks the sample, sox
 # converts it (scores come from a venv made by scripts/quality/pyenv.sh below, which installs
-# python3-venv and python3-dev itself if the python3 on PATH lacks them).
+# python3-venv and python3-dev itself if the python3 on PATH lacks them). A Prometheus server
+# and promtool scrape and lint the bot's /metrics (tests/metrics.rs).
 if [ "${1:-}" = "--test" ]; then
     PACKAGES+=(chromium firefox-esr iproute2 util-linux pulseaudio pulseaudio-utils libasound2-plugins
-        espeak-ng sox)
+        espeak-ng sox prometheus)
 fi
 
 as_root() {

@@ -31,6 +31,7 @@
 mod bot;
 mod bot_session;
 mod error;
+pub mod metrics;
 mod platform;
 mod socket;
 

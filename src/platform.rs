@@ -163,6 +163,12 @@ impl MediaPlatform {
         self.inner.pipeline.capacity()
     }
 
+    /// Load figures of each pipeline thread over its last second (lateness, work per tick,
+    /// late and skipped ticks), in thread order.
+    pub fn thread_loads(&self) -> Vec<crate::pipeline::ThreadLoad> {
+        self.inner.pipeline.thread_loads()
+    }
+
     /// Calls running on the pipeline.
     pub fn active_calls(&self) -> usize {
         self.inner.pipeline.calls()

@@ -91,6 +91,30 @@ struct Inner {
     webhook_stop: Mutex<Option<oneshot::Sender<()>>>,
     incoming: tokio::sync::Mutex<Option<IncomingCalls>>,
     calls: Mutex<HashMap<CallId, Tracked>>,
+    /// Admissions and the totals of ended calls, for [`crate::metrics`].
+    ledger: crate::metrics::Ledger,
+}
+
+impl Inner {
+    /// Removes a call from the live set, folding its figures into the ledger under the
+    /// same lock.
+    fn untrack(&self, id: &CallId) {
+        let mut calls = lock(&self.calls);
+        if let Some(t) = calls.remove(id) {
+            self.ledger.call_ended(t.media.as_ref());
+        }
+    }
+
+    /// Drops the calls the service terminated from the live set.
+    fn prune(&self, calls: &mut HashMap<CallId, Tracked>) {
+        calls.retain(|_, t| {
+            let live = !t.graph.is_terminated();
+            if !live {
+                self.ledger.call_ended(t.media.as_ref());
+            }
+            live
+        });
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -197,6 +221,7 @@ impl Bot {
                 webhook_stop: Mutex::new(webhook_stop),
                 incoming: tokio::sync::Mutex::new(incoming),
                 calls: Mutex::new(HashMap::new()),
+                ledger: crate::metrics::Ledger::default(),
             }),
         })
     }
@@ -265,7 +290,7 @@ impl Bot {
     /// The calls of this bot that have not ended, with their state and media figures.
     pub fn calls(&self) -> Vec<CallSummary> {
         let mut calls = lock(&self.inner.calls);
-        calls.retain(|_, t| !t.graph.is_terminated());
+        self.inner.prune(&mut calls);
         calls
             .iter()
             .map(|(id, t)| CallSummary {
@@ -274,6 +299,15 @@ impl Bot {
                 media: t.media.clone().filter(|m| !m.is_removed()),
             })
             .collect()
+    }
+
+    /// The live calls and the ended calls' totals at one instant, for [`crate::metrics`].
+    pub(crate) fn metrics_view(&self) -> crate::metrics::View {
+        let mut calls = lock(&self.inner.calls);
+        self.inner.prune(&mut calls);
+        self.inner
+            .ledger
+            .view(calls.values().map(|t| (t.graph.state(), t.media.as_ref())))
     }
 
     /// Stops the webhook and the media platform once every clone of the bot is gone (calls
@@ -292,13 +326,15 @@ impl Bot {
         audio: AudioSocketSettings,
         media: Option<SessionMediaSettings>,
     ) -> Result<MediaSession, SessionError> {
-        match media {
+        let session = match media {
             Some(m) => self
                 .inner
                 .platform
                 .create_session_with_settings(audio, None, m),
             None => self.inner.platform.create_session(audio, None),
-        }
+        };
+        self.inner.ledger.admission(&session);
+        session
     }
 
     fn track(&self, call: signalling::Call, session: MediaSession) -> BotCall {
@@ -416,7 +452,7 @@ impl BotCall {
         self.done = true;
         self.release_media();
         if let Some(bot) = self.bot.upgrade() {
-            lock(&bot.calls).remove(self.call.id());
+            bot.untrack(self.call.id());
         }
     }
 
@@ -473,7 +509,7 @@ impl BotCall {
 impl Drop for BotCall {
     fn drop(&mut self) {
         if let Some(bot) = self.bot.upgrade() {
-            lock(&bot.calls).remove(self.call.id());
+            bot.untrack(self.call.id());
         }
         if self.terminated || self.call.is_terminated() || !self.hang_up_on_drop {
             return;

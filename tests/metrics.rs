@@ -1,0 +1,367 @@
+//! `botmedia::metrics` end to end: a bot with a call to the emulator's echo user serves
+//! `/metrics` on 127.0.0.1, a real Prometheus server (Debian's `prometheus`) scrapes it
+//! every second, and its query API must show the target up, one established call and
+//! frames received; `promtool check metrics` must find nothing to lint in a scrape. After
+//! the hang-up no counter went down and no call is established.
+//!
+//! Needs `prometheus` and `promtool` on PATH (scripts/setup.sh --test installs them).
+
+#[path = "common/process.rs"]
+mod process;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use botmedia::{Bot, BotSettings, CallEvent, CallItem, CallRequest, Pcm16K};
+use emulator::scenario::{Scenario, Voice};
+use emulator::{Emulator, EmulatorConfig};
+use process::Proc;
+use tokio::time::{Instant, sleep, timeout};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A Prometheus server scraping one target every second, with its own storage in a
+/// temporary directory; killed on drop, then its directory removed.
+struct Prometheus {
+    proc: Option<Proc>,
+    dir: PathBuf,
+    api: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        drop(self.proc.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Prometheus {
+    async fn start(target: SocketAddr) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!(
+            "botmedia-metrics-prometheus-{}-{}",
+            std::process::id(),
+            target.port()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: bot\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        // A free port: bound and released (Prometheus cannot report the port it picked).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus on PATH (scripts/setup.sh --test installs it)");
+        let p = Prometheus {
+            proc: Some(Proc(child)),
+            dir,
+            api: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ready = p.http.get(format!("{}/-/ready", p.api)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "not ready: {}", p.log());
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// The values of an instant query's vector (empty: no series).
+    async fn query(&self, promql: &str) -> Vec<f64> {
+        let body: serde_json::Value = self
+            .http
+            .post(format!("{}/api/v1/query", self.api))
+            .form(&[("query", promql)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["status"], "success", "{promql}: {body}");
+        body["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{promql}: not a vector: {body}"))
+            .iter()
+            .map(|s| s["value"][1].as_str().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    /// Waits until `promql` gives one value that `ok` accepts.
+    async fn until(&self, promql: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let values = self.query(promql).await;
+            if let [v] = values[..]
+                && ok(v)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql} stayed at {values:?}\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Every sample of a scrape, by series (name and labels as written), with the names of
+/// the counter and histogram families.
+fn samples(text: &str) -> (HashMap<String, f64>, Vec<String>) {
+    let mut values = HashMap::new();
+    let mut monotonic = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            if kind == "counter" || kind == "histogram" {
+                monotonic.push(name.to_owned());
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            values.insert(series.to_owned(), value.parse().unwrap());
+        }
+    }
+    (values, monotonic)
+}
+
+fn promtool_check(scrape: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn scrape(http: &reqwest::Client, url: &str) -> String {
+    let r = http.get(url).send().await.unwrap();
+    assert_eq!(
+        r.headers()[reqwest::header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    r.text().await.unwrap()
+}
+
+/// A 500 Hz tone frame, so the echo brings back frames with energy.
+fn tone(n: u64) -> Pcm16K {
+    let mut out = Pcm16K::SILENCE;
+    for (i, s) in out.samples.iter_mut().enumerate() {
+        let t = (n * 320 + i as u64) as f32 / 16_000.0;
+        *s = ((2.0 * std::f32::consts::PI * 500.0 * t).sin() * 6_000.0) as i16;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up() {
+    let emu = Emulator::start(EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        scenario: Scenario::default(),
+    })
+    .await
+    .unwrap();
+    let echo = emu
+        .scenario()
+        .users
+        .iter()
+        .find(|u| matches!(u.says, Voice::Echo))
+        .expect("the built-in scenario has a user who echoes")
+        .id
+        .clone();
+    let bot = Bot::start(BotSettings::emulator(&emu.base_url()))
+        .await
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    let router = botmedia::metrics::router(bot.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let prometheus = Prometheus::start(metrics_addr).await;
+
+    let mut call = bot
+        .call(CallRequest::peer_to_peer(&echo, None))
+        .await
+        .unwrap();
+    // The call runs in its own task, sending a tone, until told to hang up.
+    let (hang_up, mut hang_up_rx) = tokio::sync::oneshot::channel::<()>();
+    let call_task = tokio::spawn(async move {
+        let mut sent = 0;
+        let mut hanging_up = false;
+        loop {
+            let item = tokio::select! {
+                _ = &mut hang_up_rx, if !hanging_up => {
+                    hanging_up = true;
+                    call.hang_up().await.unwrap();
+                    continue;
+                }
+                item = timeout(WAIT, call.next()) => item.expect("the call went quiet"),
+            };
+            match item {
+                Some(CallItem::Frame(_)) => {
+                    if call.send(tone(sent)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                Some(CallItem::Call(CallEvent::Terminated { result })) => {
+                    assert!(hanging_up, "terminated before the hang-up: {result:?}");
+                }
+                Some(_) => {}
+                None => return call,
+            }
+        }
+    });
+
+    // (a) Prometheus sees the bot, the established call and its frames.
+    prometheus.until("up{job=\"bot\"}", |v| v == 1.0).await;
+    prometheus
+        .until("botmedia_calls{state=\"established\"}", |v| v == 1.0)
+        .await;
+    prometheus
+        .until("botmedia_call_frames_received_total", |v| v > 0.0)
+        .await;
+    prometheus
+        .until("botmedia_call_frames_sent_total", |v| v > 0.0)
+        .await;
+    prometheus
+        .until("botmedia_call_receive_latency_seconds_count", |v| v > 0.0)
+        .await;
+    prometheus
+        .until("botmedia_platform_health{state=\"normal\"}", |v| v == 1.0)
+        .await;
+    // One pipeline thread's series per thread, at least one.
+    assert!(
+        !prometheus
+            .query("botmedia_pipeline_ticks_total")
+            .await
+            .is_empty()
+    );
+    prometheus
+        .until("sum(botmedia_pipeline_ticks_total)", |v| v > 0.0)
+        .await;
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{metrics_addr}/metrics");
+    let during = scrape(&http, &url).await;
+    promtool_check(&during);
+    let (before, monotonic) = samples(&during);
+    assert_eq!(before["botmedia_calls{state=\"established\"}"], 1.0);
+    assert_eq!(before["botmedia_calls_started_total"], 1.0);
+    assert!(before["botmedia_call_frames_received_total"] > 0.0);
+    assert!(before["botmedia_call_receive_latency_seconds_bucket{le=\"+Inf\"}"] > 0.0);
+    assert!(before["botmedia_call_receive_latency_seconds_sum"] > 0.0);
+
+    // (b) After the hang-up: no counter went down, nothing is established.
+    hang_up.send(()).unwrap();
+    let call = timeout(WAIT, call_task).await.unwrap().unwrap();
+    assert!(call.is_ended());
+    drop(call);
+    let deadline = Instant::now() + WAIT;
+    while !bot.calls().is_empty() {
+        assert!(Instant::now() < deadline, "the call stayed live");
+        sleep(Duration::from_millis(50)).await;
+    }
+    let after_text = scrape(&http, &url).await;
+    promtool_check(&after_text);
+    let (after, _) = samples(&after_text);
+    for (series, was) in &before {
+        let family = series.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| family.strip_suffix(s))
+            .filter(|base| monotonic.iter().any(|m| m == base))
+            .unwrap_or(family);
+        if monotonic.iter().any(|m| m == family) {
+            let now = after
+                .get(series)
+                .unwrap_or_else(|| panic!("{series} is gone after the hang-up"));
+            assert!(now >= was, "{series} went down: {was} -> {now}");
+        }
+    }
+    assert_eq!(after["botmedia_calls{state=\"established\"}"], 0.0);
+    assert_eq!(after["botmedia_calls_ended_total"], 1.0);
+    assert!(
+        after["botmedia_call_frames_received_total"]
+            >= before["botmedia_call_frames_received_total"]
+    );
+
+    // Prometheus agrees, and saw no counter reset over the whole run.
+    prometheus
+        .until("botmedia_calls{state=\"established\"}", |v| v == 0.0)
+        .await;
+    prometheus
+        .until("botmedia_calls_ended_total", |v| v == 1.0)
+        .await;
+    let frames = prometheus
+        .until("botmedia_call_frames_received_total", |v| v > 0.0)
+        .await;
+    assert!(frames >= before["botmedia_call_frames_received_total"]);
+    // resets() drops the metric name: keep it in a label so the series stay apart.
+    let resets = prometheus
+        .query(
+            "resets(label_replace({__name__=~\"botmedia_.*(_total|_bucket|_count|_sum)\"}, \
+             \"name\", \"$1\", \"__name__\", \"(.+)\")[1m:1s])",
+        )
+        .await;
+    assert!(resets.len() > 20, "the counters' series: {resets:?}");
+    assert!(
+        resets.iter().all(|&r| r == 0.0),
+        "counters reset: {resets:?}"
+    );
+    if std::env::var_os("BOTMEDIA_PRINT_SCRAPE").is_some() {
+        eprintln!("{after_text}");
+    }
+
+    drop(prometheus);
+    server.abort();
+    bot.shutdown().await;
+    emu.shutdown().await;
+}
