@@ -414,6 +414,9 @@ async fn api_errors_are_json_with_status_codes() {
     let serve = Serve::start(&emu.base_url(), ECHO).await;
     let (status, health) = get_json(&serve.url("/healthz")).await;
     assert_eq!((status, &health["status"]), (200, &json!("ok")));
+    let metrics = http().get(serve.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(metrics.text().await.unwrap().contains("# TYPE"));
 
     let post_raw = async |body: &'static str| {
         let r = http()

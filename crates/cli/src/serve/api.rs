@@ -8,6 +8,7 @@
 //! | `DELETE /calls/{id}` | 202 (the call terminates shortly), 404 |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 while admitting calls, 503 draining or loaded |
+//! | `GET /metrics` | the bot's figures, Prometheus text (`botmedia::metrics`) |
 //!
 //! Errors are `{"error": {"code", "message"}}`.
 

@@ -100,12 +100,9 @@ impl Admission {
     }
 }
 
-/// Routes merged into the API beside its own: the place for `/metrics`.
-///
-/// `botmedia::metrics` (in progress) is to provide a router; mount it here, e.g.
-/// `Router::new().merge(botmedia::metrics::router(bot))`.
-fn extra_routes(_bot: &Bot) -> Router {
-    Router::new()
+/// Routes merged into the API beside its own: `GET /metrics` (Prometheus text).
+fn extra_routes(bot: &Bot) -> Router {
+    botmedia::metrics::router(bot.clone())
 }
 
 /// Runs until SIGTERM or Ctrl-C, then drains and returns.
