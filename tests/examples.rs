@@ -222,6 +222,30 @@ async fn recorder_writes_what_a_meeting_says() {
     stop(emu, bot).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_answers_a_call_and_stops_when_the_caller_hangs_up() {
+    let (emu, bot) = start().await;
+    let path = std::env::temp_dir().join(format!("botmedia-answered-{}.wav", std::process::id()));
+    let id = emu
+        .place_incoming_call(JOHN, bot.callback_url(), None)
+        .unwrap();
+    let recording = recorder::record(&bot, &recorder::Source::Answer, &path, Some(WAIT));
+    let hang_up = async {
+        established(&emu, &id).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        post(&emu, &format!("/emulator/calls/{id}/hangup"), json!({})).await;
+    };
+    let (written, ()) = tokio::join!(recording, hang_up);
+    let written = written.unwrap();
+    let wav = botmedia::wav::Wav::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // Well before its limit, with John's 440 Hz in it.
+    assert!((1.0..5.0).contains(&written), "{written} s written");
+    let a = amplitude(&wav.samples[wav.samples.len() - 8_000..], 440.0);
+    assert!(a > 4000.0, "440 Hz {a}");
+    stop(emu, bot).await;
+}
+
 /// The amplitude of the `hz` component of 16 kHz `samples` (Goertzel).
 fn amplitude(samples: &[i16], hz: f64) -> f64 {
     let w = std::f64::consts::TAU * hz / 16_000.0;
@@ -255,13 +279,24 @@ async fn ivr_transfers_on_1_and_hangs_up_on_2_or_silence() {
             .place_incoming_call(JOHN, bot.callback_url(), None)
             .unwrap();
         established(&emu, &id).await;
-        if let Some(key) = key {
-            post(
-                &emu,
-                &format!("/emulator/calls/{id}/tone"),
-                json!({ "tone": key }),
-            )
-            .await;
+        match key {
+            Some(key) => {
+                post(
+                    &emu,
+                    &format!("/emulator/calls/{id}/tone"),
+                    json!({ "tone": key }),
+                )
+                .await
+            }
+            // The IVR sends nothing but its prompt: the caller hears beeps.
+            None => {
+                wait_for("the prompt", || async {
+                    emulated_call(&emu, &id)
+                        .await
+                        .filter(|c| bot_level(c) > 0.3)
+                })
+                .await;
+            }
         }
         let got = ended(&emu, &id).await;
         assert!(got.starts_with(result), "key {key:?}: {got}");
