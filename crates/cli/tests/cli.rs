@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/signalling/tests/data/spec-examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../signalling/tests/data/spec-examples")
 }
 
 fn botmedia(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -233,7 +233,42 @@ fn blob_is_made_and_checked() {
         ],
         None,
     );
-    assert!(spec.status.success(), "{}", text(&spec.stderr));
+    // The spec's sample names Microsoft's media processor (net.tcp): read, and refused
+    // for it, as `blob --mp-uri net.tcp://...` is.
+    assert_eq!(spec.status.code(), Some(1), "{}", text(&spec.stderr));
+    assert!(
+        text(&spec.stderr).contains("net.tcp"),
+        "{}",
+        text(&spec.stderr)
+    );
+    let made = botmedia(
+        &[
+            "blob",
+            "--mp-uri",
+            "net.tcp://bot.contoso.com:18732/MediaProcessor",
+        ],
+        None,
+    );
+    assert_eq!(made.status.code(), Some(2));
+    assert!(
+        text(&made.stderr).contains("net.tcp"),
+        "{}",
+        text(&made.stderr)
+    );
+    // What `blob --media-config` prints, `blob --parse` reads.
+    let config = botmedia(&["blob", "--media-config"], None);
+    assert!(config.status.success());
+    let parsed = botmedia(&["blob", "--parse", "-"], Some(&config.stdout));
+    assert!(parsed.status.success(), "{}", text(&parsed.stderr));
+    let ftp = botmedia(
+        &["blob", "--parse", "-"],
+        Some(
+            text(&out.stdout)
+                .replacen("https://", "ftp://", 1)
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(ftp.status.code(), Some(1), "{}", text(&ftp.stderr));
 
     for (input, needle) in [
         (r#"{"mpUri": 1}"#, "mpUri"),
@@ -271,4 +306,99 @@ fn usage_errors_exit_2() {
     let help = botmedia(&["check", "--help"], None);
     assert!(help.status.success());
     assert!(text(&help.stdout).contains("--tolerant"));
+}
+
+/// Runs `botmedia emulator --seconds 2` on a free port with `env`, makes one request while it
+/// runs, and returns its stdout and stderr.
+fn emulator_logs(env: &[(&str, &str)], args: &[&str]) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_botmedia"))
+        .args(args)
+        .args(["emulator", "--listen", "127.0.0.1:0", "--seconds", "2"])
+        .env_remove("RUST_LOG")
+        .env_remove("BOTMEDIA_LOG_FORMAT")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the emulator starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("botmedia emulator listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).expect("the emulator listens");
+    conn.write_all(
+        b"GET /v1/.well-known/OpenIdConfiguration HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().expect("the emulator ends");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (first + &rest, text(&out.stderr))
+}
+
+#[test]
+fn the_emulator_logs_each_request_on_stderr_and_keeps_stdout_for_its_output() {
+    let (stdout, stderr) = emulator_logs(&[], &[]);
+    assert!(
+        stderr.lines().any(|l| l.contains("emulator::http")
+            && l.contains("GET /v1/.well-known/OpenIdConfiguration 200")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("emulator::http"), "{stdout}");
+    let (_, debug) = emulator_logs(&[("RUST_LOG", "debug")], &[]);
+    assert!(debug.contains("DEBUG"), "{debug}");
+    let (_, quiet) = emulator_logs(&[("RUST_LOG", "error")], &[]);
+    assert!(!quiet.contains("emulator::http"), "{quiet}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    for (env, args) in [
+        (&[("BOTMEDIA_LOG_FORMAT", "json")][..], &[][..]),
+        (
+            &[("BOTMEDIA_LOG_FORMAT", "text")][..],
+            &["--log-format", "json"][..],
+        ),
+    ] {
+        let (_, stderr) = emulator_logs(env, args);
+        let lines: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(
+            lines.iter().any(|l| l["target"] == "emulator::http"
+                && l["level"] == "INFO"
+                && l["fields"]["status"] == 200),
+            "{stderr}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_botmedia"))
+        .args(["blob"])
+        .env("BOTMEDIA_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("BOTMEDIA_LOG_FORMAT"));
+}
+
+#[test]
+fn logs_never_reach_stdout_of_a_tool() {
+    let out = Command::new(env!("CARGO_BIN_EXE_botmedia"))
+        .args(["blob"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let blob = text(&out.stdout);
+    assert_eq!(blob.lines().count(), 1, "{blob}");
+    assert!(!blob.contains("TRACE") && !blob.contains("DEBUG"), "{blob}");
 }
