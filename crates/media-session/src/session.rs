@@ -157,6 +157,11 @@ impl MpUri {
             uri: uri.chars().take(200).collect(),
             reason,
         };
+        if uri.starts_with("net.tcp://") {
+            return Err(bad(
+                "net.tcp is the scheme of Microsoft's media processors, which this engine does not speak; the scheme must be http or https",
+            ));
+        }
         let rest = uri
             .strip_prefix("http://")
             .or_else(|| uri.strip_prefix("https://"))
