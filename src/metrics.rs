@@ -8,15 +8,23 @@
 //! (folded in under the same lock that removes a call from the live set, so a call is
 //! counted once and a counter never goes down).
 //!
+//! | families | what |
+//! |---|---|
+//! | `botmedia_calls{state}`, `botmedia_calls_{started,ended}_total` | the bot's calls by Graph state; placed or answered, ended |
+//! | `botmedia_platform_health{state}`, `botmedia_platform_calls` | platform health (1 for the current state), calls on the pipeline |
+//! | `botmedia_admission_*` | room left, cost per call and thread budget (seconds per 20 ms tick), sessions admitted, refused by reason |
+//! | `botmedia_pipeline_*{thread}` | per pipeline thread: calls, ticks, late ticks, missed deadlines, worst lateness and work per tick, call cost, real-time, health |
+//! | `botmedia_call_*_total` | frames received, sent, concealed; packets received, FEC-recovered, late, lost, duplicate, dropped by reason; resyncs, underruns, samples accelerated, expanded, concealed, merged... |
+//! | `botmedia_call_*_max_{seconds,ratio}` | worst jitter, playout delay, standing send queue, reported loss over the live calls |
+//! | `botmedia_call_{receive,send,send_queue}_latency_seconds` | histograms of the latency the pipeline adds |
+//! | `botmedia_webhook_*_total` | notification requests accepted, refused by reason, notifications dispatched |
+//!
 //! ```no_run
 //! # async fn demo(bot: botmedia::Bot) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9464").await?;
 //! axum::serve(listener, botmedia::metrics::router(bot)).await
 //! # }
 //! ```
-//!
-//! Webhook requests and refusals are not exported yet: the signalling crate does not
-//! count them.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -26,6 +34,7 @@ use audio_pipeline::{
     AdmissionError, CallLatency, CallObserver, CallStats, LatencyHistogram, PlatformHealth, Ticks,
 };
 use signalling::model::CallState;
+use signalling::webhook::WebhookStats;
 
 use crate::{Bot, SessionError};
 
@@ -309,6 +318,7 @@ pub fn render(bot: &Bot) -> String {
 
     threads(&mut w, &platform.thread_loads());
     call_counters(&mut w, &view);
+    webhook(&mut w, &bot.client().webhook_stats());
 
     for (name, help, pick) in [
         (
@@ -417,6 +427,31 @@ fn threads(w: &mut Writer, loads: &[audio_pipeline::ThreadLoad]) {
             );
         }
     }
+}
+
+fn webhook(w: &mut Writer, stats: &WebhookStats) {
+    w.counter(
+        "botmedia_webhook_requests_accepted_total",
+        "Notification requests the webhook answered 202 (authenticated, parsed, handed to the calls).",
+        stats.accepted,
+    );
+    w.family(
+        "botmedia_webhook_requests_refused_total",
+        "Notification requests the webhook refused (403, 400, 413, 503), by reason.",
+        Kind::Counter,
+    );
+    for (reason, n) in stats.refused.iter() {
+        w.int(
+            "botmedia_webhook_requests_refused_total",
+            &[("reason", reason.as_str())],
+            n,
+        );
+    }
+    w.counter(
+        "botmedia_webhook_notifications_dispatched_total",
+        "Notifications of accepted requests handed to their calls' queues.",
+        stats.notifications_dispatched,
+    );
 }
 
 fn call_counters(w: &mut Writer, view: &View) {

@@ -1,8 +1,9 @@
 //! `botmedia::metrics` end to end: a bot with a call to the emulator's echo user serves
 //! `/metrics` on 127.0.0.1, a real Prometheus server (Debian's `prometheus`) scrapes it
 //! every second, and its query API must show the target up, one established call and
-//! frames received; `promtool check metrics` must find nothing to lint in a scrape. After
-//! the hang-up no counter went down and no call is established.
+//! frames received, and the webhook's notifications and a refused request;
+//! `promtool check metrics` must find nothing to lint in a scrape. After the hang-up no
+//! counter went down and no call is established.
 //!
 //! Needs `prometheus` and `promtool` on PATH (scripts/setup.sh --test installs them).
 
@@ -277,6 +278,24 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
     prometheus
         .until("botmedia_platform_health{state=\"normal\"}", |v| v == 1.0)
         .await;
+    // The webhook: the service's notifications accepted, a request without a token refused.
+    let http = reqwest::Client::new();
+    let refused = http
+        .post(bot.callback_url())
+        .json(&serde_json::json!({ "value": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    prometheus
+        .until("botmedia_webhook_requests_accepted_total", |v| v > 0.0)
+        .await;
+    prometheus
+        .until(
+            "botmedia_webhook_requests_refused_total{reason=\"missing_token\"}",
+            |v| v == 1.0,
+        )
+        .await;
     // One pipeline thread's series per thread, at least one.
     assert!(
         !prometheus
@@ -288,7 +307,6 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
         .until("sum(botmedia_pipeline_ticks_total)", |v| v > 0.0)
         .await;
 
-    let http = reqwest::Client::new();
     let url = format!("http://{metrics_addr}/metrics");
     let during = scrape(&http, &url).await;
     promtool_check(&during);
