@@ -25,7 +25,8 @@ type BoxError = Box<dyn Error + Send + Sync>;
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
-    let max_calls = arg(&args, "--max-calls").unwrap_or("4").parse()?;
+    let max_calls = arg(&args, "--max-calls").unwrap_or("4").parse();
+    let max_calls = max_calls.map_err(|e| format!("--max-calls: {e}"))?;
     let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
     println!("answering calls at {}", bot.callback_url());
     tokio::select! {

@@ -26,7 +26,8 @@ pub const ECHO_USER: &str = "550fae72-d251-43ec-868c-373732c2704f";
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
     let user = arg(&args, "--user").unwrap_or(ECHO_USER);
-    let seconds = arg(&args, "--seconds").map(str::parse).transpose()?;
+    let seconds = arg(&args, "--seconds").map(str::parse).transpose();
+    let seconds = seconds.map_err(|e| format!("--seconds: {e}"))?;
     let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
     let (heard, echoed) = echo(&bot, user, seconds.map(Duration::from_secs)).await?;
     println!("heard {heard} frames, echoed {echoed}");

@@ -55,7 +55,10 @@ async fn main() -> Result<(), BoxError> {
             None => beep(),
         },
         transfer_to: arg(&args, "--transfer-to").unwrap_or(COLLEAGUE).into(),
-        timeout: Duration::from_secs(arg(&args, "--timeout").unwrap_or("10").parse()?),
+        timeout: match arg(&args, "--timeout").unwrap_or("10").parse() {
+            Ok(seconds) => Duration::from_secs(seconds),
+            Err(e) => return Err(format!("--timeout: {e}").into()),
+        },
     };
     let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
     println!("answering calls at {}", bot.callback_url());

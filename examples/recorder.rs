@@ -67,7 +67,8 @@ async fn main() -> Result<(), BoxError> {
         _ => return Err("give --user ID, --meeting THREAD_ID --organizer ID, or --answer".into()),
     };
     let out = PathBuf::from(arg(&args, "--out").unwrap_or("call.wav"));
-    let seconds = arg(&args, "--seconds").map(str::parse).transpose()?;
+    let seconds = arg(&args, "--seconds").map(str::parse).transpose();
+    let seconds = seconds.map_err(|e| format!("--seconds: {e}"))?;
     let bot = Bot::start(settings).await?;
     let written = record(&bot, &source, &out, seconds.map(Duration::from_secs)).await?;
     println!("wrote {written:.2} s to {}", out.display());
