@@ -4,9 +4,10 @@
 # Safe to run again; used by `make demo`, `make test` and CI.
 set -euo pipefail
 
-# Debian packages: cmake builds libopus (opus crate); ALSA headers for cpal; libsoxr for the
+# Debian packages: cmake builds libopus (opus crate); ALSA headers for cpal; ca-certificates
+# for HTTPS to Graph (rustls reads the system's roots even to build a client); libsoxr for the
 # resampling bench's peer.
-PACKAGES=(build-essential pkg-config cmake libasound2-dev libsoxr-dev)
+PACKAGES=(build-essential pkg-config cmake libasound2-dev libsoxr-dev ca-certificates)
 # Only for the tests (--test): real browsers (tests/browser.rs: Chromium,
 # tests/browser_firefox.rs: Firefox ESR) in their own network namespaces (iproute2,
 # util-linux), and PulseAudio null sinks for the audio device test (tests/device.rs;
