@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use botmedia::{Bot, BotSettings, CallEvent, CallItem, CallRequest, Pcm16K};
+use botmedia::{Bot, BotSettings, CallEvent, CallItem, CallRequest, Pcm16K, Ticks};
 use emulator::scenario::{Scenario, Voice};
 use emulator::{Emulator, EmulatorConfig};
 use process::Proc;
@@ -308,6 +308,8 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
         .await;
 
     let url = format!("http://{metrics_addr}/metrics");
+    // The call's own histograms, to check the exported ones against once it ended.
+    let observer = bot.calls()[0].media.clone().expect("the call has media");
     let during = scrape(&http, &url).await;
     promtool_check(&during);
     let (before, monotonic) = samples(&during);
@@ -346,6 +348,53 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
     }
     assert_eq!(after["botmedia_calls{state=\"established\"}"], 0.0);
     assert_eq!(after["botmedia_calls_ended_total"], 1.0);
+    // The only call ended: the exported receive histogram is its own, bucket by bucket.
+    let receive = observer.latency().receive;
+    let total = receive.count();
+    assert_eq!(
+        after["botmedia_call_receive_latency_seconds_count"],
+        total as f64
+    );
+    let at_rank = |r: u64| receive.quantile((r as f64 - 0.5) / total as f64).unwrap();
+    let mut bounds = 0;
+    for (series, &n) in &after {
+        let Some(le) = series
+            .strip_prefix("botmedia_call_receive_latency_seconds_bucket{le=\"")
+            .and_then(|s| s.strip_suffix("\"}"))
+        else {
+            continue;
+        };
+        bounds += 1;
+        let n = n as u64;
+        if le == "+Inf" {
+            assert_eq!(n, total);
+            continue;
+        }
+        let le = Ticks((le.parse::<f64>().unwrap() * Ticks::PER_SECOND as f64).round() as u64);
+        // n observations at or under le: the n-th is, the next is not.
+        assert!(
+            n == 0 || at_rank(n) <= le,
+            "{series} {n}: rank {n} is {:?}",
+            at_rank(n)
+        );
+        assert!(
+            n == total || at_rank(n + 1) > le,
+            "{series} {n}: rank {} is {:?}",
+            n + 1,
+            at_rank(n + 1)
+        );
+    }
+    assert_eq!(bounds, 16);
+    // The sum is estimated at bucket middles: within half a bucket (0.5 ms at most) of
+    // the spans' bucket bounds.
+    let sum = after["botmedia_call_receive_latency_seconds_sum"];
+    let upper: f64 = (1..=total)
+        .map(|r| at_rank(r).0 as f64 / Ticks::PER_SECOND as f64)
+        .sum();
+    assert!(
+        sum <= upper && sum >= upper - total as f64 * 0.0005,
+        "sum {sum}, bucket bounds add up to {upper}"
+    );
     assert!(
         after["botmedia_call_frames_received_total"]
             >= before["botmedia_call_frames_received_total"]
