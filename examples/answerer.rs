@@ -8,9 +8,14 @@
 //! cargo run --example answerer -- [--max-calls N] [--emulator URL]
 //! ```
 //!
-//! and ring it: it prints its callback URL, which the dashboard's incoming call (or
-//! `POST /emulator/incoming {"from": USER_ID, "callbackUri": URL}`) takes. Without
-//! `--emulator`, `BOTMEDIA_*` variables are read when `BOTMEDIA_EMULATOR` or
+//! and ring it as John (440 Hz) with the callback URL it prints:
+//!
+//! ```text
+//! curl -X POST http://127.0.0.1:8440/emulator/incoming -H 'content-type: application/json' \
+//!     -d '{"from": "112f7296-5fa4-42ca-bae8-6a692b15d4b8", "callbackUri": "CALLBACK_URL"}'
+//! ```
+//!
+//! Without `--emulator`, `BOTMEDIA_*` variables are read when `BOTMEDIA_EMULATOR` or
 //! `BOTMEDIA_APP_ID` is set.
 
 use std::error::Error;

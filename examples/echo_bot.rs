@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `--user` defaults to Grace, the emulator's user who echoes: the call then carries silence
-//! until she says something else (the dashboard's "say" makes her say a tone). Without
+//! until she says something else (the dashboard's "speak a WAV", or
+//! `POST /emulator/calls/{id}/participants/{participant}/say {"tone": 500}`). Without
 //! `--emulator`, `BOTMEDIA_*` variables are read when `BOTMEDIA_EMULATOR` or `BOTMEDIA_APP_ID`
 //! is set (the real service: see `BotSettings::from_vars`).
 

@@ -7,9 +7,15 @@
 //! cargo run --example ivr -- [--prompt FILE.wav] [--transfer-to USER_ID] [--timeout SECONDS]
 //! ```
 //!
-//! and ring it: it prints its callback URL, which the dashboard's incoming call (or
-//! `POST /emulator/incoming {"from": USER_ID, "callbackUri": URL}`) takes. Press keys with
-//! the dashboard's keypad (or `POST /emulator/calls/{id}/tone {"tone": "1"}`).
+//! and ring it as John (440 Hz) with the callback URL it prints:
+//!
+//! ```text
+//! curl -X POST http://127.0.0.1:8440/emulator/incoming -H 'content-type: application/json' \
+//!     -d '{"from": "112f7296-5fa4-42ca-bae8-6a692b15d4b8", "callbackUri": "CALLBACK_URL"}'
+//! ```
+//!
+//! Press keys with the dashboard's "send DTMF" (http://127.0.0.1:8440/), or
+//! `POST /emulator/calls/{id}/tone {"tone": "1"}`.
 //!
 //! The prompt is any WAV file (a beep when there is none); the bot sends it itself, one frame
 //! per frame it receives (app-hosted media has no `playPrompt`). Keys come in the media as

@@ -10,8 +10,7 @@
 //! # the emulator's demo meeting (John and Ada, 440 and 660 Hz):
 //! cargo run --example recorder -- --meeting 19:meeting_Y2FsbGluZy1ib3QtZGVtbw@thread.v2 \
 //!     --organizer 112f7296-5fa4-42ca-bae8-6a692b15d4b8 --seconds 5 --out meeting.wav
-//! # the next call to the bot (it prints its callback URL: the dashboard's or
-//! # POST /emulator/incoming's `callbackUri`):
+//! # the next call to the bot: it prints the callback URL to ring (see examples/ivr.rs):
 //! cargo run --example recorder -- --answer
 //! ```
 //!
