@@ -6,6 +6,7 @@
 //! one joining the scenario's meeting, where John and Ada hum 440 Hz and 660 Hz, to show the
 //! mix, the active speakers and the dominant speaker. Then it hangs up and reports.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
@@ -16,6 +17,7 @@ use signalling::model::CallState;
 use signalling::token::SecretString;
 use signalling::{CallRequest, CommunicationsClient, CommunicationsSettings, Credentials};
 
+use botmedia::wav::WavRecorder;
 use botmedia::{
     AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings, MediaSession, Pcm16K,
 };
@@ -36,6 +38,9 @@ pub struct DemoOptions {
     pub progress: bool,
     /// Emulator scenario (the built-in one by default).
     pub scenario: Scenario,
+    /// Where to write what the bot heard, `echo.wav` and `meeting.wav` (16 kHz mono);
+    /// nothing is written when `None`.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -44,6 +49,7 @@ impl Default for DemoOptions {
             duration: Duration::from_secs(8),
             progress: true,
             scenario: Scenario::default(),
+            record_dir: None,
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct DemoReport {
     pub states: Vec<Vec<String>>,
     /// How each call ended (`code/subcode`).
     pub results: Vec<String>,
+    /// The recordings written: what the bot heard on each call, and its seconds.
+    pub recordings: Vec<(PathBuf, f64)>,
 }
 
 impl DemoReport {
@@ -194,6 +202,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         emu.graph_url(),
         emu.base_url()
     ));
+    say(emu
+        .describe()
+        .lines()
+        .filter(|l| !l.starts_with("Graph API") && !l.starts_with("Dashboard"))
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n"));
     let platform = MediaPlatform::start(MediaPlatformSettings::default())
         .await
         .map_err(step("starting the media platform"))?;
@@ -261,9 +276,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             .await
             .map_err(step("creating a call"))?;
         say(format!(
-            "call          {} created (app-hosted, session {})",
+            "call          {} created (app-hosted, session {}); listen in at {}?call={}",
             call.id(),
-            session.id()
+            session.id(),
+            emu.join_url(),
+            call.id()
         ));
         runs.push(Running {
             call,
@@ -272,6 +289,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         });
     }
 
+    let mut recorders = match &options.record_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(step("creating the recording directory"))?;
+            vec![
+                Some(WavRecorder::create(&dir.join("echo.wav")).map_err(step("recording"))?),
+                Some(WavRecorder::create(&dir.join("meeting.wav")).map_err(step("recording"))?),
+            ]
+        }
+        None => vec![None, None],
+    };
     let mut echo = EchoMeter::default();
     let mut report = DemoReport::default();
     let (mut tone440, mut tone660, mut meeting_frames, mut meeting_sent) = (0u64, 0u64, 0u64, 0u64);
@@ -284,6 +311,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         // Echo call: answer every received frame with the probe stream.
         let echo_session = &mut runs[0].session;
         while let Some(frame) = echo_session.audio_socket().try_recv_frame() {
+            record(&mut recorders[0], &frame.pcm);
             echo.on_frame(&frame.pcm.samples, echo_session);
         }
         // Meeting: listen to the mix, hum a 550 Hz tone back.
@@ -291,6 +319,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
         while let Some(item) = next_now(meeting_run.session.audio_socket()) {
             match item {
                 AudioSocketItem::Frame(frame) => {
+                    record(&mut recorders[1], &frame.pcm);
                     meeting_frames += 1;
                     tone440 += u64::from(tone_share(&frame.pcm.samples, 440.0) > 0.1);
                     tone660 += u64::from(tone_share(&frame.pcm.samples, 660.0) > 0.1);
@@ -347,6 +376,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     report.meeting_tone_frames = (tone440, tone660);
     report.meeting_frames = meeting_frames;
 
+    for rec in recorders.into_iter().flatten() {
+        let (path, seconds) = (rec.path().to_owned(), rec.duration_secs());
+        rec.finish().map_err(step("finishing a recording"))?;
+        report.recordings.push((path, seconds));
+    }
+
     for run in runs.iter_mut() {
         run.call
             .handle()
@@ -390,6 +425,16 @@ fn code_text(f: &signalling::model::Field<signalling::model::ResultCode>) -> Str
     f.get()
         .and_then(|c| c.as_i64())
         .map_or("-".into(), |c| c.to_string())
+}
+
+/// Appends a frame to a recording; a recording that fails stops (the demo goes on).
+fn record(recorder: &mut Option<WavRecorder>, pcm: &Pcm16K) {
+    if let Some(rec) = recorder
+        && let Err(e) = rec.write_frame(pcm)
+    {
+        tracing::warn!(path = %rec.path().display(), error = %e, "the recording stopped");
+        *recorder = None;
+    }
 }
 
 /// The next frame or event if one is ready now.

@@ -354,6 +354,18 @@ fn the_emulator_logs_each_request_on_stderr_and_keeps_stdout_for_its_output() {
         "{stderr}"
     );
     assert!(!stdout.contains("emulator::http"), "{stdout}");
+    // Its banner says how to reach it and whom to call.
+    for needle in [
+        "/join",
+        "OpenID",
+        "its secret is the built-in",
+        "Grace",
+        "+12345678901",
+        "joinWebUrl https://teams.microsoft.com/l/meetup-join/",
+        "Try         botmedia call --emulator http://127.0.0.1:",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
+    }
     let (_, debug) = emulator_logs(&[("RUST_LOG", "debug")], &[]);
     assert!(debug.contains("DEBUG"), "{debug}");
     let (_, quiet) = emulator_logs(&[("RUST_LOG", "error")], &[]);

@@ -8,9 +8,11 @@ use botmedia_cli::demo::{DemoOptions, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_calls_carry_media_both_ways_and_end_cleanly() {
+    let dir = std::env::temp_dir().join(format!("botmedia-demo-test-{}", std::process::id()));
     let report = run(DemoOptions {
         duration: Duration::from_secs(4),
         progress: false,
+        record_dir: Some(dir.clone()),
         ..DemoOptions::default()
     })
     .await
@@ -39,4 +41,21 @@ async fn demo_calls_carry_media_both_ways_and_end_cleanly() {
         );
         assert_eq!(result, "200/7000");
     }
+    // What the bot heard on each call, as 16 kHz mono WAV files of about the calls' length.
+    let names: Vec<_> = report.recordings.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(names, [dir.join("echo.wav"), dir.join("meeting.wav")]);
+    for (path, seconds) in &report.recordings {
+        let wav = botmedia::wav::Wav::read(path).expect("the recording reads back");
+        assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
+        let read = wav.samples.len() as f64 / 16_000.0;
+        assert!(
+            (read - seconds).abs() < 0.05 && (3.0..=5.0).contains(&read),
+            "{read} s"
+        );
+        assert!(
+            wav.samples.iter().any(|s| s.unsigned_abs() > 1_000),
+            "{path:?} is silent"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,6 +18,12 @@ pub(super) struct DemoArgs {
     /// Emulator scenario file (the built-in one when absent).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// Where to write what the bot heard on each call (echo.wav, meeting.wav).
+    #[arg(long, value_name = "DIR", default_value = "target/botmedia-demo")]
+    record_dir: PathBuf,
+    /// Write no recordings.
+    #[arg(long, conflicts_with = "record_dir")]
+    no_record: bool,
 }
 
 pub(super) fn run_demo(args: DemoArgs) -> Result<ExitCode, CliError> {
@@ -39,6 +45,7 @@ pub(super) fn run_demo(args: DemoArgs) -> Result<ExitCode, CliError> {
             duration: Duration::from_secs(args.seconds),
             progress: true,
             scenario,
+            record_dir: (!args.no_record).then_some(args.record_dir),
         }))
         .map_err(|e| CliError::Usage(e.to_string()))?;
     println!();
@@ -70,6 +77,12 @@ pub(super) fn run_demo(args: DemoArgs) -> Result<ExitCode, CliError> {
             "  call {}        states {} -> ended {result}",
             i + 1,
             states.join(" -> ")
+        );
+    }
+    for (path, seconds) in &report.recordings {
+        println!(
+            "  recording     {} ({seconds:.1} s of what the bot heard)",
+            path.display()
         );
     }
     let ok = !report.echo_delays_ms.is_empty()

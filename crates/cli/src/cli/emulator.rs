@@ -1,12 +1,13 @@
 //! `botmedia emulator`: run the local calling service on its own, for bots in other
 //! processes (or other languages) to call.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, Scenario};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, Scenario, Voice};
 use emulator::{Emulator, EmulatorConfig};
 
 use super::CliError;
@@ -50,28 +51,8 @@ pub(super) fn run(args: EmulatorArgs) -> Result<ExitCode, CliError> {
         })
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
-        let app = emu.scenario().apps.first().cloned();
-        println!("botmedia emulator listening on {}", emu.base_url());
-        println!("  dashboard        {}/", emu.base_url());
-        println!(
-            "  Graph API        {}  (and {}/beta)",
-            emu.graph_url(),
-            emu.base_url()
-        );
-        if let Some(app) = &app {
-            println!("  token endpoint   {}", emu.token_url(&app.tenant_id));
-            println!(
-                "  app              {} (tenant {}){}",
-                app.app_id,
-                app.tenant_id,
-                if app.app_id == DEFAULT_APP_ID && app.secret == DEFAULT_APP_SECRET {
-                    format!(", built-in secret `{DEFAULT_APP_SECRET}`")
-                } else {
-                    String::new()
-                }
-            );
-        }
-        println!("  OpenID config    {}", emu.openid_configuration_url());
+        // A closed standard output (a reader that went away) must not stop the service.
+        let _ = writeln!(std::io::stdout().lock(), "{}", banner(&emu));
         match args.seconds {
             Some(s) => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
             None => {
@@ -81,4 +62,53 @@ pub(super) fn run(args: EmulatorArgs) -> Result<ExitCode, CliError> {
         emu.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What the emulator prints when it starts: its address first (scripts read that line),
+/// then the scenario's endpoints, apps (with the built-in secret when it is the built-in
+/// app), people, phone numbers and meetings, and a command that calls it.
+fn banner(emu: &Emulator) -> String {
+    let base = emu.base_url();
+    let mut out = format!("botmedia emulator listening on {base}\n");
+    for line in emu.describe().lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("App ") && line.contains(DEFAULT_APP_ID) {
+            let builtin = emu
+                .scenario()
+                .apps
+                .iter()
+                .any(|a| a.app_id == DEFAULT_APP_ID && a.secret == DEFAULT_APP_SECRET);
+            if builtin {
+                out.push_str(&format!(
+                    "              its secret is the built-in `{DEFAULT_APP_SECRET}`\n"
+                ));
+            }
+        }
+        if line.starts_with("Tokens ") {
+            out.push_str(&format!(
+                "  OpenID      {}\n",
+                emu.openid_configuration_url()
+            ));
+        }
+    }
+    let callee = emu
+        .scenario()
+        .users
+        .iter()
+        .find(|u| matches!(u.says, Voice::Echo))
+        .or_else(|| emu.scenario().users.first());
+    if let Some(user) = callee {
+        let emulator = if base == "http://127.0.0.1:8440" {
+            String::new()
+        } else {
+            format!(" --emulator {base}")
+        };
+        out.push_str(&format!(
+            "  Try         botmedia call{emulator} --user {} --record out.wav  (calls {})",
+            user.id, user.display_name
+        ));
+    }
+    out.trim_end().to_owned()
 }
