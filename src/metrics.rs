@@ -206,16 +206,27 @@ impl Ledger {
 
 /// A router serving `GET /metrics` with the bot's figures (content type [`CONTENT_TYPE`]).
 /// Merge it into an app of your own, or serve it alone.
+///
+/// Rendering runs on Tokio's blocking pool: reading the latency histograms' buckets
+/// takes milliseconds with many distinct latencies, too long for a runtime worker.
 pub fn router(bot: Bot) -> axum::Router {
+    use axum::http::{StatusCode, header};
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let bot = bot.clone();
             async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                    render(&bot),
-                )
+                match tokio::task::spawn_blocking(move || render(&bot)).await {
+                    Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text),
+                    Err(e) => {
+                        tracing::error!(error = %e, "rendering the metrics failed");
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                            String::new(),
+                        )
+                    }
+                }
             }
         }),
     )
