@@ -193,6 +193,12 @@ impl CallArgs {
                 None => e.to_string(),
             })
         })?;
+        // The command serves its own webhook: a callback URL alone would receive nothing.
+        if settings.webhook_listen.is_none() {
+            return Err(CliError::Usage(
+                "--webhook-listen (BOTMEDIA_WEBHOOK_LISTEN): set the address this bot serves its webhook on, where --callback-url's requests arrive".into(),
+            ));
+        }
         Ok((settings, local || given("BOTMEDIA_EMULATOR").is_some()))
     }
 
@@ -825,9 +831,12 @@ mod tests {
             "https://flag/v1.0",
             "--callback-url",
             "https://bot.contoso.com/cb",
+            "--webhook-listen",
+            "0.0.0.0:9441",
         ]);
         let (s, emulated) = a.settings(env).unwrap();
         assert!(!emulated);
+        assert_eq!(s.webhook_listen, Some("0.0.0.0:9441".parse().unwrap()));
         assert_eq!(
             (s.app_id.as_str(), s.tenant.as_str(), s.graph_url.as_str()),
             ("a", "t-env", "https://flag/v1.0")
@@ -848,6 +857,18 @@ mod tests {
             panic!("a missing secret is refused");
         };
         assert!(e.starts_with("MY_SECRET (the app's secret)"), "{e}");
+        let Err(CliError::Usage(e)) = args(&[
+            "--app-id",
+            "a",
+            "--tenant",
+            "t",
+            "--callback-url",
+            "https://bot.contoso.com/cb",
+        ])
+        .settings(|name| (name == "BOTMEDIA_APP_SECRET").then(|| "s".into())) else {
+            panic!("a callback URL without a webhook address is refused");
+        };
+        assert!(e.starts_with("--webhook-listen"), "{e}");
         let Err(CliError::Usage(e)) = args(&["--callback-url", "ftp://x"]).settings(no_env) else {
             panic!("a bad URL is refused");
         };
