@@ -267,5 +267,8 @@ fn the_readme_shows_the_hello_bot_as_it_is() {
         readme.contains(bot),
         "README.md's Rust bot differs from examples/hello_bot.rs"
     );
-    assert!(bot.lines().count() <= 30, "the README's bot grew past 30 lines");
+    assert!(
+        bot.lines().count() <= 30,
+        "the README's bot grew past 30 lines"
+    );
 }

@@ -276,7 +276,9 @@ impl WavRecorder {
             return Err(std::io::Error::other("the recording is finished"));
         };
         if self.samples + samples.len() as u64 > Self::MAX_SAMPLES {
-            return Err(std::io::Error::other("the recording reached the WAV size limit"));
+            return Err(std::io::Error::other(
+                "the recording reached the WAV size limit",
+            ));
         }
         let mut bytes = [0u8; 2 * SAMPLES_PER_FRAME];
         for chunk in samples.chunks(SAMPLES_PER_FRAME) {
