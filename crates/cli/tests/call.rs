@@ -227,7 +227,7 @@ fn a_call_the_service_refuses_exits_1_with_its_error() {
 }
 
 #[test]
-fn usage_errors_exit_2_and_a_missing_target_lists_the_emulators_people() {
+fn usage_and_io_errors_exit_2_and_a_missing_target_lists_the_emulators_people() {
     let (status, _, stderr) = call(
         &["--emulator", "http://127.0.0.1:9"],
         Duration::from_secs(30),
@@ -238,6 +238,13 @@ fn usage_errors_exit_2_and_a_missing_target_lists_the_emulators_people() {
         stderr.contains("Grace") && stderr.contains("joinWebUrl"),
         "{stderr}"
     );
+    // A service that cannot be reached is no refusal: exit 2.
+    let (status, _, stderr) = call(
+        &["--emulator", "http://127.0.0.1:9", "--user", "u"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
     for (args, needle) in [
         (&["--user", "u", "--play", "/nonexistent.wav"][..], "--play"),
         (

@@ -10,6 +10,7 @@ use std::time::Duration;
 use botmedia::graph::calls::CreateError;
 use botmedia::graph::client::ApiError;
 use botmedia::graph::model::{Field, IdentitySet, Participant, ResultCode, ResultInfo};
+use botmedia::graph::token::TokenError;
 use botmedia::wav::{Wav, WavRecorder};
 use botmedia::{
     AudioSocketEvent, Bot, BotError, BotSettings, CallEvent, CallItem, CallRequest, CallState,
@@ -494,7 +495,10 @@ fn refusal(e: BotError) -> Refusal {
         }
         BotError::Create(CreateError::Api(e)) | BotError::Api(e) => match &e {
             ApiError::Graph(g) => Refusal::Service(format!("the service refused the call: {g}")),
-            ApiError::Token(t) => Refusal::Service(format!("no access token: {t}")),
+            ApiError::Token(t @ TokenError::Refused { .. }) => {
+                Refusal::Service(format!("no access token: {t}"))
+            }
+            ApiError::Token(t) => Refusal::Other(format!("no access token: {t}")),
             _ => Refusal::Other(format!("cannot reach the service: {e}")),
         },
         other => Refusal::Other(other.to_string()),
