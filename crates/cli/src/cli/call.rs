@@ -76,8 +76,9 @@ pub(super) struct CallArgs {
     /// Send every received frame back.
     #[arg(long, conflicts_with = "play")]
     echo: bool,
-    /// Hang up after this many seconds (runs until the call ends or Ctrl-C otherwise).
-    #[arg(long, value_name = "N")]
+    /// Hang up after this many seconds, 1 to 604800 (runs until the call ends or Ctrl-C
+    /// otherwise).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=604_800))]
     seconds: Option<u64>,
     /// Print the call's events as JSON lines.
     #[arg(long)]
@@ -363,7 +364,7 @@ fn result_text(r: Option<&ResultInfo>) -> (String, Value) {
     )
 }
 
-/// Prints a call event; returns the result when the call ended.
+/// Prints a call event.
 fn print_call_event(p: &Printer, e: &CallEvent) {
     match e {
         CallEvent::StateChanged { from, to } => p.emit(
@@ -522,9 +523,6 @@ pub(super) fn run(args: CallArgs) -> Result<ExitCode, CliError> {
             CliError::Usage(problem)
         }
     })?;
-    if args.seconds == Some(0) {
-        return Err(CliError::Usage("--seconds must be at least 1".into()));
-    }
     let play = match &args.play {
         Some(path) => {
             let frames = Wav::read_frames(path)
@@ -534,9 +532,11 @@ pub(super) fn run(args: CallArgs) -> Result<ExitCode, CliError> {
         None => None,
     };
     let recorder = match &args.record {
-        Some(path) => Some(WavRecorder::create(path).map_err(|source| CliError::Read {
-            path: path.display().to_string(),
-            source,
+        Some(path) => Some(WavRecorder::create(path).map_err(|e| {
+            CliError::Usage(format!(
+                "--record {}: cannot create it: {e}",
+                path.display()
+            ))
         })?),
         None => None,
     };
