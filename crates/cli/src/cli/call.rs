@@ -105,9 +105,10 @@ pub(super) struct CallArgs {
     /// The app's tenant. [env: BOTMEDIA_TENANT_ID]
     #[arg(long, value_name = "ID")]
     tenant: Option<String>,
-    /// The environment variable holding the app's client secret.
-    #[arg(long, value_name = "NAME", default_value = "BOTMEDIA_APP_SECRET")]
-    app_secret_env: String,
+    /// The environment variable holding the app's client secret [default:
+    /// BOTMEDIA_APP_SECRET; an emulator's built-in secret unless this is given].
+    #[arg(long, value_name = "NAME")]
+    app_secret_env: Option<String>,
     /// The webhook's public URL. [env: BOTMEDIA_CALLBACK_URL]
     #[arg(long, value_name = "URL")]
     callback_url: Option<String>,
@@ -165,19 +166,26 @@ impl CallArgs {
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(BotSettings, bool), CliError> {
-        let env = |var: &str| {
-            if self.emulator.is_some() && var != "BOTMEDIA_APP_SECRET" {
-                return None;
-            }
-            let name = if var == "BOTMEDIA_APP_SECRET" {
-                self.app_secret_env.as_str()
-            } else {
-                var
-            };
-            env(name).filter(|v| !v.trim().is_empty())
+        let secret_var = self
+            .app_secret_env
+            .as_deref()
+            .unwrap_or("BOTMEDIA_APP_SECRET");
+        let env_of = |var: &str| env(var).filter(|v| !v.trim().is_empty());
+        let plain = |var: &str| {
+            self.flag(var)
+                .or_else(|| self.emulator.is_none().then(|| env_of(var)).flatten())
         };
-        let given = |var: &str| self.flag(var).or_else(|| env(var));
-        let local = given("BOTMEDIA_EMULATOR").is_none() && given("BOTMEDIA_APP_ID").is_none();
+        let local = plain("BOTMEDIA_EMULATOR").is_none() && plain("BOTMEDIA_APP_ID").is_none();
+        // An emulator named here (or the local default) keeps its built-in secret unless
+        // --app-secret-env names another.
+        let keep_builtin = (self.emulator.is_some() || local) && self.app_secret_env.is_none();
+        let given = |var: &str| {
+            if var == "BOTMEDIA_APP_SECRET" {
+                (!keep_builtin).then(|| env_of(secret_var)).flatten()
+            } else {
+                plain(var)
+            }
+        };
         let settings = BotSettings::from_vars(|var| {
             given(var)
                 .or_else(|| (local && var == "BOTMEDIA_EMULATOR").then(|| DEFAULT_EMULATOR.into()))
@@ -185,7 +193,7 @@ impl CallArgs {
         .map_err(|e| {
             let flag = FLAGS.iter().find(|(v, _)| *v == e.var).map(|(_, f)| *f);
             let var = if e.var == "BOTMEDIA_APP_SECRET" {
-                self.app_secret_env.as_str()
+                secret_var
             } else {
                 e.var
             };
@@ -816,6 +824,14 @@ mod tests {
             .settings(|_| Some("http://ignored".into()))
             .unwrap();
         assert_eq!(s.graph_url, "http://127.0.0.1:9/v1.0");
+        // A secret for the real service in the environment does not replace the emulator's.
+        let (s, _) = args(&["--user", "u"])
+            .settings(|name| (name == "BOTMEDIA_APP_SECRET").then(|| "real".into()))
+            .unwrap();
+        let botmedia::Credentials::Secret(secret) = &s.credentials else {
+            panic!("a client secret");
+        };
+        assert_eq!(secret.expose(), botmedia::emulator_app::SECRET);
     }
 
     #[test]
