@@ -66,6 +66,8 @@ pub async fn echo(bot: &Bot, user: &str, limit: Option<Duration>) -> Result<(u64
     if !ended {
         println!("hanging up");
         call.hang_up().await?;
+        // Until the service confirms: a call dropped before it ended is hung up again.
+        while call.next().await.is_some() {}
     }
     Ok((heard, echoed))
 }

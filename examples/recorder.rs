@@ -102,6 +102,8 @@ pub async fn record(
     };
     if !ended {
         call.hang_up().await?;
+        // Until the service confirms: a call dropped before it ended is hung up again.
+        while call.next().await.is_some() {}
     }
     let samples = wav.finish()?;
     Ok(samples as f64 / 16_000.0)

@@ -149,7 +149,7 @@ async fn echo_bot_calls_the_echo_user_and_sends_back_what_it_hears() {
     let (emu, bot) = start().await;
     let mut echo = Task(tokio::spawn({
         let bot = bot.clone();
-        async move { echo_bot::echo(&bot, echo_bot::ECHO_USER, Some(Duration::from_secs(4))).await }
+        async move { echo_bot::echo(&bot, echo_bot::ECHO_USER, Some(Duration::from_secs(5))).await }
     }));
     let id = wait_for("the bot's call", || async {
         bot.calls().first().map(|c| c.id.to_string())
@@ -262,7 +262,7 @@ fn amplitude(samples: &[i16], hz: f64) -> f64 {
 async fn ivr_transfers_on_1_and_hangs_up_on_2_or_silence() {
     let (emu, bot) = start().await;
     let ivr = Arc::new(ivr::Ivr {
-        prompt: ivr::beep(),
+        prompt: ivr::beep().repeat(3),
         transfer_to: ivr::COLLEAGUE.into(),
         timeout: Duration::from_secs(3),
     });
@@ -278,9 +278,9 @@ async fn ivr_transfers_on_1_and_hangs_up_on_2_or_silence() {
         let id = emu
             .place_incoming_call(JOHN, bot.callback_url(), None)
             .unwrap();
-        established(&emu, &id).await;
         match key {
             Some(key) => {
+                established(&emu, &id).await;
                 post(
                     &emu,
                     &format!("/emulator/calls/{id}/tone"),
@@ -288,7 +288,7 @@ async fn ivr_transfers_on_1_and_hangs_up_on_2_or_silence() {
                 )
                 .await
             }
-            // The IVR sends nothing but its prompt: the caller hears beeps.
+            // The IVR sends nothing but its prompt (watched from the start: it is short).
             None => {
                 wait_for("the prompt", || async {
                     emulated_call(&emu, &id)
