@@ -27,9 +27,17 @@ use botmedia::{
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
+/// What `--help` prints.
+const USAGE: &str = "answerer [--max-calls N] [--emulator URL]
+Answers calls (greets, then echoes); rejects those beyond --max-calls at once (default 4).";
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let max_calls = arg(&args, "--max-calls").unwrap_or("4").parse();
     let max_calls = max_calls.map_err(|e| format!("--max-calls: {e}"))?;
     let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;

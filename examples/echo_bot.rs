@@ -23,9 +23,17 @@ use botmedia::{
 /// Grace, the emulator's scenario user who echoes what she hears.
 pub const ECHO_USER: &str = "550fae72-d251-43ec-868c-373732c2704f";
 
+/// What `--help` prints.
+const USAGE: &str = "echo_bot [--emulator URL] [--user ID] [--seconds N]
+Calls a user (default Grace, the emulator's echo) and echoes what it hears.";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let user = arg(&args, "--user").unwrap_or(ECHO_USER);
     let seconds = arg(&args, "--seconds").map(str::parse).transpose();
     let seconds = seconds.map_err(|e| format!("--seconds: {e}"))?;

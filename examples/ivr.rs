@@ -52,9 +52,18 @@ pub struct Ivr {
     pub timeout: Duration,
 }
 
+/// What `--help` prints.
+const USAGE: &str =
+    "ivr [--prompt FILE.wav] [--transfer-to USER_ID] [--timeout SECONDS] [--emulator URL]
+Answers calls, plays the prompt; key 1 transfers, key 2 or the timeout hangs up.";
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let ivr = Ivr {
         prompt: match arg(&args, "--prompt") {
             Some(file) => botmedia::wav::Wav::read_frames(Path::new(file))?,

@@ -48,9 +48,18 @@ pub enum Source {
     Answer,
 }
 
+/// What `--help` prints.
+const USAGE: &str = "recorder (--user ID | --meeting THREAD_ID --organizer ID [--message ID] [--tenant ID] | --answer)
+         [--out FILE] [--seconds N] [--emulator URL]
+Records what a call hears to a WAV file (default call.wav).";
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let settings = settings(arg(&args, "--emulator"))?;
     let source = match (arg(&args, "--user"), arg(&args, "--meeting")) {
         _ if args.iter().any(|a| a == "--answer") => Source::Answer,
