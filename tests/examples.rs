@@ -3,14 +3,14 @@
 //! Each example file is compiled into this test as a module and the test calls the function
 //! its `main` calls after parsing the command line (`echo_bot::echo`, `recorder::record`,
 //! `ivr::serve`, `answerer::serve`), on a bot built by the example's own `settings`. Running
-//! the example binaries instead would depend on them being built and fresh: `cargo test
-//! --test examples` and nextest's `-E 'binary(examples)'` filters build no examples, and a
-//! stale binary would be tested silently. What is left out is the argument parsing of each
-//! `main`, a few lines each.
+//! the example binaries instead would depend on them being built and fresh: a plain `cargo
+//! test` or `cargo nextest run` builds the examples, but `--test examples` builds none, and
+//! a stale binary would be tested silently. What is left out is each `main`'s argument
+//! parsing, a few lines.
 //!
 //! The tests observe the calls from the emulator's side (`GET /emulator/state`: call
 //! states, results, the bot's send level) and drive them from there (`/emulator/incoming`,
-//! `.../tone`, `.../say`, `.../hangup`), as a person on the dashboard would.
+//! `.../tone`, `.../say`, `.../hangup`), as a person with the dashboard and curl would.
 
 #[allow(
     dead_code,
