@@ -12,7 +12,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! // The emulator's built-in app; BotSettings::from_env() or ::new() for the real service.
 //! let bot = Bot::start(BotSettings::emulator("http://127.0.0.1:8440")).await?;
-//! let mut call = bot.call(CallRequest::peer_to_peer("8a1a9b3f-6e04-4c1e-9d6a-3f1a2b0c9e11", None)).await?;
+//! let mut call = bot.call(CallRequest::peer_to_peer("112f7296-5fa4-42ca-bae8-6a692b15d4b8", None)).await?;
 //! while let Some(item) = call.next().await {
 //!     match item {
 //!         CallItem::Frame(frame) => drop(call.send(frame.pcm)), // an echo

@@ -128,7 +128,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let bot = Bot::start(BotSettings::emulator("http://127.0.0.1:8440")).await?;
-/// let mut call = bot.call(CallRequest::peer_to_peer("8a1a9b3f-6e04-4c1e-9d6a-3f1a2b0c9e11", None)).await?;
+/// let mut call = bot.call(CallRequest::peer_to_peer("112f7296-5fa4-42ca-bae8-6a692b15d4b8", None)).await?;
 /// while let Some(item) = call.next().await {
 ///     if let CallItem::Frame(frame) = item {
 ///         let _ = call.send(frame.pcm); // an echo
