@@ -762,14 +762,33 @@ async fn media_that_cannot_connect_or_goes_away_ends_the_call() {
     let ended = f.wait_state(&call, "terminated").await;
     assert_eq!(ended["resultInfo"]["code"], 410, "{ended:#}");
     assert_eq!(ended["resultInfo"]["subcode"], 301005);
-    let notified = f
-        .hook
-        .0
-        .lock()
-        .expect("hook")
-        .iter()
-        .any(|n| n["value"][0]["resourceData"]["resultInfo"]["subcode"] == 301005);
-    assert!(notified, "the bot was told");
+    // The notification leaves after the state changes: wait for it, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let notified = f
+            .hook
+            .0
+            .lock()
+            .expect("hook")
+            .iter()
+            .any(|n| n["value"][0]["resourceData"]["resultInfo"]["subcode"] == 301005);
+        if notified {
+            break;
+        }
+        let seen: Vec<String> = f
+            .hook
+            .0
+            .lock()
+            .expect("hook")
+            .iter()
+            .map(|n| n["value"][0]["resourceData"]["resultInfo"].to_string())
+            .collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot was not told; result infos notified: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     f.stop().await;
 }
 
