@@ -372,55 +372,7 @@ impl Meeting {
 /// Where Teams meeting join URLs start.
 pub const JOIN_WEB_URL_PREFIX: &str = "https://teams.microsoft.com/l/meetup-join/";
 
-/// What a Teams meeting join URL says: the chat thread and message of the meeting and, from
-/// its `context`, the organizer and their tenant. Build a meeting join request from it:
-/// `chatInfo {threadId, messageId}` and `organizerMeetingInfo` with the organizer's user id
-/// and tenant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinWebUrl {
-    /// `chatInfo.threadId`, decoded (`19:meeting_...@thread.v2`).
-    pub thread_id: String,
-    /// `chatInfo.messageId` (`0` for a scheduled meeting).
-    pub message_id: String,
-    /// The organizer's tenant (`context.Tid`), if the URL has it.
-    pub tenant_id: Option<String>,
-    /// The organizer's user id (`context.Oid`), if the URL has it.
-    pub organizer_id: Option<String>,
-}
-
-impl JoinWebUrl {
-    /// Parses a `.../l/meetup-join/{thread}/{message}?context={..}` URL (any host, so a real
-    /// Teams link and an emulator scenario's link read the same). None when it is not one.
-    pub fn parse(url: &str) -> Option<Self> {
-        let (_, rest) = url.split_once("/l/meetup-join/")?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut segments = path.split('/');
-        let thread_id = percent_decode(segments.next()?)?;
-        let message_id = percent_decode(segments.next().unwrap_or("0"))?;
-        if thread_id.is_empty() || message_id.is_empty() || thread_id.chars().any(char::is_control)
-        {
-            return None;
-        }
-        let context = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("context="))
-            .and_then(percent_decode)
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok());
-        let field = |k: &str| {
-            context
-                .as_ref()
-                .and_then(|c| c[k].as_str())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        Some(Self {
-            thread_id,
-            message_id,
-            tenant_id: field("Tid"),
-            organizer_id: field("Oid"),
-        })
-    }
-}
+pub use signalling::calls::JoinWebUrl;
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn percent_encode(s: &str) -> String {
@@ -433,24 +385,6 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// Decodes `%XX` escapes; None on a bad escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn default_message_id() -> String {

@@ -1,6 +1,7 @@
 //! The bot-facing API: a communications client built from settings, calls created or
 //! received, each with its own ordered notification queue, state machine and event stream.
 
+mod join_url;
 mod request;
 mod state;
 
@@ -29,6 +30,7 @@ use crate::webhook::{
 };
 use crate::{RequestError, UriProblem};
 
+pub use self::join_url::JoinWebUrl;
 pub use self::request::{CallRequest, invitation, invite_phone, invite_user};
 pub use self::state::{
     CallAction, CallEvent, CallStateMachine, DEFAULT_KEEP_ALIVE_INTERVAL, MAX_ROSTER, RosterDiff,

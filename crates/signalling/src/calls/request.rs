@@ -84,28 +84,12 @@ impl CallRequest {
     /// and tenant (`Tid`) an `organizerMeetingInfo`, as Graph's SDKs read such a link.
     /// `None` when the URL is not one, or its context names no organizer or tenant.
     pub fn join_meeting_url(url: &str) -> Option<Self> {
-        let (_, rest) = url.trim().split_once("/l/meetup-join/")?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut segments = path.split('/');
-        let thread_id = percent_decode(segments.next()?)?;
-        let message_id = match segments.next() {
-            None | Some("") => "0".to_owned(),
-            Some(m) => percent_decode(m)?,
-        };
-        if thread_id.is_empty() || thread_id.chars().any(char::is_control) {
-            return None;
-        }
-        let context: serde_json::Value = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("context="))
-            .and_then(percent_decode)
-            .and_then(|c| serde_json::from_str(&c).ok())?;
-        let field = |k: &str| context[k].as_str().filter(|v| !v.trim().is_empty());
+        let url = super::JoinWebUrl::parse(url)?;
         Some(Self::join_meeting(
-            &thread_id,
-            &message_id,
-            field("Oid")?,
-            field("Tid")?,
+            &url.thread_id,
+            &url.message_id,
+            url.organizer_id.as_deref()?,
+            url.tenant_id.as_deref()?,
         ))
     }
 
@@ -259,25 +243,6 @@ fn chat_info(thread_id: &str, message_id: &str) -> ChatInfo {
         message_id: message_id.to_owned().into(),
         ..ChatInfo::default()
     }
-}
-
-/// Decodes `%XX` escapes (and `+` as itself); `None` on a bad escape or bytes that are not
-/// UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
