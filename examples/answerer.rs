@@ -21,8 +21,7 @@
 use std::error::Error;
 
 use botmedia::{
-    AudioSocketEvent, Bot, BotCall, BotSettings, CallEvent, CallItem, EnvError, Pcm16K,
-    RejectReason,
+    AudioSocketEvent, Bot, BotCall, BotSettings, CallEvent, CallItem, Pcm16K, RejectReason,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -40,7 +39,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let max_calls = arg(&args, "--max-calls").unwrap_or("4").parse();
     let max_calls = max_calls.map_err(|e| format!("--max-calls: {e}"))?;
-    let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
+    let bot = Bot::start(BotSettings::emulator_or_env(arg(&args, "--emulator"))?).await?;
     println!("answering calls at {}", bot.callback_url());
     tokio::select! {
         () = serve(&bot, max_calls) => {}
@@ -106,19 +105,6 @@ fn greeting() -> Vec<Pcm16K> {
             frame
         })
         .collect()
-}
-
-/// `--emulator URL`; else the `BOTMEDIA_*` variables when they name a service; else the
-/// emulator's default address.
-pub fn settings(emulator: Option<&str>) -> Result<BotSettings, EnvError> {
-    let from_env = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-    match emulator {
-        Some(url) => Ok(BotSettings::emulator(url)),
-        None if from_env => BotSettings::from_env(),
-        None => Ok(BotSettings::emulator("http://127.0.0.1:8440")),
-    }
 }
 
 /// The value after `name` on the command line.

@@ -16,9 +16,7 @@
 use std::error::Error;
 use std::time::Duration;
 
-use botmedia::{
-    AudioSocketEvent, Bot, BotError, BotSettings, CallEvent, CallItem, CallRequest, EnvError,
-};
+use botmedia::{AudioSocketEvent, Bot, BotError, BotSettings, CallEvent, CallItem, CallRequest};
 
 /// Grace, the emulator's scenario user who echoes what she hears.
 pub const ECHO_USER: &str = "550fae72-d251-43ec-868c-373732c2704f";
@@ -37,7 +35,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let user = arg(&args, "--user").unwrap_or(ECHO_USER);
     let seconds = arg(&args, "--seconds").map(str::parse).transpose();
     let seconds = seconds.map_err(|e| format!("--seconds: {e}"))?;
-    let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
+    let bot = Bot::start(BotSettings::emulator_or_env(arg(&args, "--emulator"))?).await?;
     let (heard, echoed) = echo(&bot, user, seconds.map(Duration::from_secs)).await?;
     println!("heard {heard} frames, echoed {echoed}");
     bot.shutdown().await;
@@ -85,19 +83,6 @@ async fn stop(limit: Option<Duration>) {
     match limit {
         Some(limit) => tokio::time::sleep(limit).await,
         None => drop(tokio::signal::ctrl_c().await),
-    }
-}
-
-/// `--emulator URL`; else the `BOTMEDIA_*` variables when they name a service; else the
-/// emulator's default address.
-pub fn settings(emulator: Option<&str>) -> Result<BotSettings, EnvError> {
-    let from_env = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-    match emulator {
-        Some(url) => Ok(BotSettings::emulator(url)),
-        None if from_env => BotSettings::from_env(),
-        None => Ok(BotSettings::emulator("http://127.0.0.1:8440")),
     }
 }
 

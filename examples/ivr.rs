@@ -31,8 +31,7 @@ use std::time::Duration;
 
 use botmedia::graph::calls::invite_user;
 use botmedia::{
-    AudioSocketEvent, Bot, BotSettings, CallEvent, CallItem, EnvError, IncomingBotCall, Pcm16K,
-    Tone,
+    AudioSocketEvent, Bot, BotSettings, CallEvent, CallItem, IncomingBotCall, Pcm16K, Tone,
 };
 use tokio::time::Instant;
 
@@ -75,7 +74,7 @@ async fn main() -> Result<(), BoxError> {
             Err(e) => return Err(format!("--timeout: {e}").into()),
         },
     };
-    let bot = Bot::start(settings(arg(&args, "--emulator"))?).await?;
+    let bot = Bot::start(BotSettings::emulator_or_env(arg(&args, "--emulator"))?).await?;
     println!("answering calls at {}", bot.callback_url());
     tokio::select! {
         () = serve(&bot, Arc::new(ivr)) => {}
@@ -181,19 +180,6 @@ pub fn beep() -> Vec<Pcm16K> {
         }
     }
     frames
-}
-
-/// `--emulator URL`; else the `BOTMEDIA_*` variables when they name a service; else the
-/// emulator's default address.
-pub fn settings(emulator: Option<&str>) -> Result<BotSettings, EnvError> {
-    let from_env = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-    match emulator {
-        Some(url) => Ok(BotSettings::emulator(url)),
-        None if from_env => BotSettings::from_env(),
-        None => Ok(BotSettings::emulator("http://127.0.0.1:8440")),
-    }
 }
 
 /// The value after `name` on the command line.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use botmedia::wav::WavRecorder;
-use botmedia::{Bot, BotCall, BotSettings, CallEvent, CallItem, CallRequest, EnvError};
+use botmedia::{Bot, BotCall, BotSettings, CallEvent, CallItem, CallRequest};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -60,7 +60,7 @@ async fn main() -> Result<(), BoxError> {
         println!("{USAGE}");
         return Ok(());
     }
-    let settings = settings(arg(&args, "--emulator"))?;
+    let settings = BotSettings::emulator_or_env(arg(&args, "--emulator"))?;
     let source = match (arg(&args, "--user"), arg(&args, "--meeting")) {
         _ if args.iter().any(|a| a == "--answer") => Source::Answer,
         (Some(user), None) => Source::User(user.into()),
@@ -141,19 +141,6 @@ async fn stop(limit: Option<Duration>) {
     match limit {
         Some(limit) => tokio::time::sleep(limit).await,
         None => drop(tokio::signal::ctrl_c().await),
-    }
-}
-
-/// `--emulator URL`; else the `BOTMEDIA_*` variables when they name a service; else the
-/// emulator's default address.
-pub fn settings(emulator: Option<&str>) -> Result<BotSettings, EnvError> {
-    let from_env = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-    match emulator {
-        Some(url) => Ok(BotSettings::emulator(url)),
-        None if from_env => BotSettings::from_env(),
-        None => Ok(BotSettings::emulator("http://127.0.0.1:8440")),
     }
 }
 

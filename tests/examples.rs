@@ -57,7 +57,7 @@ const REJECTED: &str = "603/0";
 /// An emulator on a free loopback port and a bot pointed at it by an example's `settings`.
 async fn start() -> (Emulator, Bot) {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let settings = echo_bot::settings(Some(&emu.base_url())).unwrap();
+    let settings = botmedia::BotSettings::emulator(&emu.base_url());
     let bot = Bot::start(settings).await.unwrap();
     (emu, bot)
 }

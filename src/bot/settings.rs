@@ -70,6 +70,9 @@ pub struct EnvError {
 }
 
 impl BotSettings {
+    /// Where `botmedia emulator` listens by default.
+    pub const LOCAL_EMULATOR: &str = "http://127.0.0.1:8440";
+
     /// Settings for the real service: Graph v1.0, the Microsoft identity platform and the
     /// calling service's callback keys. Set [`Self::callback_url`] (the public HTTPS URL of
     /// the webhook) and [`Self::webhook_listen`] (or mount the router yourself), and the
@@ -109,6 +112,29 @@ impl BotSettings {
         s.openid_configuration_url = format!("{base}/v1/.well-known/OpenIdConfiguration");
         s.webhook_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         s
+    }
+
+    /// What a command-line bot usually wants: the emulator at `emulator` when one was given
+    /// (an `--emulator URL` flag); else the `BOTMEDIA_*` variables when they name a service
+    /// (`BOTMEDIA_EMULATOR` or `BOTMEDIA_APP_ID` is set); else the local emulator at
+    /// [`Self::LOCAL_EMULATOR`].
+    pub fn emulator_or_env(emulator: Option<&str>) -> Result<Self, EnvError> {
+        Self::emulator_or_vars(emulator, |name| std::env::var(name).ok())
+    }
+
+    /// [`Self::emulator_or_env`] with variables looked up by `var`.
+    pub fn emulator_or_vars(
+        emulator: Option<&str>,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, EnvError> {
+        let names_a_service = ["BOTMEDIA_EMULATOR", "BOTMEDIA_APP_ID"]
+            .iter()
+            .any(|name| var(name).is_some_and(|v| !v.trim().is_empty()));
+        match emulator {
+            Some(url) => Ok(Self::emulator(url)),
+            None if names_a_service => Self::from_vars(var),
+            None => Ok(Self::emulator(Self::LOCAL_EMULATOR)),
+        }
     }
 
     /// Settings from the process's `BOTMEDIA_*` environment variables (see
@@ -295,6 +321,27 @@ mod tests {
         assert_eq!(s.app_id, emulator_app::APP_ID);
         assert_eq!(s.webhook_listen, Some("127.0.0.1:0".parse().unwrap()));
         assert!(s.callback_url.is_none());
+    }
+
+    #[test]
+    fn a_flag_wins_then_the_environment_then_the_local_emulator() {
+        let none = vars(&[]);
+        let s = BotSettings::emulator_or_vars(Some("http://127.0.0.1:9000"), &none).unwrap();
+        assert_eq!(s.graph_url, "http://127.0.0.1:9000/v1.0");
+        let s = BotSettings::emulator_or_vars(None, &none).unwrap();
+        assert_eq!(s.graph_url, "http://127.0.0.1:8440/v1.0");
+        let real = [
+            ("BOTMEDIA_APP_ID", "a"),
+            ("BOTMEDIA_TENANT_ID", "t"),
+            ("BOTMEDIA_APP_SECRET", "s"),
+        ];
+        let s = BotSettings::emulator_or_vars(None, vars(&real)).unwrap();
+        assert_eq!(s.graph_url, "https://graph.microsoft.com/v1.0");
+        let s = BotSettings::emulator_or_vars(Some("http://127.0.0.1:9000"), vars(&real)).unwrap();
+        assert_eq!(s.app_id, emulator_app::APP_ID);
+        // A service named but incomplete is an error, not a silent fall back to the emulator.
+        let e = BotSettings::emulator_or_vars(None, vars(&[("BOTMEDIA_APP_ID", "a")])).unwrap_err();
+        assert_eq!(e.var, "BOTMEDIA_TENANT_ID");
     }
 
     #[test]

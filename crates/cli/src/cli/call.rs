@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::CliError;
 
 /// Where `botmedia emulator` listens by default.
-const DEFAULT_EMULATOR: &str = "http://127.0.0.1:8440";
+const DEFAULT_EMULATOR: &str = BotSettings::LOCAL_EMULATOR;
 /// How long the service has to confirm the end of a call the bot hung up.
 const HANG_UP_WAIT: Duration = Duration::from_secs(10);
 

@@ -100,7 +100,7 @@ fn banner(emu: &Emulator) -> String {
         .find(|u| matches!(u.says, Voice::Echo))
         .or_else(|| emu.scenario().users.first());
     if let Some(user) = callee {
-        let emulator = if base == "http://127.0.0.1:8440" {
+        let emulator = if base == botmedia::BotSettings::LOCAL_EMULATOR {
             String::new()
         } else {
             format!(" --emulator {base}")
