@@ -81,41 +81,9 @@ struct Totals {
 impl Totals {
     fn add(&mut self, stats: &CallStats, latency: &CallLatency) {
         self.calls += 1;
-        add_counters(&mut self.stats, stats);
+        self.stats.add_counters(stats);
         self.latency.merge(latency);
     }
-}
-
-/// Adds the counters of `s` (not its gauges: delays, jitter, bitrate, loss) to `into`.
-fn add_counters(into: &mut CallStats, s: &CallStats) {
-    macro_rules! sum {
-        ($($f:ident),* $(,)?) => { $( into.$f += s.$f; )* };
-    }
-    sum!(
-        packets_received,
-        frames_received,
-        frames_sent,
-        concealed,
-        fec_recovered,
-        late_packets,
-        duplicate_packets,
-        dropped_packets,
-        inbound_queue_full,
-        invalid_packets,
-        lost_packets,
-        resyncs,
-        underruns,
-        discarded_inactive,
-        outbound_queue_full,
-        receive_queue_full,
-        late_ticks,
-        accelerated_samples,
-        expanded_samples,
-        concealed_samples,
-        merged_samples,
-        send_absorbed_samples,
-        send_dropped_frames,
-    );
 }
 
 /// The largest of each gauge over the live calls.
@@ -467,7 +435,7 @@ fn webhook(w: &mut Writer, stats: &WebhookStats) {
 
 fn call_counters(w: &mut Writer, view: &View) {
     let mut s = view.ended.stats;
-    add_counters(&mut s, &view.live.stats);
+    s.add_counters(&view.live.stats);
     let counters: [(&str, &str, u64); 15] = [
         (
             "botmedia_call_packets_received_total",

@@ -4,93 +4,111 @@ use crate::time::Ticks;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    (
+        counters { $( $(#[$cdoc:meta])* $counter:ident ),* $(,)? }
+        gauges { $( $(#[$gdoc:meta])* $gauge:ident ),* $(,)? }
+    ) => {
         /// Atomic counters of one call. Relaxed ordering: each is a standalone statistic.
         #[derive(Debug, Default)]
         pub(crate) struct CallCounters {
-            $( pub(crate) $name: AtomicU64, )*
+            $( pub(crate) $counter: AtomicU64, )*
+            $( pub(crate) $gauge: AtomicU64, )*
         }
 
-        /// A snapshot of one call's counters.
+        /// A snapshot of one call's counters (which only grow) and gauges (values now).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
         pub struct CallStats {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( $(#[$cdoc])* pub $counter: u64, )*
+            $( $(#[$gdoc])* pub $gauge: u64, )*
         }
 
         impl CallCounters {
             pub(crate) fn snapshot(&self) -> CallStats {
                 CallStats {
-                    $( $name: self.$name.load(Ordering::Relaxed), )*
+                    $( $counter: self.$counter.load(Ordering::Relaxed), )*
+                    $( $gauge: self.$gauge.load(Ordering::Relaxed), )*
                 }
+            }
+        }
+
+        impl CallStats {
+            /// Adds the counters of `other` to these (the gauges are left as they are): the
+            /// totals of several calls.
+            pub fn add_counters(&mut self, other: &CallStats) {
+                $( self.$counter += other.$counter; )*
             }
         }
     };
 }
 
 counters! {
-    /// Packets taken from the inbound queue.
-    packets_received,
-    /// Frames handed to the bot (frames in).
-    frames_received,
-    /// Packets encoded and queued for the network (frames out).
-    frames_sent,
-    /// Frames mostly concealed by the decoder (lost, late or invalid packets).
-    concealed,
-    /// Lost packets rebuilt from in-band FEC.
-    fec_recovered,
-    /// Packets that arrived after their playout time.
-    late_packets,
-    /// Duplicate packets.
-    duplicate_packets,
-    /// Packets dropped: inbound queue full, unusable payload, or too far ahead. (The
-    /// receive path never drops a packet to shrink its delay.)
-    dropped_packets,
-    /// Of `dropped_packets`: the network side found the inbound queue full.
-    inbound_queue_full,
-    /// Of `dropped_packets`: payloads the decoder rejected or empty payloads.
-    invalid_packets,
-    /// Packets never received in time to play (sequence numbers concealed or rebuilt).
-    lost_packets,
-    /// Jitter buffer resyncs (SSRC change, large jump).
-    resyncs,
-    /// Ticks where the bot had no frame queued; silence was sent.
-    underruns,
-    /// Frames the bot sent while sending was inactive (discarded).
-    discarded_inactive,
-    /// Encoded packets dropped because the network side did not drain the outbound queue.
-    outbound_queue_full,
-    /// Received frames dropped because the bot did not drain its queue.
-    receive_queue_full,
-    /// Ticks of this call that ran later than the late-tick threshold.
-    late_ticks,
-    /// Inter-arrival jitter estimate (RFC 3550), in 100 ns ticks.
-    jitter_ticks,
-    /// Current jitter buffer playout delay, in 100 ns ticks.
-    buffer_delay_ticks,
-    /// Jitter buffer playout delay smoothed over about 16 packets, in 100 ns ticks.
-    filtered_delay_ticks,
-    /// Current jitter buffer target delay, in 100 ns ticks.
-    target_delay_ticks,
-    /// Received samples (16 kHz) removed by time-scale modification to shrink the delay.
-    accelerated_samples,
-    /// Received samples inserted by time-scale modification to grow the delay.
-    expanded_samples,
-    /// Received samples concealed by the decoder (loss, waiting for late packets).
-    concealed_samples,
-    /// Received samples cross-faded from concealment back into decoded audio.
-    merged_samples,
-    /// Samples the bot sent that were cut to absorb a standing send queue.
-    send_absorbed_samples,
-    /// Quiet frames the bot sent that were dropped whole to absorb a standing send queue.
-    send_dropped_frames,
-    /// The bot's standing send queue (the least depth over the last half second), in
-    /// 100 ns ticks: send-side queueing delay that does not drain by itself.
-    send_standing_ticks,
-    /// The encoder's current bitrate (it follows the receiver's loss reports), b/s.
-    encoder_bitrate_bps,
-    /// Loss percentage last reported by the receiver.
-    remote_loss_percent,
+    counters {
+        /// Packets taken from the inbound queue.
+        packets_received,
+        /// Frames handed to the bot (frames in).
+        frames_received,
+        /// Packets encoded and queued for the network (frames out).
+        frames_sent,
+        /// Frames mostly concealed by the decoder (lost, late or invalid packets).
+        concealed,
+        /// Lost packets rebuilt from in-band FEC.
+        fec_recovered,
+        /// Packets that arrived after their playout time.
+        late_packets,
+        /// Duplicate packets.
+        duplicate_packets,
+        /// Packets dropped: inbound queue full, unusable payload, or too far ahead. (The
+        /// receive path never drops a packet to shrink its delay.)
+        dropped_packets,
+        /// Of `dropped_packets`: the network side found the inbound queue full.
+        inbound_queue_full,
+        /// Of `dropped_packets`: payloads the decoder rejected or empty payloads.
+        invalid_packets,
+        /// Packets never received in time to play (sequence numbers concealed or rebuilt).
+        lost_packets,
+        /// Jitter buffer resyncs (SSRC change, large jump).
+        resyncs,
+        /// Ticks where the bot had no frame queued; silence was sent.
+        underruns,
+        /// Frames the bot sent while sending was inactive (discarded).
+        discarded_inactive,
+        /// Encoded packets dropped because the network side did not drain the outbound queue.
+        outbound_queue_full,
+        /// Received frames dropped because the bot did not drain its queue.
+        receive_queue_full,
+        /// Ticks of this call that ran later than the late-tick threshold.
+        late_ticks,
+        /// Received samples (16 kHz) removed by time-scale modification to shrink the delay.
+        accelerated_samples,
+        /// Received samples inserted by time-scale modification to grow the delay.
+        expanded_samples,
+        /// Received samples concealed by the decoder (loss, waiting for late packets).
+        concealed_samples,
+        /// Received samples cross-faded from concealment back into decoded audio.
+        merged_samples,
+        /// Samples the bot sent that were cut to absorb a standing send queue.
+        send_absorbed_samples,
+        /// Quiet frames the bot sent that were dropped whole to absorb a standing send queue.
+        send_dropped_frames,
+    }
+    gauges {
+        /// Inter-arrival jitter estimate (RFC 3550), in 100 ns ticks.
+        jitter_ticks,
+        /// Current jitter buffer playout delay, in 100 ns ticks.
+        buffer_delay_ticks,
+        /// Jitter buffer playout delay smoothed over about 16 packets, in 100 ns ticks.
+        filtered_delay_ticks,
+        /// Current jitter buffer target delay, in 100 ns ticks.
+        target_delay_ticks,
+        /// The bot's standing send queue (the least depth over the last half second), in
+        /// 100 ns ticks: send-side queueing delay that does not drain by itself.
+        send_standing_ticks,
+        /// The encoder's current bitrate (it follows the receiver's loss reports), b/s.
+        encoder_bitrate_bps,
+        /// Loss percentage last reported by the receiver.
+        remote_loss_percent,
+    }
 }
 
 impl CallStats {
@@ -219,5 +237,29 @@ fn health_from_u64(v: u64) -> PlatformHealth {
         0 => PlatformHealth::Normal,
         1 => PlatformHealth::HeavilyLoaded,
         _ => PlatformHealth::Overloaded,
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_up_and_gauges_stay() {
+        let mut total = CallStats {
+            frames_received: 10,
+            jitter_ticks: 7,
+            ..CallStats::default()
+        };
+        let other = CallStats {
+            frames_received: 5,
+            merged_samples: 3,
+            jitter_ticks: 900,
+            encoder_bitrate_bps: 64_000,
+            ..CallStats::default()
+        };
+        total.add_counters(&other);
+        assert_eq!((total.frames_received, total.merged_samples), (15, 3));
+        assert_eq!((total.jitter_ticks, total.encoder_bitrate_bps), (7, 0));
     }
 }
