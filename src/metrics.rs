@@ -175,8 +175,9 @@ impl Ledger {
 /// A router serving `GET /metrics` with the bot's figures (content type [`CONTENT_TYPE`]).
 /// Merge it into an app of your own, or serve it alone.
 ///
-/// Rendering runs on Tokio's blocking pool: reading the latency histograms' buckets
-/// takes milliseconds with many distinct latencies, too long for a runtime worker.
+/// Rendering runs on Tokio's blocking pool: it snapshots and merges every live call's
+/// latency histograms (three of 2 001 buckets each), work that grows with the calls and
+/// does not belong on a runtime worker.
 pub fn router(bot: Bot) -> axum::Router {
     use axum::http::{StatusCode, header};
     axum::Router::new().route(
@@ -579,41 +580,6 @@ fn secs(t: Ticks) -> f64 {
     t.0 as f64 / Ticks::PER_SECOND as f64
 }
 
-/// The buckets a [`LatencyHistogram`] holds, as (upper bound, count) in increasing
-/// order. The histogram shows its buckets only through quantiles: each distinct bound is
-/// found by a binary search over ranks.
-fn buckets(h: &LatencyHistogram) -> Vec<(Ticks, u64)> {
-    let total = h.count();
-    // The value at rank r (1-based): q = (r - 0.5) / total lands on rank r exactly.
-    let at = |r: u64| {
-        h.quantile((r as f64 - 0.5) / total as f64)
-            .unwrap_or(Ticks::ZERO)
-    };
-    let mut out = Vec::new();
-    let mut r = 1;
-    while r <= total {
-        let v = at(r);
-        // The last rank with this value.
-        let (mut lo, mut hi) = (r, total);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if at(mid) <= v { lo = mid } else { hi = mid - 1 }
-        }
-        out.push((v, lo - r + 1));
-        r = lo + 1;
-    }
-    out
-}
-
-/// Width of the histogram bucket whose upper bound is `bound`.
-fn bucket_width(bound: Ticks) -> Ticks {
-    if bound.0 <= 100 * Ticks::PER_MILLI {
-        Ticks(Ticks::PER_MILLI / 10)
-    } else {
-        Ticks(Ticks::PER_MILLI)
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     Counter,
@@ -706,15 +672,14 @@ impl Writer {
 
     fn histogram(&mut self, name: &str, help: &str, h: &LatencyHistogram) {
         self.family(name, help, Kind::Histogram);
-        let buckets = buckets(h);
         let bucket = format!("{name}_bucket");
         let mut le = String::new();
         for bound in LATENCY_BOUNDS {
             let limit = Ticks((bound * Ticks::PER_SECOND as f64).round() as u64);
-            let n: u64 = buckets
-                .iter()
-                .take_while(|(b, _)| *b <= limit)
-                .map(|(_, n)| n)
+            let n: u64 = h
+                .buckets()
+                .take_while(|b| b.upper <= limit)
+                .map(|b| b.count)
                 .sum();
             le.clear();
             write_float(&mut le, bound);
@@ -724,9 +689,9 @@ impl Writer {
         self.int(&bucket, &[("le", "+Inf")], total);
         // Each span counted at the middle of its bucket. (A fold from +0: `sum` starts
         // from -0, which would print as "-0".)
-        let sum = buckets.iter().fold(0.0, |sum, &(b, n)| {
-            let mid = Ticks(b.0.saturating_sub(bucket_width(b).0 / 2));
-            sum + secs(mid) * n as f64
+        let sum = h.buckets().fold(0.0, |sum, b| {
+            let mid = Ticks(b.lower.0 + (b.upper.0 - b.lower.0) / 2);
+            sum + secs(mid) * b.count as f64
         });
         self.sample(&format!("{name}_sum"), &[], Value::Float(sum));
         self.int(&format!("{name}_count"), &[], total);

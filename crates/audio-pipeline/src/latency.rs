@@ -76,6 +76,19 @@ impl fmt::Debug for LatencyCell {
     }
 }
 
+/// One non-empty bucket of a [`LatencyHistogram`]: `count` spans in `lower..upper`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatencyBucket {
+    /// The bucket's lower bound.
+    pub lower: Ticks,
+    /// Its upper bound, no more than the largest span recorded (what
+    /// [`LatencyHistogram::quantile`] reports for a rank in it).
+    pub upper: Ticks,
+    /// Spans in it.
+    pub count: u64,
+}
+
 /// A snapshot of a latency histogram: 0.1 ms buckets up to 100 ms, 1 ms buckets up to
 /// 1.1 s, one bucket above. Snapshots of several calls merge into one.
 #[derive(Clone, PartialEq, Eq)]
@@ -112,6 +125,23 @@ impl LatencyHistogram {
     /// The largest span recorded.
     pub fn max(&self) -> Ticks {
         self.max
+    }
+
+    /// The non-empty buckets, in increasing order (for exporting the histogram whole).
+    pub fn buckets(&self) -> impl Iterator<Item = LatencyBucket> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &count)| count > 0)
+            .map(|(i, &count)| LatencyBucket {
+                lower: if i == 0 {
+                    Ticks::ZERO
+                } else {
+                    bucket_upper(i - 1)
+                },
+                upper: self.bound(i),
+                count,
+            })
     }
 
     /// The `q` quantile (`q` in 0..=1, clamped), as the upper bound of its bucket;
@@ -249,6 +279,26 @@ mod tests {
         assert_eq!(h.quantile(1.0), Some(Ticks::from_millis(250)));
         assert_eq!(h.max(), Ticks::from_millis(250));
         assert_eq!(LatencyHistogram::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn buckets_list_the_non_empty_ones_with_their_bounds() {
+        let cell = LatencyCell::new();
+        cell.record(Ticks(FINE / 2));
+        cell.record(Ticks(FINE / 2));
+        cell.record(Ticks::from_millis(150) + Ticks(7));
+        let h = cell.snapshot();
+        let b: Vec<LatencyBucket> = h.buckets().collect();
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[0].lower, b[0].upper, b[0].count),
+            (Ticks::ZERO, Ticks(FINE), 2)
+        );
+        // The top bucket's upper bound is the largest span, as quantiles report it.
+        assert_eq!(b[1].lower, Ticks::from_millis(150));
+        assert_eq!(b[1].upper, Ticks::from_millis(150) + Ticks(7));
+        assert_eq!(b[1].upper, h.quantile(1.0).unwrap());
+        assert_eq!(b.iter().map(|b| b.count).sum::<u64>(), h.count());
     }
 
     #[test]

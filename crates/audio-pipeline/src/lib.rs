@@ -61,7 +61,7 @@ pub use frame::{
     SAMPLES_PER_FRAME,
 };
 pub use jitter::{InsertOutcome, JitterBuffer, JitterStats, Playout};
-pub use latency::{CallLatency, LatencyHistogram};
+pub use latency::{CallLatency, LatencyBucket, LatencyHistogram};
 pub use pacer::{PacedFrame, Pacer, PacerStats};
 pub use packet::{
     AUDIO_LEVEL_SILENT, Csrcs, EncodedPacket, MAX_CSRCS, MAX_PAYLOAD, PacketError, RtpMeta,
