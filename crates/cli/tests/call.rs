@@ -263,3 +263,52 @@ fn usage_and_io_errors_exit_2_and_a_missing_target_lists_the_emulators_people() 
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_meeting_joined_by_its_id_and_passcode_is_heard() {
+    let (_emulator, url) = emulator();
+    let dir = std::env::temp_dir().join(format!("botmedia-call-meeting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recorded = dir.join("meeting.wav");
+    let (status, stdout, stderr) = call(
+        &[
+            "--emulator",
+            &url,
+            "--meeting-id",
+            "314 159 265 358",
+            "--passcode",
+            "demo42",
+            "--record",
+            recorded.to_str().unwrap(),
+            "--seconds",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{status}\n{stdout}\n{stderr}");
+    assert!(stdout.contains("state            established"), "{stdout}");
+    // John and Ada hum 440 and 660 Hz in the scenario's meeting.
+    let wav = Wav::read(&recorded).expect("the recording reads back");
+    for hz in [440.0, 660.0] {
+        let frames = wav
+            .samples
+            .chunks(320)
+            .filter(|f| tone_share(f, hz) > 0.1)
+            .count();
+        assert!(frames >= 25, "{hz} Hz heard in {frames} frames");
+    }
+    // A wrong passcode is refused by the service: exit 1.
+    let (status, stdout, stderr) = call(
+        &[
+            "--emulator",
+            &url,
+            "--meeting-id",
+            "314 159 265 358",
+            "--passcode",
+            "nope",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

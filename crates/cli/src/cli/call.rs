@@ -30,7 +30,7 @@ const HANG_UP_WAIT: Duration = Duration::from_secs(10);
 #[derive(Args)]
 #[command(group(
     ArgGroup::new("target")
-        .args(["users", "phone", "meeting_url", "meeting_thread"])
+        .args(["users", "phone", "meeting_url", "meeting_thread", "meeting_id"])
         .multiple(false)
 ))]
 pub(super) struct CallArgs {
@@ -63,6 +63,12 @@ pub(super) struct CallArgs {
     /// The organizer's tenant (the app's tenant by default).
     #[arg(long, value_name = "ID", requires = "meeting_thread")]
     organizer_tenant: Option<String>,
+    /// Join the meeting with this join id (the invitation's "Meeting ID").
+    #[arg(long, value_name = "ID")]
+    meeting_id: Option<String>,
+    /// The meeting's passcode, for --meeting-id.
+    #[arg(long, value_name = "PASSCODE", requires = "meeting_id")]
+    passcode: Option<String>,
     /// Join the meeting as a guest shown with this name.
     #[arg(long, value_name = "NAME")]
     guest: Option<String>,
@@ -221,6 +227,14 @@ impl CallArgs {
                 )
             })?;
             (request, "the meeting of the join URL".to_owned())
+        } else if let Some(id) = &self.meeting_id {
+            if id.trim().is_empty() {
+                return Err("--meeting-id is empty".into());
+            }
+            (
+                CallRequest::join_meeting_id(id, self.passcode.as_deref()),
+                format!("meeting {id}"),
+            )
         } else if let Some(thread) = &self.meeting_thread {
             let organizer = self.organizer.as_deref().unwrap_or_default();
             let request = CallRequest::join_meeting(
@@ -255,13 +269,17 @@ impl CallArgs {
                 format!("group of {} users", self.users.len()),
             )
         } else {
-            return Err("name whom to call: --user ID (repeat it for a group call), --phone +E164 --app-instance ID, --meeting-url URL, or --meeting-thread ID --organizer ID".into());
+            return Err("name whom to call: --user ID (repeat it for a group call), --phone +E164 --app-instance ID, --meeting-url URL, --meeting-id ID [--passcode P], or --meeting-thread ID --organizer ID".into());
         };
         if let Some(users) = self.users.iter().find(|u| u.trim().is_empty()) {
             return Err(format!("--user `{users}` is empty"));
         }
         match &self.guest {
-            Some(name) if self.meeting_url.is_some() || self.meeting_thread.is_some() => {
+            Some(name)
+                if self.meeting_url.is_some()
+                    || self.meeting_thread.is_some()
+                    || self.meeting_id.is_some() =>
+            {
                 let id = format!(
                     "botmedia-guest-{}",
                     std::time::SystemTime::now()
@@ -275,7 +293,7 @@ impl CallArgs {
                 ))
             }
             Some(_) => {
-                Err("--guest joins a meeting: use it with --meeting-url or --meeting-thread".into())
+                Err("--guest joins a meeting: use it with --meeting-url, --meeting-id or --meeting-thread".into())
             }
             None => Ok((request, target)),
         }
@@ -915,6 +933,8 @@ mod tests {
         ])
         .unwrap();
         assert!(guest.source.get().is_some());
+        let by_id = target(&["--meeting-id", "314 159 265 358", "--passcode", "demo42"]).unwrap();
+        assert!(by_id.meeting_info.get().is_some() && by_id.chat_info.get().is_none());
         assert!(target(&["--phone", "+12345678901", "--app-instance", "i"]).is_ok());
         for (line, needle) in [
             (&["--phone", "12345", "--app-instance", "i"][..], "E.164"),
@@ -927,6 +947,7 @@ mod tests {
                 "--guest joins a meeting",
             ),
             (&[][..], "name whom to call"),
+            (&["--meeting-id", " "][..], "--meeting-id is empty"),
         ] {
             let e = target(line).unwrap_err();
             assert!(e.contains(needle), "{line:?}: {e}");

@@ -1,8 +1,9 @@
 //! Builders of create-call requests for the scenarios of the spec.
 
 use crate::model::{
-    Call, ChatInfo, Identity, IdentityRole, IdentitySet, InvitationParticipantInfo, MediaConfig,
-    MeetingInfo, Modality, OrganizerMeetingInfo, ParticipantInfo, TokenMeetingInfo,
+    Call, ChatInfo, Identity, IdentityRole, IdentitySet, InvitationParticipantInfo,
+    JoinMeetingIdMeetingInfo, MediaConfig, MeetingInfo, Modality, OrganizerMeetingInfo,
+    ParticipantInfo, TokenMeetingInfo,
 };
 
 /// A create-call request being built; [`CallRequest::build`] makes the `call` resource.
@@ -91,6 +92,24 @@ impl CallRequest {
             url.organizer_id.as_deref()?,
             url.tenant_id.as_deref()?,
         ))
+    }
+
+    /// Joins a meeting by its join id and passcode (`joinMeetingIdMeetingInfo`, what a
+    /// meeting invitation shows as "Meeting ID" and "Passcode"); no `chatInfo` is needed.
+    pub fn join_meeting_id(join_meeting_id: &str, passcode: Option<&str>) -> Self {
+        let mut info = JoinMeetingIdMeetingInfo {
+            odata_type: "#microsoft.graph.joinMeetingIdMeetingInfo"
+                .to_owned()
+                .into(),
+            join_meeting_id: join_meeting_id.to_owned().into(),
+            ..JoinMeetingIdMeetingInfo::default()
+        };
+        if let Some(passcode) = passcode {
+            info.passcode = crate::model::Secret(passcode.to_owned()).into();
+        }
+        let mut r = Self::empty();
+        r.meeting_info = Some(MeetingInfo::JoinMeetingId(info));
+        r
     }
 
     /// Joins a meeting with a join token (`tokenMeetingInfo`).
@@ -286,6 +305,24 @@ mod tests {
         assert!(matches!(
             v.scenario,
             Scenario::MeetingJoin { as_guest: true, .. }
+        ));
+
+        let by_id = CallRequest::join_meeting_id("314 159 265 358", Some("demo42")).build(CB);
+        assert!(matches!(
+            check_call(&by_id).unwrap().scenario,
+            Scenario::MeetingJoin {
+                meeting: crate::MeetingKind::JoinMeetingId,
+                as_guest: false,
+            }
+        ));
+        assert!(by_id.chat_info.get().is_none());
+        let token = CallRequest::join_meeting_with_token("19:meeting_abc@thread.v2", "0", "t0k");
+        assert!(matches!(
+            check_call(&token.build(CB)).unwrap().scenario,
+            Scenario::MeetingJoin {
+                meeting: crate::MeetingKind::Token,
+                ..
+            }
         ));
 
         let pstn = CallRequest::pstn("+12345678901", "3d913abb", "aa67bd4c");
