@@ -71,9 +71,7 @@ pub async fn echo(bot: &Bot, user: &str, limit: Option<Duration>) -> Result<(u64
     };
     if !ended {
         println!("hanging up");
-        call.hang_up().await?;
-        // Until the service confirms: a call dropped before it ended is hung up again.
-        while call.next().await.is_some() {}
+        call.end().await?; // hangs up, and waits until the service confirms
     }
     Ok((heard, echoed))
 }

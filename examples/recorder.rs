@@ -110,9 +110,7 @@ pub async fn record(
         () = stop(limit) => false,
     };
     if !ended {
-        call.hang_up().await?;
-        // Until the service confirms: a call dropped before it ended is hung up again.
-        while call.next().await.is_some() {}
+        call.end().await?; // hangs up, and waits until the service confirms
     }
     let samples = wav.finish()?;
     Ok(samples as f64 / 16_000.0)

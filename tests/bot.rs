@@ -202,12 +202,17 @@ async fn an_incoming_call_is_answered_with_media() {
             }
         }
     }
-    call.hang_up().await.unwrap();
-    while tokio::time::timeout(WAIT, call.next())
+    // end() hangs up and returns once the service confirmed: the bot's own hang-up.
+    let result = tokio::time::timeout(WAIT, call.end())
         .await
         .unwrap()
-        .is_some()
-    {}
+        .unwrap()
+        .expect("the service says how the call ended");
+    assert_eq!(result.code.get().and_then(|c| c.as_i64()), Some(200));
+    assert!(call.is_ended() && call.audio_socket().is_none());
+    assert!(call.next().await.is_none());
+    // Ending an ended call asks nothing more of the service.
+    assert!(call.end().await.is_ok());
     until_media_released(&bot).await;
     drop(call);
     bot.shutdown().await;

@@ -495,6 +495,22 @@ impl BotCall {
         self.audio_socket().map(AudioSocket::quality)
     }
 
+    /// Hangs up (unless the call already ended) and reads the stream to its end, so that
+    /// when this returns the service has confirmed the end; returns how the call ended.
+    /// Frames and events read meanwhile are dropped.
+    pub async fn end(&mut self) -> Result<Option<signalling::model::ResultInfo>, BotError> {
+        if !self.done && !self.call.is_terminated() {
+            self.call.handle().hang_up().await?;
+        }
+        let mut result = None;
+        while let Some(item) = self.next().await {
+            if let CallItem::Call(CallEvent::Terminated { result: r }) = item {
+                result = r;
+            }
+        }
+        Ok(result.or_else(|| self.call.result()))
+    }
+
     /// Whether the call has ended (its media is released).
     pub fn is_ended(&self) -> bool {
         self.terminated || self.call.is_terminated()
