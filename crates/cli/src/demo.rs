@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
-use emulator::{Emulator, EmulatorConfig};
+use botmedia::emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
+use botmedia::emulator::{Emulator, EmulatorConfig};
 use media_session::AudioSocketSettings;
 use signalling::calls::CallEvent;
 use signalling::model::CallState;
@@ -242,7 +242,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
     let echo_user = scenario
         .users
         .iter()
-        .find(|u| matches!(u.says, emulator::scenario::Voice::Echo))
+        .find(|u| matches!(u.says, botmedia::emulator::scenario::Voice::Echo))
         .ok_or_else(|| DemoError::Step {
             step: "scenario",
             message: "no user who echoes".into(),

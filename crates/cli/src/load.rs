@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use audio_pipeline::{
     CallStats, OpusConfig, Pcm16K, PipelineConfig, PlatformHealth, ReceivedFrame, SAMPLES_PER_FRAME,
 };
-use emulator::scenario::{
+use botmedia::emulator::scenario::{
     Answer, DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Faults, Scenario, User, Voice,
 };
-use emulator::{Emulator, EmulatorConfig};
+use botmedia::emulator::{Emulator, EmulatorConfig};
 use media_session::AudioSocketSettings;
 use serde::Serialize;
 use signalling::token::SecretString;

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use botmedia::emulator::scenario::{Scenario, Voice};
 use botmedia::wav::Wav;
-use emulator::scenario::{Scenario, Voice};
 
 /// A child process killed when the test lets go of it, passing or not. Its standard output
 /// stays open meanwhile (a closed pipe would fail its next line).

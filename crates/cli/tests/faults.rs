@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use botmedia::emulator::scenario::Faults;
 use botmedia_cli::load::{CallFigures, LoadOptions, LoadReport, run};
-use emulator::scenario::Faults;
 
 fn run_with(per_call: Vec<Option<Faults>>) -> LoadReport {
     let mut options = LoadOptions::default();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use emulator::{Emulator, EmulatorConfig};
+use botmedia::emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
 /// The emulator's user who echoes what the bot sends.

@@ -543,7 +543,7 @@ pub(super) fn run(args: CallArgs) -> Result<ExitCode, CliError> {
         {
             CliError::Usage(format!(
                 "{problem}.\nAn emulator running its built-in scenario has:\n{}",
-                people(&emulator::scenario::Scenario::default())
+                people(&botmedia::emulator::scenario::Scenario::default())
             ))
         } else {
             CliError::Usage(problem)
@@ -581,7 +581,7 @@ pub(super) fn run(args: CallArgs) -> Result<ExitCode, CliError> {
 }
 
 /// The built-in scenario's users, phones and meetings, from its description.
-fn people(sc: &emulator::scenario::Scenario) -> String {
+fn people(sc: &botmedia::emulator::scenario::Scenario) -> String {
     sc.describe(DEFAULT_EMULATOR)
         .lines()
         .skip_while(|l| !matches!(*l, "Users" | "Phones" | "Meetings"))
@@ -960,7 +960,7 @@ mod tests {
 
     #[test]
     fn the_built_in_people_are_listed() {
-        let text = people(&emulator::scenario::Scenario::default());
+        let text = people(&botmedia::emulator::scenario::Scenario::default());
         assert!(
             text.contains("Grace") && text.contains("Meetings"),
             "{text}"

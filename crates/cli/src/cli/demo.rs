@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use botmedia::emulator::scenario::Scenario;
 use clap::Args;
-use emulator::scenario::Scenario;
 
 use super::CliError;
 use botmedia_cli::demo::{DemoOptions, run};

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use botmedia::emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, Scenario, Voice};
+use botmedia::emulator::{Emulator, EmulatorConfig};
 use clap::Args;
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, Scenario, Voice};
-use emulator::{Emulator, EmulatorConfig};
 
 use super::CliError;
 

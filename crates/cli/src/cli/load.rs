@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CliError;
+use botmedia::emulator::scenario::Faults;
 use botmedia_cli::load::{LoadOptions, Phase, Progress, run};
-use emulator::scenario::Faults;
 
 #[derive(Args)]
 pub(super) struct LoadArgs {
@@ -140,9 +140,9 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     };
     if faults != Faults::default() {
         // The scenario's own checks name a bad value.
-        let mut probe = emulator::scenario::Scenario::default();
-        probe.users[0].says = emulator::scenario::Voice::Impaired {
-            voice: Box::new(emulator::scenario::Voice::Load),
+        let mut probe = botmedia::emulator::scenario::Scenario::default();
+        probe.users[0].says = botmedia::emulator::scenario::Voice::Impaired {
+            voice: Box::new(botmedia::emulator::scenario::Voice::Load),
             faults: faults.clone(),
         };
         probe
