@@ -290,7 +290,7 @@ async fn run(
             CallItem::Call(CallEvent::Terminated { result }) => {
                 tracing::info!(
                     call = %id,
-                    code = ?result.as_ref().and_then(|r| r.code.get()),
+                    code = ?result.as_ref().and_then(|r| r.code.get()).and_then(|c| c.as_i64()),
                     "call terminated"
                 );
             }
