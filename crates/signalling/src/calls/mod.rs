@@ -49,6 +49,11 @@ const ENDED_REMEMBERED: usize = 4096;
 pub const MAX_CALLS: usize = 10_000;
 /// How long a bot has to answer, reject or redirect an incoming call.
 pub const INCOMING_CALL_WINDOW: Duration = Duration::from_secs(15);
+/// Default of [`CommunicationsSettings::unclaimed_call_ttl`].
+pub const DEFAULT_UNCLAIMED_CALL_TTL: Duration = Duration::from_secs(120);
+/// Ids of unclaimed calls remembered after they were forgotten, so that their later
+/// notifications are dropped instead of making them new again.
+const FORGOTTEN_REMEMBERED: usize = 4096;
 
 /// The app-hosted `mediaConfig` of a media session.
 pub(crate) fn media_config_of(session: &media_session::MediaSession) -> MediaConfig {
@@ -87,12 +92,33 @@ pub struct CommunicationsSettings {
     /// Shortest time between two fetches of the callback signing keys caused by tokens with
     /// an unknown `kid`.
     pub callback_key_refresh_interval: Duration,
-    /// Where the service sends notifications (the webhook's public URL).
+    /// Where the service sends notifications about the calls this client places or answers
+    /// (the webhook's public URL): the `callbackUri` of every create, answer and redirect.
+    /// In a fleet, each instance's own URL (`https://bot.contoso.com/callback/botmedia-1`),
+    /// so that every notification about a call reaches the instance that holds its media.
     pub notification_url: String,
+    /// The app's registered calling webhook when it differs from [`Self::notification_url`]:
+    /// the URL a fleet shares behind a load balancer (`https://bot.contoso.com/callback`),
+    /// where the service delivers new incoming calls to any instance. The webhook router
+    /// also answers at its path, with the same dispatcher; an incoming call taken there is
+    /// answered naming [`Self::notification_url`], so its later notifications come to this
+    /// client. `None`: the webhook answers at the notification URL's path only.
+    pub shared_notification_url: Option<String>,
     /// The media platform, for app-hosted calls (used by the media facade).
     pub media_platform: Option<media_session::MediaPlatformSettings>,
-    /// Interval of automatic keepAlive requests.
+    /// Interval of automatic keepAlive requests. They are sent only for calls a handle
+    /// claimed (a call this client placed, or an incoming call it offered to the bot): a
+    /// notification about a call nobody here holds (a call of an earlier run of this
+    /// instance, whose media is gone) never keeps that call alive.
     pub keep_alive_interval: Duration,
+    /// How long a call that notifications told of but that no handle claimed is kept (its
+    /// notifications applied, no keepAlive sent) before it is forgotten; its later
+    /// notifications are then answered and dropped. A call placed by this client is claimed
+    /// when its create request returns, so this must exceed the longest create request
+    /// (notifications may come before the service's answer). Unclaimed calls are reported
+    /// ([`WebhookStats::unclaimed_calls`], one INFO line each) once they have gone
+    /// unclaimed for [`Self::request_timeout`] or ended, whichever comes first.
+    pub unclaimed_call_ttl: Duration,
     /// Timeout of one Graph request.
     pub request_timeout: Duration,
     /// Retries of Graph requests.
@@ -128,8 +154,10 @@ impl CommunicationsSettings {
                 .collect(),
             callback_key_refresh_interval: Duration::from_secs(30),
             notification_url: notification_url.into(),
+            shared_notification_url: None,
             media_platform: None,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+            unclaimed_call_ttl: DEFAULT_UNCLAIMED_CALL_TTL,
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             extra_root_certificates: None,
@@ -147,6 +175,9 @@ pub enum BuildError {
     /// The notification URL is not acceptable as a callback URI.
     #[error("notification URL is invalid: {0}")]
     NotificationUrl(UriProblem),
+    /// The shared notification URL is not acceptable as a callback URI.
+    #[error("shared notification URL is invalid: {0}")]
+    SharedNotificationUrl(UriProblem),
 }
 
 /// Why a call could not be created.
@@ -168,7 +199,8 @@ struct CallShared {
     snapshot: Mutex<Snapshot>,
     release: Mutex<Option<ReleaseHook>>,
     /// Whether a bot holds the event stream; until then events beyond the buffer are
-    /// dropped rather than waited for (a call the bot does not know must not stall).
+    /// dropped rather than waited for (a call the bot does not know must not stall), and
+    /// no keepAlive is sent. Set under the registry's lock.
     claimed: std::sync::atomic::AtomicBool,
 }
 
@@ -187,6 +219,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl CallShared {
+    fn is_claimed(&self) -> bool {
+        self.claimed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn release_media(&self) {
         let hook = lock(&self.release).take();
         if let Some(hook) = hook {
@@ -217,6 +253,24 @@ struct Registry {
     /// handles keep the final state.
     ended: VecDeque<CallId>,
     ended_ids: HashSet<CallId>,
+    /// Ids of calls forgotten unclaimed ([`CommunicationsSettings::unclaimed_call_ttl`]),
+    /// oldest first, and the same as a set: their notifications are dropped, but a claim
+    /// (a create request answered with that id, at last) makes the call anew.
+    forgotten: VecDeque<CallId>,
+    forgotten_ids: HashSet<CallId>,
+}
+
+impl Registry {
+    fn remember(ids: &mut VecDeque<CallId>, set: &mut HashSet<CallId>, id: CallId, cap: usize) {
+        if set.insert(id.clone()) {
+            ids.push_back(id);
+        }
+        while ids.len() > cap {
+            if let Some(old) = ids.pop_front() {
+                set.remove(&old);
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -263,6 +317,9 @@ impl CommunicationsClient {
     ) -> Result<Self, BuildError> {
         crate::check_callback_uri(&settings.notification_url)
             .map_err(BuildError::NotificationUrl)?;
+        if let Some(shared) = &settings.shared_notification_url {
+            crate::check_callback_uri(shared).map_err(BuildError::SharedNotificationUrl)?;
+        }
         let tokens: Arc<dyn TokenProvider> = match &settings.credentials {
             Credentials::Provider(p) => p.clone(),
             Credentials::Secret(secret) => Arc::new(ClientCredentialsProvider::new(
@@ -331,17 +388,32 @@ impl CommunicationsClient {
             .map(|rx| IncomingCalls { rx })
     }
 
-    /// The webhook, routed at the path of the notification URL; merge it into the bot's app.
+    /// The webhook, routed at the path of the notification URL and, when set, at the path
+    /// of [`CommunicationsSettings::shared_notification_url`] (both to the same calls):
+    /// merge it into the bot's app, or serve it alone.
     pub fn webhook_router(&self) -> axum::Router {
-        let path = path_of(&self.inner.settings.notification_url);
-        crate::webhook::router_with_counters(
-            &path,
+        crate::webhook::router_at_with_counters(
+            &self.webhook_paths(),
             self.inner.auth.clone(),
             Arc::new(Dispatcher {
                 inner: Arc::downgrade(&self.inner),
             }),
             self.inner.webhook_counters.clone(),
         )
+    }
+
+    /// The paths [`Self::webhook_router`] answers at: the notification URL's, then the
+    /// shared notification URL's when it is set and differs.
+    pub fn webhook_paths(&self) -> Vec<String> {
+        let settings = &self.inner.settings;
+        let mut paths = vec![path_of(&settings.notification_url)];
+        if let Some(shared) = &settings.shared_notification_url {
+            let shared = path_of(shared);
+            if !paths.contains(&shared) {
+                paths.push(shared);
+            }
+        }
+        paths
     }
 
     /// What the webhook routers of [`Self::webhook_router`] did so far (all of them, if it
@@ -395,7 +467,7 @@ impl Calls<'_> {
                     problem: "too many calls are open",
                 }));
             }
-            Claim::Ended => {
+            Claim::Ended | Claim::Forgotten => {
                 return Err(CreateError::Api(ApiError::BadResponse {
                     status: 201,
                     problem: "the service answered with the id of a call that has ended",
@@ -432,21 +504,31 @@ impl Calls<'_> {
     }
 }
 
-/// Finds or starts the call's task. With `claim`, takes its event stream (once).
 /// What [`claim`] found.
 enum Claim {
     /// The call, created if it was new.
     Call(Call),
     /// The call has ended; nothing was created.
     Ended,
+    /// The call was forgotten unclaimed and this is no claim; nothing was created.
+    Forgotten,
     /// [`MAX_CALLS`] calls are open; nothing was created.
     Full,
 }
 
+/// Finds or starts the call's task. With `take_events`, claims the call: takes its event
+/// stream (the first claim only) and lets its keepAlives go out.
 fn claim(inner: &Arc<Inner>, id: &CallId, take_events: bool) -> Claim {
     let mut registry = lock(&inner.registry);
     if registry.ended_ids.contains(id) {
         return Claim::Ended;
+    }
+    if registry.forgotten_ids.contains(id) {
+        if !take_events {
+            return Claim::Forgotten;
+        }
+        registry.forgotten_ids.remove(id);
+        registry.forgotten.retain(|f| f != id);
     }
     if !registry.calls.contains_key(id) {
         if registry.calls.len() >= MAX_CALLS {
@@ -491,6 +573,12 @@ fn spawn_call(inner: &Arc<Inner>, id: CallId) -> Slot {
         claimed: std::sync::atomic::AtomicBool::new(false),
     });
     let machine = CallStateMachine::new(id.clone(), inner.settings.keep_alive_interval);
+    let now = Instant::now();
+    let unclaimed = Unclaimed {
+        report_at: now + inner.settings.request_timeout,
+        forget_at: now + inner.settings.unclaimed_call_ttl,
+        reported: false,
+    };
     tokio::spawn(run_call(
         Arc::downgrade(inner),
         inner.graph.clone(),
@@ -498,12 +586,69 @@ fn spawn_call(inner: &Arc<Inner>, id: CallId) -> Slot {
         rx,
         events_tx,
         shared.clone(),
+        unclaimed,
     ));
     Slot {
         queue,
         shared,
         unclaimed_events: Some(events_rx),
     }
+}
+
+/// When a call's task reports and forgets its call while no handle claimed it.
+struct Unclaimed {
+    report_at: Instant,
+    forget_at: Instant,
+    reported: bool,
+}
+
+impl Unclaimed {
+    /// The next time the task must look at the call's claim; `None` once claimed.
+    fn wake(&self, claimed: bool) -> Option<Instant> {
+        match (claimed, self.reported) {
+            (true, _) => None,
+            (false, false) => Some(self.report_at.min(self.forget_at)),
+            (false, true) => Some(self.forget_at),
+        }
+    }
+
+    /// Logs and counts the call once, if nobody claimed it.
+    fn report(&mut self, inner: &Weak<Inner>, machine: &CallStateMachine) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        tracing::info!(
+            call = %machine.id(),
+            state = machine.state().map(CallState::as_str),
+            "notifications about a call no handle here claimed (a call of an earlier run of \
+             this instance?): answered, no keepAlive sent"
+        );
+        if let Some(inner) = inner.upgrade() {
+            inner.webhook_counters.unclaimed_call();
+        }
+    }
+}
+
+/// Forgets an unclaimed call: its slot goes, its id is remembered as forgotten. False
+/// when it was claimed meanwhile (checked under the lock claims take).
+fn forget(inner: &Weak<Inner>, shared: &CallShared, id: &CallId) -> bool {
+    let Some(inner) = inner.upgrade() else {
+        return true;
+    };
+    let mut registry = lock(&inner.registry);
+    if shared.is_claimed() {
+        return false;
+    }
+    registry.calls.remove(id);
+    let Registry {
+        forgotten,
+        forgotten_ids,
+        ..
+    } = &mut *registry;
+    Registry::remember(forgotten, forgotten_ids, id.clone(), FORGOTTEN_REMEMBERED);
+    tracing::debug!(call = %id, "unclaimed call forgotten");
+    true
 }
 
 async fn run_call(
@@ -513,10 +658,12 @@ async fn run_call(
     mut rx: mpsc::Receiver<Input>,
     events: mpsc::Sender<CallEvent>,
     shared: Arc<CallShared>,
+    mut unclaimed: Unclaimed,
 ) {
     let id = machine.id().clone();
     loop {
         let wake = machine.poll_timeout();
+        let check = unclaimed.wake(shared.is_claimed());
         let input = tokio::select! {
             input = rx.recv() => match input {
                 Some(input) => input,
@@ -524,13 +671,33 @@ async fn run_call(
             },
             () = sleep_until(wake), if wake.is_some() => {
                 if machine.handle_timeout(Instant::now()) == Some(CallAction::SendKeepAlive) {
-                    // Off the queue: a slow keepAlive must not hold up notifications.
-                    let (graph, id) = (graph.clone(), id.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = graph.keep_alive(&id).await {
-                            tracing::warn!(call = %id, error = %e, "keepAlive failed");
-                        }
-                    });
+                    if shared.is_claimed() {
+                        // Off the queue: a slow keepAlive must not hold up notifications.
+                        let (graph, id) = (graph.clone(), id.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = graph.keep_alive(&id).await {
+                                tracing::warn!(call = %id, error = %e, "keepAlive failed");
+                            }
+                        });
+                    } else {
+                        // Nobody here holds the call (yet): keeping it alive at the
+                        // service would keep a call without media going.
+                        tracing::debug!(call = %id, "keepAlive of an unclaimed call skipped");
+                    }
+                }
+                continue;
+            }
+            () = sleep_until(check), if check.is_some() => {
+                if shared.is_claimed() {
+                    continue;
+                }
+                let now = Instant::now();
+                if now >= unclaimed.report_at {
+                    unclaimed.report(&inner, &machine);
+                }
+                if now >= unclaimed.forget_at && forget(&inner, &shared, &id) {
+                    unclaimed.report(&inner, &machine);
+                    return;
                 }
                 continue;
             }
@@ -568,16 +735,16 @@ async fn run_call(
             break;
         }
     }
+    if machine.is_terminated() && !shared.is_claimed() {
+        unclaimed.report(&inner, &machine);
+    }
     if let Some(inner) = inner.upgrade() {
         let mut registry = lock(&inner.registry);
         registry.calls.remove(&id);
-        registry.ended_ids.insert(id.clone());
-        registry.ended.push_back(id);
-        while registry.ended.len() > ENDED_REMEMBERED {
-            if let Some(old) = registry.ended.pop_front() {
-                registry.ended_ids.remove(&old);
-            }
-        }
+        let Registry {
+            ended, ended_ids, ..
+        } = &mut *registry;
+        Registry::remember(ended, ended_ids, id, ENDED_REMEMBERED);
     }
 }
 
@@ -625,6 +792,10 @@ impl NotificationSink for Dispatcher {
                 Claim::Call(call) => call,
                 Claim::Ended => {
                     tracing::debug!(call = %id, "notification for an ended call ignored");
+                    continue;
+                }
+                Claim::Forgotten => {
+                    tracing::debug!(call = %id, "notification for a forgotten unclaimed call ignored");
                     continue;
                 }
                 Claim::Full => {

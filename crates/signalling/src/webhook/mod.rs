@@ -65,8 +65,27 @@ pub fn router_with_counters(
     sink: Arc<dyn NotificationSink>,
     counters: Arc<WebhookCounters>,
 ) -> Router {
-    Router::new()
-        .route(path, post(callback))
+    router_at_with_counters(&[path], auth, sink, counters)
+}
+
+/// [`router_with_counters`] answering at each of `paths` (a fleet instance's own callback
+/// path and the app's shared one, say), all to the same sink and counters. A path given
+/// twice is routed once.
+pub fn router_at_with_counters(
+    paths: &[impl AsRef<str>],
+    auth: Arc<CallbackAuth>,
+    sink: Arc<dyn NotificationSink>,
+    counters: Arc<WebhookCounters>,
+) -> Router {
+    let mut router = Router::new();
+    let mut routed: Vec<&str> = Vec::with_capacity(paths.len());
+    for path in paths.iter().map(AsRef::as_ref) {
+        if !routed.contains(&path) {
+            router = router.route(path, post(callback));
+            routed.push(path);
+        }
+    }
+    router
         .layer(DefaultBodyLimit::max(MAX_NOTIFICATION_BYTES))
         .with_state(Arc::new(Hook {
             auth,

@@ -133,6 +133,13 @@ pub struct WebhookStats {
     /// a request refused as [`RefusalReason::Overloaded`] are not counted: the service
     /// sends that request again).
     pub notifications_dispatched: u64,
+    /// Calls that notifications told of but no handle of this client claimed: not placed
+    /// by it, not offered to the bot as incoming. Typically calls of an earlier run of this
+    /// instance (same callback URL, media gone) that the service still reports on. Each is
+    /// counted once, when it has gone unclaimed for the client's request timeout or ended;
+    /// no keepAlive is ever sent for it. Counted from the dispatcher, so notifications a
+    /// bot hands to [`crate::CommunicationsClient::notification_sink`] itself count too.
+    pub unclaimed_calls: u64,
 }
 
 /// The live counters behind [`WebhookStats`]; shared by the routers that count into them.
@@ -141,6 +148,7 @@ pub struct WebhookCounters {
     accepted: AtomicU64,
     refused: [AtomicU64; RefusalReason::ALL.len()],
     notifications_dispatched: AtomicU64,
+    unclaimed_calls: AtomicU64,
 }
 
 impl WebhookCounters {
@@ -154,6 +162,7 @@ impl WebhookCounters {
             accepted: self.accepted.load(Ordering::Relaxed),
             refused,
             notifications_dispatched: self.notifications_dispatched.load(Ordering::Relaxed),
+            unclaimed_calls: self.unclaimed_calls.load(Ordering::Relaxed),
         }
     }
 
@@ -167,6 +176,10 @@ impl WebhookCounters {
 
     pub(super) fn refused(&self, reason: RefusalReason) {
         self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn unclaimed_call(&self) {
+        self.unclaimed_calls.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -67,3 +67,5 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[start..].chars().count() + 1)
 }
+
+pub mod callback;
