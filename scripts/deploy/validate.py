@@ -565,6 +565,11 @@ def lint(docs: list[tuple[str, dict]], repo: Path, report: Report) -> dict:
         sel = sspec.get("selector") or {}
         swhere = f"{e2}: {kn(svc)}"
         chosen = selects(sel)
+        pod_name = sel.get(POD_NAME_LABEL)
+        beyond = re.fullmatch(rf"{re.escape(name)}-(0|[1-9][0-9]*)", str(pod_name or ""))
+        if beyond and int(beyond.group(1)) >= replicas \
+                and matches(sel, {**labels, POD_NAME_LABEL: pod_name}):
+            continue  # an instance being scaled away (see below)
         if not sel or not chosen:
             report.problem(swhere, f"selector {sel} selects none of the {replicas} pods of "
                            f"{kn(sts)}")
@@ -584,12 +589,8 @@ def lint(docs: list[tuple[str, dict]], repo: Path, report: Report) -> dict:
         if n not in per_instance:
             report.problem("services-per-instance.yaml", f"no Service selects {name}-{n} "
                            f"({POD_NAME_LABEL}: {name}-{n}), but replicas is {replicas}")
-    for e2, svc in [services[s] for s in services]:
-        sel = (svc.get("spec") or {}).get("selector") or {}
-        pod_name = sel.get(POD_NAME_LABEL)
-        if pod_name and pod_name not in {f"{name}-{n}" for n in ordinals}:
-            report.problem(e2, f"{kn(svc)} selects {pod_name}, which is not an ordinal of "
-                           f"{replicas} replicas")
+    # (A per-instance Service of an ordinal past replicas is not a problem: it is the first
+    # step of a scale-down, which keeps the routes of the removed instances while they drain.)
 
     # PodDisruptionBudget.
     pdbs = by_kind.get("PodDisruptionBudget", [])
