@@ -111,7 +111,7 @@ def load_base(base: Path, report: Report) -> list[tuple[str, dict]]:
             continue
         if path.resolve().parent != base.resolve():
             report.problem(kfile.name, f"resource `{entry}` is outside the base's folder")
-        if entry in listed:
+        if path.name in listed:
             report.problem(kfile.name, f"resource `{entry}` is listed twice")
         listed.add(path.name)
         try:
@@ -784,7 +784,13 @@ def main() -> int:
     report = Report()
     docs = load_base(opts.base, report)
     validate_schemas(docs, version, report)
-    facts = lint(docs, opts.repo, report) if docs else {}
+    facts: dict = {}
+    try:
+        facts = lint(docs, opts.repo, report) if docs else {}
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        # A document of the wrong shape (the schema problems above say which).
+        report.problem(str(opts.base), f"the lint could not finish ({type(e).__name__}: {e}); "
+                       "fix the problems above first")
     lint_dockerfile(opts.dockerfile, facts, report)
 
     for p in report.problems:
