@@ -16,6 +16,29 @@ pub(crate) const SDES_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 /// Largest SDP body accepted, far above any real audio offer.
 pub(crate) const MAX_SDP_BYTES: usize = 64 * 1024;
 
+/// Most ICE candidates (`a=candidate` lines, all m-lines together) an offer may list.
+///
+/// Why a limit: the ICE agent pairs every remote candidate with each local one (one host
+/// candidate per configured ICE address and family) and, answering as the controlled agent,
+/// checks every pair until one works. webrtc 0.21's agent (rtc-ice: `check_interval` 200 ms,
+/// `max_binding_requests` 7, both left at their defaults by the leg's `SettingEngine`) sends
+/// a pair's binding request on each 200 ms round while its count is at most 7, so a pair
+/// that never answers gets 8 checks, 200 ms apart, and then fails. A leg thus sends at most
+///
+/// `pairs x 8 = remote candidates x local candidates x 8` connectivity checks,
+///
+/// 256 per configured ICE address with this limit (`tests/offer_limits.rs` counts them on
+/// the wire). The agent also looks every pair and pending request up by linear search, so
+/// the cost of a round grows with the square of the pairs: before this limit an offer of
+/// 1 093 dead candidates (57 KB, under [`MAX_SDP_BYTES`]) kept a core 80 % busy for 2 s and
+/// 40 % for 2 more (unoptimised build). Not bounded here: peer-reflexive candidates,
+/// which the agent adds for each authenticated binding request from a new address.
+///
+/// Why 32: a browser lists a handful per m-line (host, server-reflexive and relay, per
+/// interface, address family and transport: 4 to 16 on a multi-homed machine), and an
+/// audio offer has one m-line; 32 leaves room for VPN and container interfaces.
+pub(crate) const MAX_OFFER_CANDIDATES: usize = 32;
+
 /// Why an offer was refused before negotiation; the message is the HTTP 400 body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -44,6 +67,17 @@ pub enum OfferError {
     /// ICE is required.
     #[error("the SDP offer has no a=ice-ufrag/a=ice-pwd: ICE is required")]
     NoIceCredentials,
+    /// The offer lists more ICE candidates than the endpoint checks (see
+    /// [`MediaEndpoint::MAX_OFFER_CANDIDATES`](crate::MediaEndpoint::MAX_OFFER_CANDIDATES)).
+    #[error(
+        "the SDP offer lists {count} ICE candidates; the endpoint accepts at most {limit} per offer"
+    )]
+    TooManyCandidates {
+        /// The `a=candidate` lines of the offer, all m-lines together.
+        count: usize,
+        /// The most accepted.
+        limit: usize,
+    },
     /// The WebRTC stack refused the offer.
     #[error("the SDP offer was refused: {detail}")]
     Rejected {
@@ -163,6 +197,17 @@ fn session_or_media_attr(s: &SessionDescription, m: &MediaDescription, key: &str
     s.has_attribute(key) || m.has_attribute(key)
 }
 
+/// The offer's ICE candidates, in every m-line (the stack reads those of each m-line that is
+/// not inactive) and at session level (where it reads none, but counting them costs nothing).
+fn candidate_count(s: &SessionDescription) -> usize {
+    let media = s.media_descriptions.iter().flat_map(|m| &m.attributes);
+    s.attributes
+        .iter()
+        .chain(media)
+        .filter(|a| a.is_ice_candidate())
+        .count()
+}
+
 /// Checks the parts of an offer the endpoint relies on; the WebRTC stack checks the rest.
 pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
     let text = std::str::from_utf8(body).map_err(|_| OfferError::NotUtf8)?;
@@ -176,6 +221,14 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
         text.replace('\n', "\r\n")
     };
     let parsed = parse(&normalised)?;
+    // First, so an offer the endpoint will not check is not looked at further either.
+    let count = candidate_count(&parsed);
+    if count > MAX_OFFER_CANDIDATES {
+        return Err(OfferError::TooManyCandidates {
+            count,
+            limit: MAX_OFFER_CANDIDATES,
+        });
+    }
     let audio = parsed
         .media_descriptions
         .iter()
@@ -396,6 +449,51 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
             check_offer(no_ice.as_bytes()),
             Err(OfferError::NoIceCredentials)
         );
+    }
+
+    fn with_candidates(n: usize) -> String {
+        let lines: String = (0..n)
+            .map(|i| {
+                format!(
+                    "a=candidate:{i} 1 udp 1 127.0.0.1 {} typ host\r\n",
+                    20_000 + i
+                )
+            })
+            .collect();
+        OFFER.replace("a=mid:0\r\n", &format!("a=mid:0\r\n{lines}"))
+    }
+
+    #[test]
+    fn counts_candidates_up_to_the_limit() {
+        assert!(check_offer(with_candidates(MAX_OFFER_CANDIDATES).as_bytes()).is_ok());
+        let over = check_offer(with_candidates(MAX_OFFER_CANDIDATES + 1).as_bytes());
+        assert_eq!(
+            over,
+            Err(OfferError::TooManyCandidates {
+                count: MAX_OFFER_CANDIDATES + 1,
+                limit: MAX_OFFER_CANDIDATES
+            })
+        );
+        let message = over.expect_err("refused").to_string();
+        assert!(message.contains("33 ICE candidates"), "{message}");
+        assert!(message.contains("at most 32"), "{message}");
+        // Session-level candidates and those of other m-lines count too.
+        let spread = with_candidates(MAX_OFFER_CANDIDATES).replace(
+            "t=0 0\r\n",
+            "t=0 0\r\na=candidate:s 1 udp 1 127.0.0.1 9 typ host\r\n",
+        );
+        assert!(matches!(
+            check_offer(spread.as_bytes()),
+            Err(OfferError::TooManyCandidates { count: 33, .. })
+        ));
+        let video = format!(
+            "{}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=candidate:v 1 udp 1 127.0.0.1 9 typ host\r\n",
+            with_candidates(MAX_OFFER_CANDIDATES)
+        );
+        assert!(matches!(
+            check_offer(video.as_bytes()),
+            Err(OfferError::TooManyCandidates { count: 33, .. })
+        ));
     }
 
     proptest::proptest! {

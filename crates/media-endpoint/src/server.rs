@@ -229,6 +229,13 @@ pub struct MediaEndpoint {
 }
 
 impl MediaEndpoint {
+    /// Most ICE candidates an offer may list (all m-lines together); one with more is refused
+    /// with 400 ([`OfferError::TooManyCandidates`](crate::OfferError::TooManyCandidates))
+    /// before any peer connection is built. It bounds the connectivity checks of a leg to
+    /// 8 per pair, pairing each remote candidate with the host candidate of each configured
+    /// ICE address of its family: at most 256 per address.
+    pub const MAX_OFFER_CANDIDATES: usize = crate::sdp::MAX_OFFER_CANDIDATES;
+
     /// Binds the listener and starts serving. Must run inside a Tokio runtime.
     pub async fn bind(config: EndpointConfig) -> Result<MediaEndpoint, BindError> {
         check_base_path(&config.base_path)?;
