@@ -2,6 +2,7 @@
 //! [`botmedia`] facade and the embedded emulator. Bots link `botmedia`, not this crate.
 
 pub mod demo;
+pub mod fleet;
 pub mod load;
 pub mod logging;
 pub mod serve;

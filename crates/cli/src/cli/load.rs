@@ -65,6 +65,49 @@ pub(super) struct LoadArgs {
     /// Prints the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Drives a running fleet (`botmedia fleet`) through its front instead of an embedded
+    /// emulator and bot: places the calls there, holds them for --seconds and reports
+    /// where they landed and whether their media flowed.
+    #[arg(long, value_name = "URL")]
+    fleet: Option<String>,
+    /// With --fleet: the user the calls go to (the emulator's echoing Grace by default).
+    #[arg(long, value_name = "ID", requires = "fleet")]
+    user: Option<String>,
+}
+
+/// `--fleet`: the calls go through a fleet's front.
+fn run_fleet(args: &LoadArgs, front: &str) -> Result<ExitCode, CliError> {
+    use botmedia_cli::fleet::load::{FleetLoadOptions, run as run_fleet_load};
+    let user = args
+        .user
+        .clone()
+        .unwrap_or_else(|| "550fae72-d251-43ec-868c-373732c2704f".to_owned());
+    let mut options = FleetLoadOptions::new(
+        front,
+        args.calls,
+        Duration::from_secs_f64(args.seconds),
+        user,
+    );
+    options.setup_concurrency = args.setup_concurrency;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime
+        .block_on(run_fleet_load(options))
+        .map_err(CliError::Usage)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::Usage(format!("cannot write the report: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+    }
+    if report.total().established == 0 {
+        eprintln!("load failed: no call connected");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn progress_line(p: &Progress) {
@@ -113,6 +156,14 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
         return Err(CliError::Usage(
             "--cycles and --setup-concurrency must be at least 1".into(),
         ));
+    }
+    if let Some(front) = &args.fleet {
+        if !(front.starts_with("http://") || front.starts_with("https://")) {
+            return Err(CliError::Usage(format!(
+                "--fleet `{front}` is not an http(s) URL like http://127.0.0.1:9400"
+            )));
+        }
+        return run_fleet(&args, front);
     }
     let mut options = LoadOptions::default();
     options.calls = args.calls;

@@ -11,6 +11,7 @@ mod call;
 mod check;
 mod demo;
 mod emulator;
+mod fleet;
 mod load;
 mod serve;
 
@@ -47,6 +48,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Runs the local calling service (Graph API, tokens, notifications, dashboard).
     Emulator(emulator::EmulatorArgs),
+    /// Runs several `serve` instances behind one front (the webhook's ingress and a
+    /// fleet-wide API), as a Kubernetes StatefulSet runs them; drains them on SIGTERM.
+    Fleet(fleet::FleetArgs),
     /// Load test: N concurrent app-hosted calls through the embedded emulator; reports the
     /// bot's CPU per call, tick lateness, latency, loss, memory and platform health.
     Load(load::LoadArgs),
@@ -81,6 +85,7 @@ pub fn run() -> ExitCode {
         Command::Call(args) => call::run(*args),
         Command::Check(args) => check::run(args),
         Command::Emulator(args) => emulator::run(args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Demo(args) => demo::run_demo(args),
         Command::Load(args) => load::run_load(args),
         Command::Serve(args) => serve::run(args),

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub default_behaviour: Behaviour,
     /// The application instance PSTN calls come from, unless the request names one.
     pub application_instance_id: Option<String>,
+    /// This instance's id in a fleet, shown by readiness.
+    pub instance: Option<String>,
 }
 
 /// The API's routes, with `extra` merged in (the place for `/metrics`: routes of their
@@ -118,20 +120,26 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
+/// Ready exactly when a new call would be admitted: what a load balancer and the fleet's
+/// placement read.
 async fn readyz(State(state): State<ApiState>) -> Response {
-    let health = state.bot.platform().health();
-    let (status, why) = if state.admission.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else {
-        match health {
-            PlatformHealth::Normal => (StatusCode::OK, "ready"),
-            PlatformHealth::HeavilyLoaded => (StatusCode::SERVICE_UNAVAILABLE, "heavilyLoaded"),
-            _ => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-        }
+    let (status, why) = match state.admission.check(&state.calls.registry) {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(refused) => (StatusCode::SERVICE_UNAVAILABLE, refused.code()),
+    };
+    let health = match state.bot.platform().health() {
+        PlatformHealth::Normal => "normal",
+        PlatformHealth::HeavilyLoaded => "heavilyLoaded",
+        _ => "overloaded",
     };
     json_response(
         status,
-        &json!({ "status": why, "calls": state.calls.registry.len() }),
+        &json!({
+            "status": why,
+            "calls": state.calls.registry.len(),
+            "health": health,
+            "instance": state.instance,
+        }),
     )
 }
 
@@ -142,6 +150,7 @@ fn call_json(id: &CallId, e: &Entry) -> Value {
         "behaviour": e.behaviour.as_str(),
         "state": e.handle.state().map_or_else(|| "pending".to_owned(), |s| s.to_string()),
         "ageSeconds": e.started.elapsed().as_secs(),
+        "framesReceived": e.frames(),
     });
     if let Some(path) = &e.recording {
         v["recording"] = Value::String(path.display().to_string());
@@ -371,9 +380,14 @@ impl From<super::Refused> for ApiError {
                 "atCapacity",
                 format!("the bot runs its maximum of {max} calls"),
             ),
+            super::Refused::HeavilyLoaded => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r.code(),
+                "the media platform is heavily loaded and takes no new calls",
+            ),
             super::Refused::Overloaded => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                r.code(),
                 "the media platform is overloaded",
             ),
         }

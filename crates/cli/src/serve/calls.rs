@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use botmedia::graph::CallHandle;
@@ -45,6 +46,15 @@ pub struct Entry {
     pub started: Instant,
     /// The WAV file it records to, for `record`.
     pub recording: Option<PathBuf>,
+    /// Frames received so far: rises every 20 ms while media flows.
+    pub frames_received: Arc<AtomicU64>,
+}
+
+impl Entry {
+    /// Frames received so far.
+    pub fn frames(&self) -> u64 {
+        self.frames_received.load(Ordering::Relaxed)
+    }
 }
 
 /// The running calls. A `watch` so the drain can wait for it to empty without polling.
@@ -149,6 +159,7 @@ impl CallContext {
         let id = call.id().clone();
         let recording =
             (behaviour == Behaviour::Record).then(|| recording_path(&self.record_dir, &id));
+        let frames = Arc::new(AtomicU64::new(0));
         self.registry.insert(
             id.clone(),
             Entry {
@@ -157,6 +168,7 @@ impl CallContext {
                 behaviour,
                 started: Instant::now(),
                 recording: recording.clone(),
+                frames_received: frames.clone(),
             },
         );
         tracing::info!(call = %id, direction = direction.as_str(), behaviour = behaviour.as_str(), "call started");
@@ -166,7 +178,7 @@ impl CallContext {
                 registry: ctx.registry.clone(),
                 id: call.id().clone(),
             };
-            run(call, behaviour, recording, &ctx).await;
+            run(call, behaviour, recording, &frames, &ctx).await;
         });
         id
     }
@@ -209,6 +221,7 @@ async fn run(
     mut call: BotCall,
     behaviour: Behaviour,
     recording: Option<PathBuf>,
+    frames_received: &AtomicU64,
     ctx: &CallContext,
 ) {
     let id = call.id().clone();
@@ -249,6 +262,7 @@ async fn run(
         let Some(item) = item else { break };
         match item {
             CallItem::Frame(frame) => {
+                frames_received.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = recorder.as_mut()
                     && let Err(e) = r.write_frame(&frame.pcm)
                 {

@@ -104,6 +104,8 @@ impl AnswerPolicy {
 pub struct ServeConfig {
     /// The bot (Graph client, webhook, media platform).
     pub bot: BotSettings,
+    /// This instance's id in a fleet (`bot.instance_id`, `BOTMEDIA_INSTANCE_ID`).
+    pub instance_id: Option<String>,
     /// Where the HTTP API listens.
     pub api_listen: SocketAddr,
     /// Incoming calls.
@@ -200,6 +202,7 @@ struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileBot {
+    instance_id: Option<String>,
     emulator: Option<String>,
     app_id: Option<String>,
     tenant_id: Option<String>,
@@ -207,6 +210,7 @@ struct FileBot {
     app_secret: Option<toml::Value>,
     app_secret_file: Option<PathBuf>,
     callback_url: Option<String>,
+    shared_callback_url: Option<String>,
     webhook_listen: Option<String>,
     graph_url: Option<String>,
     authority: Option<String>,
@@ -214,6 +218,8 @@ struct FileBot {
     media_listen: Option<String>,
     public_mp_uri: Option<String>,
     ice_addresses: Option<Vec<String>>,
+    ice_ports: Option<String>,
+    ice_public_addresses: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,10 +266,12 @@ struct FilePlay {
 
 /// The `[bot]` keys and the variables they stand for.
 const BOT_KEYS: &[(&str, &str)] = &[
+    ("instance_id", "BOTMEDIA_INSTANCE_ID"),
     ("emulator", "BOTMEDIA_EMULATOR"),
     ("app_id", "BOTMEDIA_APP_ID"),
     ("tenant_id", "BOTMEDIA_TENANT_ID"),
     ("callback_url", "BOTMEDIA_CALLBACK_URL"),
+    ("shared_callback_url", "BOTMEDIA_SHARED_CALLBACK_URL"),
     ("webhook_listen", "BOTMEDIA_WEBHOOK_LISTEN"),
     ("graph_url", "BOTMEDIA_GRAPH_URL"),
     ("authority", "BOTMEDIA_AUTHORITY"),
@@ -274,6 +282,8 @@ const BOT_KEYS: &[(&str, &str)] = &[
     ("media_listen", "BOTMEDIA_MEDIA_LISTEN"),
     ("public_mp_uri", "BOTMEDIA_PUBLIC_MP_URI"),
     ("ice_addresses", "BOTMEDIA_ICE_ADDRESSES"),
+    ("ice_ports", "BOTMEDIA_ICE_PORTS"),
+    ("ice_public_addresses", "BOTMEDIA_ICE_PUBLIC_ADDRESSES"),
 ];
 
 impl ServeConfig {
@@ -306,6 +316,7 @@ impl ServeConfig {
             None => File::default(),
         };
         let bot = bot_settings(&parsed.bot, &env, &read)?;
+        let instance_id = env("BOTMEDIA_INSTANCE_ID").or_else(|| parsed.bot.instance_id.clone());
 
         let api_listen = match env("BOTMEDIA_API_LISTEN") {
             Some(v) => v.trim().parse().map_err(|e| {
@@ -400,6 +411,7 @@ impl ServeConfig {
 
         Ok(ServeConfig {
             bot,
+            instance_id,
             api_listen,
             answer: AnswerPolicy { default, rules },
             call_behaviour,
@@ -440,10 +452,12 @@ fn bot_settings(
             from_file.insert(var, (key, v));
         }
     };
+    put("instance_id", file.instance_id.clone());
     put("emulator", file.emulator.clone());
     put("app_id", file.app_id.clone());
     put("tenant_id", file.tenant_id.clone());
     put("callback_url", file.callback_url.clone());
+    put("shared_callback_url", file.shared_callback_url.clone());
     put("webhook_listen", file.webhook_listen.clone());
     put("graph_url", file.graph_url.clone());
     put("authority", file.authority.clone());
@@ -456,6 +470,11 @@ fn bot_settings(
     put(
         "ice_addresses",
         file.ice_addresses.as_ref().map(|l| l.join(",")),
+    );
+    put("ice_ports", file.ice_ports.clone());
+    put(
+        "ice_public_addresses",
+        file.ice_public_addresses.as_ref().map(|l| l.join(",")),
     );
 
     let secret = match env("BOTMEDIA_APP_SECRET") {

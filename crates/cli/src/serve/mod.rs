@@ -53,8 +53,22 @@ pub enum Refused {
     Draining,
     /// `max_calls` calls run.
     AtCapacity(usize),
+    /// The media platform is heavily loaded: its calls would suffer from one more.
+    HeavilyLoaded,
     /// The media platform refuses new calls.
     Overloaded,
+}
+
+impl Refused {
+    /// The API's and readiness's spelling.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refused::Draining => "draining",
+            Refused::AtCapacity(_) => "atCapacity",
+            Refused::HeavilyLoaded => "heavilyLoaded",
+            Refused::Overloaded => "overloaded",
+        }
+    }
 }
 
 /// Whether new calls are admitted. Cheap to clone.
@@ -93,10 +107,11 @@ impl Admission {
         {
             return Err(Refused::AtCapacity(max));
         }
-        if self.platform.health() == PlatformHealth::Overloaded {
-            return Err(Refused::Overloaded);
+        match self.platform.health() {
+            PlatformHealth::Normal => Ok(()),
+            PlatformHealth::HeavilyLoaded => Err(Refused::HeavilyLoaded),
+            _ => Err(Refused::Overloaded),
         }
-        Ok(())
     }
 }
 
@@ -128,6 +143,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         admission: admission.clone(),
         default_behaviour: config.call_behaviour,
         application_instance_id: config.application_instance_id.clone(),
+        instance: config.instance_id.clone(),
     };
     let app = api::router(state, extra_routes(&bot));
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -147,7 +163,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     ));
 
     print_banner(&bot, api_addr, &config);
-    tracing::info!(api = %api_addr, "serving");
+    tracing::info!(api = %api_addr, instance = config.instance_id.as_deref().unwrap_or("-"), "serving");
 
     let signal = signals.next().await;
     tracing::info!(
@@ -207,7 +223,14 @@ fn print_banner(bot: &Bot, api: SocketAddr, config: &ServeConfig) {
     let webhook = bot
         .webhook_addr()
         .map_or_else(String::new, |a| format!(" (listening on {a})"));
-    let _ = writeln!(out, "botmedia serve");
+    match &config.instance_id {
+        Some(id) => {
+            let _ = writeln!(out, "botmedia serve (instance {id})");
+        }
+        None => {
+            let _ = writeln!(out, "botmedia serve");
+        }
+    }
     let _ = writeln!(out, "  webhook   {}{webhook}", bot.callback_url());
     let _ = writeln!(out, "  api       http://{api}");
     let _ = writeln!(out, "  mpUri     {}", bot.platform().mp_uri());
