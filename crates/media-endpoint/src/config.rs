@@ -1,6 +1,7 @@
 //! Endpoint configuration.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +14,59 @@ pub struct TlsConfig {
     pub private_key_pem: PathBuf,
 }
 
+/// One local address a leg's ICE gathers a host candidate on: where the leg's UDP socket
+/// binds (the address, and the ports it may take) and what its candidate advertises (the
+/// address itself, or the public address of a 1:1 NAT in front of it).
+///
+/// Behind a 1:1 NAT (a cloud VM's elastic IP, a Kubernetes node's public address with
+/// `hostNetwork`), the socket binds the private address and the candidate names the public
+/// one: the peer sends to the public address, the NAT forwards to the private one, and the
+/// ICE agent, which still knows the candidate by its socket, answers. The port range is
+/// what a firewall or a security group opens for media.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IceAddress {
+    /// The local address the leg's socket binds.
+    pub ip: IpAddr,
+    /// The ports the socket may bind, each leg a free one (ports other legs of this process
+    /// hold, or other programs have bound, are skipped; the search starts after the port
+    /// handed out last). A leg for which no port is free is refused, naming the range.
+    /// `None`: an ephemeral port the system picks.
+    pub ports: Option<RangeInclusive<u16>>,
+    /// The address the host candidate advertises in place of [`Self::ip`] (the public
+    /// address of a 1:1 NAT); `None`: [`Self::ip`] itself.
+    pub announced: Option<IpAddr>,
+}
+
+impl IceAddress {
+    /// `ip` on an ephemeral port, advertised as itself.
+    pub fn new(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            ports: None,
+            announced: None,
+        }
+    }
+
+    /// This address binding a port of `ports` (both ends included, port 0 never).
+    pub fn with_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// This address advertised as `public` in its host candidate.
+    pub fn announced_as(mut self, public: IpAddr) -> Self {
+        self.announced = Some(public);
+        self
+    }
+}
+
+impl From<IpAddr> for IceAddress {
+    fn from(ip: IpAddr) -> Self {
+        Self::new(ip)
+    }
+}
+
 /// How the endpoint listens and how its WebRTC legs behave.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -23,8 +77,9 @@ pub struct EndpointConfig {
     pub base_path: String,
     /// Serve `https` with this certificate instead of `http`.
     pub tls: Option<TlsConfig>,
-    /// Local addresses ICE gathers host candidates on (one UDP socket each, ephemeral port).
-    pub ice_addresses: Vec<IpAddr>,
+    /// Local addresses ICE gathers host candidates on, one UDP socket each per leg, with the
+    /// ports they may bind and the address they advertise.
+    pub ice_addresses: Vec<IceAddress>,
     /// How long ICE gathering may take before the answer is sent with what was gathered.
     pub gathering_timeout: Duration,
     /// How long a leg may take to connect after its answer before it counts as failed.
@@ -40,7 +95,7 @@ impl EndpointConfig {
             listen,
             base_path: "/MediaProcessor".to_owned(),
             tls: None,
-            ice_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            ice_addresses: vec![IceAddress::new(IpAddr::V4(Ipv4Addr::LOCALHOST))],
             gathering_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(20),
             media_timeout: Duration::from_secs(10),
@@ -53,8 +108,16 @@ impl EndpointConfig {
         self
     }
 
-    /// Gather ICE host candidates on these addresses only.
+    /// Gather ICE host candidates on these addresses only, each on an ephemeral port and
+    /// advertised as itself.
     pub fn with_ice_addresses(mut self, addresses: Vec<IpAddr>) -> Self {
+        self.ice_addresses = addresses.into_iter().map(IceAddress::new).collect();
+        self
+    }
+
+    /// Gather ICE host candidates on these addresses only, with their port ranges and the
+    /// addresses they advertise.
+    pub fn with_ice(mut self, addresses: Vec<IceAddress>) -> Self {
         self.ice_addresses = addresses;
         self
     }

@@ -2,7 +2,8 @@
 //! connection and the pipeline's queues, sends tones, watches the transport and reports.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,6 +39,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::bridge::{InboundRtp, NetworkPort, OutboundAudio, PushError, opus_packet_samples_48k};
+use crate::config::IceAddress;
 use crate::dtmf::{EventReceiver, EventSender, Tone};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
@@ -53,10 +55,14 @@ const OUTBOUND_TICK: Duration = Duration::from_millis(5);
 const TALKSPURT_GAP: Duration = Duration::from_millis(100);
 const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How many times a leg binds anew on other ports when another program took one of the
+/// ports it leased between the check and the bind.
+const BIND_ATTEMPTS: usize = 3;
+
 /// Per-leg settings taken from the endpoint configuration.
 #[derive(Clone, Debug)]
 pub(crate) struct LegSettings {
-    pub(crate) ice_addresses: Vec<IpAddr>,
+    pub(crate) ice_addresses: Vec<IceAddress>,
     pub(crate) gathering_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) media_timeout: Duration,
@@ -95,6 +101,27 @@ pub(crate) enum NegotiateError {
     /// ICE gathering produced no candidate on the configured addresses (HTTP 500).
     #[error("no ICE candidate could be gathered on the configured addresses")]
     NoCandidates,
+    /// Every port of an ICE address's range is taken: the leg is refused before anything
+    /// is built (HTTP 500 with this message).
+    #[error(
+        "no free UDP port for ICE on {address} in {}-{}: every port of the range is in use \
+         (by other legs or other programs)",
+        ports.start(),
+        ports.end()
+    )]
+    NoIcePort {
+        address: IpAddr,
+        ports: RangeInclusive<u16>,
+    },
+}
+
+impl From<ports::NoFreePort> for NegotiateError {
+    fn from(e: ports::NoFreePort) -> Self {
+        NegotiateError::NoIcePort {
+            address: e.address,
+            ports: e.ports,
+        }
+    }
 }
 
 fn stack(step: &'static str) -> impl FnOnce(RtcError) -> NegotiateError {
@@ -245,6 +272,8 @@ pub(crate) struct Negotiation {
     pub(crate) ssrc: u32,
     /// The answer, with the gathered candidates.
     pub(crate) answer: String,
+    /// The ports the leg's sockets hold, released when the leg ends.
+    pub(crate) ports: ports::PortLease,
 }
 
 /// Builds a peer connection for `offer` and returns its non-trickle answer.
@@ -253,26 +282,37 @@ pub(crate) async fn negotiate(
     track_id: String,
     settings: &LegSettings,
 ) -> Result<Negotiation, NegotiateError> {
-    let (engine, registry) = media_engine().map_err(stack("configuring the media engine"))?;
-    let setting_engine = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_include_loopback_candidate(true)
-        .build();
-    let (tx, mut events) = mpsc::channel(64);
-    let addrs: Vec<SocketAddr> = settings
-        .ice_addresses
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, 0))
-        .collect();
-    let pc = PeerConnectionBuilder::new()
-        .with_media_engine(engine)
-        .with_setting_engine(setting_engine)
-        .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { tx }))
-        .with_udp_addrs(addrs)
-        .build()
-        .await
-        .map_err(stack("building the peer connection"))?;
+    let mut attempt = 0;
+    let mut failed = None;
+    let (pc, mut events, ports) = loop {
+        attempt += 1;
+        // Leased before the failed lease is released: a retry takes other ports.
+        let ports = ports::PortLease::take(&settings.ice_addresses)?;
+        drop(failed.take());
+        let (engine, registry) = media_engine().map_err(stack("configuring the media engine"))?;
+        let setting_engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(true)
+            .build();
+        let (tx, events) = mpsc::channel(64);
+        let built = PeerConnectionBuilder::new()
+            .with_media_engine(engine)
+            .with_setting_engine(setting_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler { tx }))
+            .with_udp_addrs(ports.bind_addrs().to_vec())
+            .build()
+            .await;
+        match built {
+            Ok(pc) => break (pc, events, ports),
+            // Another program bound a leased port between the check and the bind.
+            Err(e) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
+                tracing::debug!(error = %e, "binding the leg's ICE ports failed; trying others");
+                failed = Some(ports);
+            }
+            Err(e) => return Err(stack("building the peer connection")(e)),
+        }
+    };
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
     match answer_offer(&pc, offer, track_id, settings, &mut events).await {
         Ok((track, negotiated, ssrc, answer, early)) => Ok(Negotiation {
@@ -283,6 +323,7 @@ pub(crate) async fn negotiate(
             negotiated,
             ssrc,
             answer,
+            ports,
         }),
         Err(e) => {
             let _ = pc.close().await;
@@ -404,6 +445,7 @@ async fn answer_offer(
     // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
     // encoder what this endpoint's decoder uses and changes nothing in the stack.
     let sdp = drop_rtcp_candidates(&ensure_opus_fec(&local.sdp, offer.opus.payload_type));
+    let sdp = announce(&sdp, &settings.ice_addresses);
     // An offer the stack answers with no usable audio gathers nothing either: that is the
     // offer's fault (400), checked before the missing candidates (500) it also causes.
     let negotiated = read_answer(&sdp).ok_or_else(|| OfferError::Rejected {
@@ -413,6 +455,176 @@ async fn answer_offer(
         return Err(NegotiateError::NoCandidates);
     }
     Ok((track, negotiated, ssrc, sdp, early))
+}
+
+/// `sdp` with each host candidate (and connection line) of an ICE address that has an
+/// announced address naming that address instead: the 1:1 NAT mapping, in the text sent
+/// only (the ICE agent keeps knowing its candidates by their sockets).
+fn announce(sdp: &str, addresses: &[IceAddress]) -> String {
+    let public_of = |text: &str| -> Option<IpAddr> {
+        let ip: IpAddr = text.parse().ok()?;
+        addresses
+            .iter()
+            .find(|a| a.ip == ip)
+            .and_then(|a| a.announced)
+    };
+    if addresses.iter().all(|a| a.announced.is_none()) {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let end = &line[body.len()..];
+        if let Some(rest) = body.strip_prefix("a=candidate:") {
+            // foundation component transport priority address port typ type ...
+            let mut fields: Vec<&str> = rest.split(' ').collect();
+            let is_host = fields.get(6) == Some(&"typ") && fields.get(7) == Some(&"host");
+            if let (true, Some(public)) = (is_host, fields.get(4).and_then(|a| public_of(a))) {
+                let public = public.to_string();
+                fields[4] = &public;
+                out.push_str("a=candidate:");
+                out.push_str(&fields.join(" "));
+                out.push_str(end);
+                continue;
+            }
+        } else if let Some(addr) = body
+            .strip_prefix("c=IN IP4 ")
+            .or_else(|| body.strip_prefix("c=IN IP6 "))
+            && let Some(public) = public_of(addr)
+        {
+            let family = if public.is_ipv4() { "IP4" } else { "IP6" };
+            out.push_str(&format!("c=IN {family} {public}{end}"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The UDP ports of the legs' ICE sockets, for ICE addresses with a port range.
+///
+/// The table of leased ports is the process's: ports are a resource of the host, and two
+/// endpoints of one process with overlapping ranges must not hand the same port to two
+/// legs. A port is leased only after a test bind shows no other program holds it.
+pub(crate) mod ports {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, SocketAddr, UdpSocket};
+    use std::ops::RangeInclusive;
+    use std::sync::{LazyLock, Mutex, MutexGuard};
+
+    use crate::config::IceAddress;
+
+    #[derive(Default)]
+    struct Table {
+        leased: HashSet<SocketAddr>,
+        /// Where the next search starts: after the port handed out last.
+        cursor: u16,
+    }
+
+    static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
+
+    fn table() -> MutexGuard<'static, Table> {
+        // Every update is one insert, remove or assignment: a poisoned table is consistent.
+        TABLE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every port of the range is leased or bound by another program.
+    #[derive(Debug)]
+    pub(crate) struct NoFreePort {
+        pub(crate) address: IpAddr,
+        pub(crate) ports: RangeInclusive<u16>,
+    }
+
+    /// The addresses one leg's sockets bind; its ranged ports stay leased until it drops.
+    #[derive(Debug, Default)]
+    pub(crate) struct PortLease {
+        bind: Vec<SocketAddr>,
+        /// The ports taken from the table (the ranged ones).
+        leased: Vec<SocketAddr>,
+    }
+
+    impl PortLease {
+        /// A free port of each ranged address (port 0, the system's pick, for the others),
+        /// all or nothing.
+        pub(crate) fn take(addresses: &[IceAddress]) -> Result<PortLease, NoFreePort> {
+            let mut lease = PortLease::default();
+            let mut table = table();
+            for a in addresses {
+                let Some(range) = &a.ports else {
+                    lease.bind.push(SocketAddr::new(a.ip, 0));
+                    continue;
+                };
+                let Some(port) = free_port(&mut table, a.ip, range) else {
+                    for addr in lease.leased.drain(..) {
+                        table.leased.remove(&addr);
+                    }
+                    return Err(NoFreePort {
+                        address: a.ip,
+                        ports: range.clone(),
+                    });
+                };
+                let addr = SocketAddr::new(a.ip, port);
+                table.leased.insert(addr);
+                lease.leased.push(addr);
+                lease.bind.push(addr);
+            }
+            Ok(lease)
+        }
+
+        /// What the peer connection binds, one per ICE address.
+        pub(crate) fn bind_addrs(&self) -> &[SocketAddr] {
+            &self.bind
+        }
+
+        /// Whether a port of a range was leased (a bind can then fail, and be tried anew).
+        pub(crate) fn is_ranged(&self) -> bool {
+            !self.leased.is_empty()
+        }
+    }
+
+    impl Drop for PortLease {
+        fn drop(&mut self) {
+            if self.leased.is_empty() {
+                return;
+            }
+            let mut table = table();
+            for addr in &self.leased {
+                table.leased.remove(addr);
+            }
+        }
+    }
+
+    /// The first port of `range` from the cursor on (wrapping) that no leg holds and that
+    /// binds; the cursor moves past it.
+    fn free_port(table: &mut Table, ip: IpAddr, range: &RangeInclusive<u16>) -> Option<u16> {
+        let (low, high) = (u32::from((*range.start()).max(1)), u32::from(*range.end()));
+        if low > high {
+            return None;
+        }
+        let len = high - low + 1;
+        let cursor = u32::from(table.cursor);
+        let start = if (low..=high).contains(&cursor) {
+            cursor - low
+        } else {
+            0
+        };
+        for i in 0..len {
+            let port = u16::try_from(low + (start + i) % len).ok()?;
+            let addr = SocketAddr::new(ip, port);
+            if table.leased.contains(&addr) {
+                continue;
+            }
+            // A test bind: another program may hold the port. Released at once; the
+            // peer connection binds it next (a program taking it meanwhile makes the leg
+            // try other ports).
+            if UdpSocket::bind(addr).is_err() {
+                continue;
+            }
+            table.cursor = port.wrapping_add(1);
+            return Some(port);
+        }
+        None
+    }
 }
 
 pub(crate) fn rand_u32() -> u32 {
@@ -573,6 +785,8 @@ pub(crate) enum LegOutcome {
 
 struct Runner {
     pc: Arc<dyn PeerConnection>,
+    /// Held until the leg ends (after its peer connection closed).
+    _ports: ports::PortLease,
     track: Arc<TrackLocalStaticRTP>,
     remote: Option<Arc<dyn TrackRemote>>,
     negotiated: Negotiated,
@@ -606,6 +820,7 @@ pub(crate) async fn run(neg: Negotiation, leg: Leg) -> LegOutcome {
         .store(neg.negotiated.telephone_event.is_some(), Ordering::Release);
     let mut r = Runner {
         pc: neg.pc,
+        _ports: neg.ports,
         track: neg.track,
         remote: None,
         negotiated: neg.negotiated,
@@ -1027,6 +1242,70 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announced_addresses_replace_their_local_ones_in_host_candidates() {
+        let local: IpAddr = "10.0.0.4".parse().unwrap();
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.4\r\n\
+                   a=candidate:1 1 udp 2130706431 10.0.0.4 40000 typ host\r\n\
+                   a=candidate:2 1 udp 2130706431 10.0.0.9 40001 typ host\r\n\
+                   a=candidate:3 1 udp 1694498815 10.0.0.4 40002 typ srflx raddr 0.0.0.0 rport 0\r\n";
+        let v4 = [IceAddress::new(local).announced_as("52.1.2.3".parse().unwrap())];
+        assert_eq!(
+            announce(sdp, &v4),
+            "v=0\r\nc=IN IP4 52.1.2.3\r\n\
+             a=candidate:1 1 udp 2130706431 52.1.2.3 40000 typ host\r\n\
+             a=candidate:2 1 udp 2130706431 10.0.0.9 40001 typ host\r\n\
+             a=candidate:3 1 udp 1694498815 10.0.0.4 40002 typ srflx raddr 0.0.0.0 rport 0\r\n"
+        );
+        let v6 = [IceAddress::new(local).announced_as("2001:db8::1".parse().unwrap())];
+        let out = announce(sdp, &v6);
+        assert!(out.contains("c=IN IP6 2001:db8::1\r\n"), "{out}");
+        assert!(out.contains(" 2001:db8::1 40000 typ host"), "{out}");
+        // Nothing announced: the text is left as it is.
+        assert_eq!(announce(sdp, &[IceAddress::new(local)]), sdp);
+    }
+
+    /// Two ports free now on 127.0.0.1, next to each other.
+    fn two_free_ports() -> RangeInclusive<u16> {
+        loop {
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let low = probe.local_addr().unwrap().port();
+            drop(probe);
+            if low < u16::MAX && std::net::UdpSocket::bind(("127.0.0.1", low + 1)).is_ok() {
+                return low..=low + 1;
+            }
+        }
+    }
+
+    #[test]
+    fn leases_take_distinct_free_ports_and_give_them_back() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let range = two_free_ports();
+        let ranged = [IceAddress::new(ip).with_ports(range.clone())];
+        let a = ports::PortLease::take(&ranged).unwrap();
+        let b = ports::PortLease::take(&ranged).unwrap();
+        assert!(a.is_ranged());
+        let (pa, pb) = (a.bind_addrs()[0].port(), b.bind_addrs()[0].port());
+        assert_ne!(pa, pb);
+        assert!(range.contains(&pa) && range.contains(&pb));
+        let full = ports::PortLease::take(&ranged).unwrap_err();
+        assert_eq!((full.address, full.ports), (ip, range.clone()));
+        drop(a);
+        let c = ports::PortLease::take(&ranged).unwrap();
+        assert_eq!(c.bind_addrs()[0].port(), pa);
+        // All or nothing: a second, full address gives back the first one's port.
+        drop(c);
+        let both = [ranged[0].clone(), ranged[0].clone(), ranged[0].clone()];
+        assert!(ports::PortLease::take(&both).is_err());
+        assert!(ports::PortLease::take(&ranged).is_ok());
+        // Without a range: the system's pick, nothing leased. Port 0 is never leased.
+        let free = ports::PortLease::take(&[IceAddress::new(ip)]).unwrap();
+        assert_eq!(free.bind_addrs()[0].port(), 0);
+        assert!(!free.is_ranged());
+        let zero = [IceAddress::new(ip).with_ports(0..=0)];
+        assert!(ports::PortLease::take(&zero).is_err());
+    }
 
     #[test]
     fn timeline_counts_samples_and_resyncs_after_gaps() {

@@ -61,7 +61,7 @@ pub use bridge::{
     InboundRtp, NetworkPort, OutboundAudio, PushError, QueueLink, QueuePort, ReceivedPacket,
     SharedStatus,
 };
-pub use config::{EndpointConfig, TlsConfig};
+pub use config::{EndpointConfig, IceAddress, TlsConfig};
 pub use dtmf::Tone;
 pub use error::{BindError, RegisterError, ToneError};
 pub use events::{EndReason, EndpointEvent, FailureReason, SendStatus};

@@ -233,6 +233,8 @@ impl ServiceLeg {
             negotiated,
             ssrc,
             answer,
+            // The service side binds ephemeral ports.
+            ports: leg::ports::PortLease::default(),
         };
         let leg = Leg {
             link: Box::new(link),
@@ -241,7 +243,11 @@ impl ServiceLeg {
             stop,
             shared: Arc::clone(&shared),
             settings: LegSettings {
-                ice_addresses: config.ice_addresses,
+                ice_addresses: config
+                    .ice_addresses
+                    .into_iter()
+                    .map(crate::IceAddress::new)
+                    .collect(),
                 gathering_timeout: config.gathering_timeout,
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
