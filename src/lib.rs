@@ -40,8 +40,8 @@ pub use audio_pipeline::{
     PlatformHealth, ReceivedFrame, SendError, Ticks,
 };
 pub use bot::{
-    Bot, BotCall, BotError, BotSettings, CallItem, CallSummary, EnvError, IncomingBotCall,
-    emulator_app,
+    Bot, BotCall, BotError, BotSettings, CallItem, CallSummary, EnvError, INSTANCE_PLACEHOLDER,
+    IncomingBotCall, emulator_app,
 };
 pub use bot_session::MediaSession;
 pub use error::{PlatformError, SessionError};

@@ -3,13 +3,15 @@
 //!
 //! Every series is an aggregate over the bot's calls, so the number of series does not
 //! grow with the calls ever made; the only per-item labels are the pipeline threads
-//! (fixed at start), call states, health states and refusal reasons (closed sets).
+//! (fixed at start), call states, health states and refusal reasons (closed sets), and the
+//! instance's own id in its info series.
 //! Per-call counters are the live calls' sum plus the totals of the calls that ended
 //! (folded in under the same lock that removes a call from the live set, so a call is
 //! counted once and a counter never goes down).
 //!
 //! | families | what |
 //! |---|---|
+//! | `botmedia_instance_info{instance,mp_uri}` | 1, with the fleet instance's id and `mpUri` (only when the bot has an instance id) |
 //! | `botmedia_calls{state}`, `botmedia_calls_{started,ended}_total` | the bot's calls by Graph state; placed or answered, ended |
 //! | `botmedia_platform_health{state}`, `botmedia_platform_calls` | platform health (1 for the current state), calls on the pipeline |
 //! | `botmedia_admission_*` | room left, cost per call and thread budget (seconds per 20 ms tick), sessions admitted, refused by reason |
@@ -17,7 +19,7 @@
 //! | `botmedia_call_*_total` | frames received, sent, concealed; packets received, FEC-recovered, late, lost, duplicate, dropped by reason; resyncs, underruns, samples accelerated, expanded, concealed, merged... |
 //! | `botmedia_call_*_max_{seconds,ratio}` | worst jitter, playout delay, standing send queue, reported loss over the live calls |
 //! | `botmedia_call_{receive,send,send_queue}_latency_seconds` | histograms of the latency the pipeline adds |
-//! | `botmedia_webhook_*_total` | notification requests accepted, refused by reason, notifications dispatched |
+//! | `botmedia_webhook_*_total` | notification requests accepted, refused by reason, notifications dispatched, calls nobody here claimed |
 //!
 //! ```no_run
 //! # async fn demo(bot: botmedia::Bot) -> std::io::Result<()> {
@@ -206,6 +208,19 @@ pub fn render(bot: &Bot) -> String {
     let view = bot.metrics_view();
     let platform = bot.platform();
     let mut w = Writer::default();
+
+    if let Some(instance) = bot.instance_id() {
+        w.family(
+            "botmedia_instance_info",
+            "This instance of a fleet: its id (a pod name) and the mpUri its media sessions name. Always 1.",
+            Kind::Gauge,
+        );
+        w.int(
+            "botmedia_instance_info",
+            &[("instance", instance), ("mp_uri", platform.mp_uri())],
+            1,
+        );
+    }
 
     w.family(
         "botmedia_calls",
@@ -431,6 +446,11 @@ fn webhook(w: &mut Writer, stats: &WebhookStats) {
         "botmedia_webhook_notifications_dispatched_total",
         "Notifications of accepted requests handed to their calls' queues.",
         stats.notifications_dispatched,
+    );
+    w.counter(
+        "botmedia_webhook_unclaimed_calls_total",
+        "Calls the service notified this bot of that it neither placed nor was offered (calls of an earlier run of this instance, typically): answered, never kept alive; each counted once.",
+        stats.unclaimed_calls,
     );
 }
 

@@ -2,13 +2,14 @@
 //! process, and the media sessions created on it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use audio_pipeline::{
     CallConfig, JitterConfig, OpusConfig, Pipeline, PipelineConfig, PlatformHealth, Ticks,
 };
-use media_endpoint::{EndpointConfig, MediaEndpoint, SessionHooks, TlsConfig};
+use media_endpoint::{EndpointConfig, IceAddress, MediaEndpoint, SessionHooks, TlsConfig};
 use media_session::{AudioFormat, AudioSocketSettings, MediaPlatformSettings as SessionPlatform};
 use tokio::sync::mpsc;
 
@@ -68,8 +69,21 @@ pub struct MediaPlatformSettings {
     /// The `mpUri` to publish in blobs when the service reaches the endpoint through
     /// another address (a proxy, NAT); by default the listener's own.
     pub public_mp_uri: Option<String>,
-    /// Addresses ICE gathers host candidates on (127.0.0.1 for local use).
+    /// Addresses ICE gathers host candidates on (127.0.0.1 for local use): each leg binds
+    /// one UDP socket on each.
     pub ice_addresses: Vec<IpAddr>,
+    /// The UDP ports the legs' sockets bind, both ends included (`40000..=40999`): each
+    /// leg takes free ones (ports held by other legs or bound by other programs are
+    /// skipped, the search rotating through the range), and a leg for which the range has
+    /// no free port is refused (the service gets HTTP 500 naming the range). Size it at
+    /// the calls an instance takes times [`Self::ice_addresses`]. `None`: ephemeral ports.
+    pub ice_ports: Option<RangeInclusive<u16>>,
+    /// The public addresses of a 1:1 NAT in front of [`Self::ice_addresses`] (a cloud
+    /// VM's elastic IP, a Kubernetes node's external address with `hostNetwork`): host
+    /// candidates name them in place of the local ones, which the sockets still bind. One
+    /// address stands for every ICE address; several pair with the ICE addresses in order.
+    /// Empty: candidates name the local addresses.
+    pub ice_public_addresses: Vec<IpAddr>,
     /// Serve the endpoint over https with this certificate.
     pub tls: Option<TlsConfig>,
     /// Pipeline threads, priority and load limits.
@@ -86,11 +100,59 @@ impl Default for MediaPlatformSettings {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             public_mp_uri: None,
             ice_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            ice_ports: None,
+            ice_public_addresses: Vec::new(),
             tls: None,
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),
             session_defaults: SessionMediaSettings::default(),
         }
+    }
+}
+
+impl MediaPlatformSettings {
+    /// What is wrong with the ICE settings, if anything: a port range that is empty or
+    /// includes port 0, or public addresses that pair with no ICE address.
+    pub fn ice_problem(&self) -> Option<String> {
+        if let Some(ports) = &self.ice_ports
+            && (ports.is_empty() || *ports.start() == 0)
+        {
+            return Some(format!(
+                "the ICE port range {}-{} must be non-empty and must not include port 0",
+                ports.start(),
+                ports.end()
+            ));
+        }
+        let (public, local) = (self.ice_public_addresses.len(), self.ice_addresses.len());
+        if public > 1 && public != local {
+            return Some(format!(
+                "{public} ICE public addresses for {local} ICE addresses: give one, or one per ICE address"
+            ));
+        }
+        None
+    }
+
+    /// The endpoint's ICE addresses: each local address with the port range and the public
+    /// address it is advertised as.
+    fn endpoint_ice(&self) -> Vec<IceAddress> {
+        self.ice_addresses
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let mut a = IceAddress::new(*ip);
+                if let Some(ports) = &self.ice_ports {
+                    a = a.with_ports(ports.clone());
+                }
+                let public = match self.ice_public_addresses.as_slice() {
+                    [one] => Some(one),
+                    many => many.get(i),
+                };
+                if let Some(public) = public {
+                    a = a.announced_as(*public);
+                }
+                a
+            })
+            .collect()
     }
 }
 
@@ -118,10 +180,13 @@ impl std::fmt::Debug for MediaPlatform {
 
 impl MediaPlatform {
     /// Starts the pipeline threads and the endpoint. Must run inside a Tokio runtime.
+    /// ICE settings are not checked here ([`MediaPlatformSettings::ice_problem`] does;
+    /// [`crate::Bot::start`] refuses them): with an empty port range every leg is refused.
     pub async fn start(settings: MediaPlatformSettings) -> Result<Self, PlatformError> {
+        let ice = settings.endpoint_ice();
         let pipeline = Pipeline::start(settings.pipeline)?;
         let mut endpoint_config = EndpointConfig::new(settings.listen)
-            .with_ice_addresses(settings.ice_addresses)
+            .with_ice(ice)
             .with_media_timeout(settings.media_timeout);
         if let Some(tls) = settings.tls {
             endpoint_config = endpoint_config.with_tls(tls);

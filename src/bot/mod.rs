@@ -23,7 +23,7 @@ use signalling::model::{CallState, InvitationParticipantInfo, ParticipantInfo};
 use signalling::{CallId, CallRequest, CommunicationsClient, CommunicationsSettings};
 use tokio::sync::oneshot;
 
-pub use self::settings::{BotSettings, EnvError, emulator_app};
+pub use self::settings::{BotSettings, EnvError, INSTANCE_PLACEHOLDER, emulator_app};
 use crate::{
     AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaSession, PlatformError,
     Quality, SessionError, SessionMediaSettings,
@@ -86,7 +86,9 @@ struct Inner {
     platform: MediaPlatform,
     audio: AudioSocketSettings,
     hang_up_on_drop: bool,
+    instance_id: Option<String>,
     callback_url: String,
+    shared_callback_url: Option<String>,
     webhook_addr: Option<SocketAddr>,
     webhook_stop: Mutex<Option<oneshot::Sender<()>>>,
     incoming: tokio::sync::Mutex<Option<IncomingCalls>>,
@@ -117,6 +119,39 @@ impl Inner {
     }
 }
 
+/// Checks the instance id and replaces [`INSTANCE_PLACEHOLDER`] with it in the callback
+/// URL and the public `mpUri`.
+fn resolve_instance(settings: &mut BotSettings) -> Result<(), BotError> {
+    if let Some(id) = &settings.instance_id {
+        settings::check_instance_id(id)
+            .map_err(|problem| BotError::Settings(format!("instance id: {problem}")))?;
+    }
+    if settings
+        .shared_callback_url
+        .as_deref()
+        .is_some_and(|u| u.contains(INSTANCE_PLACEHOLDER))
+    {
+        return Err(BotError::Settings(format!(
+            "the shared callback URL contains {INSTANCE_PLACEHOLDER}, but every instance shares it"
+        )));
+    }
+    for (name, value) in [
+        ("callback URL", &mut settings.callback_url),
+        ("public mpUri", &mut settings.media.public_mp_uri),
+    ] {
+        let Some(v) = value.as_mut().filter(|v| v.contains(INSTANCE_PLACEHOLDER)) else {
+            continue;
+        };
+        let Some(id) = &settings.instance_id else {
+            return Err(BotError::Settings(format!(
+                "the {name} contains {INSTANCE_PLACEHOLDER} but the bot has no instance id"
+            )));
+        };
+        *v = v.replace(INSTANCE_PLACEHOLDER, id);
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -145,6 +180,7 @@ pub struct Bot {
 impl std::fmt::Debug for Bot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bot")
+            .field("instance_id", &self.inner.instance_id)
             .field("callback_url", &self.inner.callback_url)
             .field("mp_uri", &self.inner.platform.mp_uri())
             .finish_non_exhaustive()
@@ -154,8 +190,15 @@ impl std::fmt::Debug for Bot {
 impl Bot {
     /// Starts the media platform, builds the Graph client and, when
     /// [`BotSettings::webhook_listen`] is set, serves the webhook. Must run inside a Tokio
-    /// runtime.
-    pub async fn start(settings: BotSettings) -> Result<Bot, BotError> {
+    /// runtime. [`INSTANCE_PLACEHOLDER`] in the callback URL and the public `mpUri` is
+    /// replaced by [`BotSettings::instance_id`] here; settings that cannot work (a
+    /// placeholder and no instance id, an id that is no pod name, an empty ICE port range)
+    /// are [`BotError::Settings`].
+    pub async fn start(mut settings: BotSettings) -> Result<Bot, BotError> {
+        resolve_instance(&mut settings)?;
+        if let Some(problem) = settings.media.ice_problem() {
+            return Err(BotError::Settings(problem));
+        }
         let listener = match settings.webhook_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -189,6 +232,7 @@ impl Bot {
         comms.authority = settings.authority;
         comms.openid_configuration_url = settings.openid_configuration_url;
         comms.request_timeout = settings.request_timeout;
+        comms.shared_notification_url = settings.shared_callback_url.clone();
         let client = CommunicationsClient::new(comms)?;
         let platform = MediaPlatform::start(settings.media).await?;
         let incoming = client.incoming_calls();
@@ -206,7 +250,9 @@ impl Bot {
             stop
         });
         tracing::info!(
+            instance = settings.instance_id.as_deref(),
             callback = %callback_url,
+            shared_callback = settings.shared_callback_url.as_deref(),
             mp_uri = %platform.mp_uri(),
             "bot started"
         );
@@ -216,7 +262,9 @@ impl Bot {
                 platform,
                 audio: settings.audio,
                 hang_up_on_drop: settings.hang_up_on_drop,
+                instance_id: settings.instance_id,
                 callback_url,
+                shared_callback_url: settings.shared_callback_url,
                 webhook_addr,
                 webhook_stop: Mutex::new(webhook_stop),
                 incoming: tokio::sync::Mutex::new(incoming),
@@ -261,15 +309,28 @@ impl Bot {
         })
     }
 
-    /// The webhook, routed at the callback URL's path: merge it into an axum app of your
-    /// own when the bot does not serve it ([`BotSettings::webhook_listen`] unset).
+    /// The webhook, routed at the callback URL's path and at the shared callback URL's
+    /// ([`BotSettings::shared_callback_url`]), both to the same calls: merge it into an
+    /// axum app of your own when the bot does not serve it ([`BotSettings::webhook_listen`]
+    /// unset).
     pub fn webhook_router(&self) -> axum::Router {
         self.inner.client.webhook_router()
     }
 
-    /// The URL the service posts notifications to.
+    /// The URL the service posts notifications about this bot's calls to (the instance's
+    /// own in a fleet, its placeholder replaced).
     pub fn callback_url(&self) -> &str {
         &self.inner.callback_url
+    }
+
+    /// The app's webhook URL a fleet shares, where new incoming calls come, when set.
+    pub fn shared_callback_url(&self) -> Option<&str> {
+        self.inner.shared_callback_url.as_deref()
+    }
+
+    /// This instance's id in a fleet ([`BotSettings::instance_id`]).
+    pub fn instance_id(&self) -> Option<&str> {
+        self.inner.instance_id.as_deref()
     }
 
     /// Where the bot serves its webhook, when it does.

@@ -3,6 +3,7 @@
 //! platform's settings. From code, from environment variables, or pointed at the emulator.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use media_session::AudioSocketSettings;
@@ -34,10 +35,28 @@ pub struct BotSettings {
     pub tenant: String,
     /// How the bot gets tokens (a client secret, or a token provider of its own).
     pub credentials: Credentials,
-    /// The public URL the calling service posts notifications to. `None` when the bot
-    /// serves its webhook on a loopback or other concrete address: the URL is then
-    /// `http://ADDR/callback` at the address it bound.
+    /// This instance's id in a fleet: a Kubernetes pod name (a DNS label: 1 to 63 of
+    /// `a-z`, `0-9` and `-`, starting and ending with a letter or digit), such as a
+    /// StatefulSet's `botmedia-0`. It replaces [`INSTANCE_PLACEHOLDER`] in
+    /// [`Self::callback_url`] and `media.public_mp_uri` when the bot starts, names the
+    /// instance in logs and metrics, and is [`Bot::instance_id`](super::Bot::instance_id).
+    /// `None`: a bot on its own.
+    pub instance_id: Option<String>,
+    /// The public URL the calling service posts notifications to about the calls this bot
+    /// places or answers. In a fleet, the instance's own
+    /// (`https://bot.contoso.com/callback/{instance}`), so that every notification about a
+    /// call reaches the instance that holds its media. May contain
+    /// [`INSTANCE_PLACEHOLDER`]. `None` when the bot serves its webhook on a loopback or
+    /// other concrete address: the URL is then `http://ADDR/callback` at the address it
+    /// bound.
     pub callback_url: Option<String>,
+    /// The app's registered calling webhook, shared by a fleet behind a load balancer
+    /// (`https://bot.contoso.com/callback`): where the service delivers new incoming calls,
+    /// to any instance. The bot's webhook answers at its path as well as at
+    /// [`Self::callback_url`]'s; a call it answers names [`Self::callback_url`], so the
+    /// call's later notifications come to this instance. `None`: incoming calls come to
+    /// [`Self::callback_url`].
+    pub shared_callback_url: Option<String>,
     /// Where the bot serves its webhook itself; `None` when the author mounts
     /// [`Bot::webhook_router`](super::Bot::webhook_router) into an app of their own.
     pub webhook_listen: Option<SocketAddr>,
@@ -58,6 +77,11 @@ pub struct BotSettings {
     /// Timeout of one Graph request.
     pub request_timeout: Duration,
 }
+
+/// The placeholder that [`BotSettings::callback_url`] and `media.public_mp_uri` may
+/// contain, replaced by [`BotSettings::instance_id`] when the bot starts: one setting for
+/// every instance of a fleet.
+pub const INSTANCE_PLACEHOLDER: &str = "{instance}";
 
 /// A `BOTMEDIA_*` variable that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +110,9 @@ impl BotSettings {
             app_id: app_id.into(),
             tenant: tenant.into(),
             credentials,
+            instance_id: None,
             callback_url: None,
+            shared_callback_url: None,
             webhook_listen: None,
             graph_url: signalling::client::GRAPH_V1.to_owned(),
             authority: signalling::token::DEFAULT_AUTHORITY.to_owned(),
@@ -149,13 +175,20 @@ impl BotSettings {
     /// |---|---|
     /// | `BOTMEDIA_EMULATOR` | base URL of an emulator: start from [`Self::emulator`] |
     /// | `BOTMEDIA_APP_ID`, `BOTMEDIA_TENANT_ID`, `BOTMEDIA_APP_SECRET` | the app (required without `BOTMEDIA_EMULATOR`) |
-    /// | `BOTMEDIA_CALLBACK_URL` | public URL of the webhook |
+    /// | `BOTMEDIA_INSTANCE_ID` | this instance's id in a fleet, a pod name (`botmedia-0`); replaces `{instance}` in the two URLs below |
+    /// | `BOTMEDIA_CALLBACK_URL` | public URL of the webhook for this bot's calls; in a fleet the instance's own (`https://bot.contoso.com/callback/{instance}`) |
+    /// | `BOTMEDIA_SHARED_CALLBACK_URL` | the app's registered webhook a fleet shares (`https://bot.contoso.com/callback`): new incoming calls come there, and the webhook answers at its path too |
     /// | `BOTMEDIA_WEBHOOK_LISTEN` | address the bot serves its webhook on (`0.0.0.0:9441`) |
     /// | `BOTMEDIA_GRAPH_URL`, `BOTMEDIA_AUTHORITY`, `BOTMEDIA_OPENID_CONFIGURATION_URL` | service URLs |
     /// | `BOTMEDIA_MEDIA_LISTEN` | address of the media endpoint's HTTP listener |
-    /// | `BOTMEDIA_PUBLIC_MP_URI` | the `mpUri` published in blobs |
+    /// | `BOTMEDIA_PUBLIC_MP_URI` | the `mpUri` published in blobs; may contain `{instance}` |
     /// | `BOTMEDIA_ICE_ADDRESSES` | comma-separated IP addresses ICE gathers on |
+    /// | `BOTMEDIA_ICE_PORTS` | UDP ports the legs' ICE sockets bind, `40000-40999` (or one port) |
+    /// | `BOTMEDIA_ICE_PUBLIC_ADDRESSES` | comma-separated public addresses of a 1:1 NAT, advertised in place of the ICE addresses (one for all, or one per ICE address) |
     /// | `BOTMEDIA_MEDIA_TLS_CERT`, `BOTMEDIA_MEDIA_TLS_KEY` | PEM files: the media endpoint serves https (both or neither) |
+    ///
+    /// A value that cannot be used is an [`EnvError`] naming its variable; so is a URL with
+    /// `{instance}` and no `BOTMEDIA_INSTANCE_ID` (named then).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
         let get = |name: &'static str| var(name).filter(|v| !v.trim().is_empty());
         let required = |name: &'static str| {
@@ -186,9 +219,29 @@ impl BotSettings {
                 s.credentials = Credentials::Secret(SecretString::new(secret));
             }
         }
+        if let Some(id) = get("BOTMEDIA_INSTANCE_ID") {
+            let id = id.trim().to_owned();
+            check_instance_id(&id).map_err(|problem| EnvError {
+                var: "BOTMEDIA_INSTANCE_ID",
+                problem,
+            })?;
+            s.instance_id = Some(id);
+        }
         if let Some(url) = get("BOTMEDIA_CALLBACK_URL") {
             check_url("BOTMEDIA_CALLBACK_URL", &url)?;
             s.callback_url = Some(url);
+        }
+        if let Some(url) = get("BOTMEDIA_SHARED_CALLBACK_URL") {
+            check_url("BOTMEDIA_SHARED_CALLBACK_URL", &url)?;
+            if url.contains(INSTANCE_PLACEHOLDER) {
+                return Err(EnvError {
+                    var: "BOTMEDIA_SHARED_CALLBACK_URL",
+                    problem: format!(
+                        "`{url}` contains {INSTANCE_PLACEHOLDER}, but every instance shares this URL"
+                    ),
+                });
+            }
+            s.shared_callback_url = Some(url);
         }
         if let Some(addr) = get("BOTMEDIA_WEBHOOK_LISTEN") {
             s.webhook_listen = Some(parse_addr("BOTMEDIA_WEBHOOK_LISTEN", &addr)?);
@@ -224,6 +277,44 @@ impl BotSettings {
                 })
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(text) = get("BOTMEDIA_ICE_PORTS") {
+            s.media.ice_ports = Some(parse_ports("BOTMEDIA_ICE_PORTS", &text)?);
+        }
+        if let Some(list) = get("BOTMEDIA_ICE_PUBLIC_ADDRESSES") {
+            s.media.ice_public_addresses = list
+                .split(',')
+                .map(|a| {
+                    a.trim().parse::<IpAddr>().map_err(|e| EnvError {
+                        var: "BOTMEDIA_ICE_PUBLIC_ADDRESSES",
+                        problem: format!("`{}` is not an IP address: {e}", a.trim()),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            if let Some(problem) = s.media.ice_problem() {
+                return Err(EnvError {
+                    var: "BOTMEDIA_ICE_PUBLIC_ADDRESSES",
+                    problem,
+                });
+            }
+        }
+        if s.instance_id.is_none() {
+            for (var, value) in [
+                ("BOTMEDIA_CALLBACK_URL", &s.callback_url),
+                ("BOTMEDIA_PUBLIC_MP_URI", &s.media.public_mp_uri),
+            ] {
+                if value
+                    .as_deref()
+                    .is_some_and(|v| v.contains(INSTANCE_PLACEHOLDER))
+                {
+                    return Err(EnvError {
+                        var: "BOTMEDIA_INSTANCE_ID",
+                        problem: format!(
+                            "is not set but {var} contains {INSTANCE_PLACEHOLDER} (set it to this instance's pod name)"
+                        ),
+                    });
+                }
+            }
+        }
         match (
             get("BOTMEDIA_MEDIA_TLS_CERT"),
             get("BOTMEDIA_MEDIA_TLS_KEY"),
@@ -249,6 +340,19 @@ impl BotSettings {
             }
         }
         Ok(s)
+    }
+
+    /// These settings with this instance's id in a fleet (see [`Self::instance_id`]).
+    pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// These settings with the app's webhook URL a fleet shares (see
+    /// [`Self::shared_callback_url`]).
+    pub fn with_shared_callback_url(mut self, url: impl Into<String>) -> Self {
+        self.shared_callback_url = Some(url.into());
+        self
     }
 
     /// These settings with the webhook's public URL.
@@ -291,6 +395,49 @@ fn check_url(var: &'static str, url: &str) -> Result<(), EnvError> {
             problem: format!("`{url}` is not an http:// or https:// URL"),
         })
     }
+}
+
+/// Why `id` is not a Kubernetes pod name (an RFC 1123 DNS label), if it is not.
+pub(crate) fn check_instance_id(id: &str) -> Result<(), String> {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = (1..=63).contains(&id.len())
+        && id.chars().all(|c| alnum(c) || c == '-')
+        && id.starts_with(alnum)
+        && id.ends_with(alnum);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a pod name: 1 to 63 of a-z, 0-9 and '-', starting and ending with a letter or digit (botmedia-0, say)"
+        ))
+    }
+}
+
+/// A port range `LOW-HIGH` (or one port), both ends non-zero, `LOW <= HIGH`.
+fn parse_ports(var: &'static str, text: &str) -> Result<RangeInclusive<u16>, EnvError> {
+    let bad = |why: &str| EnvError {
+        var,
+        problem: format!(
+            "`{}` is not a port range like 40000-40999: {why}",
+            text.trim()
+        ),
+    };
+    let (low, high) = text
+        .trim()
+        .split_once('-')
+        .unwrap_or((text.trim(), text.trim()));
+    let port = |p: &str| -> Result<u16, EnvError> {
+        match p.trim().parse::<u16>() {
+            Ok(0) => Err(bad("port 0 is not a port a peer can reach")),
+            Ok(p) => Ok(p),
+            Err(e) => Err(bad(&format!("`{}`: {e}", p.trim()))),
+        }
+    };
+    let (low, high) = (port(low)?, port(high)?);
+    if low > high {
+        return Err(bad("the first port is above the last"));
+    }
+    Ok(low..=high)
 }
 
 fn parse_addr(var: &'static str, text: &str) -> Result<SocketAddr, EnvError> {
@@ -388,5 +535,135 @@ mod tests {
             "BOTMEDIA_MEDIA_TLS_KEY"
         );
         assert_eq!(s.webhook_listen, Some("0.0.0.0:9441".parse().unwrap()));
+    }
+
+    const EMULATOR: (&str, &str) = ("BOTMEDIA_EMULATOR", "http://127.0.0.1:8440");
+
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Result<BotSettings, EnvError> {
+        let mut all = vec![EMULATOR];
+        all.extend_from_slice(extra);
+        BotSettings::from_vars(vars(&all))
+    }
+
+    #[test]
+    fn a_fleet_instance_has_an_id_its_own_callback_url_and_the_shared_one() {
+        let s = with(&[
+            ("BOTMEDIA_INSTANCE_ID", "botmedia-0"),
+            (
+                "BOTMEDIA_CALLBACK_URL",
+                "https://bot.contoso.com/callback/{instance}",
+            ),
+            (
+                "BOTMEDIA_SHARED_CALLBACK_URL",
+                "https://bot.contoso.com/callback",
+            ),
+            (
+                "BOTMEDIA_PUBLIC_MP_URI",
+                "https://{instance}.media.contoso.com:8445/MediaProcessor",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(s.instance_id.as_deref(), Some("botmedia-0"));
+        // Replaced when the bot starts, so that settings built in code get the same.
+        assert_eq!(
+            s.callback_url.as_deref(),
+            Some("https://bot.contoso.com/callback/{instance}")
+        );
+        assert_eq!(
+            s.shared_callback_url.as_deref(),
+            Some("https://bot.contoso.com/callback")
+        );
+        assert!(with(&[]).unwrap().instance_id.is_none());
+    }
+
+    #[test]
+    fn an_instance_id_is_a_pod_name() {
+        for good in ["botmedia-0", "a", "0", "bot-media-12", &"a".repeat(63)] {
+            let s = with(&[("BOTMEDIA_INSTANCE_ID", good)]).unwrap();
+            assert_eq!(s.instance_id.as_deref(), Some(good));
+        }
+        for bad in [
+            "Botmedia-0",
+            "botmedia_0",
+            "-botmedia",
+            "botmedia-",
+            "bot.media",
+            "botmédia",
+            &"a".repeat(64),
+        ] {
+            let e = with(&[("BOTMEDIA_INSTANCE_ID", bad)]).unwrap_err();
+            assert_eq!(e.var, "BOTMEDIA_INSTANCE_ID", "{bad}");
+            assert!(e.to_string().contains("is not a pod name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_placeholder_needs_an_instance_id_and_the_shared_url_has_none() {
+        for var in ["BOTMEDIA_CALLBACK_URL", "BOTMEDIA_PUBLIC_MP_URI"] {
+            let e = with(&[(var, "https://bot.contoso.com/{instance}/x")]).unwrap_err();
+            assert_eq!(e.var, "BOTMEDIA_INSTANCE_ID");
+            assert!(e.to_string().contains(var), "{e}");
+        }
+        let e = with(&[
+            ("BOTMEDIA_INSTANCE_ID", "botmedia-0"),
+            (
+                "BOTMEDIA_SHARED_CALLBACK_URL",
+                "https://bot.contoso.com/callback/{instance}",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "BOTMEDIA_SHARED_CALLBACK_URL");
+        let e = with(&[("BOTMEDIA_SHARED_CALLBACK_URL", "bot.contoso.com/callback")]).unwrap_err();
+        assert_eq!(e.var, "BOTMEDIA_SHARED_CALLBACK_URL");
+    }
+
+    #[test]
+    fn ice_ports_are_a_range_of_non_zero_ports() {
+        let s = with(&[("BOTMEDIA_ICE_PORTS", " 40000-40999 ")]).unwrap();
+        assert_eq!(s.media.ice_ports, Some(40000..=40999));
+        let s = with(&[("BOTMEDIA_ICE_PORTS", "40000")]).unwrap();
+        assert_eq!(s.media.ice_ports, Some(40000..=40000));
+        assert_eq!(with(&[]).unwrap().media.ice_ports, None);
+        for (bad, why) in [
+            ("40999-40000", "above the last"),
+            ("0-100", "port 0"),
+            ("40000-", "`40000-`"),
+            ("40000-70000", "`70000`"),
+            ("forty", "`forty`"),
+        ] {
+            let e = with(&[("BOTMEDIA_ICE_PORTS", bad)]).unwrap_err();
+            assert_eq!(e.var, "BOTMEDIA_ICE_PORTS", "{bad}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ice_public_addresses_pair_with_the_ice_addresses() {
+        let s = with(&[
+            ("BOTMEDIA_ICE_ADDRESSES", "10.0.0.4,10.0.0.5"),
+            ("BOTMEDIA_ICE_PUBLIC_ADDRESSES", "52.1.2.3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.media.ice_public_addresses,
+            ["52.1.2.3".parse::<IpAddr>().unwrap()]
+        );
+        let s = with(&[
+            ("BOTMEDIA_ICE_ADDRESSES", "10.0.0.4,10.0.0.5"),
+            ("BOTMEDIA_ICE_PUBLIC_ADDRESSES", "52.1.2.3, 52.1.2.4"),
+        ])
+        .unwrap();
+        assert_eq!(s.media.ice_public_addresses.len(), 2);
+        let e = with(&[("BOTMEDIA_ICE_PUBLIC_ADDRESSES", "52.1.2.3,52.1.2.4")]).unwrap_err();
+        assert_eq!(e.var, "BOTMEDIA_ICE_PUBLIC_ADDRESSES");
+        assert!(
+            e.to_string().contains("2 ICE public addresses for 1"),
+            "{e}"
+        );
+        let e = with(&[("BOTMEDIA_ICE_PUBLIC_ADDRESSES", "node-1")]).unwrap_err();
+        assert!(
+            e.to_string().contains("`node-1` is not an IP address"),
+            "{e}"
+        );
     }
 }
