@@ -100,7 +100,8 @@ impl BotSettings {
     /// Settings for the real service: Graph v1.0, the Microsoft identity platform and the
     /// calling service's callback keys. Set [`Self::callback_url`] (the public HTTPS URL of
     /// the webhook) and [`Self::webhook_listen`] (or mount the router yourself), and the
-    /// media platform's public address (`media.public_mp_uri`, `media.ice_addresses`).
+    /// media platform's public address (`media.public_mp_uri`, `media.ice_addresses`; behind
+    /// a 1:1 NAT `media.ice_public_addresses`, and `media.ice_ports` for a firewall).
     pub fn new(
         app_id: impl Into<String>,
         tenant: impl Into<String>,
