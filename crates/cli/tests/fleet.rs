@@ -433,6 +433,37 @@ async fn a_fleet_spreads_calls_drains_one_instance_and_survives_a_killed_one() {
                 && i["botmedia-1"]["pid"].as_u64() != Some(killed_pid)
         })
         .await;
+    // The service's notifications about the killed run's calls reach the new run (same
+    // callback URL): answered, counted as calls nobody here holds, nothing else.
+    let api = fleet.instances().await["botmedia-1"]["api"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = fleet
+            .http
+            .get(format!("{api}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let unclaimed = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("botmedia_webhook_unclaimed_calls_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if unclaimed >= on1.len() as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new run did not account for the old run's calls: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let mut new_calls = Vec::new();
     for _ in 0..2 {
         let (id, inst) = fleet.place().await;

@@ -316,7 +316,7 @@ impl ServeConfig {
             None => File::default(),
         };
         let bot = bot_settings(&parsed.bot, &env, &read)?;
-        let instance_id = env("BOTMEDIA_INSTANCE_ID").or_else(|| parsed.bot.instance_id.clone());
+        let instance_id = bot.instance_id.clone();
 
         let api_listen = match env("BOTMEDIA_API_LISTEN") {
             Some(v) => v.trim().parse().map_err(|e| {
