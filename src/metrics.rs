@@ -11,7 +11,7 @@
 //!
 //! | families | what |
 //! |---|---|
-//! | `botmedia_instance_info{instance,mp_uri}` | 1, with the fleet instance's id and `mpUri` (only when the bot has an instance id) |
+//! | `botmedia_instance_info{instance_id,mp_uri}` | 1, with the fleet instance's id and `mpUri` (only when the bot has an instance id) |
 //! | `botmedia_calls{state}`, `botmedia_calls_{started,ended}_total` | the bot's calls by Graph state; placed or answered, ended |
 //! | `botmedia_platform_health{state}`, `botmedia_platform_calls` | platform health (1 for the current state), calls on the pipeline |
 //! | `botmedia_admission_*` | room left, cost per call and thread budget (seconds per 20 ms tick), sessions admitted, refused by reason |
@@ -217,7 +217,7 @@ pub fn render(bot: &Bot) -> String {
         );
         w.int(
             "botmedia_instance_info",
-            &[("instance", instance), ("mp_uri", platform.mp_uri())],
+            &[("instance_id", instance), ("mp_uri", platform.mp_uri())],
             1,
         );
     }

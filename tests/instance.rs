@@ -95,7 +95,7 @@ async fn an_incoming_call_at_the_shared_url_is_answered_and_pinned_to_the_instan
     let scrape = botmedia::metrics::render(&bot);
     promtool_check(&scrape);
     let info = format!(
-        "botmedia_instance_info{{instance=\"botmedia-1\",mp_uri=\"{}\"}}",
+        "botmedia_instance_info{{instance_id=\"botmedia-1\",mp_uri=\"{}\"}}",
         bot.platform().mp_uri()
     );
     assert_eq!(sample(&scrape, &info), Some(1.0), "{scrape}");
