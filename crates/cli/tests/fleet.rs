@@ -524,6 +524,37 @@ async fn a_fleet_spreads_calls_drains_one_instance_and_survives_a_killed_one() {
         );
     }
 
+    // No instance admits (both survivors draining, with calls): a new call is refused with
+    // 503, an incoming call at the shared webhook is rejected busy by a running instance.
+    for inst in ["botmedia-1", "botmedia-2"] {
+        let (status, _) = fleet
+            .post(&format!("/instances/{inst}/drain"), json!({}))
+            .await;
+        assert_eq!(status, 202);
+    }
+    fleet
+        .wait_instances("every instance draining or stopped", |i| {
+            i.values().all(|v| v["ready"] == false)
+        })
+        .await;
+    let (status, refused) = fleet.post("/calls", json!({ "user": ECHO_USER })).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "noInstanceReady", "{refused}");
+    let rung = emu.place_incoming_call(ECHO_USER, &shared, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let states = emulator_calls(&fleet.http, &emulator).await;
+        if states[&rung].0 == "terminated" {
+            break;
+        }
+        assert_ne!(
+            states[&rung].0, "established",
+            "a draining fleet took a call"
+        );
+        assert!(Instant::now() < deadline, "{:?}", states[&rung]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The fleet stops: hang up what runs, then SIGTERM drains the rest at once.
     for id in fleet.calls().await.keys() {
         let _ = fleet
