@@ -102,7 +102,7 @@ pub(crate) enum NegotiateError {
     #[error("no ICE candidate could be gathered on the configured addresses")]
     NoCandidates,
     /// Every port of an ICE address's range is taken: the leg is refused before anything
-    /// is built (HTTP 500 with this message).
+    /// is built (HTTP 503 with this message and `Retry-After: 1`: ports free up as legs end).
     #[error(
         "no free UDP port for ICE on {address} in {}-{}: every port of the range is in use \
          (by other legs or other programs)",

@@ -4,7 +4,8 @@
 //! with an SDP offer (`Content-Type: application/sdp`, ICE gathering complete). The endpoint
 //! answers `201 Created` with the SDP answer and a `Location` for the leg; `DELETE` on that
 //! location ends it. Unknown or finished session: 404; a second leg: 409; bad SDP: 400;
-//! another content type: 415.
+//! another content type: 415; no free ICE port in the configured range: 503 with
+//! `Retry-After: 1`.
 //!
 //! Each leg is a WebRTC peer connection (ICE host candidates on the configured addresses
 //! only, no mDNS, DTLS-SRTP, Opus 48000/2 with in-band FEC, `telephone-event`, audio level

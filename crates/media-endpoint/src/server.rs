@@ -102,6 +102,15 @@ async fn post_offer(
                     tracing::info!(leg = %label, error = %e, "offer refused by the WebRTC stack");
                     text(StatusCode::BAD_REQUEST, e.to_string())
                 }
+                // Load, not a fault: the range frees up as legs end, so the caller may retry.
+                e @ NegotiateError::NoIcePort { .. } => {
+                    tracing::warn!(leg = %label, error = %e, "offer refused: no free ICE port");
+                    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    response
+                }
                 other => {
                     tracing::error!(leg = %label, error = %other, source = ?std::error::Error::source(&other), "negotiation failed");
                     text(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())

@@ -2,7 +2,7 @@
 //! on 127.0.0.1: each leg's socket takes a free port of the range (skipping ports other
 //! legs hold or other programs bound), its host candidate names the announced address, legs
 //! on ranged ports connect, and a leg for which the range has no free port is refused with
-//! an error naming the range, its session left waiting for a later offer.
+//! 503 (`Retry-After: 1`) naming the range, its session left waiting for a later offer.
 
 mod common;
 
@@ -177,7 +177,9 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
     let mut second_peer = Peer::new().await;
     let offer = second_peer.offer().await;
     let refused = post_offer(&endpoint, &second, &offer).await;
-    assert_eq!(refused.status, 500, "{}", refused.body);
+    // Load, not a fault: 503, to be tried again shortly.
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("1"));
     assert!(
         refused.body.contains(&format!("in {port}-{port}")),
         "{}",
@@ -185,7 +187,7 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
     );
     // Refused again while the first leg lives: nothing of the failed attempt stayed.
     let again = post_offer(&endpoint, &second, &offer).await;
-    assert_eq!(again.status, 500, "{}", again.body);
+    assert_eq!(again.status, 503, "{}", again.body);
 
     // The first leg ends: the second session, still waiting, gets its leg on the port.
     let deleted = http(endpoint.local_addr(), "DELETE", &location, None, b"").await;
@@ -196,7 +198,7 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
         if answer.status == 201 {
             break answer;
         }
-        assert_eq!(answer.status, 500, "{}", answer.body);
+        assert_eq!(answer.status, 503, "{}", answer.body);
         assert!(
             Instant::now() < deadline,
             "the port was not released: {}",
