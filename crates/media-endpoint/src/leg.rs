@@ -2,7 +2,7 @@
 //! connection and the pipeline's queues, sends tones, watches the transport and reports.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +41,7 @@ use webrtc::peer_connection::{
 use crate::bridge::{InboundRtp, NetworkPort, OutboundAudio, PushError, opus_packet_samples_48k};
 use crate::config::IceAddress;
 use crate::dtmf::{EventReceiver, EventSender, Tone};
+use crate::error::ToneError;
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
 use crate::sdp::{
@@ -85,6 +86,62 @@ pub(crate) struct ToneRequest {
     pub(crate) duration: Duration,
 }
 
+/// The owner's side of a leg, whichever end opened it: the state its task publishes and
+/// the queue tones reach it through. The bot's [`SessionHandle`](crate::SessionHandle) and
+/// the service's [`ServiceLeg`](crate::service::ServiceLeg) both wrap one.
+#[derive(Debug)]
+pub(crate) struct LegControl {
+    shared: Arc<LegShared>,
+    tones: mpsc::Sender<ToneRequest>,
+}
+
+impl LegControl {
+    /// A control for a leg not started yet, and the receiving end of its tone queue, which
+    /// holds `tone_queue` tones waiting while one plays.
+    pub(crate) fn new(tone_queue: usize) -> (LegControl, mpsc::Receiver<ToneRequest>) {
+        let (tones, rx) = mpsc::channel(tone_queue);
+        let shared = Arc::new(LegShared::default());
+        (LegControl { shared, tones }, rx)
+    }
+
+    /// The state the leg task publishes (it gets a clone of this).
+    pub(crate) fn shared(&self) -> &Arc<LegShared> {
+        &self.shared
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn has_ended(&self) -> bool {
+        self.shared.ended.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn inbound_dropped(&self) -> u64 {
+        self.shared.inbound_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Queues a tone for the leg task; refused when the leg ended, is not connected, did
+    /// not negotiate telephone-event, or has a full queue.
+    pub(crate) fn send_tone(&self, tone: Tone, duration: Duration) -> Result<(), ToneError> {
+        if self.has_ended() {
+            return Err(ToneError::Ended);
+        }
+        if !self.is_active() {
+            return Err(ToneError::NotActive);
+        }
+        if !self.shared.telephone_event.load(Ordering::Acquire) {
+            return Err(ToneError::NotNegotiated);
+        }
+        self.tones
+            .try_send(ToneRequest { tone, duration })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ToneError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ToneError::Ended,
+            })
+    }
+}
+
 /// Why negotiating a leg failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NegotiateError {
@@ -115,6 +172,15 @@ pub(crate) enum NegotiateError {
     },
 }
 
+impl From<SetupError> for NegotiateError {
+    fn from(e: SetupError) -> Self {
+        NegotiateError::Stack {
+            step: e.step(),
+            source: e.into_source(),
+        }
+    }
+}
+
 impl From<ports::NoFreePort> for NegotiateError {
     fn from(e: ports::NoFreePort) -> Self {
         NegotiateError::NoIcePort {
@@ -122,10 +188,6 @@ impl From<ports::NoFreePort> for NegotiateError {
             ports: e.ports,
         }
     }
-}
-
-fn stack(step: &'static str) -> impl FnOnce(RtcError) -> NegotiateError {
-    move |source| NegotiateError::Stack { step, source }
 }
 
 /// Events from the peer connection's driver, forwarded to the leg task.
@@ -262,6 +324,105 @@ pub(crate) fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
     Ok((engine, registry))
 }
 
+/// Why [`build_peer_connection`] failed.
+#[derive(Debug)]
+pub(crate) enum SetupError {
+    /// Registering codecs, header extensions or interceptors failed.
+    MediaEngine(RtcError),
+    /// Building the peer connection failed, binding its sockets among others.
+    Build(RtcError),
+}
+
+impl SetupError {
+    /// What was being done, for the error message.
+    pub(crate) fn step(&self) -> &'static str {
+        match self {
+            SetupError::MediaEngine(_) => "configuring the media engine",
+            SetupError::Build(_) => "building the peer connection",
+        }
+    }
+
+    pub(crate) fn into_source(self) -> RtcError {
+        match self {
+            SetupError::MediaEngine(e) | SetupError::Build(e) => e,
+        }
+    }
+}
+
+/// A peer connection with [`media_engine`]'s codecs and interceptors, gathering host
+/// candidates on `addrs` only (loopback included, no mDNS). Its driver's events arrive on
+/// the receiver, sized for every event a leg produces before its task runs.
+pub(crate) async fn build_peer_connection(
+    addrs: Vec<SocketAddr>,
+) -> Result<(Arc<dyn PeerConnection>, mpsc::Receiver<PcEvent>), SetupError> {
+    let (engine, registry) = media_engine().map_err(SetupError::MediaEngine)?;
+    let setting_engine = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(true)
+        .build();
+    let (tx, events) = mpsc::channel(64);
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(engine)
+        .with_setting_engine(setting_engine)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { tx }))
+        .with_udp_addrs(addrs)
+        .build()
+        .await
+        .map_err(SetupError::Build)?;
+    Ok((Arc::new(pc), events))
+}
+
+/// Waits for ICE gathering to complete (or the driver to go away), at most `timeout`;
+/// returns the other events that came meanwhile, in order, for the leg task. On timeout
+/// the description goes out with what was gathered: `then` says how, in the warning.
+pub(crate) async fn await_gathering(
+    events: &mut mpsc::Receiver<PcEvent>,
+    timeout: Duration,
+    then: &str,
+) -> Vec<PcEvent> {
+    let mut early = Vec::new();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(PcEvent::Gathering(RTCIceGatheringState::Complete)) | None => break,
+                Some(other) => early.push(other),
+            },
+            () = &mut deadline => {
+                tracing::warn!("ICE gathering did not complete in time; {then} what was gathered");
+                break;
+            }
+        }
+    }
+    early
+}
+
+/// The local Opus track a leg sends on, with a fresh random SSRC (returned beside it).
+pub(crate) fn opus_track(
+    stream_id: String,
+    track_id: String,
+    label: String,
+) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand_u32();
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id,
+        track_id,
+        label,
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )));
+    (track, ssrc)
+}
+
 /// A negotiated leg whose task has not started yet.
 pub(crate) struct Negotiation {
     pub(crate) pc: Arc<dyn PeerConnection>,
@@ -289,31 +450,16 @@ pub(crate) async fn negotiate(
         // Leased before the failed lease is released: a retry takes other ports.
         let ports = ports::PortLease::take(&settings.ice_addresses)?;
         drop(failed.take());
-        let (engine, registry) = media_engine().map_err(stack("configuring the media engine"))?;
-        let setting_engine = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_include_loopback_candidate(true)
-            .build();
-        let (tx, events) = mpsc::channel(64);
-        let built = PeerConnectionBuilder::new()
-            .with_media_engine(engine)
-            .with_setting_engine(setting_engine)
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { tx }))
-            .with_udp_addrs(ports.bind_addrs().to_vec())
-            .build()
-            .await;
-        match built {
-            Ok(pc) => break (pc, events, ports),
+        match build_peer_connection(ports.bind_addrs().to_vec()).await {
+            Ok((pc, events)) => break (pc, events, ports),
             // Another program bound a leased port between the check and the bind.
-            Err(e) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
+            Err(SetupError::Build(e)) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
                 tracing::debug!(error = %e, "binding the leg's ICE ports failed; trying others");
                 failed = Some(ports);
             }
-            Err(e) => return Err(stack("building the peer connection")(e)),
+            Err(e) => return Err(e.into()),
         }
     };
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
     match answer_offer(&pc, offer, track_id, settings, &mut events).await {
         Ok((track, negotiated, ssrc, answer, early)) => Ok(Negotiation {
             pc,
@@ -353,21 +499,11 @@ async fn answer_offer(
     let desc = RTCSessionDescription::offer(offer.sdp.clone()).map_err(refused)?;
     pc.set_remote_description(desc).await.map_err(refused)?;
 
-    let ssrc = rand_u32();
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    let (track, ssrc) = opus_track(
         format!("botmedia-{track_id}"),
         track_id,
         "botmedia-audio".to_owned(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: opus_codec(),
-            ..Default::default()
-        }],
-    )));
+    );
     // From here on the stack works on what the offer set up: a failure is the offer's
     // (the sdp_offer fuzz target found offers that failed here with 500).
     pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
@@ -421,22 +557,7 @@ async fn answer_offer(
         })?;
     pc.set_local_description(answer).await.map_err(refused)?;
 
-    let mut early = Vec::new();
-    let deadline = tokio::time::sleep(settings.gathering_timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Some(PcEvent::Gathering(RTCIceGatheringState::Complete)) => break,
-                Some(other) => early.push(other),
-                None => break,
-            },
-            () = &mut deadline => {
-                tracing::warn!("ICE gathering did not complete in time; answering with what was gathered");
-                break;
-            }
-        }
-    }
+    let early = await_gathering(events, settings.gathering_timeout, "answering with").await;
     let local = pc
         .local_description()
         .await

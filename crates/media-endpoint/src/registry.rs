@@ -12,7 +12,7 @@ use crate::bridge::NetworkPort;
 use crate::dtmf::Tone;
 use crate::error::{RegisterError, ToneError};
 use crate::events::{EndReason, EndpointEvent};
-use crate::leg::{LegShared, ToneRequest};
+use crate::leg::{LegControl, LegShared, ToneRequest};
 
 /// What the endpoint needs to serve a session's leg.
 #[non_exhaustive]
@@ -123,24 +123,19 @@ impl Registry {
         if slots.contains_key(&id) {
             return Err(RegisterError::AlreadyRegistered { session: id });
         }
-        let (tone_tx, tone_rx) = mpsc::channel(4);
-        let shared = Arc::new(LegShared::default());
+        let (control, tones) = LegControl::new(4);
         slots.insert(
             id,
             Slot {
-                state: LegState::Waiting(Box::new(Pending {
-                    hooks,
-                    tones: tone_rx,
-                })),
-                shared: Arc::clone(&shared),
+                state: LegState::Waiting(Box::new(Pending { hooks, tones })),
+                shared: Arc::clone(control.shared()),
             },
         );
         tracing::debug!(session = %id, "media session registered");
         Ok(SessionHandle {
             id,
             registry: Arc::downgrade(self),
-            tones: tone_tx,
-            shared,
+            control,
         })
     }
 
@@ -247,8 +242,7 @@ impl Registry {
 pub struct SessionHandle {
     id: MediaSessionId,
     registry: std::sync::Weak<Registry>,
-    tones: mpsc::Sender<ToneRequest>,
-    shared: Arc<LegShared>,
+    control: LegControl,
 }
 
 impl std::fmt::Debug for Registry {
@@ -267,32 +261,18 @@ impl SessionHandle {
 
     /// Whether the session's leg is connected (send status Active).
     pub fn is_active(&self) -> bool {
-        self.shared.active.load(Ordering::Acquire)
+        self.control.is_active()
     }
 
     /// Received packets dropped because the pipeline's inbound queue was full.
     pub fn inbound_dropped(&self) -> u64 {
-        self.shared.inbound_dropped.load(Ordering::Relaxed)
+        self.control.inbound_dropped()
     }
 
     /// Sends a DTMF tone (RFC 4733) of `duration` (clamped to 40 ms..5 s); the audio it
     /// overlaps is not sent.
     pub fn send_tone(&self, tone: Tone, duration: Duration) -> Result<(), ToneError> {
-        if self.shared.ended.load(Ordering::Acquire) {
-            return Err(ToneError::Ended);
-        }
-        if !self.is_active() {
-            return Err(ToneError::NotActive);
-        }
-        if !self.shared.telephone_event.load(Ordering::Acquire) {
-            return Err(ToneError::NotNegotiated);
-        }
-        self.tones
-            .try_send(ToneRequest { tone, duration })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ToneError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ToneError::Ended,
-            })
+        self.control.send_tone(tone, duration)
     }
 }
 

@@ -5,27 +5,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, RTCIceGatheringState, RTCSessionDescription,
-};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
 use crate::bridge::NetworkPort;
 use crate::dtmf::Tone;
 use crate::error::ToneError;
 use crate::events::{EndReason, EndpointEvent};
 use crate::leg::{
-    self, Handler, Leg, LegOutcome, LegSettings, LegShared, Negotiation, PcEvent, ToneRequest,
+    self, Leg, LegControl, LegOutcome, LegSettings, Negotiation, PcEvent, SetupError,
 };
 use crate::sdp::read_answer;
 
@@ -147,14 +141,17 @@ fn stack<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+fn setup_failed(e: SetupError) -> ConnectError {
+    stack(e.step())(e.into_source())
+}
+
 /// An open leg from the service to a bot's media endpoint. Dropping it ends the leg locally
 /// (without telling the endpoint); [`ServiceLeg::close`] also deletes it there.
 pub struct ServiceLeg {
     location: reqwest::Url,
     http: reqwest::Client,
     stop: mpsc::Sender<EndReason>,
-    tones: mpsc::Sender<ToneRequest>,
-    shared: Arc<LegShared>,
+    control: LegControl,
     task: Option<tokio::task::JoinHandle<LegOutcome>>,
 }
 
@@ -222,9 +219,8 @@ impl ServiceLeg {
                 });
             }
         };
-        let shared = Arc::new(LegShared::default());
+        let (control, tones) = LegControl::new(TONE_QUEUE);
         let (stop_tx, stop) = mpsc::channel(1);
-        let (tones_tx, tones) = mpsc::channel(TONE_QUEUE);
         let negotiation = Negotiation {
             pc,
             track,
@@ -241,7 +237,7 @@ impl ServiceLeg {
             events,
             tones,
             stop,
-            shared: Arc::clone(&shared),
+            shared: Arc::clone(control.shared()),
             settings: LegSettings {
                 ice_addresses: config
                     .ice_addresses
@@ -260,45 +256,30 @@ impl ServiceLeg {
             location,
             http,
             stop: stop_tx,
-            tones: tones_tx,
-            shared,
+            control,
             task: Some(task),
         })
     }
 
     /// Whether the transport is connected (send status Active).
     pub fn is_active(&self) -> bool {
-        self.shared.active.load(Ordering::Acquire)
+        self.control.is_active()
     }
 
     /// Whether the leg has ended (failed, closed, or the bot's side went away).
     pub fn has_ended(&self) -> bool {
-        self.shared.ended.load(Ordering::Acquire)
+        self.control.has_ended()
     }
 
     /// Received packets dropped because the port's queue was full.
     pub fn inbound_dropped(&self) -> u64 {
-        self.shared.inbound_dropped.load(Ordering::Relaxed)
+        self.control.inbound_dropped()
     }
 
     /// Sends a DTMF tone (RFC 4733) of `duration` (clamped to 40 ms..5 s) towards the bot;
     /// the audio it overlaps is not sent.
     pub fn send_tone(&self, tone: Tone, duration: Duration) -> Result<(), ToneError> {
-        if self.has_ended() {
-            return Err(ToneError::Ended);
-        }
-        if !self.is_active() {
-            return Err(ToneError::NotActive);
-        }
-        if !self.shared.telephone_event.load(Ordering::Acquire) {
-            return Err(ToneError::NotNegotiated);
-        }
-        self.tones
-            .try_send(ToneRequest { tone, duration })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ToneError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ToneError::Ended,
-            })
+        self.control.send_tone(tone, duration)
     }
 
     /// Ends the leg: stops its task (the events channel gets `LegEnded(Closed)` unless the
@@ -341,43 +322,19 @@ type Built = (
 );
 
 async fn build(config: &ServiceLegConfig) -> Result<Built, ConnectError> {
-    let (engine, registry) = leg::media_engine().map_err(stack("configuring the media engine"))?;
-    let setting_engine =
-        rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_include_loopback_candidate(true)
-            .build();
-    let (tx, events) = mpsc::channel(64);
     let addrs: Vec<SocketAddr> = config
         .ice_addresses
         .iter()
         .map(|ip| SocketAddr::new(*ip, 0))
         .collect();
-    let pc = PeerConnectionBuilder::new()
-        .with_media_engine(engine)
-        .with_setting_engine(setting_engine)
-        .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { tx }))
-        .with_udp_addrs(addrs)
-        .build()
+    let (pc, events) = leg::build_peer_connection(addrs)
         .await
-        .map_err(stack("building the peer connection"))?;
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-    let ssrc = leg::rand_u32();
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        .map_err(setup_failed)?;
+    let (track, ssrc) = leg::opus_track(
         "service-stream".to_owned(),
         "service-audio".to_owned(),
         "service".to_owned(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: leg::opus_codec(),
-            ..Default::default()
-        }],
-    )));
+    );
     let added = async {
         let transceiver = pc
             .add_transceiver_from_track(
@@ -426,21 +383,7 @@ async fn offer_and_answer(
     pc.set_local_description(offer)
         .await
         .map_err(stack("applying the offer"))?;
-    let mut early = Vec::new();
-    let deadline = tokio::time::sleep(config.gathering_timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Some(PcEvent::Gathering(RTCIceGatheringState::Complete)) | None => break,
-                Some(other) => early.push(other),
-            },
-            () = &mut deadline => {
-                tracing::warn!("ICE gathering did not complete in time; offering what was gathered");
-                break;
-            }
-        }
-    }
+    let early = leg::await_gathering(events, config.gathering_timeout, "offering").await;
     let local = pc
         .local_description()
         .await
