@@ -30,8 +30,8 @@ pub(crate) const MAX_SDP_BYTES: usize = 64 * 1024;
 /// 256 per configured ICE address with this limit (`tests/offer_limits.rs` counts them on
 /// the wire). The agent also looks every pair and pending request up by linear search, so
 /// the cost of a round grows with the square of the pairs: before this limit an offer of
-/// 1 093 dead candidates (57 KB, under [`MAX_SDP_BYTES`]) kept a core 80 % busy for 2 s and
-/// 40 % for 2 more (unoptimised build). Not bounded here: peer-reflexive candidates,
+/// 1 093 dead candidates (57 KB, under [`MAX_SDP_BYTES`]) kept a core 30 % busy for 2 s
+/// (0.7 s of CPU until the connect timeout; unoptimised, 80 % then 40 %, 2.8 s). Not bounded here: peer-reflexive candidates,
 /// which the agent adds for each authenticated binding request from a new address.
 ///
 /// Why 32: a browser lists a handful per m-line (host, server-reflexive and relay, per
