@@ -1,0 +1,303 @@
+//! The answering end of a leg: a peer connection for the service's offer, and the
+//! non-trickle answer sent back.
+
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::shared::error::Error as RtcError;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+
+use super::peer::{
+    PcEvent, SetupError, await_gathering, build_peer_connection, opus_codec, opus_track,
+    telephone_event_codec,
+};
+use super::{LegSettings, ports};
+use crate::config::IceAddress;
+use crate::sdp::{
+    Direction, Negotiated, Offer, OfferError, drop_rtcp_candidates, ensure_opus_fec, read_answer,
+};
+
+/// How many times a leg binds anew on other ports when another program took one of the
+/// ports it leased between the check and the bind.
+const BIND_ATTEMPTS: usize = 3;
+
+/// Why negotiating a leg failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NegotiateError {
+    /// The offer was refused (HTTP 400).
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    /// The WebRTC stack failed for a reason unrelated to the offer (HTTP 500).
+    #[error("the WebRTC stack failed while {step}")]
+    Stack {
+        step: &'static str,
+        #[source]
+        source: RtcError,
+    },
+    /// ICE gathering produced no candidate on the configured addresses (HTTP 500).
+    #[error("no ICE candidate could be gathered on the configured addresses")]
+    NoCandidates,
+    /// Every port of an ICE address's range is taken: the leg is refused before anything
+    /// is built (HTTP 503 with this message and `Retry-After: 1`: ports free up as legs end).
+    #[error(
+        "no free UDP port for ICE on {address} in {}-{}: every port of the range is in use \
+         (by other legs or other programs)",
+        ports.start(),
+        ports.end()
+    )]
+    NoIcePort {
+        address: IpAddr,
+        ports: RangeInclusive<u16>,
+    },
+}
+
+impl From<SetupError> for NegotiateError {
+    fn from(e: SetupError) -> Self {
+        NegotiateError::Stack {
+            step: e.step(),
+            source: e.into_source(),
+        }
+    }
+}
+
+impl From<ports::NoFreePort> for NegotiateError {
+    fn from(e: ports::NoFreePort) -> Self {
+        NegotiateError::NoIcePort {
+            address: e.address,
+            ports: e.ports,
+        }
+    }
+}
+
+/// A negotiated leg whose task has not started yet.
+pub(crate) struct Negotiation {
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    pub(crate) track: Arc<TrackLocalStaticRTP>,
+    pub(crate) events: mpsc::Receiver<PcEvent>,
+    pub(crate) early: Vec<PcEvent>,
+    pub(crate) negotiated: Negotiated,
+    pub(crate) ssrc: u32,
+    /// The answer, with the gathered candidates.
+    pub(crate) answer: String,
+    /// The ports the leg's sockets hold, released when the leg ends.
+    pub(crate) ports: ports::PortLease,
+}
+
+/// Builds a peer connection for `offer` and returns its non-trickle answer.
+pub(crate) async fn negotiate(
+    offer: Offer,
+    track_id: String,
+    settings: &LegSettings,
+) -> Result<Negotiation, NegotiateError> {
+    let mut attempt = 0;
+    let mut failed = None;
+    let (pc, mut events, ports) = loop {
+        attempt += 1;
+        // Leased before the failed lease is released: a retry takes other ports.
+        let ports = ports::PortLease::take(&settings.ice_addresses)?;
+        drop(failed.take());
+        match build_peer_connection(ports.bind_addrs().to_vec()).await {
+            Ok((pc, events)) => break (pc, events, ports),
+            // Another program bound a leased port between the check and the bind.
+            Err(SetupError::Build(e)) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
+                tracing::debug!(error = %e, "binding the leg's ICE ports failed; trying others");
+                failed = Some(ports);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match answer_offer(&pc, offer, track_id, settings, &mut events).await {
+        Ok((track, negotiated, ssrc, answer, early)) => Ok(Negotiation {
+            pc,
+            track,
+            events,
+            early,
+            negotiated,
+            ssrc,
+            answer,
+            ports,
+        }),
+        Err(e) => {
+            let _ = pc.close().await;
+            Err(e)
+        }
+    }
+}
+
+type Answered = (
+    Arc<TrackLocalStaticRTP>,
+    Negotiated,
+    u32,
+    String,
+    Vec<PcEvent>,
+);
+
+async fn answer_offer(
+    pc: &Arc<dyn PeerConnection>,
+    offer: Offer,
+    track_id: String,
+    settings: &LegSettings,
+    events: &mut mpsc::Receiver<PcEvent>,
+) -> Result<Answered, NegotiateError> {
+    let refused = |e: RtcError| OfferError::Rejected {
+        detail: e.to_string(),
+    };
+    let desc = RTCSessionDescription::offer(offer.sdp.clone()).map_err(refused)?;
+    pc.set_remote_description(desc).await.map_err(refused)?;
+
+    let (track, ssrc) = opus_track(
+        format!("botmedia-{track_id}"),
+        track_id,
+        "botmedia-audio".to_owned(),
+    );
+    // From here on the stack works on what the offer set up: a failure is the offer's
+    // (the sdp_offer fuzz target found offers that failed here with 500).
+    pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .map_err(refused)?;
+    // add_track narrows the transceiver to the track's one codec; widen it again so the
+    // answer keeps telephone-event beside Opus.
+    for t in pc.get_transceivers().await {
+        let is_audio_sender = match t.sender().await {
+            Ok(Some(s)) => {
+                webrtc::media_stream::Track::kind(&**s.track()).await == RtpCodecKind::Audio
+            }
+            _ => false,
+        };
+        if is_audio_sender {
+            // With the offer's payload types: the receiver looks a stream's first packet up
+            // by payload type in these preferences, and opens no track if it is missing.
+            let mut prefs = vec![RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    sdp_fmtp_line: offer.opus.fmtp.clone(),
+                    ..opus_codec()
+                },
+                payload_type: offer.opus.payload_type,
+            }];
+            if let Some(te) = &offer.telephone_event {
+                prefs.push(RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        clock_rate: te.clock_rate,
+                        sdp_fmtp_line: te.fmtp.clone(),
+                        ..telephone_event_codec()
+                    },
+                    payload_type: te.payload_type,
+                });
+            }
+            t.set_codec_preferences(prefs).await.map_err(refused)?;
+            // RFC 3264 §6.1: the answer mirrors the offer (webrtc-rs keeps what it is told).
+            let direction = match offer.direction.answer() {
+                Direction::SendRecv => RTCRtpTransceiverDirection::Sendrecv,
+                Direction::SendOnly => RTCRtpTransceiverDirection::Sendonly,
+                Direction::RecvOnly => RTCRtpTransceiverDirection::Recvonly,
+                Direction::Inactive => RTCRtpTransceiverDirection::Inactive,
+            };
+            t.set_direction(direction).await.map_err(refused)?;
+        }
+    }
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|e| OfferError::Rejected {
+            detail: e.to_string(),
+        })?;
+    pc.set_local_description(answer).await.map_err(refused)?;
+
+    let early = await_gathering(events, settings.gathering_timeout, "answering with").await;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or(NegotiateError::NoCandidates)?;
+    // webrtc-rs echoes the offer's Opus parameters and refuses an edited local description,
+    // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
+    // encoder what this endpoint's decoder uses and changes nothing in the stack.
+    let sdp = drop_rtcp_candidates(&ensure_opus_fec(&local.sdp, offer.opus.payload_type));
+    let sdp = announce(&sdp, &settings.ice_addresses);
+    // An offer the stack answers with no usable audio gathers nothing either: that is the
+    // offer's fault (400), checked before the missing candidates (500) it also causes.
+    let negotiated = read_answer(&sdp).ok_or_else(|| OfferError::Rejected {
+        detail: "no audio section could be answered with Opus".to_owned(),
+    })?;
+    if !local.sdp.contains("a=candidate:") {
+        return Err(NegotiateError::NoCandidates);
+    }
+    Ok((track, negotiated, ssrc, sdp, early))
+}
+
+/// `sdp` with each host candidate (and connection line) of an ICE address that has an
+/// announced address naming that address instead: the 1:1 NAT mapping, in the text sent
+/// only (the ICE agent keeps knowing its candidates by their sockets).
+fn announce(sdp: &str, addresses: &[IceAddress]) -> String {
+    let public_of = |text: &str| -> Option<IpAddr> {
+        let ip: IpAddr = text.parse().ok()?;
+        addresses
+            .iter()
+            .find(|a| a.ip == ip)
+            .and_then(|a| a.announced)
+    };
+    if addresses.iter().all(|a| a.announced.is_none()) {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let end = &line[body.len()..];
+        if let Some(rest) = body.strip_prefix("a=candidate:") {
+            // foundation component transport priority address port typ type ...
+            let mut fields: Vec<&str> = rest.split(' ').collect();
+            let is_host = fields.get(6) == Some(&"typ") && fields.get(7) == Some(&"host");
+            if let (true, Some(public)) = (is_host, fields.get(4).and_then(|a| public_of(a))) {
+                let public = public.to_string();
+                fields[4] = &public;
+                out.push_str("a=candidate:");
+                out.push_str(&fields.join(" "));
+                out.push_str(end);
+                continue;
+            }
+        } else if let Some(addr) = body
+            .strip_prefix("c=IN IP4 ")
+            .or_else(|| body.strip_prefix("c=IN IP6 "))
+            && let Some(public) = public_of(addr)
+        {
+            let family = if public.is_ipv4() { "IP4" } else { "IP6" };
+            out.push_str(&format!("c=IN {family} {public}{end}"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announced_addresses_replace_their_local_ones_in_host_candidates() {
+        let local: IpAddr = "10.0.0.4".parse().unwrap();
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.4\r\n\
+                   a=candidate:1 1 udp 2130706431 10.0.0.4 40000 typ host\r\n\
+                   a=candidate:2 1 udp 2130706431 10.0.0.9 40001 typ host\r\n\
+                   a=candidate:3 1 udp 1694498815 10.0.0.4 40002 typ srflx raddr 0.0.0.0 rport 0\r\n";
+        let v4 = [IceAddress::new(local).announced_as("52.1.2.3".parse().unwrap())];
+        assert_eq!(
+            announce(sdp, &v4),
+            "v=0\r\nc=IN IP4 52.1.2.3\r\n\
+             a=candidate:1 1 udp 2130706431 52.1.2.3 40000 typ host\r\n\
+             a=candidate:2 1 udp 2130706431 10.0.0.9 40001 typ host\r\n\
+             a=candidate:3 1 udp 1694498815 10.0.0.4 40002 typ srflx raddr 0.0.0.0 rport 0\r\n"
+        );
+        let v6 = [IceAddress::new(local).announced_as("2001:db8::1".parse().unwrap())];
+        let out = announce(sdp, &v6);
+        assert!(out.contains("c=IN IP6 2001:db8::1\r\n"), "{out}");
+        assert!(out.contains(" 2001:db8::1 40000 typ host"), "{out}");
+        // Nothing announced: the text is left as it is.
+        assert_eq!(announce(sdp, &[IceAddress::new(local)]), sdp);
+    }
+}
