@@ -27,7 +27,7 @@ fn end_to_end(c: &mut Criterion) {
     // A sample per packet (20 ms) received, a sample per loud frame (100 ms) sent.
     for (name, measure, time) in [
         ("receive", Measure::Receive, Duration::from_secs(6)),
-        ("send", Measure::Send, Duration::from_secs(2)),
+        ("send", Measure::Send, Duration::from_secs(8)),
     ] {
         let engine = Engine::start(1, measure);
         let probe = engine.probe.clone().expect("probe");

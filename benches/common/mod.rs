@@ -19,7 +19,10 @@ use botmedia::endpoint::service::{ServiceLeg, ServiceLegConfig};
 use botmedia::endpoint::{InboundRtp, NetworkPort, OutboundAudio, PushError};
 use botmedia::pipeline::{CallConfig, FRAME_DURATION, ManualCall, SAMPLES_PER_FRAME, Ticks};
 use botmedia::session::AudioSocketSettings;
-use botmedia::{MediaPlatform, MediaPlatformSettings, MediaSession, Pcm16K, ReceivedFrame};
+use botmedia::{
+    CallObserver, CallStats, MediaPlatform, MediaPlatformSettings, MediaSession, Pcm16K,
+    ReceivedFrame,
+};
 
 /// One tick of media.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -296,6 +299,8 @@ pub struct Engine {
     driver: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
     frames: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
+    /// The bots' pipeline counters, read while the driver owns the sessions.
+    observers: Vec<CallObserver>,
     bot_rt: tokio::runtime::Runtime,
     svc_rt: tokio::runtime::Runtime,
 }
@@ -394,6 +399,7 @@ impl Engine {
         // Checked every millisecond when the send latency is measured, so a frame is queued
         // within 1 ms of the pacer taking the last; every 5 ms otherwise, as a bot would.
         let poll = Duration::from_millis(if measure == Measure::Send { 1 } else { 5 });
+        let observers = sessions.iter().map(MediaSession::observer).collect();
         let driver = Driver::start(sessions, bot_frames, probe.clone(), poll);
         let engine = Engine {
             calls,
@@ -403,6 +409,7 @@ impl Engine {
             driver: Some(driver),
             frames,
             received,
+            observers,
             bot_rt,
             svc_rt,
         };
@@ -413,7 +420,9 @@ impl Engine {
     }
 
     /// Panics unless frames reach the bots and packets reach the service at about one per
-    /// call and tick.
+    /// call and tick, and prints what the pipeline made of the calls since the last check:
+    /// a figure per call tick is only worth its ticks (the bots' frames sent, not silence
+    /// filled in; packets decoded, not concealed).
     pub fn check_flowing(&self) {
         let (f0, r0, t0) = (self.frames(), self.received(), Instant::now());
         std::thread::sleep(Duration::from_millis(500));
@@ -426,6 +435,20 @@ impl Engine {
         assert!(
             r as f64 > 0.8 * ticks,
             "{r} packets in {ticks:.0} call ticks"
+        );
+        let mut total = CallStats::default();
+        for o in &self.observers {
+            total.add_counters(&o.stats());
+        }
+        eprintln!(
+            "{} calls so far: {} frames sent by the bots ({} ticks without one), {} received \
+             ({} concealed), {} late call ticks",
+            self.calls,
+            total.frames_sent,
+            total.underruns,
+            total.frames_received,
+            total.concealed,
+            total.late_ticks
         );
     }
 
