@@ -62,11 +62,6 @@ pub struct OutboundAudio {
     /// Contributing sources (a mixer's active speakers) and their `csrc-audio-level`
     /// levels, sent as the packet's CSRC list.
     pub csrcs: audio_pipeline::Csrcs,
-    /// The producer's own RTP sequence number (with `rtp_timestamp`): the leg keeps the
-    /// producer's numbering and timing, offset into its own spaces, gaps, repeats and
-    /// reordering included. A network emulator uses it to lose, duplicate and reorder
-    /// packets; `None`: the leg numbers packets in the order they come.
-    pub sequence: Option<u16>,
 }
 
 impl OutboundAudio {
@@ -78,7 +73,6 @@ impl OutboundAudio {
             rtp_timestamp: None,
             marker: false,
             csrcs: audio_pipeline::Csrcs::new(),
-            sequence: None,
         }
     }
 
@@ -92,13 +86,6 @@ impl OutboundAudio {
     pub fn with_timing(mut self, rtp_timestamp: u32, marker: bool) -> Self {
         self.rtp_timestamp = Some(rtp_timestamp);
         self.marker = marker;
-        self
-    }
-
-    /// Sets the producer's RTP sequence number (see [`OutboundAudio::sequence`]); it takes
-    /// effect with a timestamp ([`OutboundAudio::with_timing`]).
-    pub fn with_sequence(mut self, sequence: u16) -> Self {
-        self.sequence = Some(sequence);
         self
     }
 }
@@ -168,7 +155,6 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
             rtp_timestamp: Some(p.meta.rtp_timestamp),
             marker: p.meta.marker,
             csrcs: p.meta.csrcs,
-            sequence: None,
         })
     }
 

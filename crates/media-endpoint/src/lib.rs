@@ -51,6 +51,7 @@ mod dtmf;
 mod error;
 mod events;
 mod leg;
+mod path;
 mod quality;
 mod registry;
 mod sdp;

@@ -21,6 +21,8 @@ use crate::events::{EndReason, EndpointEvent};
 use crate::leg::{
     self, Leg, LegControl, LegOutcome, LegSettings, Negotiation, PcEvent, SetupError,
 };
+use crate::path::PathInterceptor;
+pub use crate::path::{PathPacket, SendPath};
 use crate::sdp::read_answer;
 
 /// Payload types the service offers (the answerer echoes them).
@@ -185,6 +187,29 @@ impl ServiceLeg {
         link: impl NetworkPort,
         events: mpsc::Sender<EndpointEvent>,
     ) -> Result<ServiceLeg, ConnectError> {
+        Self::open(session_url, config, link, None, events).await
+    }
+
+    /// Like [`ServiceLeg::connect`], with the RTP the leg sends going through `path` (a
+    /// modelled network: loss, delay, reordering, duplicates) on its way to the endpoint.
+    pub async fn connect_over(
+        session_url: &str,
+        config: ServiceLegConfig,
+        link: impl NetworkPort,
+        path: impl SendPath,
+        events: mpsc::Sender<EndpointEvent>,
+    ) -> Result<ServiceLeg, ConnectError> {
+        let path = PathInterceptor::new(Box::new(path));
+        Self::open(session_url, config, link, Some(path), events).await
+    }
+
+    async fn open(
+        session_url: &str,
+        config: ServiceLegConfig,
+        link: impl NetworkPort,
+        path: Option<PathInterceptor>,
+        events: mpsc::Sender<EndpointEvent>,
+    ) -> Result<ServiceLeg, ConnectError> {
         let url = reqwest::Url::parse(session_url).map_err(|_| ConnectError::BadUrl)?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
             return Err(ConnectError::BadUrl);
@@ -201,7 +226,7 @@ impl ServiceLeg {
             .timeout(config.request_timeout)
             .build()
             .map_err(ConnectError::Unreachable)?;
-        let (pc, track, ssrc, mut pc_events) = build(&config).await?;
+        let (pc, track, ssrc, mut pc_events) = build(&config, path).await?;
         let result = offer_and_answer(&pc, &http, &url, &config, &mut pc_events).await;
         let (location, answer, early) = match result {
             Ok(r) => r,
@@ -321,13 +346,16 @@ type Built = (
     mpsc::Receiver<PcEvent>,
 );
 
-async fn build(config: &ServiceLegConfig) -> Result<Built, ConnectError> {
+async fn build(
+    config: &ServiceLegConfig,
+    path: Option<PathInterceptor>,
+) -> Result<Built, ConnectError> {
     let addrs: Vec<SocketAddr> = config
         .ice_addresses
         .iter()
         .map(|ip| SocketAddr::new(*ip, 0))
         .collect();
-    let (pc, events) = leg::build_peer_connection(addrs)
+    let (pc, events) = leg::build_peer_connection(addrs, path)
         .await
         .map_err(setup_failed)?;
     let (track, ssrc) = leg::opus_track(

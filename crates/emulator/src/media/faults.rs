@@ -1,14 +1,23 @@
-//! Network faults on the way from a participant to the bot: a [`NetworkPort`] wrapped
-//! around the participant's side of the leg. It numbers the packets itself
-//! ([`OutboundAudio::with_sequence`]), so a lost packet is a gap in the sequence, a
-//! duplicate repeats its number and a reordered one arrives after its successor, exactly
-//! as the bot's jitter buffer would see them from a real network.
+//! Faults on the way from a participant to the bot, each where it happens in the world.
+//!
+//! - The network's ([`FaultPath`]): loss (independent or in bursts), jitter, reordering and
+//!   duplicates act on the RTP packets the participant's leg sends, after the leg numbered
+//!   them and before SRTP, as a [`SendPath`] under the leg. A lost packet is a gap in the
+//!   sequence, a reordered one arrives after its successor and a duplicate repeats its
+//!   number (SRTP's replay check at the bot drops it), as from a real network.
+//! - The participant's ([`FaultPort`]): one that goes silent sends nothing for a while (the
+//!   leg starts a new talkspurt after), one that vanishes stops sending and its leg ends
+//!   without a goodbye. A [`NetworkPort`] wrapper around the participant's side of the leg.
+//!
+//! Both follow the roster: a change of faults reaches the path through a [`FaultSwitch`].
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use audio_pipeline::Ticks;
+use media_endpoint::service::{PathPacket, SendPath};
 use media_endpoint::{InboundRtp, NetworkPort, OutboundAudio, PushError};
 
 use crate::scenario::Faults;
@@ -16,9 +25,7 @@ use crate::scenario::Faults;
 /// Packets that may wait for their release time.
 const QUEUE: usize = 128;
 /// A packet held for reordering is sent anyway after this long without a successor.
-const HOLD_MAX: Ticks = Ticks::from_millis(60);
-/// 48 kHz RTP timestamp units per 20 ms, for packets that come without a timestamp.
-const RTP_PER_FRAME: u32 = 960;
+const HOLD_MAX: Duration = Duration::from_millis(60);
 
 /// What the faults did, for logs and tests.
 #[derive(Debug, Default)]
@@ -52,70 +59,68 @@ impl Rng {
     }
 }
 
-/// A participant's side of the leg, seen through a faulty network.
-pub(crate) struct FaultPort<P> {
-    inner: P,
+/// Whether `faults` asks anything of the network (as opposed to the participant).
+fn network_faults(faults: &Faults) -> bool {
+    faults.loss_percent > 0.0
+        || faults.jitter_ms > 0
+        || faults.reorder_percent > 0.0
+        || faults.duplicate_percent > 0.0
+}
+
+/// Faults the roster named since the path last looked, handed from the leg's port (which
+/// hears the roster) to the path (which runs in the peer connection's driver).
+#[derive(Debug, Default)]
+pub(crate) struct FaultSwitch(Mutex<Option<Faults>>);
+
+impl FaultSwitch {
+    pub(crate) fn set(&self, faults: &Faults) {
+        *crate::state::lock(&self.0) = Some(faults.clone());
+    }
+
+    /// The faults named since the last call, if any (never blocks the driver).
+    fn take(&self) -> Option<Faults> {
+        self.0.try_lock().ok().and_then(|mut f| f.take())
+    }
+}
+
+/// The network's faults on a stream of packets, sans-IO: packets go in with the time they
+/// were sent and come out at the time they arrive.
+#[derive(Debug)]
+struct Network<T> {
     faults: Faults,
     rng: Rng,
     /// Gilbert model: the path is in a loss burst.
     in_burst: bool,
-    next_seq: u16,
-    next_ts: Option<u32>,
-    started: Option<Ticks>,
-    last_release: Ticks,
-    queue: VecDeque<(Ticks, OutboundAudio)>,
-    held: Option<(Ticks, OutboundAudio)>,
-    vanished: bool,
-    /// No faults configured.
+    last_release: Option<Instant>,
+    queue: VecDeque<(Instant, T)>,
+    held: Option<(Instant, T)>,
+    /// No network faults configured.
     passthrough: bool,
     counters: Arc<FaultCounters>,
 }
 
-impl<P> std::fmt::Debug for FaultPort<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultPort")
-            .field("faults", &self.faults)
-            .field("queued", &self.queue.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P: NetworkPort> FaultPort<P> {
-    pub(crate) fn new(inner: P, faults: &Faults) -> Self {
+impl<T: Clone> Network<T> {
+    fn new(faults: &Faults, counters: Arc<FaultCounters>) -> Self {
         Self {
-            inner,
             faults: faults.clone(),
             rng: Rng::new(faults.seed),
             in_burst: false,
-            next_seq: 0,
-            next_ts: None,
-            started: None,
-            last_release: Ticks::ZERO,
+            last_release: None,
             queue: VecDeque::with_capacity(QUEUE),
             held: None,
-            vanished: false,
-            passthrough: *faults == Faults::default(),
-            counters: Arc::default(),
+            passthrough: !network_faults(faults),
+            counters,
         }
     }
 
-    /// Changes the faults from the next packet on (a roster change named them).
-    pub(crate) fn set_faults(&mut self, faults: &Faults) {
+    /// Changes the faults from the next packet on.
+    fn set_faults(&mut self, faults: &Faults) {
         if &self.faults != faults {
             self.faults = faults.clone();
             self.rng = Rng::new(faults.seed);
             self.in_burst = false;
-            self.passthrough = *faults == Faults::default();
+            self.passthrough = !network_faults(faults);
         }
-    }
-
-    pub(crate) fn inner_mut(&mut self) -> &mut P {
-        &mut self.inner
-    }
-
-    #[cfg(test)]
-    fn counters(&self) -> Arc<FaultCounters> {
-        Arc::clone(&self.counters)
     }
 
     /// Whether the next packet is lost: independent losses, or a two-state (Gilbert)
@@ -138,6 +143,156 @@ impl<P: NetworkPort> FaultPort<P> {
         self.in_burst
     }
 
+    fn enqueue(&mut self, release: Instant, packet: T) {
+        if self.queue.len() < QUEUE {
+            self.queue.push_back((release, packet));
+        } else {
+            self.counters.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A packet sent at `now`.
+    fn send(&mut self, now: Instant, packet: T) {
+        if self.passthrough && self.queue.is_empty() && self.held.is_none() {
+            // No faults: the packet arrives as it was sent.
+            self.queue.push_back((now, packet));
+            return;
+        }
+        if self.lose() {
+            self.counters.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let delay = if self.faults.jitter_ms > 0 {
+            Duration::from_secs_f64(self.rng.next() * f64::from(self.faults.jitter_ms) / 1e3)
+        } else {
+            Duration::ZERO
+        };
+        // In order: a packet never overtakes the one before it (that is reordering's job).
+        let release = self
+            .last_release
+            .map_or(now + delay, |last| (now + delay).max(last));
+        self.last_release = Some(release);
+        self.counters.passed.fetch_add(1, Ordering::Relaxed);
+        let duplicate = self
+            .rng
+            .chance(self.faults.duplicate_percent)
+            .then(|| packet.clone());
+        if self.held.is_none() && self.rng.chance(self.faults.reorder_percent) {
+            self.counters.reordered.fetch_add(1, Ordering::Relaxed);
+            self.held = Some((release, packet));
+        } else {
+            self.enqueue(release, packet);
+            if let Some((_, held)) = self.held.take() {
+                self.enqueue(release, held);
+            }
+        }
+        if let Some(d) = duplicate {
+            self.counters.duplicated.fetch_add(1, Ordering::Relaxed);
+            self.enqueue(release, d);
+        }
+    }
+
+    /// The next packet that has arrived by `now`.
+    fn poll_receive(&mut self, now: Instant) -> Option<T> {
+        if let Some((at, _)) = &self.held
+            && now.saturating_duration_since(*at) >= HOLD_MAX
+            && let Some((at, packet)) = self.held.take()
+        {
+            self.enqueue(at, packet);
+        }
+        match self.queue.front() {
+            Some((release, _)) if *release <= now => self.queue.pop_front().map(|(_, p)| p),
+            _ => None,
+        }
+    }
+
+    /// When the next packet arrives, or a held one is given up on.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let front = self.queue.front().map(|(at, _)| *at);
+        let held = self.held.as_ref().map(|(at, _)| *at + HOLD_MAX);
+        match (front, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The network between a participant's leg and the bot, under the leg (see the module
+/// documentation).
+#[derive(Debug)]
+pub(crate) struct FaultPath {
+    network: Network<PathPacket>,
+    switch: Arc<FaultSwitch>,
+}
+
+impl FaultPath {
+    pub(crate) fn new(faults: &Faults, counters: Arc<FaultCounters>) -> (Self, Arc<FaultSwitch>) {
+        let switch = Arc::new(FaultSwitch::default());
+        let path = Self {
+            network: Network::new(faults, counters),
+            switch: Arc::clone(&switch),
+        };
+        (path, switch)
+    }
+}
+
+impl SendPath for FaultPath {
+    fn send(&mut self, now: Instant, packet: PathPacket) {
+        if let Some(faults) = self.switch.take() {
+            self.network.set_faults(&faults);
+        }
+        self.network.send(now, packet);
+    }
+
+    fn poll_receive(&mut self, now: Instant) -> Option<PathPacket> {
+        self.network.poll_receive(now)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.network.poll_timeout()
+    }
+}
+
+/// A participant's side of the leg, for a participant that goes silent or vanishes.
+pub(crate) struct FaultPort<P> {
+    inner: P,
+    faults: Faults,
+    started: Option<Ticks>,
+    vanished: bool,
+    counters: Arc<FaultCounters>,
+}
+
+impl<P> std::fmt::Debug for FaultPort<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultPort")
+            .field("faults", &self.faults)
+            .field("vanished", &self.vanished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: NetworkPort> FaultPort<P> {
+    /// The participant behind `inner`; `counters` are shared with its [`FaultPath`], and
+    /// logged when the port goes.
+    pub(crate) fn new(inner: P, faults: &Faults, counters: Arc<FaultCounters>) -> Self {
+        Self {
+            inner,
+            faults: faults.clone(),
+            started: None,
+            vanished: false,
+            counters,
+        }
+    }
+
+    /// Changes the faults from the next packet on (a roster change named them).
+    pub(crate) fn set_faults(&mut self, faults: &Faults) {
+        self.faults = faults.clone();
+    }
+
+    pub(crate) fn inner_mut(&mut self) -> &mut P {
+        &mut self.inner
+    }
+
     fn silent(&self, elapsed: Ticks) -> bool {
         let Some(after) = self.faults.silent_after_ms else {
             return false;
@@ -150,19 +305,9 @@ impl<P: NetworkPort> FaultPort<P> {
                 .is_none_or(|d| elapsed < Ticks(from.0 + Ticks::from_millis(d).0))
     }
 
-    fn enqueue(&mut self, release: Ticks, audio: OutboundAudio) {
-        if self.queue.len() < QUEUE {
-            self.queue.push_back((release, audio));
-        } else {
-            self.counters.lost.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Takes what the participant produced, applies the faults, and returns the next
-    /// packet whose release time has come.
+    /// The participant's next packet at `now`, unless it is silent or gone.
     fn pop_at(&mut self, now: Ticks) -> Option<OutboundAudio> {
-        if self.passthrough && self.queue.is_empty() && self.held.is_none() {
-            // No faults: the packets go as they come, numbered by the leg as usual.
+        if self.faults.silent_after_ms.is_none() && self.faults.vanish_after_ms.is_none() {
             return self.inner.pop();
         }
         let started = *self.started.get_or_insert(now);
@@ -172,16 +317,7 @@ impl<P: NetworkPort> FaultPort<P> {
         {
             self.vanished = true;
         }
-        while let Some(mut audio) = self.inner.pop() {
-            let seq = self.next_seq;
-            self.next_seq = seq.wrapping_add(1);
-            let ts = audio.rtp_timestamp.unwrap_or_else(|| {
-                let ts = self.next_ts.unwrap_or(0);
-                self.next_ts = Some(ts.wrapping_add(RTP_PER_FRAME));
-                ts
-            });
-            let marker = audio.marker;
-            audio = audio.with_timing(ts, marker).with_sequence(seq);
+        while let Some(audio) = self.inner.pop() {
             if self.vanished {
                 continue;
             }
@@ -189,52 +325,9 @@ impl<P: NetworkPort> FaultPort<P> {
                 self.counters.silenced.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if self.lose() {
-                self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let delay = if self.faults.jitter_ms > 0 {
-                let ms = self.rng.next() * f64::from(self.faults.jitter_ms);
-                Ticks((ms * 10_000.0) as u64)
-            } else {
-                Ticks::ZERO
-            };
-            // In order: a packet never overtakes the one before it (that is reordering's job).
-            let release = Ticks((now.0 + delay.0).max(self.last_release.0));
-            self.last_release = release;
-            self.counters.passed.fetch_add(1, Ordering::Relaxed);
-            let duplicate = self
-                .rng
-                .chance(self.faults.duplicate_percent)
-                .then(|| audio.clone());
-            if self.held.is_none() && self.rng.chance(self.faults.reorder_percent) {
-                self.counters.reordered.fetch_add(1, Ordering::Relaxed);
-                self.held = Some((release, audio));
-            } else {
-                self.enqueue(release, audio);
-                if let Some(held) = self.held.take() {
-                    self.enqueue(release, held.1);
-                }
-            }
-            if let Some(d) = duplicate {
-                self.counters.duplicated.fetch_add(1, Ordering::Relaxed);
-                self.enqueue(release, d);
-            }
+            return Some(audio);
         }
-        if let Some((at, _)) = &self.held
-            && now.saturating_sub(*at) >= HOLD_MAX
-            && let Some((at, audio)) = self.held.take()
-        {
-            self.enqueue(at, audio);
-        }
-        if self.vanished {
-            self.queue.clear();
-            return None;
-        }
-        match self.queue.front() {
-            Some((release, _)) if *release <= now => self.queue.pop_front().map(|(_, a)| a),
-            _ => None,
-        }
+        None
     }
 }
 
@@ -280,62 +373,27 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    /// Produces the packets `ready` allows, with a payload naming their index.
-    struct Source {
-        next: u32,
-        ready: Arc<AtomicU64>,
-    }
-
-    impl NetworkPort for Source {
-        fn push(&mut self, _: InboundRtp<'_>) -> Result<(), PushError> {
-            Ok(())
-        }
-        fn pop(&mut self) -> Option<OutboundAudio> {
-            self.ready
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-                .ok()?;
-            let i = self.next;
-            self.next += 1;
-            Some(
-                OutboundAudio::new(Bytes::copy_from_slice(&i.to_be_bytes()), None)
-                    .with_timing(i * 960, false),
-            )
-        }
-        fn set_send_active(&self, _: bool) {}
-        fn set_remote_fraction_lost(&self, _: u8) {}
-    }
-
-    fn source() -> (Source, Arc<AtomicU64>) {
-        let ready = Arc::new(AtomicU64::new(0));
-        (
-            Source {
-                next: 0,
-                ready: Arc::clone(&ready),
-            },
-            ready,
-        )
-    }
-
-    /// Runs `n` 20 ms steps of one packet each, polled every 5 ms as the leg does, plus
-    /// time to drain; returns the sequence numbers that came out.
+    /// Sends `n` packets numbered 0.. one per 20 ms, polled every 5 ms as a driver would,
+    /// plus time to drain; returns the numbers that arrived, in arrival order.
     fn run(faults: &Faults, n: u64) -> (Vec<u16>, Arc<FaultCounters>) {
-        let (src, ready) = source();
-        let mut port = FaultPort::new(src, faults);
-        let counters = port.counters();
+        let counters = Arc::new(FaultCounters::default());
+        let mut net = Network::new(faults, Arc::clone(&counters));
         let mut out = Vec::new();
-        let mut now = Ticks::from_millis(1_000);
+        let t0 = Instant::now();
         for step in 0..(n + 100) * 4 {
+            let now = t0 + Duration::from_millis(5 * step);
             if step % 4 == 0 && step < n * 4 {
-                ready.fetch_add(1, Ordering::Relaxed);
+                net.send(now, (step / 4) as u16);
             }
-            while let Some(a) = port.pop_at(now) {
-                let ts = a.rtp_timestamp.expect("timed");
-                // Without faults the leg numbers the packets; with faults the port does.
-                let seq = a.sequence.unwrap_or((ts / 960) as u16);
-                assert_eq!(ts, u32::from(seq) * 960);
+            while let Some(seq) = net.poll_receive(now) {
                 out.push(seq);
             }
-            now = Ticks(now.0 + Ticks::from_millis(5).0);
+            if let Some(due) = net.poll_timeout() {
+                assert!(
+                    due <= now + HOLD_MAX + Duration::from_millis(100),
+                    "a due time"
+                );
+            }
         }
         (out, counters)
     }
@@ -405,34 +463,102 @@ mod tests {
     }
 
     #[test]
-    fn jitter_delays_in_order_and_silence_and_vanishing_stop_the_flow() {
+    fn a_held_packet_goes_alone_when_nothing_follows() {
+        let f = Faults {
+            reorder_percent: 100.0,
+            ..faults()
+        };
+        let mut net = Network::new(&f, Arc::default());
+        let t0 = Instant::now();
+        net.send(t0, 7u16);
+        assert_eq!(net.poll_receive(t0), None, "held for a successor");
+        assert_eq!(net.poll_timeout(), Some(t0 + HOLD_MAX));
+        assert_eq!(net.poll_receive(t0 + HOLD_MAX), Some(7));
+    }
+
+    #[test]
+    fn jitter_delays_in_order() {
         let f = Faults {
             jitter_ms: 40,
             ..faults()
         };
         let (out, _) = run(&f, 300);
+        assert_eq!(out.len(), 300);
         assert!(
             out.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
             "in order"
         );
+    }
 
-        let f = Faults {
+    #[test]
+    fn the_path_follows_the_switch() {
+        let counters = Arc::new(FaultCounters::default());
+        let (mut path, switch) = FaultPath::new(&faults(), Arc::clone(&counters));
+        assert!(path.network.passthrough);
+        switch.set(&Faults {
+            loss_percent: 50.0,
+            ..faults()
+        });
+        assert!(switch.take().is_some());
+        assert!(switch.take().is_none(), "taken once");
+        switch.set(&Faults {
+            loss_percent: 50.0,
+            ..faults()
+        });
+        if let Some(f) = path.switch.take() {
+            path.network.set_faults(&f);
+        }
+        assert!(!path.network.passthrough);
+    }
+
+    /// Produces the packets `ready` allows, with a payload naming their index.
+    struct Source {
+        next: u32,
+        ready: Arc<AtomicU64>,
+    }
+
+    impl NetworkPort for Source {
+        fn push(&mut self, _: InboundRtp<'_>) -> Result<(), PushError> {
+            Ok(())
+        }
+        fn pop(&mut self) -> Option<OutboundAudio> {
+            self.ready
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                .ok()?;
+            let i = self.next;
+            self.next += 1;
+            Some(
+                OutboundAudio::new(Bytes::copy_from_slice(&i.to_be_bytes()), None)
+                    .with_timing(i * 960, false),
+            )
+        }
+        fn set_send_active(&self, _: bool) {}
+        fn set_remote_fraction_lost(&self, _: u8) {}
+    }
+
+    fn source(ready: u64) -> Source {
+        Source {
+            next: 0,
+            ready: Arc::new(AtomicU64::new(ready)),
+        }
+    }
+
+    #[test]
+    fn silence_and_vanishing_stop_the_flow() {
+        let counters = Arc::new(FaultCounters::default());
+        let silent = Faults {
             silent_after_ms: Some(0),
             ..faults()
         };
-        let (out, c) = run(&f, 100);
-        assert!(out.is_empty());
-        assert!(c.silenced.load(Ordering::Relaxed) > 0);
+        let mut port = FaultPort::new(source(100), &silent, Arc::clone(&counters));
+        assert!(port.pop_at(Ticks::from_millis(1_000)).is_none());
+        assert_eq!(counters.silenced.load(Ordering::Relaxed), 100);
 
-        let (src, ready) = source();
-        ready.store(1_000, Ordering::Relaxed);
-        let mut port = FaultPort::new(
-            src,
-            &Faults {
-                vanish_after_ms: Some(100),
-                ..faults()
-            },
-        );
+        let vanish = Faults {
+            vanish_after_ms: Some(100),
+            ..faults()
+        };
+        let mut port = FaultPort::new(source(1_000), &vanish, Arc::default());
         let t0 = Ticks::from_millis(5_000);
         assert!(port.pop_at(t0).is_some());
         assert!(
@@ -440,5 +566,9 @@ mod tests {
                 .is_none()
         );
         assert!(port.vanished);
+
+        // No participant faults: packets pass as they come.
+        let mut port = FaultPort::new(source(3), &faults(), Arc::default());
+        assert_eq!(std::iter::from_fn(|| port.pop_at(Ticks::ZERO)).count(), 3);
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use media_endpoint::{InboundRtp, NetworkPort, OutboundAudio, PushError};
 
 use super::ParticipantSpec;
-use super::faults::FaultPort;
+use super::faults::{FaultCounters, FaultPath, FaultPort, FaultSwitch};
 use super::voice::VoiceSource;
 use crate::scenario::Faults;
 
@@ -203,23 +203,34 @@ impl NetworkPort for Source {
     }
 }
 
-/// The emulator's side of every leg: the route's source behind the route's faults.
+/// The emulator's side of every leg: the route's source behind the participant's faults;
+/// the network's faults are on the [`FaultPath`] under the leg, which follows the route too.
 pub(crate) struct RoutedPort {
     port: FaultPort<Source>,
+    path: Arc<FaultSwitch>,
     control: Arc<RouteControl>,
     active: AtomicBool,
 }
 
 impl RoutedPort {
-    pub(crate) fn new(pipeline: audio_pipeline::NetworkHalf) -> (Self, Arc<RouteControl>) {
+    /// The port for the leg, what steers it, and the network under it (for
+    /// [`ServiceLeg::connect_over`](media_endpoint::service::ServiceLeg::connect_over)).
+    pub(crate) fn new(
+        pipeline: audio_pipeline::NetworkHalf,
+    ) -> (Self, Arc<RouteControl>, FaultPath) {
         let control = Arc::new(RouteControl::default());
+        let counters = Arc::new(FaultCounters::default());
+        let faults = Faults::default();
+        let (path, switch) = FaultPath::new(&faults, Arc::clone(&counters));
         (
             Self {
-                port: FaultPort::new(Source::Pipeline(pipeline), &Faults::default()),
+                port: FaultPort::new(Source::Pipeline(pipeline), &faults, counters),
+                path: switch,
                 control: Arc::clone(&control),
                 active: AtomicBool::new(false),
             },
             control,
+            path,
         )
     }
 
@@ -231,6 +242,7 @@ impl RoutedPort {
         };
         let Some(route) = route else { return };
         self.port.set_faults(&route.faults);
+        self.path.set(&route.faults);
         if route.load && matches!(self.port.inner_mut(), Source::Pipeline(_)) {
             match shared_loop() {
                 Ok(packets) => *self.port.inner_mut() = Source::Load(LoadPort::new(packets)),

@@ -200,9 +200,10 @@ impl MediaHub {
             blob.mp_media_session_id.expose()
         );
         let call = self.add_call()?;
-        let (port, route) = load::RoutedPort::new(call.network);
+        let (port, route, path) = load::RoutedPort::new(call.network);
         let load = route.follow(&roster);
-        let leg = ServiceLeg::connect(&url, ServiceLegConfig::default(), port, events).await?;
+        let config = ServiceLegConfig::default();
+        let leg = ServiceLeg::connect_over(&url, config, port, path, events).await?;
         if load {
             // A load participant alone with the bot: no conference, no codec here.
             return Ok(MediaLink {

@@ -102,7 +102,7 @@ pub(crate) async fn negotiate(
         // Leased before the failed lease is released: a retry takes other ports.
         let ports = ports::PortLease::take(&settings.ice_addresses)?;
         drop(failed.take());
-        match build_peer_connection(ports.bind_addrs().to_vec()).await {
+        match build_peer_connection(ports.bind_addrs().to_vec(), None).await {
             Ok((pc, events)) => break (pc, events, ports),
             // Another program bound a leased port between the check and the bind.
             Err(SetupError::Build(e)) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {

@@ -30,6 +30,7 @@ use webrtc::peer_connection::{
 };
 
 use super::{OPUS_CLOCK, rand_u32};
+use crate::path::PathInterceptor;
 use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI};
 
 /// Events from the peer connection's driver, forwarded to the leg task.
@@ -133,7 +134,13 @@ pub(crate) fn telephone_event_codec() -> RTCRtpCodec {
     }
 }
 
-pub(crate) fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
+/// Where a [`SendPath`](crate::service::SendPath) sits in the chain: nearest the wire, so it
+/// sees packets as they go out, after every interceptor that counts or keeps them.
+const PATH_SLOT: usize = 100;
+
+pub(crate) fn media_engine(
+    path: Option<PathInterceptor>,
+) -> Result<(MediaEngine, Registry), RtcError> {
     let mut engine = MediaEngine::default();
     engine.register_codec(
         RTCRtpCodecParameters {
@@ -163,6 +170,10 @@ pub(crate) fn media_engine() -> Result<(MediaEngine, Registry), RtcError> {
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;
     // Last in the chain, so every interceptor has seen the RTCP before it is delivered.
     let registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
+    let registry = match path {
+        Some(path) => registry.with(Slot::from(PATH_SLOT), path),
+        None => registry,
+    };
     Ok((engine, registry))
 }
 
@@ -192,12 +203,14 @@ impl SetupError {
 }
 
 /// A peer connection with [`media_engine`]'s codecs and interceptors, gathering host
-/// candidates on `addrs` only (loopback included, no mDNS). Its driver's events arrive on
-/// the receiver, sized for every event a leg produces before its task runs.
+/// candidates on `addrs` only (loopback included, no mDNS); RTP it sends goes through `path`
+/// when there is one. Its driver's events arrive on the receiver, sized for every event a
+/// leg produces before its task runs.
 pub(crate) async fn build_peer_connection(
     addrs: Vec<SocketAddr>,
+    path: Option<PathInterceptor>,
 ) -> Result<(Arc<dyn PeerConnection>, mpsc::Receiver<PcEvent>), SetupError> {
-    let (engine, registry) = media_engine().map_err(SetupError::MediaEngine)?;
+    let (engine, registry) = media_engine(path).map_err(SetupError::MediaEngine)?;
     let setting_engine = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .with_include_loopback_candidate(true)

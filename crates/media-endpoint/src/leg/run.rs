@@ -374,15 +374,9 @@ impl Runner {
 
     async fn send_audio(&mut self, audio: OutboundAudio, now: Instant) {
         let samples = opus_packet_samples_48k(&audio.payload).unwrap_or(960);
-        let (seq, ts, marker) = match (audio.sequence, audio.rtp_timestamp) {
-            (Some(seq), Some(ts)) => {
-                self.timeline
-                    .audio_numbered(samples, seq, ts, audio.marker, now)
-            }
-            _ => self
-                .timeline
-                .audio(samples, audio.rtp_timestamp, audio.marker, now),
-        };
+        let (seq, ts, marker) =
+            self.timeline
+                .audio(samples, audio.rtp_timestamp, audio.marker, now);
         let mut header = rtp::header::Header {
             version: 2,
             marker,

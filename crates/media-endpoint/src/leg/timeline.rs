@@ -20,8 +20,6 @@ pub(super) struct RtpTimeline {
     pub(super) resync: bool,
     /// Producer timestamp to timeline offset, set at each talkspurt start.
     offset: Option<u32>,
-    /// Producer sequence number to timeline offset, for producers that number packets.
-    seq_offset: Option<u16>,
 }
 
 impl RtpTimeline {
@@ -35,7 +33,6 @@ impl RtpTimeline {
             last_audio: None,
             resync: true,
             offset: None,
-            seq_offset: None,
         }
     }
 
@@ -81,7 +78,6 @@ impl RtpTimeline {
             self.catch_up(now);
             self.resync = false;
             self.offset = None;
-            self.seq_offset = None;
         }
         self.last_audio = Some(now);
         let ts = match source_ts {
@@ -97,40 +93,6 @@ impl RtpTimeline {
         };
         self.next_ts = ts.wrapping_add(samples);
         (self.seq(), ts, marker)
-    }
-
-    /// Like [`RtpTimeline::audio`] for a producer that numbers its packets: its sequence
-    /// numbers and timestamps are kept, offset into the timeline, so the gaps, repeats and
-    /// reordering it makes reach the wire. Offsets are set at each talkspurt start.
-    pub(super) fn audio_numbered(
-        &mut self,
-        samples: u32,
-        source_seq: u16,
-        source_ts: u32,
-        source_marker: bool,
-        now: Instant,
-    ) -> (u16, u32, bool) {
-        let gap = self.after_pause(now);
-        let restart = self.resync || gap || self.seq_offset.is_none() || self.offset.is_none();
-        if restart {
-            self.catch_up(now);
-            self.resync = false;
-            self.offset = Some(self.next_ts.wrapping_sub(source_ts));
-            self.seq_offset = Some(self.next_seq.wrapping_sub(source_seq));
-        }
-        self.last_audio = Some(now);
-        let seq = source_seq.wrapping_add(self.seq_offset.unwrap_or(0));
-        let ts = source_ts.wrapping_add(self.offset.unwrap_or(0));
-        // The timeline moves on only forwards: a repeated or reordered packet keeps its own
-        // numbers without pulling the next ones back.
-        if (seq.wrapping_sub(self.next_seq) as i16) >= 0 {
-            self.next_seq = seq.wrapping_add(1);
-        }
-        let end = ts.wrapping_add(samples);
-        if (end.wrapping_sub(self.next_ts) as i32) > 0 {
-            self.next_ts = end;
-        }
-        (seq, ts, restart || source_marker)
     }
 }
 
@@ -158,32 +120,6 @@ mod tests {
         assert!(m2);
         assert_eq!(ts2, tl.wall_ts(later));
         assert_eq!(ts2.wrapping_sub(ts0), 1023 * 48);
-    }
-
-    #[test]
-    fn a_numbering_producer_keeps_its_gaps_repeats_and_order() {
-        let t0 = Instant::now();
-        let mut tl = RtpTimeline::new(t0);
-        let ms = |n| t0 + Duration::from_millis(n);
-        let (s0, ts0, m0) = tl.audio_numbered(960, 100, 96_000, false, ms(0));
-        assert!(m0, "first packet starts a talkspurt");
-        // 101 lost, 103 before 102, 102 twice.
-        let sent: Vec<(u16, u32, bool)> = [(102, 20), (103, 40), (102, 45), (102, 50)]
-            .into_iter()
-            .map(|(seq, at)| {
-                let ts = 96_000 + u32::from(seq - 100) * 960;
-                tl.audio_numbered(960, seq, ts, false, ms(at))
-            })
-            .collect();
-        let rel: Vec<(u16, u32)> = sent
-            .iter()
-            .map(|(s, t, _)| (s.wrapping_sub(s0), t.wrapping_sub(ts0)))
-            .collect();
-        assert_eq!(rel, vec![(2, 1920), (3, 2880), (2, 1920), (2, 1920)]);
-        assert!(sent.iter().all(|(_, _, m)| !m));
-        // The plain path continues after the highest number sent.
-        let (s5, _, _) = tl.audio(960, None, false, ms(60));
-        assert_eq!(s5.wrapping_sub(s0), 4);
     }
 
     #[test]
