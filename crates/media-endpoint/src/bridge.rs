@@ -5,9 +5,10 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::time::Duration;
 
-/// An RTP audio packet received from the peer, as the endpoint hands it to the pipeline.
+/// An RTP audio packet received from the peer, as the endpoint hands it to the pipeline:
+/// what the jitter buffer, decoder and the bot's frame need of it. Only packets of the
+/// negotiated Opus payload type come this way; the pipeline stamps their arrival itself.
 #[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct InboundRtp<'a> {
@@ -15,20 +16,13 @@ pub struct InboundRtp<'a> {
     pub seq: u16,
     /// RTP timestamp (48 kHz for Opus).
     pub rtp_timestamp: u32,
-    /// Synchronisation source.
+    /// Synchronisation source (a new one restarts the jitter buffer).
     pub ssrc: u32,
-    /// Payload type.
-    pub payload_type: u8,
-    /// Marker bit.
-    pub marker: bool,
     /// `ssrc-audio-level`, -dBov 0..=127, when the peer sent it.
     pub audio_level: Option<u8>,
-    /// Contributing sources: a mixing peer's active speakers.
-    pub csrcs: &'a [u32],
-    /// `csrc-audio-level` levels parallel to `csrcs`, when the peer sent them.
-    pub csrc_levels: Option<&'a [u8]>,
-    /// When the packet arrived, since the leg started.
-    pub arrival: Duration,
+    /// Contributing sources (a mixing peer's active speakers) with their
+    /// `csrc-audio-level` levels when the peer sent them.
+    pub csrcs: audio_pipeline::Csrcs,
     /// The Opus payload.
     pub payload: &'a [u8],
 }
@@ -39,7 +33,6 @@ impl fmt::Debug for InboundRtp<'_> {
             .field("seq", &self.seq)
             .field("rtp_timestamp", &self.rtp_timestamp)
             .field("ssrc", &self.ssrc)
-            .field("payload_type", &self.payload_type)
             .field("csrcs", &self.csrcs)
             .field("payload_len", &self.payload.len())
             .finish()
@@ -120,20 +113,14 @@ pub trait NetworkPort: Send + 'static {
 }
 
 fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushError> {
-    let mut csrcs = audio_pipeline::Csrcs::new();
-    for (i, id) in p.csrcs.iter().enumerate() {
-        let level = p.csrc_levels.and_then(|l| l.get(i).copied());
-        csrcs.push(*id, level).map_err(|_| PushError::Unfit)?;
-    }
     let meta = audio_pipeline::RtpMeta {
         seq: p.seq,
         rtp_timestamp: p.rtp_timestamp,
         ssrc: p.ssrc,
-        payload_type: p.payload_type,
-        marker: p.marker,
         audio_level: p.audio_level,
-        csrcs,
+        csrcs: p.csrcs,
         arrival: audio_pipeline::now(),
+        ..audio_pipeline::RtpMeta::default()
     };
     audio_pipeline::EncodedPacket::new(meta, p.payload).map_err(|_| PushError::Unfit)
 }
@@ -187,7 +174,8 @@ impl SharedStatus {
     }
 }
 
-/// A received packet copied out of the network buffers, as [`QueueLink`] carries it.
+/// A received packet copied out of the network buffers, as [`QueueLink`] carries it: an
+/// owned [`InboundRtp`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReceivedPacket {
@@ -195,14 +183,12 @@ pub struct ReceivedPacket {
     pub seq: u16,
     /// RTP timestamp.
     pub rtp_timestamp: u32,
-    /// Payload type.
-    pub payload_type: u8,
+    /// Synchronisation source.
+    pub ssrc: u32,
     /// `ssrc-audio-level`.
     pub audio_level: Option<u8>,
-    /// Contributing sources.
-    pub csrcs: Vec<u32>,
-    /// `csrc-audio-level` levels.
-    pub csrc_levels: Option<Vec<u8>>,
+    /// Contributing sources and their `csrc-audio-level` levels.
+    pub csrcs: audio_pipeline::Csrcs,
     /// The payload.
     pub payload: bytes::Bytes,
 }
@@ -235,10 +221,9 @@ impl NetworkPort for QueuePort {
         let packet = ReceivedPacket {
             seq: p.seq,
             rtp_timestamp: p.rtp_timestamp,
-            payload_type: p.payload_type,
+            ssrc: p.ssrc,
             audio_level: p.audio_level,
-            csrcs: p.csrcs.to_vec(),
-            csrc_levels: p.csrc_levels.map(<[u8]>::to_vec),
+            csrcs: p.csrcs,
             payload: bytes::Bytes::copy_from_slice(p.payload),
         };
         self.tx.push(packet).map_err(|_| {
@@ -343,19 +328,15 @@ mod tests {
             seq: 7,
             rtp_timestamp: 960,
             ssrc: 1,
-            payload_type: 111,
-            marker: false,
             audio_level: Some(30),
-            csrcs: &[5, 6],
-            csrc_levels: None,
-            arrival: Duration::ZERO,
+            csrcs: audio_pipeline::Csrcs::from_ids(&[5, 6]).expect("two"),
             payload: &[1, 2, 3],
         };
         assert_eq!(link.push(p), Ok(()));
         assert_eq!(link.push(p), Err(PushError::Full));
         assert_eq!(far.dropped.load(Ordering::Relaxed), 1);
         let got = far.received.pop().expect("queued");
-        assert_eq!(got.csrcs, vec![5, 6]);
+        assert_eq!(got.csrcs.ids(), &[5, 6]);
         assert_eq!(&got.payload[..], &[1, 2, 3]);
         far.to_send
             .push(OutboundAudio::new(bytes::Bytes::from_static(&[9]), None))
@@ -381,18 +362,17 @@ mod tests {
         // The port stamps arrivals with the media clock, so the simulated ticks start there.
         let mut now = audio_pipeline::now();
         let mut speakers = None;
+        let mut speakers_sent = audio_pipeline::Csrcs::new();
+        speakers_sent.push(5, Some(40)).expect("room");
+        speakers_sent.push(6, Some(50)).expect("room");
         for i in 0..30u16 {
             let n = enc.encode_float(&tone, &mut buf).expect("encode");
             let p = InboundRtp {
                 seq: i,
                 rtp_timestamp: u32::from(i) * 960,
                 ssrc: 9,
-                payload_type: 111,
-                marker: i == 0,
                 audio_level: Some(20),
-                csrcs: &[5, 6],
-                csrc_levels: Some(&[40, 50]),
-                arrival: Duration::ZERO,
+                csrcs: speakers_sent,
                 payload: &buf[..n],
             };
             port.push(p).expect("queued");
@@ -407,22 +387,14 @@ mod tests {
         let speakers = speakers.expect("a decoded frame with speakers");
         assert_eq!(speakers.ids(), &[5, 6]);
         assert_eq!(speakers.levels(), &[Some(40), Some(50)]);
-        let too_many = [0u32; 16];
+        let too_large = [0u8; audio_pipeline::MAX_PAYLOAD + 1];
         let unfit = InboundRtp {
-            csrcs: &too_many,
-            csrc_levels: None,
-            ..InboundRtp {
-                seq: 0,
-                rtp_timestamp: 0,
-                ssrc: 9,
-                payload_type: 111,
-                marker: false,
-                audio_level: None,
-                csrcs: &[],
-                csrc_levels: None,
-                arrival: Duration::ZERO,
-                payload: &[1],
-            }
+            seq: 0,
+            rtp_timestamp: 0,
+            ssrc: 9,
+            audio_level: None,
+            csrcs: audio_pipeline::Csrcs::new(),
+            payload: &too_large,
         };
         assert_eq!(port.push(unfit), Err(PushError::Unfit));
 

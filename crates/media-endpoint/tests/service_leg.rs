@@ -100,8 +100,8 @@ async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
     .await;
     assert!(got.len() >= 20, "bot received {} of 25 packets", got.len());
     for p in &got {
-        assert_eq!(p.csrcs, vec![1001, 1002]);
-        assert_eq!(p.csrc_levels.as_deref(), Some(&[12u8, 40][..]));
+        assert_eq!(p.csrcs.ids(), &[1001, 1002]);
+        assert_eq!(p.csrcs.levels(), &[Some(12), Some(40)]);
         assert_eq!(p.audio_level, Some(20));
     }
 

@@ -298,10 +298,9 @@ async fn echo_correlates_and_dtmf_flows_both_ways() {
         let seen = seen.lock().expect("seen");
         assert!(seen.len() >= 190, "endpoint received {} of 200", seen.len());
         let p = &seen[10];
-        assert_eq!(p.payload_type, PEER_OPUS_PT);
-        assert_eq!(p.csrcs, csrcs.to_vec(), "CSRCs reach the pipeline");
+        assert_eq!(p.csrcs.ids(), csrcs, "CSRCs reach the pipeline");
         assert_eq!(p.audio_level, Some(30));
-        assert_eq!(p.csrc_levels.as_deref(), Some(&[10u8, 11][..]));
+        assert_eq!(p.csrcs.levels(), &[Some(10), Some(11)]);
     }
 
     // What came back: decode and correlate with what was sent.

@@ -235,32 +235,23 @@ impl Runner {
                 .ssrc_audio_level_id
                 .and_then(|id| h.get_extension(id))
                 .and_then(|b| b.first().map(|v| v & 0x7f));
-            let csrc_levels = self
+            let levels = self
                 .negotiated
                 .csrc_audio_level_id
-                .and_then(|id| h.get_extension(id));
-            let csrc_levels = csrc_levels
-                .as_deref()
-                .filter(|l| l.len() >= h.csrc.len() && !h.csrc.is_empty())
-                .map(|l| &l[..h.csrc.len()]);
-            let mut levels_buf = [0u8; 15];
-            let csrc_levels = csrc_levels.map(|l| {
-                let n = l.len().min(levels_buf.len());
-                for (d, s) in levels_buf.iter_mut().zip(l) {
-                    *d = s & 0x7f;
-                }
-                &levels_buf[..n]
-            });
+                .and_then(|id| h.get_extension(id))
+                .filter(|l| l.len() >= h.csrc.len());
+            let mut csrcs = audio_pipeline::Csrcs::new();
+            for (i, id) in h.csrc.iter().enumerate() {
+                let level = levels.as_ref().and_then(|l| l.get(i)).map(|v| v & 0x7f);
+                // RTP carries at most 15 CSRCs, as many as the list holds.
+                let _ = csrcs.push(*id, level);
+            }
             let packet = InboundRtp {
                 seq: h.sequence_number,
                 rtp_timestamp: h.timestamp,
                 ssrc: h.ssrc,
-                payload_type: h.payload_type,
-                marker: h.marker,
                 audio_level,
-                csrcs: &h.csrc,
-                csrc_levels,
-                arrival: since,
+                csrcs,
                 payload: &p.payload,
             };
             match self.leg.link.push(packet) {
