@@ -13,14 +13,6 @@
 //!   (on the engine's clock: the last speech windows' delay minus the first's; and off it:
 //!   the echo packets' transit, which shows a send queue filling up).
 //!
-//! The far end runs on its own thread and runtime at real-time priority, its sends paced by
-//! a thread sleeping to absolute deadlines (`quality_peer::run_isolated`): sharing the
-//! engine's runtime at normal priority, it sent up to 50 ms late under load, the engine's
-//! jitter buffer rightly waited for those packets and the echo's delay "grew" for the far
-//! end's reasons. Its lateness is printed with each call; so is the engine's own view (the
-//! jitter buffer's target and filtered delay every 200 ms, expansion and acceleration), so
-//! a delay change can be told to be the engine's.
-//!
 //! Figures are printed (eprintln) so CI logs show them. Needs espeak-ng and sox
 //! (scripts/quality/make_speech.sh) and the venv of scripts/quality/pyenv.sh, which the test
 //! makes or checks itself.
@@ -105,64 +97,19 @@ async fn echo_call(
     mic: &Path,
     echo: &Path,
     impairment: Impairment,
-) -> (PeerReport, Vec<echo::EngineSample>) {
+) -> PeerReport {
     let mut settings = MediaPlatformSettings::default();
     settings.pipeline = pipeline;
     let platform = MediaPlatform::start(settings).await.expect("platform");
-    let (url, bot) = echo::start_sampled(&platform, ENGINE_SAMPLE_FRAMES);
+    let (url, bot) = echo::start(&platform);
     let mut config = PeerConfig::new(url, mic, echo);
     config.impairment = impairment;
-    // On its own thread and runtime, at real-time priority: the far end's timing must not
-    // be the engine runtime's or the load's (quality_peer::run_isolated says why).
-    let report = quality_peer::run_isolated(config).await;
+    let report = quality_peer::run(config).await;
     // The DELETE ended the leg: the bot's loop ends with the socket.
-    let engine = match tokio::time::timeout(Duration::from_secs(5), bot).await {
-        Ok(Ok((_session, samples))) => samples,
-        _ => Vec::new(),
-    };
+    let session = tokio::time::timeout(Duration::from_secs(5), bot).await;
+    drop(session);
     platform.shutdown().await;
-    (report.expect("the far end's call"), engine)
-}
-
-/// The echo bot reads the engine's figures every this many frames (200 ms).
-const ENGINE_SAMPLE_FRAMES: u32 = 10;
-
-/// Prints the engine's own view of a call: its jitter buffer's target and playout delay
-/// over the call, and what it did to follow them.
-fn print_engine(label: &str, samples: &[echo::EngineSample]) {
-    let ms = |ticks: u64| ticks as f64 / 1e4;
-    let track: Vec<String> = samples
-        .iter()
-        .map(|s| {
-            format!(
-                "{:.1}s:{:.0}/{:.0}",
-                s.at_s,
-                ms(s.pipeline.target_delay_ticks),
-                ms(s.pipeline.filtered_delay_ticks)
-            )
-        })
-        .collect();
-    if let Some(last) = samples.last() {
-        let p = &last.pipeline;
-        eprintln!(
-            "{label} engine: {} late ticks, {} late packets, {} concealed frames; samples \
-             expanded {}, accelerated {}, concealed {}; inbound jitter {:.1} ms; send queue \
-             absorbed {} samples, {} frames dropped",
-            p.late_ticks,
-            p.late_packets,
-            p.concealed,
-            p.expanded_samples,
-            p.accelerated_samples,
-            p.concealed_samples,
-            ms(p.jitter_ticks),
-            p.send_absorbed_samples,
-            p.send_dropped_frames,
-        );
-    }
-    eprintln!(
-        "{label} engine jitter buffer target/filtered delay, ms: {}",
-        track.join(" ")
-    );
+    report.expect("the far end's call")
 }
 
 /// score.py's verdict on `echo` against `reference`.
@@ -209,9 +156,8 @@ fn print_call(label: &str, report: &PeerReport, scored: &Value) {
     eprintln!(
         "{label}: PESQ-WB {:.2}, STOI {:.3}; echo delay {:.1} ms median, largest step inside \
          speech {:.1} ms, {} steps over 5 ms; far end sent {} packets ({} dropped, {:.1} kb/s, \
-         {} sent over 5 ms late, worst {:.1} ms, {} handed to the stack over 5 ms late, worst \
-         {:.1} ms, real-time priority {}), received {}, {} gaps ({:.0} ms concealed); transit \
-         excess p50 {:?} p95 {:?} ms, growth {:?} ms",
+         {} sent over 5 ms late, worst {:.1} ms), received {}, {} gaps ({:.0} ms concealed); \
+         transit excess p50 {:?} p95 {:?} ms, growth {:?} ms",
         num(scored, "pesq_wb"),
         num(scored, "stoi"),
         num(scored, "delay_ms"),
@@ -222,9 +168,6 @@ fn print_call(label: &str, report: &PeerReport, scored: &Value) {
         report.send_kbps,
         report.send_late,
         report.send_late_max_ms,
-        report.handoff_late,
-        report.handoff_late_max_ms,
-        report.realtime,
         report.echo.packets_received,
         report.echo.gaps,
         report.echo.concealed_ms,
@@ -233,17 +176,6 @@ fn print_call(label: &str, report: &PeerReport, scored: &Value) {
         report.echo.transit_excess_growth_ms,
     );
     eprintln!("{label} delay track: {}", track.join(" "));
-    if !report.send_late_at.is_empty() {
-        let late: Vec<String> = report
-            .send_late_at
-            .iter()
-            .map(|(at, ms)| format!("{at}s:+{ms}"))
-            .collect();
-        eprintln!(
-            "{label} far end's late sends (due, ms late): {}",
-            late.join(" ")
-        );
-    }
 }
 
 #[test]
@@ -263,10 +195,9 @@ fn speech_echo_is_intelligible_without_delay_steps() {
             seed: 1,
             ..Impairment::default()
         };
-        let (report, engine) = block_on(echo_call(quiet.clone(), &mic, &echo, impairment));
+        let report = block_on(echo_call(quiet.clone(), &mic, &echo, impairment));
         let scored = score(&python, &reference, &echo);
         print_call(label, &report, &scored);
-        print_engine(label, &engine);
         let step = num(&scored, "max_step_ms");
         if step.is_nan() || step > 10.0 {
             failures.push(format!(
@@ -318,7 +249,7 @@ fn speech_echo_delay_holds_under_cpu_load() {
     let (mic, reference) = speech(&work);
     // The engine as a user starts it: default pipeline (real-time priority where allowed).
     let quiet_echo = work.join("echo-quiet.wav");
-    let (quiet_report, quiet_engine) = block_on(echo_call(
+    let quiet_report = block_on(echo_call(
         PipelineConfig::default(),
         &mic,
         &quiet_echo,
@@ -326,11 +257,10 @@ fn speech_echo_delay_holds_under_cpu_load() {
     ));
     let quiet = score(&python, &reference, &quiet_echo);
     print_call("quiet", &quiet_report, &quiet);
-    print_engine("quiet", &quiet_engine);
 
     let loaded_echo = work.join("echo-loaded.wav");
     let load = BusyLoad::start();
-    let (loaded_report, loaded_engine) = block_on(echo_call(
+    let loaded_report = block_on(echo_call(
         PipelineConfig::default(),
         &mic,
         &loaded_echo,
@@ -339,7 +269,6 @@ fn speech_echo_delay_holds_under_cpu_load() {
     drop(load);
     let loaded = score(&python, &reference, &loaded_echo);
     print_call("two busy processes", &loaded_report, &loaded);
-    print_engine("two busy processes", &loaded_engine);
 
     let (q, l) = (num(&quiet, "delay_ms"), num(&loaded, "delay_ms"));
     let (first, last) = ends_of_track(&loaded);

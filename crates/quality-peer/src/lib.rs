@@ -3,7 +3,7 @@
 //! [`run`] opens a leg WHIP-style (`POST` an SDP offer with ICE gathering complete to a
 //! session URL, `201 Created` with the answer and a `Location`), sends a 48 kHz mono WAV as
 //! Opus (48 kHz, 96 kb/s by default, in-band FEC on, 20 ms packets paced in real time on
-//! absolute deadlines of the monotonic clock, by a thread of their own) with seeded impairments on the way to the engine ([`Impairment`]:
+//! absolute deadlines) with seeded impairments on the way to the engine ([`Impairment`]:
 //! random or bursty loss, jitter that reorders), records the echo it gets back into a
 //! 16 kHz mono WAV on the engine's own output clock ([`recorder`] explains the placement),
 //! `DELETE`s the leg and reports what happened ([`PeerReport`]).
@@ -11,9 +11,7 @@
 //! It shares no code with the engine under test: its own libopus encoder and decoder, no
 //! jitter buffer (the recording is rebuilt from timestamps after the call), only the WebRTC
 //! stack (webrtc-rs) in common with the engine's endpoint. The `speech-peer` binary is the
-//! command-line form; `scripts/quality.sh` drives it against each engine. A test that runs
-//! the engine in its own process uses [`run_isolated`], so that the far end's timing is not
-//! the engine's runtime's or the load's.
+//! command-line form; `scripts/quality.sh` drives it against each engine.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -133,16 +131,6 @@ pub struct PeerReport {
     pub send_late: u64,
     /// The latest a packet was sent after its due time, in ms.
     pub send_late_max_ms: f64,
-    /// The first 50 of those late packets: (due time after the send start in s, lateness in
-    /// ms), to tell a change of the echo's delay that follows one from the engine's own.
-    pub send_late_at: Vec<(f64, f64)>,
-    /// Packets handed to the WebRTC stack more than 5 ms after their due time (the send
-    /// loop's lateness plus the wait for room in the stack's queue).
-    pub handoff_late: u64,
-    /// The latest a packet was handed to the stack after its due time, in ms.
-    pub handoff_late_max_ms: f64,
-    /// Whether the far end ran at real-time priority ([`run_isolated`]).
-    pub realtime: bool,
     /// The echo, as [`recorder::reconstruct`] found it.
     #[serde(flatten)]
     pub echo: EchoStats,
@@ -185,9 +173,6 @@ pub enum PeerError {
     /// The engine's answer is unusable.
     #[error("the engine's answer is unusable: {0}")]
     BadAnswer(&'static str),
-    /// The far end's own thread or runtime could not be started.
-    #[error("the far end's runtime: {0}")]
-    Runtime(std::io::Error),
     /// The transport did not connect in time or failed.
     #[error("the transport did not connect: {0}")]
     NotConnected(&'static str),
@@ -285,74 +270,9 @@ fn encode(config: &PeerConfig, input: &Wav) -> Result<Vec<bytes::Bytes>, PeerErr
         .collect()
 }
 
-/// SCHED_FIFO priority [`run_isolated`] asks for its threads: above every normal-priority
-/// thread (a load, the engine's own async runtime), below the real-time audio threads an
-/// engine may run (botmedia's pipeline uses 10), so the far end never delays those.
-pub const ISOLATED_PRIORITY: u8 = 5;
-
-/// Raises the calling thread to SCHED_FIFO `priority` (with `chrt`, so this crate needs no
-/// libc); false when the process may not or `chrt` is missing.
-fn raise_priority(priority: u8) -> bool {
-    // "/proc/thread-self" links to "/proc/<pid>/task/<tid>".
-    let Some(tid) = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-    else {
-        return false;
-    };
-    std::process::Command::new("chrt")
-        .args(["-f", "-p", &priority.to_string(), &tid])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// [`run`] on a runtime of its own: one OS thread drives the call (the WebRTC stack's
-/// driver, the echo reader) and another paces the sends, both at real-time priority
-/// [`ISOLATED_PRIORITY`] where the process may raise it ([`PeerReport::realtime`] says
-/// whether it did).
-///
-/// A far end measures the engine only if its own timing is not part of the measurement.
-/// On the engine's async runtime (a test with both in one process) and at normal priority
-/// under CPU load, its packets left up to 50 ms (once 200 ms) after their due time; the
-/// engine's jitter buffer rightly waits for a late packet (a frame of expansion each time)
-/// and the echo's delay grew over the call for the far end's reasons, while the echo's
-/// transit stayed flat. Works from any context (it neither needs nor uses the caller's
-/// runtime).
-pub async fn run_isolated(config: PeerConfig) -> Result<PeerReport, PeerError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("quality-peer".to_owned())
-        .spawn(move || {
-            let realtime = raise_priority(ISOLATED_PRIORITY);
-            let outcome = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(PeerError::Runtime)
-                .and_then(|rt| rt.block_on(run_with(config, realtime)))
-                .map(|mut report| {
-                    report.realtime = realtime;
-                    report
-                });
-            let _ = tx.send(outcome);
-        })
-        .map_err(PeerError::Runtime)?;
-    rx.await
-        .unwrap_or_else(|_| Err(PeerError::NotConnected("the far end's thread panicked")))
-}
-
 /// Runs one call: connect, send the input (and the tail) with the impairments, record the
-/// echo to `config.output`, `DELETE` the leg. Needs a Tokio runtime with time enabled. The
-/// sends are paced by a thread of their own, but the stack's driver and the echo reader
-/// run on that runtime: in a process that also runs the engine, use [`run_isolated`].
+/// echo to `config.output`, `DELETE` the leg. Needs a Tokio runtime with time enabled.
 pub async fn run(config: PeerConfig) -> Result<PeerReport, PeerError> {
-    run_with(config, false).await
-}
-
-/// [`run`]; with `realtime`, the far end's threads ask for real-time priority.
-async fn run_with(config: PeerConfig, realtime: bool) -> Result<PeerReport, PeerError> {
     let started = Instant::now();
     let mut input = Wav::read(&config.input)?;
     if input.sample_rate != INPUT_RATE {
@@ -386,7 +306,6 @@ async fn run_with(config: PeerConfig, realtime: bool) -> Result<PeerReport, Peer
         events,
         &packets,
         started,
-        realtime,
         &mut location,
     )
     .await;
@@ -488,7 +407,6 @@ async fn call(
     mut events: mpsc::Receiver<PcEvent>,
     packets: &[bytes::Bytes],
     started: Instant,
-    realtime: bool,
     location: &mut Option<reqwest::Url>,
 ) -> Result<PeerReport, PeerError> {
     let deadline = tokio::time::Instant::from_std(started + config.connect_timeout);
@@ -603,16 +521,8 @@ async fn call(
     let outcome = match connected {
         Ok(Ok(())) => {
             let connect_ms = started.elapsed().as_secs_f64() * 1e3;
-            let pacing = Pacing {
-                track: Arc::clone(track),
-                runtime: tokio::runtime::Handle::current(),
-                ssrc,
-                pt,
-                packets: packets.to_vec(),
-                impairment: config.impairment.clone(),
-                realtime,
-            };
-            let (t0, sent) = send_paced(pacing).await?;
+            let t0 = Instant::now();
+            let sent = send(track, ssrc, pt, packets, &config.impairment, t0).await;
             // Let the echo of the last packets arrive.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let _ = stop_tx.send(true);
@@ -645,10 +555,6 @@ async fn call(
                 packets_reordered: sent.reordered,
                 send_late: sent.late,
                 send_late_max_ms: (sent.late_max.as_secs_f64() * 1e4).round() / 10.0,
-                send_late_at: sent.late_at,
-                handoff_late: sent.handoff_late,
-                handoff_late_max_ms: (sent.handoff_late_max.as_secs_f64() * 1e4).round() / 10.0,
-                realtime: false,
                 echo: echo_stats,
                 delete_status: None,
             })
@@ -679,20 +585,6 @@ struct Sent {
     reordered: u64,
     late: u64,
     late_max: Duration,
-    late_at: Vec<(f64, f64)>,
-    handoff_late: u64,
-    handoff_late_max: Duration,
-}
-
-/// Sleeps until `deadline` on the monotonic clock (`Instant`).
-fn sleep_until(deadline: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        std::thread::sleep(deadline - now);
-    }
 }
 
 /// A packet held back by the jitter, released at `at`.
@@ -701,60 +593,17 @@ struct Held {
     index: usize,
 }
 
-/// What the pacing thread needs: the stack's track and a handle on the runtime that drives
-/// it, and what to send.
-struct Pacing {
-    track: Arc<TrackLocalStaticRTP>,
-    runtime: tokio::runtime::Handle,
+/// Sends `packets` one per 20 ms from `t0` (absolute deadlines, so a late wake-up does not
+/// shift the rest), dropping and delaying them as `imp` says.
+async fn send(
+    track: &TrackLocalStaticRTP,
     ssrc: u32,
     pt: u8,
-    packets: Vec<bytes::Bytes>,
-    impairment: Impairment,
-    realtime: bool,
-}
-
-/// [`send`] on an OS thread of its own (at real-time priority when `realtime`, as the rest
-/// of [`run_isolated`]'s far end); the async side waits for it without blocking
-/// the runtime, which keeps driving the WebRTC stack meanwhile.
-///
-/// Not on the runtime's timers: a Tokio timer is only as punctual as the runtime's next
-/// park, and under CPU load the far end's sends were seen leaving 8 to 50 ms after their
-/// due time with the thread asleep in `epoll_wait` the whole while (perf sched), which the
-/// engine's jitter buffer rightly answers with a frame of expansion each time. A thread
-/// sleeping to each deadline on the monotonic clock wakes on time.
-/// The send start (`t0`, taken once the thread is ready) is handed back with the figures.
-async fn send_paced(pacing: Pacing) -> Result<(Instant, Sent), PeerError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("quality-peer-tx".to_owned())
-        .spawn(move || {
-            if pacing.realtime {
-                raise_priority(ISOLATED_PRIORITY);
-            }
-            let t0 = Instant::now();
-            let _ = tx.send((t0, send(&pacing, t0)));
-        })
-        .map_err(PeerError::Runtime)?;
-    rx.await
-        .map_err(|_| PeerError::NotConnected("the far end's sending thread panicked"))
-}
-
-/// Sends `packets` one per 20 ms from `t0` (absolute deadlines on the monotonic clock, so a
-/// late wake-up does not shift the rest), dropping and delaying them as the impairment
-/// says. Blocks: runs on its own thread, handing each packet to the stack through the
-/// runtime handle.
-fn send(pacing: &Pacing, t0: Instant) -> Sent {
-    let Pacing {
-        track,
-        runtime,
-        ssrc,
-        pt,
-        packets,
-        impairment,
-        ..
-    } = pacing;
-    let (ssrc, pt) = (*ssrc, *pt);
-    let mut impairer = impair::Impairer::new(impairment);
+    packets: &[bytes::Bytes],
+    imp: &Impairment,
+    t0: Instant,
+) -> Sent {
+    let mut impairer = impair::Impairer::new(imp);
     let start = entropy();
     let seq0 = start as u16;
     let ts0 = (start >> 32) as u32;
@@ -771,7 +620,7 @@ fn send(pacing: &Pacing, t0: Instant) -> Sent {
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => break,
         };
-        sleep_until(wake);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
         let now = Instant::now();
         while next < packets.len() && t0 + PACKET * next as u32 <= now {
             if impairer.lose() {
@@ -788,12 +637,6 @@ fn send(pacing: &Pacing, t0: Instant) -> Sent {
             let lateness = now.saturating_duration_since(h.at);
             if lateness > Duration::from_millis(5) {
                 out.late += 1;
-                if out.late_at.len() < 50 {
-                    let due = h.at.saturating_duration_since(t0).as_secs_f64();
-                    let ms = lateness.as_secs_f64() * 1e3;
-                    out.late_at
-                        .push(((due * 100.0).round() / 100.0, (ms * 10.0).round() / 10.0));
-                }
             }
             out.late_max = out.late_max.max(lateness);
             if h.index < released_up_to {
@@ -813,14 +656,9 @@ fn send(pacing: &Pacing, t0: Instant) -> Sent {
                 header,
                 payload: packets[h.index].clone(),
             };
-            if runtime.block_on(track.write_rtp(packet)).is_ok() {
+            if track.write_rtp(packet).await.is_ok() {
                 out.sent += 1;
             }
-            let handoff = Instant::now().saturating_duration_since(h.at);
-            if handoff > Duration::from_millis(5) {
-                out.handoff_late += 1;
-            }
-            out.handoff_late_max = out.handoff_late_max.max(handoff);
         }
     }
     out
