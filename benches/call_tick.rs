@@ -45,7 +45,7 @@ fn through_the_facade(c: &mut Criterion) {
 fn manual(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     let speech = common::speech();
     let packets = common::service_packets();
-    let (mut call, mut halves) = ManualCall::new(CallConfig::new(1, 111)).expect("call");
+    let (mut call, mut halves) = ManualCall::new(CallConfig::default()).expect("call");
     // As the service's receiver reports say on loopback: no loss, so no FEC data to code.
     halves.network.set_remote_fraction_lost(0);
     let mut i = 0u64;
@@ -54,7 +54,6 @@ fn manual(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime
             seq: i as u16,
             rtp_timestamp: (i * 960) as u32,
             ssrc: 7,
-            payload_type: 111,
             arrival: Ticks(1 + i * FRAME_DURATION.0),
             ..RtpMeta::default()
         };

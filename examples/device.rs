@@ -345,9 +345,11 @@ async fn session(args: &Args, verbose: bool) -> Result<Report, DeviceError> {
         ..PipelineConfig::default()
     })
     .map_err(|e| DeviceError::Pipeline(e.to_string()))?;
-    let mut call_config = CallConfig::new(0, 111);
-    call_config.send_active = false;
-    call_config.send_queue_frames = 4;
+    let call_config = CallConfig {
+        send_active: false,
+        send_queue_frames: 4,
+        ..CallConfig::default()
+    };
     let pcall = pipeline
         .add_call(call_config)
         .map_err(|e| DeviceError::Pipeline(e.to_string()))?;

@@ -90,7 +90,7 @@ fn options() -> Result<Options, String> {
 
 /// One period of the probe signal, Opus-encoded once by the pipeline's own encoder.
 fn encode_probe() -> Result<Vec<Vec<u8>>, Box<dyn std::error::Error>> {
-    let (mut encoder, call) = ManualCall::new(CallConfig::new(1, 111))?;
+    let (mut encoder, call) = ManualCall::new(CallConfig::default())?;
     let (mut bot, mut net) = (call.bot, call.network);
     let mut now = audio_pipeline::now();
     let mut out = Vec::with_capacity(PERIOD_FRAMES);
@@ -234,7 +234,7 @@ fn echo_delays(
     from: Ticks,
     to: Ticks,
 ) -> Result<Vec<Ticks>, Box<dyn std::error::Error>> {
-    let (mut decoder, call) = ManualCall::new(CallConfig::new(2, 111))?;
+    let (mut decoder, call) = ManualCall::new(CallConfig::default())?;
     let (mut bot, mut net) = (call.bot, call.network);
     let mut packets = log.echoed.iter().peekable();
     let Some(first) = packets.peek() else {
@@ -250,7 +250,6 @@ fn echo_delays(
                 seq: p.seq,
                 rtp_timestamp: p.rtp_timestamp,
                 ssrc: 7,
-                payload_type: 111,
                 arrival: p.arrival,
                 ..audio_pipeline::RtpMeta::default()
             };

@@ -37,7 +37,7 @@ pub struct SessionMediaSettings {
 
 impl Default for SessionMediaSettings {
     fn default() -> Self {
-        let call = CallConfig::new(0, 111);
+        let call = CallConfig::default();
         Self {
             opus: call.opus,
             jitter: call.jitter,
@@ -293,11 +293,13 @@ impl MediaPlatform {
             media_session::MediaSession::new(&self.inner.session_platform, &audio, call_id)?;
         // The wire SSRC and payload type are the endpoint's: it renumbers what the pipeline
         // encodes into the negotiated stream.
-        let mut config = CallConfig::new(0, 111);
-        config.opus = media.opus;
-        config.jitter = media.jitter;
-        config.send_queue_target = media.send_queue_target;
-        config.send_active = false;
+        let mut config = CallConfig {
+            opus: media.opus,
+            jitter: media.jitter,
+            send_queue_target: media.send_queue_target,
+            send_active: false,
+            ..CallConfig::default()
+        };
         let queue = match frames {
             FrameHandler::Queue => true,
             FrameHandler::Callback(cb) => {

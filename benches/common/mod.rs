@@ -108,7 +108,7 @@ pub fn service_packets() -> Vec<Vec<u8>> {
 }
 
 fn encode(frames: &[Pcm16K]) -> Vec<Vec<u8>> {
-    let (mut call, mut halves) = ManualCall::new(CallConfig::new(1, 111)).expect("encoder");
+    let (mut call, mut halves) = ManualCall::new(CallConfig::default()).expect("encoder");
     let mut out = Vec::with_capacity(frames.len());
     let mut now = Ticks(1);
     // Twice round, keeping the second: the encoder has settled by then.

@@ -8,7 +8,7 @@ use audio_pipeline::{CallConfig, Csrcs, EncodedPacket, ManualCall, RtpMeta, Tick
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok((mut call, halves)) = ManualCall::new(CallConfig::new(1, 111)) else {
+    let Ok((mut call, halves)) = ManualCall::new(CallConfig::default()) else {
         return;
     };
     let (mut net, mut bot, handle) = (halves.network, halves.bot, halves.handle);
@@ -33,7 +33,6 @@ fuzz_target!(|data: &[u8]| {
             seq,
             rtp_timestamp: ts,
             ssrc,
-            payload_type: 111,
             marker: control & 1 != 0,
             audio_level: (control & 2 != 0).then_some(control & 0x7f),
             csrcs,

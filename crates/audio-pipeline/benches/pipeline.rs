@@ -47,7 +47,6 @@ fn packet(payload: &[u8], i: u64) -> EncodedPacket {
         seq: i as u16,
         rtp_timestamp: (i * 960) as u32,
         ssrc: 1,
-        payload_type: 111,
         arrival: Ticks(1 + i * FRAME_DURATION.0),
         ..RtpMeta::default()
     };
@@ -114,7 +113,7 @@ fn per_frame(c: &mut Criterion) {
     g.bench_function("send_path_no_codec", |b| {
         let (mut bot_tx, mut bot_rx) = rtrb::RingBuffer::<Pcm16K>::new(50);
         let (mut net_tx, mut net_rx) = rtrb::RingBuffer::<EncodedPacket>::new(50);
-        let mut pacer = Pacer::new(0, 0, 48_000);
+        let mut pacer = Pacer::new(0, 48_000);
         let mut pkt = EncodedPacket::empty();
         let mut i = 0u64;
         b.iter(|| {
@@ -163,10 +162,12 @@ fn call_tick(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for complexity in [0u8, 5, 10] {
         g.bench_function(format!("both_ways_c{complexity}"), |b| {
-            let mut cfg = CallConfig::new(1, 111);
-            cfg.opus = OpusConfig {
-                complexity,
-                ..OpusConfig::default()
+            let cfg = CallConfig {
+                opus: OpusConfig {
+                    complexity,
+                    ..OpusConfig::default()
+                },
+                ..CallConfig::default()
             };
             let (mut call, mut halves) = ManualCall::new(cfg).unwrap();
             let mut i = 0u64;

@@ -267,15 +267,19 @@ fn run_call(
     loss_percent: u32,
     rx_min_delay_ms: u64,
 ) -> Result<RunResult, AnyError> {
-    let mut cfg = CallConfig::new(0x5EED_0001, 111);
-    cfg.opus = opus;
+    let cfg = CallConfig {
+        opus,
+        ..CallConfig::default()
+    };
     let (mut sender, tx) = ManualCall::new(cfg)?;
     let (mut tx_net, mut tx_bot) = (tx.network, tx.bot);
     // The sender hears the loss rate from the receiver's reports; this is the steady state.
     tx_net.set_remote_loss_percent(u8::try_from(loss_percent.min(100))?);
 
-    let mut rx_cfg = CallConfig::new(0x5EED_0002, 111);
-    rx_cfg.send_active = false; // the receiving bot only listens
+    let mut rx_cfg = CallConfig {
+        send_active: false, // the receiving bot only listens
+        ..CallConfig::default()
+    };
     rx_cfg.jitter.min_delay = Ticks::from_millis(rx_min_delay_ms);
     if rx_cfg.jitter.initial_delay < rx_cfg.jitter.min_delay {
         rx_cfg.jitter.initial_delay = rx_cfg.jitter.min_delay;
@@ -297,6 +301,7 @@ fn run_call(
         payload_bytes: 0,
         sources: BTreeMap::new(),
     };
+    let mut next_seq: u16 = 0;
     for (t, &lost_here) in lost.iter().enumerate().take(ticks) {
         let now = Ticks::from_millis(BASE_MS + 20 * t as u64);
         // Packets that have arrived by now reach the receiver before its tick; a packet the
@@ -318,6 +323,10 @@ fn run_call(
         }
         sender.tick(now, false);
         while let Some(mut p) = tx_net.pop_packet() {
+            // The sender's packets carry no sequence number: number them as a network side
+            // would, lost ones included.
+            p.meta.seq = next_seq;
+            next_seq = next_seq.wrapping_add(1);
             out.packets_sent += 1;
             out.payload_bytes += p.payload().len() as u64;
             if lost_at_tick.take() == Some(t.wrapping_sub(1)) && has_lbrr(p.payload()) {

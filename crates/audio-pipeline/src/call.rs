@@ -52,8 +52,6 @@ pub(crate) struct CallState {
     encoder: Encoder,
     pacer: Pacer,
     sender: SendBuffer,
-    ssrc: u32,
-    payload_type: u8,
     inbound_capacity: usize,
     bot_started: bool,
     frame: ReceivedFrame,
@@ -117,15 +115,9 @@ impl CallState {
             receiver: Receiver::new(cfg.jitter)?,
             encoder: Encoder::new(&cfg.opus)?,
             sender: SendBuffer::new(cfg.send_queue_target),
-            // Random-ish initial numbers (RFC 3550 asks for unpredictable ones) without
-            // a RNG dependency: derive them from the SSRC and the clock.
-            pacer: Pacer::new(
-                (cfg.outbound_ssrc ^ crate::time::now().0 as u32) as u16,
-                cfg.outbound_ssrc.rotate_left(13) ^ (crate::time::now().0 >> 7) as u32,
-                cfg.jitter.rtp_clock_hz,
-            ),
-            ssrc: cfg.outbound_ssrc,
-            payload_type: cfg.outbound_payload_type,
+            // The network side moves the timestamps into its own timeline, keeping only
+            // their spacing, so any start will do.
+            pacer: Pacer::new(0, cfg.jitter.rtp_clock_hz),
             inbound_capacity: cfg.inbound_queue_packets,
             bot_started: false,
             frame: ReceivedFrame {
@@ -300,8 +292,6 @@ impl CallState {
             };
             packet.set_payload_len(len);
             self.pacer.stamp(&paced, &mut packet.meta);
-            packet.meta.ssrc = self.ssrc;
-            packet.meta.payload_type = self.payload_type;
             packet.meta.arrival = now;
             if self
                 .outbound
@@ -616,7 +606,7 @@ mod tests {
 
     #[test]
     fn frames_sent_with_csrcs_carry_them_to_their_packets() {
-        let (mut call, halves) = ManualCall::new(CallConfig::new(7, 111)).expect("call");
+        let (mut call, halves) = ManualCall::new(CallConfig::default()).expect("call");
         let (mut net, mut bot) = (halves.network, halves.bot);
         let mut speakers = Csrcs::new();
         speakers.push(11, Some(20)).expect("room");

@@ -166,12 +166,10 @@ impl JitterConfig {
 /// must not allocate, lock or block: it runs inside every call's 20 ms deadline.
 pub type FrameCallback = Box<dyn FnMut(&ReceivedFrame) + Send + 'static>;
 
-/// One call's settings. Everything the call needs is allocated when it is added.
+/// One call's settings. Everything the call needs is allocated when it is added. The
+/// packets the pipeline produces carry no SSRC, sequence number or payload type: the
+/// network side sends them under its own.
 pub struct CallConfig {
-    /// SSRC of the packets the pipeline produces.
-    pub outbound_ssrc: u32,
-    /// Payload type of the packets the pipeline produces (from the negotiated SDP).
-    pub outbound_payload_type: u8,
     /// Encoder settings.
     pub opus: OpusConfig,
     /// Jitter buffer settings.
@@ -198,14 +196,12 @@ pub struct CallConfig {
     pub send_active: bool,
 }
 
-impl CallConfig {
-    /// Defaults: Opus 64 kb/s, complexity 5, FEC on, DTX off (chosen by measurement:
+impl Default for CallConfig {
+    /// Opus 64 kb/s, complexity 5, FEC on, DTX off (chosen by measurement:
     /// `scripts/codec_table.sh`); queues of 1 s (50 packets or frames);
     /// a received-frame queue and no callback; sending active.
-    pub fn new(outbound_ssrc: u32, outbound_payload_type: u8) -> CallConfig {
+    fn default() -> CallConfig {
         CallConfig {
-            outbound_ssrc,
-            outbound_payload_type,
             opus: OpusConfig::default(),
             jitter: JitterConfig::default(),
             inbound_queue_packets: 64,
@@ -216,6 +212,16 @@ impl CallConfig {
             on_frame: None,
             send_active: true,
         }
+    }
+}
+
+impl CallConfig {
+    /// [`CallConfig::default`]. The arguments (the outbound SSRC and payload type) are
+    /// ignored: the network side numbers and types what it sends. Kept only for the
+    /// callers in `media-endpoint` (its crate docs, `examples/echo_endpoint.rs`,
+    /// `tests/pipeline_echo.rs`) until they move to `default()`.
+    pub fn new(_outbound_ssrc: u32, _outbound_payload_type: u8) -> CallConfig {
+        CallConfig::default()
     }
 
     /// Sets the received-frame callback.
@@ -246,8 +252,6 @@ impl CallConfig {
 impl fmt::Debug for CallConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallConfig")
-            .field("outbound_ssrc", &self.outbound_ssrc)
-            .field("outbound_payload_type", &self.outbound_payload_type)
             .field("opus", &self.opus)
             .field("jitter", &self.jitter)
             .field("inbound_queue_packets", &self.inbound_queue_packets)

@@ -15,7 +15,7 @@
 //!     realtime: Realtime::Off,
 //!     ..PipelineConfig::default()
 //! })?;
-//! let mut call = pipeline.add_call(CallConfig::new(0x1234_5678, 111))?;
+//! let mut call = pipeline.add_call(CallConfig::default())?;
 //! call.bot.try_send(Pcm16K::SILENCE).map_err(|e| e.to_string())?;
 //! // Within a tick or two the pacer has encoded it for the network side.
 //! let deadline = audio_pipeline::now() + audio_pipeline::Ticks::from_millis(500);
@@ -24,7 +24,7 @@
 //!     assert!(audio_pipeline::now() < deadline, "no packet");
 //!     std::thread::sleep(std::time::Duration::from_millis(5));
 //! };
-//! assert_eq!(packet.meta.ssrc, 0x1234_5678);
+//! assert!(packet.meta.marker, "the first packet starts a talkspurt");
 //! drop(call.handle); // removes the call
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

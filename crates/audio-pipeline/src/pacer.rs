@@ -34,13 +34,12 @@ pub struct PacerStats {
     pub packets: u64,
 }
 
-/// Releases one frame per 20 ms, numbers the packets that are sent, and fills gaps with
+/// Releases one frame per 20 ms, timestamps the packets that are sent, and fills gaps with
 /// silence. Time is passed in; the first call to [`Pacer::frames_due`] anchors it.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     anchor: Option<Ticks>,
     released: u64,
-    seq: u16,
     rtp_ts: u32,
     ts_per_frame: u32,
     marker_next: bool,
@@ -48,13 +47,12 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer whose first packet has sequence `first_seq` and timestamp `first_rtp_ts`,
-    /// with an RTP clock of `rtp_clock_hz` (48 000 for Opus).
-    pub fn new(first_seq: u16, first_rtp_ts: u32, rtp_clock_hz: u32) -> Pacer {
+    /// A pacer whose first packet has timestamp `first_rtp_ts`, with an RTP clock of
+    /// `rtp_clock_hz` (48 000 for Opus).
+    pub fn new(first_rtp_ts: u32, rtp_clock_hz: u32) -> Pacer {
         Pacer {
             anchor: None,
             released: 0,
-            seq: first_seq,
             rtp_ts: first_rtp_ts,
             ts_per_frame: rtp_clock_hz / 50,
             marker_next: true,
@@ -106,12 +104,11 @@ impl Pacer {
         out
     }
 
-    /// Numbers a packet about to be sent for `frame`: sequence, timestamp, marker.
+    /// Stamps a packet about to be sent for `frame` with its timestamp and marker (the
+    /// network side gives it a sequence number).
     pub fn stamp(&mut self, frame: &PacedFrame, meta: &mut RtpMeta) {
-        meta.seq = self.seq;
         meta.rtp_timestamp = frame.rtp_timestamp;
         meta.marker = self.marker_next;
-        self.seq = self.seq.wrapping_add(1);
         self.marker_next = false;
         self.stats.packets += 1;
     }

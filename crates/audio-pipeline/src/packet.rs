@@ -121,18 +121,21 @@ impl fmt::Debug for Csrcs {
     }
 }
 
-/// The header fields of an RTP audio packet that the pipeline uses.
+/// The header fields of an RTP audio packet that the pipeline uses. The payload type is
+/// not among them: only the negotiated Opus type reaches the pipeline, and the network side
+/// writes its own on the packets it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RtpMeta {
-    /// RTP sequence number (wraps).
+    /// Inbound: RTP sequence number (wraps), which the jitter buffer orders by. Outbound:
+    /// 0, as the network side numbers the packets it sends itself.
     pub seq: u16,
-    /// RTP timestamp (48 kHz clock for Opus; wraps).
+    /// RTP timestamp (48 kHz clock for Opus; wraps). Outbound, the network side keeps its
+    /// spacing (gaps included) while moving it into its own timeline.
     pub rtp_timestamp: u32,
-    /// Synchronisation source.
+    /// Inbound: synchronisation source (a new one restarts the jitter buffer). Outbound: 0,
+    /// as the network side sends under its own SSRC.
     pub ssrc: u32,
-    /// Payload type.
-    pub payload_type: u8,
-    /// RTP marker bit (first packet after a silence period).
+    /// Outbound: RTP marker bit (first packet of a talkspurt). Inbound: unused.
     pub marker: bool,
     /// `ssrc-audio-level` (-dBov, 0..=127) if the extension was present.
     pub audio_level: Option<u8>,
@@ -177,7 +180,6 @@ impl EncodedPacket {
                 seq: 0,
                 rtp_timestamp: 0,
                 ssrc: 0,
-                payload_type: 0,
                 marker: false,
                 audio_level: None,
                 csrcs: Csrcs::new(),

@@ -19,8 +19,8 @@ fn a_flood_of_garbage_and_jumps_is_counted_and_does_not_stall_a_neighbour() {
         ..PipelineConfig::default()
     })
     .unwrap();
-    let mut hostile = pipeline.add_call(CallConfig::new(1, 111)).unwrap();
-    let mut good = pipeline.add_call(CallConfig::new(2, 111)).unwrap();
+    let mut hostile = pipeline.add_call(CallConfig::default()).unwrap();
+    let mut good = pipeline.add_call(CallConfig::default()).unwrap();
     let mut sender = OpusSender::new(0x600D, 100, 0, true);
     let mut rng = Rng(99);
     let mut full = 0u64;
@@ -44,7 +44,6 @@ fn a_flood_of_garbage_and_jumps_is_counted_and_does_not_stall_a_neighbour() {
                 } else {
                     rng.next_u64() as u32
                 },
-                payload_type: rng.next_u64() as u8,
                 marker: rng.unit() < 0.5,
                 audio_level: Some((rng.below(128)) as u8),
                 ..RtpMeta::default()

@@ -150,7 +150,7 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
     let add = |i: u32| {
         let frames_seen = Arc::new(AtomicU64::new(0));
         let seen = Arc::clone(&frames_seen);
-        let mut cfg = CallConfig::new(0x1000 + i, 111).with_frame_callback(move |f| {
+        let mut cfg = CallConfig::default().with_frame_callback(move |f| {
             // Non-allocating work on the pipeline thread, like a real bot callback.
             if !f.is_silence {
                 seen.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +207,6 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
                     seq: s.seq,
                     rtp_timestamp: s.ts,
                     ssrc: 0xFEED,
-                    payload_type: 111,
                     ..RtpMeta::default()
                 };
                 let payload = &pool[(s.pushed % pool.len() as u64) as usize];

@@ -46,22 +46,28 @@ fn tone_crosses_two_bridged_calls_through_loss_and_reordering() {
     // Bot A keeps 100 ms queued on purpose; left standing, that queue would be absorbed
     // (periods cut out of the tone, each shifting its phase a little, which this narrow
     // Goertzel measure counts as power lost). This test is about the network path.
-    let mut cfg_a = CallConfig::new(0xA, 111);
-    cfg_a.send_queue_target = Ticks::ZERO;
+    let cfg_a = CallConfig {
+        send_queue_target: Ticks::ZERO,
+        ..CallConfig::default()
+    };
     let mut a = pipeline.add_call(cfg_a).unwrap();
     let heard: Arc<Mutex<Vec<ReceivedFrame>>> = Arc::new(Mutex::new(Vec::with_capacity(400)));
-    let mut b = pipeline.add_call(CallConfig::new(0xB, 111)).unwrap();
+    let mut b = pipeline.add_call(CallConfig::default()).unwrap();
     a.network.set_remote_loss_percent(10);
 
     let mut tone = Tone::new(440.0, 8000.0);
     let mut rng = Rng(42);
     let mut held = None;
+    let mut next_seq: u16 = 0;
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
         while a.bot.send_capacity_left() > 45 {
             a.bot.try_send(tone.frame()).unwrap();
         }
         while let Some(mut p) = a.network.pop_packet() {
+            // Numbered here, as the network side numbers what it sends, lost packets too.
+            p.meta.seq = next_seq;
+            next_seq = next_seq.wrapping_add(1);
             if rng.unit() < 0.10 {
                 continue;
             }
@@ -114,7 +120,7 @@ fn callback_receives_every_frame_on_the_pipeline_thread() {
     let pipeline = Pipeline::start(config(1)).unwrap();
     let count = Arc::new(AtomicU64::new(0));
     let c2 = Arc::clone(&count);
-    let mut cfg = CallConfig::new(1, 111).with_frame_callback(move |f| {
+    let mut cfg = CallConfig::default().with_frame_callback(move |f| {
         assert_eq!(f.source, FrameSource::NoSignal);
         c2.fetch_add(1, Ordering::Relaxed);
     });
@@ -129,8 +135,10 @@ fn callback_receives_every_frame_on_the_pipeline_thread() {
 #[test]
 fn full_send_queue_hands_the_frame_back() {
     let pipeline = Pipeline::start(config(1)).unwrap();
-    let mut cfg = CallConfig::new(1, 111);
-    cfg.send_queue_frames = 2;
+    let cfg = CallConfig {
+        send_queue_frames: 2,
+        ..CallConfig::default()
+    };
     let mut call = pipeline.add_call(cfg).unwrap();
     let mut loud = Pcm16K::SILENCE;
     loud.samples[0] = 1234;
@@ -155,8 +163,10 @@ fn full_send_queue_hands_the_frame_back() {
 #[test]
 fn inactive_send_status_discards_media() {
     let pipeline = Pipeline::start(config(1)).unwrap();
-    let mut cfg = CallConfig::new(1, 111);
-    cfg.send_active = false;
+    let cfg = CallConfig {
+        send_active: false,
+        ..CallConfig::default()
+    };
     let mut call = pipeline.add_call(cfg).unwrap();
     for _ in 0..10 {
         call.bot.try_send(Pcm16K::SILENCE).unwrap();
@@ -179,7 +189,7 @@ fn inactive_send_status_discards_media() {
 fn removing_calls_frees_them_and_the_others_keep_ticking() {
     let pipeline = Pipeline::start(config(2)).unwrap();
     let calls: Vec<_> = (0..6)
-        .map(|i| pipeline.add_call(CallConfig::new(i, 111)).unwrap())
+        .map(|_| pipeline.add_call(CallConfig::default()).unwrap())
         .collect();
     assert_eq!(pipeline.calls(), 6);
     let mut calls = calls.into_iter();
@@ -209,10 +219,10 @@ fn overloaded_platform_refuses_new_calls_and_keeps_running_existing_ones() {
         ..PipelineConfig::default()
     })
     .unwrap();
-    let call = pipeline.add_call(CallConfig::new(1, 111)).unwrap();
+    let call = pipeline.add_call(CallConfig::default()).unwrap();
     assert!(wait_until(Duration::from_secs(3), || pipeline.health()
         == PlatformHealth::Overloaded));
-    let err = pipeline.add_call(CallConfig::new(2, 111)).unwrap_err();
+    let err = pipeline.add_call(CallConfig::default()).unwrap_err();
     assert!(matches!(err, AdmissionError::Overloaded), "{err}");
     assert_eq!(err.health(), Some(PlatformHealth::Overloaded));
     assert!(err.to_string().contains("overloaded"));
@@ -225,10 +235,11 @@ fn overloaded_platform_refuses_new_calls_and_keeps_running_existing_ones() {
 }
 
 /// A silent call (not sending) that measures nothing, so the assumed cost stays in force.
-fn silent_call(id: u32) -> CallConfig {
-    let mut cfg = CallConfig::new(id, 111);
-    cfg.send_active = false;
-    cfg
+fn silent_call() -> CallConfig {
+    CallConfig {
+        send_active: false,
+        ..CallConfig::default()
+    }
 }
 
 #[test]
@@ -248,12 +259,12 @@ fn admission_projects_the_cost_per_call_and_refuses_before_the_thread_is_overrun
     assert!(!capacity.measured);
     assert_eq!(capacity.budget_per_thread, Ticks::from_millis(10));
     let mut calls: Vec<_> = (0..6)
-        .map(|i| pipeline.add_call(silent_call(i)).expect("within budget"))
+        .map(|_| pipeline.add_call(silent_call()).expect("within budget"))
         .collect();
     // Both threads took three: the least loaded one is chosen each time.
     assert_eq!(pipeline.capacity().room, 0);
     assert_eq!(pipeline.health(), PlatformHealth::Overloaded);
-    let err = pipeline.add_call(silent_call(7)).unwrap_err();
+    let err = pipeline.add_call(silent_call()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -286,8 +297,8 @@ fn admission_projects_the_cost_per_call_and_refuses_before_the_thread_is_overrun
     assert!(wait_until(Duration::from_secs(3), || pipeline.calls() == 5));
     assert_eq!(pipeline.capacity().room, 1);
     assert_ne!(pipeline.health(), PlatformHealth::Overloaded);
-    calls.push(pipeline.add_call(silent_call(8)).expect("room again"));
-    assert!(pipeline.add_call(silent_call(9)).is_err());
+    calls.push(pipeline.add_call(silent_call()).expect("room again"));
+    assert!(pipeline.add_call(silent_call()).is_err());
 }
 
 #[test]
@@ -306,11 +317,11 @@ fn without_admission_by_load_only_the_thread_limit_refuses() {
     })
     .unwrap();
     let calls: Vec<_> = (0..3)
-        .map(|i| pipeline.add_call(silent_call(i)).expect("admitted"))
+        .map(|_| pipeline.add_call(silent_call()).expect("admitted"))
         .collect();
     assert!(wait_until(Duration::from_secs(3), || pipeline.health()
         == PlatformHealth::Overloaded));
-    let err = pipeline.add_call(silent_call(4)).unwrap_err();
+    let err = pipeline.add_call(silent_call()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -337,9 +348,9 @@ fn sending_calls_replace_the_assumed_cost_with_a_measured_one() {
         ..config(1)
     })
     .unwrap();
-    let _sending = pipeline.add_call(CallConfig::new(1, 111)).unwrap();
+    let _sending = pipeline.add_call(CallConfig::default()).unwrap();
     assert!(matches!(
-        pipeline.add_call(silent_call(2)),
+        pipeline.add_call(silent_call()),
         Err(AdmissionError::AtCapacity { .. })
     ));
     assert!(wait_until(Duration::from_secs(5), || pipeline
@@ -354,7 +365,7 @@ fn sending_calls_replace_the_assumed_cost_with_a_measured_one() {
     );
     assert!(capacity.room >= 1, "{capacity:?}");
     pipeline
-        .add_call(silent_call(3))
+        .add_call(silent_call())
         .expect("admitted at the measured cost");
 }
 
@@ -370,7 +381,7 @@ fn a_normal_platform_reports_normal_health_and_load() {
         ..config(1)
     })
     .unwrap();
-    let _call = pipeline.add_call(CallConfig::new(1, 111)).unwrap();
+    let _call = pipeline.add_call(CallConfig::default()).unwrap();
     assert!(wait_until(Duration::from_secs(3), || pipeline
         .thread_loads()[0]
         .ticks
@@ -384,12 +395,14 @@ fn a_normal_platform_reports_normal_health_and_load() {
 #[test]
 fn invalid_settings_are_refused_by_name() {
     let pipeline = Pipeline::start(config(1)).unwrap();
-    let mut cfg = CallConfig::new(1, 111);
+    let mut cfg = CallConfig::default();
     cfg.opus.complexity = 11;
     let err = pipeline.add_call(cfg).unwrap_err();
     assert!(err.to_string().contains("complexity 11"), "{err}");
-    let mut cfg = CallConfig::new(1, 111);
-    cfg.send_queue_frames = 0;
+    let cfg = CallConfig {
+        send_queue_frames: 0,
+        ..CallConfig::default()
+    };
     let err = pipeline.add_call(cfg).unwrap_err();
     assert!(err.to_string().contains("send_queue_frames"), "{err}");
     assert!(
@@ -408,7 +421,7 @@ fn realtime_request_runs_whether_or_not_it_is_granted() {
         ..PipelineConfig::default()
     })
     .unwrap();
-    let call = pipeline.add_call(CallConfig::new(1, 111)).unwrap();
+    let call = pipeline.add_call(CallConfig::default()).unwrap();
     assert!(wait_until(Duration::from_secs(2), || call
         .handle
         .stats()

@@ -119,7 +119,6 @@ impl Sim {
                 seq: (index as u16).wrapping_add(500),
                 rtp_timestamp: (index as u32).wrapping_mul(960).wrapping_add(77),
                 ssrc: 9,
-                payload_type: 111,
                 arrival,
                 ..RtpMeta::default()
             };

@@ -350,8 +350,10 @@ mod tests {
 
     #[test]
     fn the_pipelines_network_half_is_a_port() {
-        let mut cfg = audio_pipeline::CallConfig::new(0xabcd, 111);
-        cfg.send_active = false;
+        let cfg = audio_pipeline::CallConfig {
+            send_active: false,
+            ..audio_pipeline::CallConfig::default()
+        };
         let (mut call, halves) = audio_pipeline::ManualCall::new(cfg).expect("call");
         let (mut net, mut bot) = (halves.network, halves.bot);
         let port: &mut dyn NetworkPort = &mut net;

@@ -39,7 +39,6 @@ pub fn fake_packet(ssrc: u32, seq: u16, ts: u32, arrival: Ticks) -> EncodedPacke
         seq,
         rtp_timestamp: ts,
         ssrc,
-        payload_type: 111,
         arrival,
         ..RtpMeta::default()
     };
@@ -112,7 +111,6 @@ impl OpusSender {
             seq: self.seq,
             rtp_timestamp: self.ts,
             ssrc: self.ssrc,
-            payload_type: 111,
             arrival,
             ..RtpMeta::default()
         };

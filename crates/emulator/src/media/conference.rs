@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn steady_ticks_do_not_allocate() {
-        let (mut call, halves) = ManualCall::new(CallConfig::new(1, 111)).expect("call");
+        let (mut call, halves) = ManualCall::new(CallConfig::default()).expect("call");
         let mut net = halves.network;
         let wav: Arc<[i16]> = (0..4_000).map(|n| (n % 300) as i16).collect();
         let roster = vec![
@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn the_bot_hears_the_speakers_listed_as_csrcs_and_the_lobby_hears_nothing() {
-        let (mut call, halves) = ManualCall::new(CallConfig::new(1, 111)).expect("call");
+        let (mut call, halves) = ManualCall::new(CallConfig::default()).expect("call");
         let mut net = halves.network;
         let bot_meter = Meter::default();
         let roster = vec![

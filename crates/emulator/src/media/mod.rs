@@ -180,9 +180,11 @@ impl MediaHub {
         };
         // The wire SSRC and payload type are the leg's: it renumbers what the pipeline
         // encodes into the negotiated stream.
-        let mut config = CallConfig::new(0, 111);
-        config.send_active = false;
-        config.send_queue_frames = SEND_QUEUE_FRAMES;
+        let config = CallConfig {
+            send_active: false,
+            send_queue_frames: SEND_QUEUE_FRAMES,
+            ..CallConfig::default()
+        };
         Ok(e.pipeline.add_call(config)?)
     }
 
