@@ -239,16 +239,20 @@ async fn pump(
     (frames, events)
 }
 
-/// Pumps silence until the socket reports Active (bounded).
-async fn until_active(socket: &mut AudioSocket) {
+/// Pumps silence until the socket reports Active (bounded). Returns every event read on
+/// the way, Active included: a participant may join, and the first dominant speaker be
+/// named, before the socket is seen active, and that event comes only once.
+async fn until_active(socket: &mut AudioSocket) -> Vec<AudioSocketEvent> {
     let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
     while Instant::now() < deadline {
         let (_, events) = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
-        if events.contains(&AudioSocketEvent::SendStatusChanged(SendStatus::Active)) {
-            return;
+        seen.extend(events);
+        if seen.contains(&AudioSocketEvent::SendStatusChanged(SendStatus::Active)) {
+            return seen;
         }
     }
-    panic!("the socket never became active");
+    panic!("the socket never became active: {seen:?}");
 }
 
 /// Checks that the frames list exactly `want` (in any order) as active speakers, allowing
@@ -562,10 +566,11 @@ async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
         .call(&[JOHN, ADA], session.app_hosted_media_config())
         .await;
     let socket = session.audio_socket();
-    until_active(socket).await;
-    // Both answer after 300 ms of emulated time; wait for the roster to hold them.
+    // Both answer after 300 ms of emulated time (30 ms here), often before the socket is
+    // seen active: the events read until then are kept, as the first dominant speaker
+    // may be among them. Then wait for the roster to hold both.
+    let mut events = until_active(socket).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut events = Vec::new();
     let (john, ada) = loop {
         let (_, more) = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
         events.extend(more);
