@@ -216,14 +216,6 @@ impl Default for CallConfig {
 }
 
 impl CallConfig {
-    /// [`CallConfig::default`]. The arguments (the outbound SSRC and payload type) are
-    /// ignored: the network side numbers and types what it sends. Kept only for the
-    /// callers in `media-endpoint` (its crate docs, `examples/echo_endpoint.rs`,
-    /// `tests/pipeline_echo.rs`) until they move to `default()`.
-    pub fn new(_outbound_ssrc: u32, _outbound_payload_type: u8) -> CallConfig {
-        CallConfig::default()
-    }
-
     /// Sets the received-frame callback.
     pub fn with_frame_callback(
         mut self,

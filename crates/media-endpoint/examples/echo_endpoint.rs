@@ -35,8 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         realtime: Realtime::Off,
         ..PipelineConfig::default()
     })?;
-    let mut cfg = CallConfig::new(1, 111);
-    cfg.send_active = false;
+    let cfg = CallConfig {
+        send_active: false,
+        ..CallConfig::default()
+    };
     let call = pipeline.add_call(cfg)?;
     let (handle, network, mut bot) = (call.handle, call.network, call.bot);
 

@@ -23,8 +23,8 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let pipeline = Pipeline::start(PipelineConfig::default())?;
-//! let mut call_config = CallConfig::new(1, 111);
-//! call_config.send_active = false; // the endpoint turns it on once connected
+//! // The endpoint turns sending on once connected.
+//! let call_config = CallConfig { send_active: false, ..CallConfig::default() };
 //! let call = pipeline.add_call(call_config)?;
 //!
 //! let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:8445".parse()?)).await?;

@@ -69,8 +69,10 @@ async fn echo_through_the_pipeline_correlates_and_survives_loss() {
         ..PipelineConfig::default()
     })
     .expect("pipeline");
-    let mut cfg = CallConfig::new(1, 111);
-    cfg.send_active = false;
+    let mut cfg = CallConfig {
+        send_active: false,
+        ..CallConfig::default()
+    };
     cfg.opus = OpusConfig {
         bitrate_bps: 64_000,
         ..OpusConfig::default()
