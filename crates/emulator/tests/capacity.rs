@@ -2,11 +2,13 @@
 //! app-hosted call is refused with 503 `ServiceUnavailable` in Graph's error envelope and a
 //! `Retry-After`, and nothing is created; service-hosted calls are not limited.
 
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
+use emulator::scenario::Scenario;
 use emulator::{Emulator, EmulatorConfig};
 use media_session::{AudioSocketSettings, MediaPlatformSettings, MediaSession};
 use serde_json::{Value, json};
-use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
+
+mod common;
+use common::{app_token, call_to_john, http_client};
 
 #[tokio::test]
 async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
@@ -18,22 +20,8 @@ async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
     })
     .await
     .expect("emulator");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    // The bot's own token provider against the emulator's token endpoint.
-    let token = ClientCredentialsProvider::new(
-        ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
-            .with_authority(emu.authority()),
-        http.clone(),
-    )
-    .token()
-    .await
-    .expect("token")
-    .token
-    .expose()
-    .to_owned();
+    let http = http_client();
+    let token = app_token(&http, &emu).await;
     // A media endpoint that accepts connections and never answers: the first call stays
     // up (establishing) for the whole test.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -44,27 +32,10 @@ async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
         silent.local_addr().expect("address")
     );
     let platform = MediaPlatformSettings::new(&mp_uri).expect("mpUri");
-    let body = |media: Value| {
-        json!({
-            "@odata.type": "#microsoft.graph.call",
-            "callbackUri": "https://bot.contoso.com/callback",
-            "targets": [{
-                "@odata.type": "#microsoft.graph.invitationParticipantInfo",
-                "identity": {
-                    "@odata.type": "#microsoft.graph.identitySet",
-                    "user": { "@odata.type": "#microsoft.graph.identity",
-                              "id": "112f7296-5fa4-42ca-bae8-6a692b15d4b8" }
-                }
-            }],
-            "requestedModalities": ["audio"],
-            "mediaConfig": media,
-            "tenantId": DEFAULT_TENANT
-        })
-    };
     let app_hosted = || {
         let session =
             MediaSession::new(&platform, &AudioSocketSettings::default(), None).expect("session");
-        body(json!({
+        call_to_john(json!({
             "@odata.type": "#microsoft.graph.appHostedMediaConfig",
             "blob": session.blob().to_json()
         }))
@@ -99,7 +70,7 @@ async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
     assert_eq!(e["error"]["innerError"]["client-request-id"], "cap-1");
     assert!(e["error"]["innerError"]["request-id"].is_string());
     // Service-hosted media is not limited by it.
-    let service = post(body(json!({
+    let service = post(call_to_john(json!({
         "@odata.type": "#microsoft.graph.serviceHostedMediaConfig"
     })))
     .await

@@ -6,29 +6,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use emulator::identity::{AppRegistration, Identity};
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_TENANT, Scenario};
 use emulator::{Emulator, EmulatorConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-async fn token(http: &reqwest::Client, emu: &Emulator) -> String {
-    let r: Value = http
-        .post(emu.token_url(DEFAULT_TENANT))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", DEFAULT_APP_ID),
-            ("client_secret", DEFAULT_APP_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("token JSON");
-    r["access_token"].as_str().expect("a token").to_owned()
-}
+mod common;
+use common::{app_token, call_to_john, http_client};
 
 fn part(token: &str, i: usize) -> &str {
     token.split('.').nth(i).unwrap_or("")
@@ -50,29 +35,14 @@ async fn forged_and_mangled_tokens_get_401_and_create_nothing() {
     })
     .await
     .expect("emulator");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let good = token(&http, &emu).await;
+    let http = http_client();
+    let good = app_token(&http, &emu).await;
     let claims = decode(part(&good, 1));
     let header = decode(part(&good, 0));
     let url = format!("{}/communications/calls", emu.graph_url());
-    let body = json!({
-        "@odata.type": "#microsoft.graph.call",
-        "callbackUri": "https://bot.contoso.com/callback",
-        "targets": [{
-            "@odata.type": "#microsoft.graph.invitationParticipantInfo",
-            "identity": {
-                "@odata.type": "#microsoft.graph.identitySet",
-                "user": { "@odata.type": "#microsoft.graph.identity",
-                          "id": "112f7296-5fa4-42ca-bae8-6a692b15d4b8" }
-            }
-        }],
-        "requestedModalities": ["audio"],
-        "mediaConfig": { "@odata.type": "#microsoft.graph.serviceHostedMediaConfig" },
-        "tenantId": DEFAULT_TENANT
-    });
+    let body = call_to_john(json!({
+        "@odata.type": "#microsoft.graph.serviceHostedMediaConfig"
+    }));
 
     let mut cases: Vec<(&str, String)> = Vec::new();
     // alg: none with the real claims and no signature.
