@@ -7,19 +7,19 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use botmedia::pipeline::{PipelineConfig, Realtime};
 use botmedia::session::AudioSocketSettings;
 use botmedia::{
-    AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings,
-    MediaSession, Pcm16K, ReceivedFrame, SendStatus, Tone,
+    AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaSession, Pcm16K,
+    ReceivedFrame, SendStatus, Tone,
 };
-use emulator::scenario::{
-    Answer, DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario, User, Voice,
-};
+use emulator::scenario::{Answer, Scenario, User, Voice};
 use emulator::wav::Wav;
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
-use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
+
+#[path = "common/platform.rs"]
+mod platform;
+use platform::{app_token, create_call, http_client, meeting_join, start_platform};
 
 const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
 const ADA: &str = "98da8a1a-1b87-452c-a713-65d3f10b5555";
@@ -59,13 +59,7 @@ impl Fixture {
         })
         .await
         .expect("emulator");
-        let mut settings = MediaPlatformSettings::default();
-        settings.pipeline = PipelineConfig {
-            threads: 1,
-            realtime: Realtime::Off,
-            ..PipelineConfig::default()
-        };
-        let platform = MediaPlatform::start(settings).await.expect("platform");
+        let platform = start_platform().await;
         let hook = Hook::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -77,22 +71,8 @@ impl Fixture {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        // The bot's own token provider against the emulator's token endpoint.
-        let token = ClientCredentialsProvider::new(
-            ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
-                .with_authority(emu.authority()),
-            http.clone(),
-        )
-        .token()
-        .await
-        .expect("token")
-        .token
-        .expose()
-        .to_owned();
+        let http = http_client();
+        let token = app_token(&emu, &http).await;
         Self {
             emu,
             platform,
@@ -129,16 +109,7 @@ impl Fixture {
             "requestedModalities": ["audio"],
             "mediaConfig": media_config,
         });
-        let r = self
-            .http
-            .post(format!("{}/communications/calls", self.emu.graph_url()))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("create call");
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-        let call: Value = r.json().await.expect("call json");
+        let call = create_call(&self.emu, &self.http, &self.token, &body).await;
         call["id"].as_str().expect("id").to_owned()
     }
 
@@ -662,31 +633,12 @@ async fn a_guest_bot_waits_in_the_lobby_in_silence_until_admitted() {
     let f = Fixture::start().await;
     let meeting = f.emu.scenario().meetings[0].clone();
     let mut session = f.session();
-    let body = json!({
-        "@odata.type": "#microsoft.graph.call",
-        "callbackUri": f.callback_url,
-        "source": { "@odata.type": "#microsoft.graph.participantInfo",
-            "identity": { "@odata.type": "#microsoft.graph.identitySet",
-                "guest": { "@odata.type": "#microsoft.graph.identity", "displayName": "Guest Bot",
-                    "id": "d7a3b999-17ac-4bca-9e77-e6a730d2ec2e" } } },
-        "requestedModalities": ["audio"],
-        "mediaConfig": session.app_hosted_media_config(),
-        "chatInfo": { "@odata.type": "#microsoft.graph.chatInfo", "threadId": meeting.thread_id, "messageId": "0" },
-        "meetingInfo": { "@odata.type": "#microsoft.graph.organizerMeetingInfo",
-            "organizer": { "@odata.type": "#microsoft.graph.identitySet",
-                "user": { "@odata.type": "#microsoft.graph.identity", "id": meeting.organizer, "tenantId": DEFAULT_TENANT } },
-            "allowConversationWithoutHost": true },
-    });
-    let r = f
-        .http
-        .post(format!("{}/communications/calls", f.emu.graph_url()))
-        .bearer_auth(&f.token)
-        .json(&body)
-        .send()
-        .await
-        .expect("join");
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    let call: Value = r.json().await.expect("json");
+    let mut body = meeting_join(&meeting, &f.callback_url, session.app_hosted_media_config());
+    body["source"] = json!({ "@odata.type": "#microsoft.graph.participantInfo",
+        "identity": { "@odata.type": "#microsoft.graph.identitySet",
+            "guest": { "@odata.type": "#microsoft.graph.identity", "displayName": "Guest Bot",
+                "id": "d7a3b999-17ac-4bca-9e77-e6a730d2ec2e" } } });
+    let call = create_call(&f.emu, &f.http, &f.token, &body).await;
     let (call, me) = (
         call["id"].as_str().expect("id").to_owned(),
         call["myParticipantId"].as_str().expect("me").to_owned(),

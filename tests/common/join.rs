@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use botmedia::pipeline::{PipelineConfig, Realtime};
 use botmedia::session::AudioSocketSettings;
-use botmedia::{AudioSocketItem, MediaPlatform, MediaPlatformSettings, MediaSession, Pcm16K};
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Lobby, Scenario};
+use botmedia::{AudioSocketItem, MediaPlatform, MediaSession, Pcm16K};
+use emulator::scenario::{Lobby, Scenario};
 use emulator::{Emulator, EmulatorConfig};
-use serde_json::{Value, json};
-use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
+use serde_json::Value;
 use tokio::sync::watch;
+
+use super::platform::{app_token, create_call, http_client, meeting_join, start_platform};
 
 /// What the bot heard: 16 kHz samples and, per frame, the active speakers.
 #[derive(Debug, Default)]
@@ -44,53 +44,19 @@ pub async fn start(bot_hz: f64) -> Meeting {
     })
     .await
     .expect("emulator");
-    let mut settings = MediaPlatformSettings::default();
-    settings.pipeline = PipelineConfig {
-        threads: 1,
-        realtime: Realtime::Off,
-        ..PipelineConfig::default()
-    };
-    let platform = MediaPlatform::start(settings).await.expect("platform");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    // The bot's own token provider against the emulator's token endpoint.
-    let token = ClientCredentialsProvider::new(
-        ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
-            .with_authority(emu.authority()),
-        http.clone(),
-    )
-    .token()
-    .await
-    .expect("token")
-    .token
-    .expose()
-    .to_owned();
+    let platform = start_platform().await;
+    let http = http_client();
+    let token = app_token(&emu, &http).await;
     let session: MediaSession = platform
         .create_session(AudioSocketSettings::default(), None)
         .expect("session");
     // Notifications are not needed: the bot follows its media socket.
-    let body = json!({
-        "@odata.type": "#microsoft.graph.call",
-        "callbackUri": format!("{}/unused-callback", emu.base_url()),
-        "requestedModalities": ["audio"],
-        "mediaConfig": session.app_hosted_media_config(),
-        "chatInfo": { "@odata.type": "#microsoft.graph.chatInfo", "threadId": meeting.thread_id, "messageId": "0" },
-        "meetingInfo": { "@odata.type": "#microsoft.graph.organizerMeetingInfo",
-            "organizer": { "@odata.type": "#microsoft.graph.identitySet",
-                "user": { "@odata.type": "#microsoft.graph.identity", "id": meeting.organizer, "tenantId": DEFAULT_TENANT } },
-            "allowConversationWithoutHost": true },
-    });
-    let r = http
-        .post(format!("{}/communications/calls", emu.graph_url()))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .expect("join the meeting");
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    let call: Value = r.json().await.expect("call json");
+    let body = meeting_join(
+        &meeting,
+        &format!("{}/unused-callback", emu.base_url()),
+        session.app_hosted_media_config(),
+    );
+    let call = create_call(&emu, &http, &token, &body).await;
     let call_id = call["id"].as_str().expect("id").to_owned();
     let (stop, stopped) = watch::channel(false);
     let bot = tokio::spawn(run_bot(session, bot_hz, stopped));

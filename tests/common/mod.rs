@@ -1,4 +1,5 @@
 pub mod browser;
 pub mod join;
+pub mod platform;
 pub mod process;
 pub mod pulse;

@@ -1,0 +1,83 @@
+//! The pieces every emulator-backed test starts with: the bot's media platform on one
+//! pipeline thread, an HTTP client, the bot's app token from the emulator's identity, and
+//! creating a call (a meeting join among them).
+//! Used through `mod common` and on its own (`#[path = "common/platform.rs"]`).
+
+#![allow(dead_code, reason = "each test binary uses part of the harness")]
+
+use botmedia::pipeline::{PipelineConfig, Realtime};
+use botmedia::{MediaPlatform, MediaPlatformSettings};
+use emulator::Emulator;
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Meeting};
+use serde_json::{Value, json};
+use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
+
+/// A media platform with one pipeline thread and no real-time scheduling: the machine's
+/// two cores are shared with the emulator and the test.
+pub async fn start_platform() -> MediaPlatform {
+    let mut settings = MediaPlatformSettings::default();
+    settings.pipeline = PipelineConfig {
+        threads: 1,
+        realtime: Realtime::Off,
+        ..PipelineConfig::default()
+    };
+    MediaPlatform::start(settings).await.expect("platform")
+}
+
+/// An HTTP client that never goes through a proxy (everything is on 127.0.0.1).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// The default app's access token, fetched by the bot's own token provider from the
+/// emulator's token endpoint.
+pub async fn app_token(emu: &Emulator, http: &reqwest::Client) -> String {
+    ClientCredentialsProvider::new(
+        ClientCredentials::new(DEFAULT_TENANT, DEFAULT_APP_ID, DEFAULT_APP_SECRET)
+            .with_authority(emu.authority()),
+        http.clone(),
+    )
+    .token()
+    .await
+    .expect("token")
+    .token
+    .expose()
+    .to_owned()
+}
+
+/// A `POST /communications/calls` body that joins `meeting` (no host needed) with
+/// `media_config`, notifications going to `callback_uri`.
+pub fn meeting_join(meeting: &Meeting, callback_uri: &str, media_config: Value) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.call",
+        "callbackUri": callback_uri,
+        "requestedModalities": ["audio"],
+        "mediaConfig": media_config,
+        "chatInfo": { "@odata.type": "#microsoft.graph.chatInfo", "threadId": meeting.thread_id, "messageId": "0" },
+        "meetingInfo": { "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+            "organizer": { "@odata.type": "#microsoft.graph.identitySet",
+                "user": { "@odata.type": "#microsoft.graph.identity", "id": meeting.organizer, "tenantId": DEFAULT_TENANT } },
+            "allowConversationWithoutHost": true },
+    })
+}
+
+/// Creates a call with `body` as the app (`token`); checks the 201 and returns the call.
+pub async fn create_call(
+    emu: &Emulator,
+    http: &reqwest::Client,
+    token: &str,
+    body: &Value,
+) -> Value {
+    let r = http
+        .post(format!("{}/communications/calls", emu.graph_url()))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("create the call");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    r.json().await.expect("call json")
+}
