@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 #[path = "common/platform.rs"]
 mod platform;
-use platform::{app_token, create_call, http_client, meeting_join, start_platform};
+use platform::{app_token, create_call, emulator_state, http_client, meeting_join, start_platform};
 
 const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
 const ADA: &str = "98da8a1a-1b87-452c-a713-65d3f10b5555";
@@ -117,10 +117,9 @@ impl Fixture {
         format!("{}/communications/calls/{id}", self.emu.graph_url())
     }
 
-    /// The `sourceId` of the participant who is `user`.
-    async fn source_id(&self, call: &str, user: &str) -> u32 {
-        let list: Value = self
-            .http
+    /// `GET …/participants` of the call, as the app sees it.
+    async fn participants(&self, call: &str) -> Value {
+        self.http
             .get(format!("{}/participants", self.call_url(call)))
             .bearer_auth(&self.token)
             .send()
@@ -128,7 +127,12 @@ impl Fixture {
             .expect("participants")
             .json()
             .await
-            .expect("participants json");
+            .expect("participants json")
+    }
+
+    /// The `sourceId` of the participant who is `user`.
+    async fn source_id(&self, call: &str, user: &str) -> u32 {
+        let list = self.participants(call).await;
         list["value"]
             .as_array()
             .expect("value")
@@ -140,14 +144,7 @@ impl Fixture {
     }
 
     async fn dashboard(&self) -> Value {
-        self.http
-            .get(format!("{}/emulator/state", self.emu.base_url()))
-            .send()
-            .await
-            .expect("state")
-            .json()
-            .await
-            .expect("state json")
+        emulator_state(&self.emu, &self.http).await
     }
 
     /// Waits (bounded) until the call's state is `state`; returns the call resource.
@@ -545,16 +542,7 @@ async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
     let (john, ada) = loop {
         let (_, more) = pump(socket, Duration::from_millis(100), |_| Pcm16K::SILENCE).await;
         events.extend(more);
-        let list: Value = f
-            .http
-            .get(format!("{}/participants", f.call_url(&call)))
-            .bearer_auth(&f.token)
-            .send()
-            .await
-            .expect("participants")
-            .json()
-            .await
-            .expect("json");
+        let list = f.participants(&call).await;
         if list["value"].as_array().is_some_and(|a| a.len() == 3) {
             break (
                 f.source_id(&call, JOHN).await,
@@ -589,16 +577,7 @@ async fn a_group_call_lists_both_speakers_and_names_a_dominant_one() {
     );
 
     // Ada hangs up (the dashboard's button): only John is left in the mix.
-    let list: Value = f
-        .http
-        .get(format!("{}/participants", f.call_url(&call)))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .expect("participants")
-        .json()
-        .await
-        .expect("json");
+    let list = f.participants(&call).await;
     let ada_pid = list["value"]
         .as_array()
         .expect("value")

@@ -12,7 +12,9 @@ use emulator::{Emulator, EmulatorConfig};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::platform::{app_token, create_call, http_client, meeting_join, start_platform};
+use super::platform::{
+    app_token, create_call, emulator_state, http_client, meeting_join, start_platform,
+};
 
 /// What the bot heard: 16 kHz samples and, per frame, the active speakers.
 #[derive(Debug, Default)]
@@ -131,14 +133,7 @@ impl Meeting {
 
     /// `GET /emulator/state`.
     pub async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/emulator/state", self.emu.base_url()))
-            .send()
-            .await
-            .expect("state")
-            .json()
-            .await
-            .expect("state json")
+        emulator_state(&self.emu, &self.http).await
     }
 
     /// The roster entry whose display name is `name`, once it is there (bounded).

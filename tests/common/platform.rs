@@ -81,3 +81,14 @@ pub async fn create_call(
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     r.json().await.expect("call json")
 }
+
+/// `GET /emulator/state`: the dashboard's view of calls, rosters, levels and the event log.
+pub async fn emulator_state(emu: &Emulator, http: &reqwest::Client) -> Value {
+    http.get(format!("{}/emulator/state", emu.base_url()))
+        .send()
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("state json")
+}
