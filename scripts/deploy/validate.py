@@ -44,9 +44,10 @@ except ImportError as e:  # pragma: no cover - the venv of validate.sh has both
 
 REPO = Path(__file__).resolve().parents[2]
 
-# `botmedia load` measured 125-131 calls per core at the default encoder settings (README,
-# "Performance"); max_calls above cores x this is more than the CPU given can carry.
-CALLS_PER_CORE_MEASURED = 125
+# `botmedia load` measured 88 calls per core at the default encoder settings, Opus 64 kb/s,
+# pipeline and network together (README, "Performance"); max_calls above cores x this is more
+# than the CPU given can carry.
+CALLS_PER_CORE_MEASURED = 88
 # botmedia serve's defaults (crates/cli/src/serve/config.rs).
 DEFAULT_DRAIN_GRACE = 30
 DEFAULT_HANGUP_TIMEOUT = 10
