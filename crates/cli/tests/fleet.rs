@@ -3,14 +3,16 @@
 //! --fleet`. Every process is stopped on drop; every wait is bounded; everything listens
 //! on 127.0.0.1.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use botmedia::emulator::{Emulator, EmulatorConfig};
+use common::Lines;
 use serde_json::{Value, json};
 
 /// The emulator's user who echoes what the bot sends.
@@ -49,36 +51,6 @@ fn signal(pid: u32, sig: libc::c_int) {
         unsafe {
             libc::kill(pid, sig);
         }
-    }
-}
-
-/// Lines a child wrote, gathered by a thread.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Lines {
-    fn follow(self, stream: impl std::io::Read + Send + 'static) -> Self {
-        let lines = self.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                lines.0.lock().unwrap().push(line);
-            }
-        });
-        self
-    }
-
-    fn text(&self) -> String {
-        let lines = self.0.lock().unwrap();
-        lines[lines.len().saturating_sub(200)..].join("\n")
-    }
-
-    fn find(&self, prefix: &str) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
     }
 }
 

@@ -1,14 +1,15 @@
 //! `botmedia serve` end to end: the real binary against the emulator (in this process).
 //! Every child is killed on drop; every wait is bounded; everything listens on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use botmedia::emulator::{Emulator, EmulatorConfig};
+use common::Lines;
 use serde_json::{Value, json};
 
 /// The emulator's user who echoes what the bot sends.
@@ -43,36 +44,6 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Lines a child wrote, gathered by a thread.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Lines {
-    fn follow(self, stream: impl std::io::Read + Send + 'static) -> Self {
-        let lines = self.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                lines.0.lock().unwrap().push(line);
-            }
-        });
-        self
-    }
-
-    fn text(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
-
-    /// The rest of the first line that starts with `prefix` (after trimming).
-    fn find(&self, prefix: &str) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
     }
 }
 
