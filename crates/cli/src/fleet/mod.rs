@@ -186,6 +186,16 @@ impl Instance {
         }
     }
 
+    /// Whether its process runs.
+    pub(crate) fn is_running(&self) -> bool {
+        lock(&self.state).pid.is_some()
+    }
+
+    /// Whether it admitted calls at the last poll.
+    pub(crate) fn is_ready(&self) -> bool {
+        lock(&self.state).ready
+    }
+
     /// Calls it runs plus those sent its way since the last poll or on their way now.
     fn load(&self) -> (bool, bool, u64) {
         let s = lock(&self.state);

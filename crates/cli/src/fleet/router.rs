@@ -245,7 +245,7 @@ async fn ask_all(
     let handles: Vec<_> = fleet
         .instances
         .iter()
-        .filter(|i| i.view().pid.is_some())
+        .filter(|i| i.is_running())
         .map(|inst| {
             let inst = inst.clone();
             let http = fleet.http.clone();
@@ -361,7 +361,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(fleet): St) -> Response {
-    let ready = fleet.instances.iter().filter(|i| i.view().ready).count();
+    let ready = fleet.instances.iter().filter(|i| i.is_ready()).count();
     let status = if ready > 0 {
         StatusCode::OK
     } else {

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use botmedia::graph::CallHandle;
@@ -46,14 +45,14 @@ pub struct Entry {
     pub started: Instant,
     /// The WAV file it records to, for `record`.
     pub recording: Option<PathBuf>,
-    /// Frames received so far: rises every 20 ms while media flows.
-    pub frames_received: Arc<AtomicU64>,
+    /// Its media pipeline's counters, while it has media.
+    pub media: Option<botmedia::CallObserver>,
 }
 
 impl Entry {
-    /// Frames received so far.
+    /// Frames received so far: rises every 20 ms while media flows.
     pub fn frames(&self) -> u64 {
-        self.frames_received.load(Ordering::Relaxed)
+        self.media.as_ref().map_or(0, |m| m.stats().frames_received)
     }
 }
 
@@ -152,14 +151,14 @@ impl CallContext {
     /// Registers `call` and starts its task; returns its id.
     pub fn start(
         self: &Arc<Self>,
-        call: BotCall,
+        mut call: BotCall,
         direction: Direction,
         behaviour: Behaviour,
     ) -> CallId {
         let id = call.id().clone();
         let recording =
             (behaviour == Behaviour::Record).then(|| recording_path(&self.record_dir, &id));
-        let frames = Arc::new(AtomicU64::new(0));
+        let media = call.media_session().map(|s| s.observer());
         self.registry.insert(
             id.clone(),
             Entry {
@@ -168,7 +167,7 @@ impl CallContext {
                 behaviour,
                 started: Instant::now(),
                 recording: recording.clone(),
-                frames_received: frames.clone(),
+                media,
             },
         );
         tracing::info!(call = %id, direction = direction.as_str(), behaviour = behaviour.as_str(), "call started");
@@ -178,7 +177,7 @@ impl CallContext {
                 registry: ctx.registry.clone(),
                 id: call.id().clone(),
             };
-            run(call, behaviour, recording, &frames, &ctx).await;
+            run(call, behaviour, recording, &ctx).await;
         });
         id
     }
@@ -221,7 +220,6 @@ async fn run(
     mut call: BotCall,
     behaviour: Behaviour,
     recording: Option<PathBuf>,
-    frames_received: &AtomicU64,
     ctx: &CallContext,
 ) {
     let id = call.id().clone();
@@ -262,7 +260,6 @@ async fn run(
         let Some(item) = item else { break };
         match item {
             CallItem::Frame(frame) => {
-                frames_received.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = recorder.as_mut()
                     && let Err(e) = r.write_frame(&frame.pcm)
                 {
