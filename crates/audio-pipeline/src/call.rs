@@ -13,8 +13,9 @@ use crate::send::SendBuffer;
 use crate::stats::{CallCounters, CallStats, add, bump, set};
 use crate::time::Ticks;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Waker;
 
 /// Identifies a call within one pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +38,8 @@ pub(crate) struct CallShared {
     pub(crate) send_active: AtomicBool,
     pub(crate) loss_percent: AtomicU8,
     pub(crate) latency: LatencyCells,
+    /// Woken after a tick that queued packets to send: the network side's driver.
+    pub(crate) outbound_waker: OnceLock<Waker>,
 }
 
 /// A call's processing state, owned by one pipeline thread. Everything is allocated in
@@ -96,6 +99,7 @@ impl CallState {
             send_active: AtomicBool::new(cfg.send_active),
             loss_percent: AtomicU8::new(NO_LOSS_REPORT),
             latency: LatencyCells::new(),
+            outbound_waker: OnceLock::new(),
         });
         let (in_tx, in_rx) = rtrb::RingBuffer::new(cfg.inbound_queue_packets);
         let (out_tx, out_rx) = rtrb::RingBuffer::new(cfg.outbound_queue_packets);
@@ -158,7 +162,11 @@ impl CallState {
     /// One 20 ms step in both directions. `now` is the tick's deadline.
     pub(crate) fn tick(&mut self, now: Ticks, late: bool) {
         self.receive_tick(now, late);
-        self.send_tick(now);
+        if self.send_tick(now)
+            && let Some(w) = self.shared.outbound_waker.get()
+        {
+            w.wake_by_ref();
+        }
     }
 
     /// The receive half of a tick: packets in, one frame out to the bot.
@@ -170,8 +178,11 @@ impl CallState {
     }
 
     /// The send half of a tick: the bot's frames encoded and queued for the network.
-    pub(crate) fn send_tick(&mut self, now: Ticks) {
+    /// The send half of a tick; says whether it queued a packet for the network side.
+    pub(crate) fn send_tick(&mut self, now: Ticks) -> bool {
+        let before = self.outbound.slots();
         self.send(now);
+        self.outbound.slots() < before
     }
 
     fn receive(&mut self, now: Ticks, late: bool) {
@@ -415,6 +426,14 @@ impl NetworkHalf {
     /// The call's id.
     pub fn id(&self) -> CallId {
         self.shared.id
+    }
+
+    /// Has the pipeline wake `waker` after each tick that queued packets for this call (once
+    /// per tick and distinct waker on a pipeline thread, however many of its calls sent):
+    /// the network side then sends them at once instead of polling. Set once; says whether
+    /// this waker was taken (`false`: one was set before).
+    pub fn set_outbound_waker(&self, waker: Waker) -> bool {
+        self.shared.outbound_waker.set(waker).is_ok()
     }
 
     /// Queues a received packet for the jitter buffer. Wait-free. A full queue (a flood,

@@ -8,10 +8,13 @@ use crate::stats::{Capacity, PlatformHealth, ThreadLoad, ThreadLoadCell, health_
 use crate::time::{FRAME_DURATION, Ticks, now, sleep_until};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
 use std::thread::JoinHandle;
 
 /// Ticks per health window: one second.
 const WINDOW_TICKS: u64 = 50;
+/// Distinct network drivers a pipeline thread wakes once per tick (more are woken per call).
+const WAKE_SET: usize = 8;
 /// Ticks in a window that must exceed a lateness limit for it to count.
 const LATE_TICKS_FOR_HEALTH: u64 = 5;
 /// Falling further behind than this skips deadlines instead of catching up.
@@ -406,9 +409,24 @@ impl Worker {
             for call in self.calls.iter_mut() {
                 call.receive_tick(media_time, late);
             }
+            // The network drivers of the calls that queued packets, each woken once, after
+            // the whole tick: a driver woken early would wake again for the next call.
+            let mut wake: [Option<&Waker>; WAKE_SET] = [None; WAKE_SET];
             for call in self.calls.iter_mut() {
                 sending += u64::from(call.shared.send_active.load(Ordering::Relaxed));
-                call.send_tick(media_time);
+                if call.send_tick(media_time)
+                    && let Some(w) = call.shared.outbound_waker.get()
+                    && !wake.iter().flatten().any(|k| k.will_wake(w))
+                {
+                    match wake.iter_mut().find(|s| s.is_none()) {
+                        Some(free) => *free = Some(w),
+                        // More distinct drivers than the set holds: woken as they come.
+                        None => w.wake_by_ref(),
+                    }
+                }
+            }
+            for w in wake.iter().flatten() {
+                w.wake_by_ref();
             }
             let busy = now().saturating_sub(woke);
 

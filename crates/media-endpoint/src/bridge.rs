@@ -110,6 +110,13 @@ pub trait NetworkPort: Send + 'static {
     /// Loss the peer reports on the endpoint's stream (RTCP fraction lost, loss × 256), for
     /// the encoder's FEC.
     fn set_remote_fraction_lost(&self, fraction: u8);
+    /// Asks the port to wake `waker` whenever packets become ready to [`pop`](Self::pop)
+    /// (at most once per producer tick); says whether it will. A port that cannot is polled
+    /// every 5 ms instead, so its packets leave up to 5 ms late.
+    fn set_outbound_waker(&mut self, waker: &std::task::Waker) -> bool {
+        let _ = waker;
+        false
+    }
 }
 
 fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushError> {
@@ -151,6 +158,10 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
 
     fn set_remote_fraction_lost(&self, fraction: u8) {
         audio_pipeline::NetworkHalf::set_remote_fraction_lost(self, fraction);
+    }
+
+    fn set_outbound_waker(&mut self, waker: &std::task::Waker) -> bool {
+        audio_pipeline::NetworkHalf::set_outbound_waker(self, waker.clone())
     }
 }
 

@@ -80,8 +80,6 @@ pub struct EndpointConfig {
     /// Local addresses ICE gathers host candidates on, one UDP socket each per leg, with the
     /// ports they may bind and the address they advertise.
     pub ice_addresses: Vec<IceAddress>,
-    /// How long ICE gathering may take before the answer is sent with what was gathered.
-    pub gathering_timeout: Duration,
     /// How long a leg may take to connect after its answer before it counts as failed.
     pub connect_timeout: Duration,
     /// How long a connected leg may receive neither RTP nor RTCP before it counts as dead.
@@ -96,7 +94,6 @@ impl EndpointConfig {
             base_path: "/MediaProcessor".to_owned(),
             tls: None,
             ice_addresses: vec![IceAddress::new(IpAddr::V4(Ipv4Addr::LOCALHOST))],
-            gathering_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(20),
             media_timeout: Duration::from_secs(10),
         }

@@ -9,8 +9,10 @@
 //!
 //! Each leg is a WebRTC peer connection (ICE host candidates on the configured addresses
 //! only, no mDNS, DTLS-SRTP, Opus 48000/2 with in-band FEC, `telephone-event`, audio level
-//! header extensions). One task per leg moves RTP payloads into the call's wait-free inbound
-//! queue and encoded packets from its outbound queue onto the wire; it runs no DSP.
+//! header extensions). Legs are sans-IO; a small fixed pool of network pump threads drives
+//! them on their sockets (see [`network_stats`]), moving RTP payloads into each call's
+//! wait-free inbound queue as they arrive and encoded packets from its outbound queue onto
+//! the wire as soon as a pipeline tick queued them; they run no DSP.
 //!
 //! The endpoint is bridged to the pipeline through a [`NetworkPort`], implemented for
 //! [`audio_pipeline::NetworkHalf`] (and by [`QueuePort`], a plain pair of rings for tests):
@@ -67,6 +69,7 @@ pub use config::{EndpointConfig, IceAddress, TlsConfig};
 pub use dtmf::Tone;
 pub use error::{BindError, RegisterError, ToneError};
 pub use events::{EndReason, EndpointEvent, FailureReason, SendStatus};
+pub use leg::pump::{NetworkStats, network_stats};
 pub use quality::QualityData;
 pub use registry::{LegId, SessionHandle, SessionHooks};
 pub use sdp::OfferError;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -93,7 +94,24 @@ async fn post_offer(
     let leg_id = LegId::random();
     let label = format!("{id}/{}", &leg_id.to_string()[..8]);
     let track_id = pending.hooks.source_context.to_string();
-    let neg = match leg::negotiate(offer, track_id, &st.settings).await {
+    // Building the peer connection makes its DTLS certificate: CPU work, off the runtime.
+    let negotiated = tokio::task::spawn_blocking({
+        let settings = Arc::clone(&st.settings);
+        move || leg::negotiate(Instant::now(), offer, track_id, &settings)
+    })
+    .await;
+    let negotiated = match negotiated {
+        Ok(n) => n,
+        Err(e) => {
+            st.registry.unclaim(&id, pending);
+            tracing::error!(leg = %label, error = %e, "negotiation task failed");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "negotiation failed".to_owned(),
+            );
+        }
+    };
+    let neg = match negotiated {
         Ok(n) => n,
         Err(e) => {
             st.registry.unclaim(&id, pending);
@@ -118,7 +136,7 @@ async fn post_offer(
             };
         }
     };
-    let answer = neg.answer.clone();
+    let answer = neg.local_sdp.clone();
     let (stop_tx, stop_rx) = mpsc::channel(1);
     let pending = *pending;
     let _ = pending.hooks.events.try_send(EndpointEvent::LegCreated);
@@ -139,7 +157,7 @@ async fn post_offer(
         // Unregistered while negotiating: the leg starts and ends at once.
         let _ = stop_tx.try_send(crate::events::EndReason::Closed);
     }
-    tokio::spawn(leg::run(neg, leg));
+    leg::start(Instant::now(), neg, leg);
     tracing::info!(leg = %label, "leg created");
     let location = format!(
         "{}/sessions/{}/legs/{leg_id}",
@@ -267,7 +285,6 @@ impl MediaEndpoint {
             registry: Arc::clone(&registry),
             settings: Arc::new(LegSettings {
                 ice_addresses: config.ice_addresses.clone(),
-                gathering_timeout: config.gathering_timeout,
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
             }),

@@ -1,26 +1,25 @@
 //! The calling service's side of a leg: the WebRTC offerer that opens media at a session's
-//! `{mpUri}/sessions/{mpMediaSessionId}` (WHIP-style), then runs the same leg task as the
-//! endpoint's answerer: RTP between the peer and a [`NetworkPort`], tones, receiver reports,
-//! connect and media watchdogs. A conference server (the emulator) uses it to reach a bot.
+//! `{mpUri}/sessions/{mpMediaSessionId}` (WHIP-style), then runs the same sans-IO leg as the
+//! endpoint's answerer, on the same network pumps: RTP between the peer and a
+//! [`NetworkPort`], tones, receiver reports, connect and media watchdogs. A conference
+//! server (the emulator) uses it to reach a bot.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverId, RTCRtpTransceiverInit};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bridge::NetworkPort;
 use crate::dtmf::Tone;
 use crate::error::ToneError;
 use crate::events::{EndReason, EndpointEvent};
-use crate::leg::{
-    self, Leg, LegControl, LegOutcome, LegSettings, Negotiation, PcEvent, SetupError,
-};
+use crate::leg::{self, Leg, LegControl, LegSettings, Negotiation, SetupError};
+use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SSRC_AUDIO_LEVEL_URI};
 use crate::path::PathInterceptor;
 pub use crate::path::{PathPacket, SendPath};
 use crate::sdp::read_answer;
@@ -37,8 +36,6 @@ const TONE_QUEUE: usize = 16;
 pub struct ServiceLegConfig {
     /// Local addresses ICE gathers host candidates on.
     pub ice_addresses: Vec<IpAddr>,
-    /// How long ICE gathering may take before the offer is sent with what was gathered.
-    pub gathering_timeout: Duration,
     /// How long the HTTP exchange with the endpoint (offer, answer; the `DELETE`) may take.
     pub request_timeout: Duration,
     /// How long the leg may take to connect after the answer before it counts as failed.
@@ -48,11 +45,10 @@ pub struct ServiceLegConfig {
 }
 
 impl Default for ServiceLegConfig {
-    /// ICE on 127.0.0.1; 3 s gathering, 10 s per request, 10 s to connect, 10 s media timeout.
+    /// ICE on 127.0.0.1; 10 s per request, 10 s to connect, 10 s media timeout.
     fn default() -> Self {
         Self {
             ice_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            gathering_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(10),
@@ -144,7 +140,10 @@ fn stack<E: std::error::Error + Send + Sync + 'static>(
 }
 
 fn setup_failed(e: SetupError) -> ConnectError {
-    stack(e.step())(e.into_source())
+    ConnectError::Stack {
+        step: e.step(),
+        source: e.into_source(),
+    }
 }
 
 /// An open leg from the service to a bot's media endpoint. Dropping it ends the leg locally
@@ -154,7 +153,8 @@ pub struct ServiceLeg {
     http: reqwest::Client,
     stop: mpsc::Sender<EndReason>,
     control: LegControl,
-    task: Option<tokio::task::JoinHandle<LegOutcome>>,
+    /// Fires when the leg has ended on its pump.
+    ended: Option<oneshot::Receiver<()>>,
 }
 
 impl std::fmt::Debug for ServiceLeg {
@@ -226,34 +226,43 @@ impl ServiceLeg {
             .timeout(config.request_timeout)
             .build()
             .map_err(ConnectError::Unreachable)?;
-        let (pc, track, ssrc, mut pc_events) = build(&config, path).await?;
-        let result = offer_and_answer(&pc, &http, &url, &config, &mut pc_events).await;
-        let (location, answer, early) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(e);
-            }
+        let (mut built, sockets) = build(Instant::now(), &config, path)?;
+        let (location, answer) =
+            match offer_and_answer(&mut built, &http, &url).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = rtc::sansio::Protocol::close(&mut built.pc);
+                    return Err(e);
+                }
+            };
+        let Some(negotiated) = read_answer(&answer) else {
+            let _ = rtc::sansio::Protocol::close(&mut built.pc);
+            return Err(ConnectError::BadAnswer {
+                problem: "no audio section with Opus",
+            });
         };
-        let negotiated = match read_answer(&answer) {
-            Some(n) => n,
-            None => {
-                let _ = pc.close().await;
-                return Err(ConnectError::BadAnswer {
-                    problem: "no audio section with Opus",
-                });
-            }
+        let sender = built
+            .pc
+            .rtp_transceiver(built.transceiver)
+            .and_then(|t| t.sender());
+        let (send_level_id, send_csrc_level_id) = match sender {
+            Some(s) => (
+                leg::send_extension_id(&mut built.pc, s, SSRC_AUDIO_LEVEL_URI),
+                leg::send_extension_id(&mut built.pc, s, CSRC_AUDIO_LEVEL_URI),
+            ),
+            None => (None, None),
         };
         let (control, tones) = LegControl::new(TONE_QUEUE);
         let (stop_tx, stop) = mpsc::channel(1);
+        let (ended_tx, ended) = oneshot::channel();
         let negotiation = Negotiation {
-            pc,
-            track,
-            events: pc_events,
-            early,
+            pc: built.pc,
             negotiated,
-            ssrc,
-            answer,
+            ssrc: built.ssrc,
+            send_level_id,
+            send_csrc_level_id,
+            local_sdp: built.offer,
+            sockets,
             // The service side binds ephemeral ports.
             ports: leg::ports::PortLease::default(),
         };
@@ -269,20 +278,21 @@ impl ServiceLeg {
                     .into_iter()
                     .map(crate::IceAddress::new)
                     .collect(),
-                gathering_timeout: config.gathering_timeout,
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
             },
             label: format!("service {}", redacted(&location)),
-            on_end: None,
+            on_end: Some(Box::new(move || {
+                let _ = ended_tx.send(());
+            })),
         };
-        let task = tokio::spawn(leg::run(negotiation, leg));
+        leg::start(Instant::now(), negotiation, leg);
         Ok(ServiceLeg {
             location,
             http,
             stop: stop_tx,
             control,
-            task: Some(task),
+            ended: Some(ended),
         })
     }
 
@@ -311,8 +321,8 @@ impl ServiceLeg {
     /// leg had already ended) and deletes the leg's resource at the endpoint.
     pub async fn close(mut self) -> Result<(), CloseError> {
         let _ = self.stop.try_send(EndReason::Closed);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.await;
         }
         let response = self
             .http
@@ -339,90 +349,100 @@ impl Drop for ServiceLeg {
     }
 }
 
-type Built = (
-    Arc<dyn PeerConnection>,
-    Arc<TrackLocalStaticRTP>,
-    u32,
-    mpsc::Receiver<PcEvent>,
-);
+/// A peer connection with the service's audio transceiver and its offer, not sent yet.
+struct Built {
+    pc: RTCPeerConnection,
+    transceiver: RTCRtpTransceiverId,
+    ssrc: u32,
+    offer: String,
+}
 
-async fn build(
+fn build(
+    now: Instant,
     config: &ServiceLegConfig,
     path: Option<PathInterceptor>,
-) -> Result<Built, ConnectError> {
+) -> Result<(Built, Vec<std::net::UdpSocket>), ConnectError> {
     let addrs: Vec<SocketAddr> = config
         .ice_addresses
         .iter()
         .map(|ip| SocketAddr::new(*ip, 0))
         .collect();
-    let (pc, events) = leg::build_peer_connection(addrs, path)
-        .await
-        .map_err(setup_failed)?;
+    let sockets = leg::bind_sockets(&addrs).map_err(setup_failed)?;
+    let mut pc = leg::build_peer_connection(now, path).map_err(setup_failed)?;
+    let built = offer(now, &mut pc, &sockets);
+    match built {
+        Ok((transceiver, ssrc, offer)) => Ok((
+            Built {
+                pc,
+                transceiver,
+                ssrc,
+                offer,
+            },
+            sockets,
+        )),
+        Err(e) => {
+            let _ = rtc::sansio::Protocol::close(&mut pc);
+            Err(e)
+        }
+    }
+}
+
+fn offer(
+    now: Instant,
+    pc: &mut RTCPeerConnection,
+    sockets: &[std::net::UdpSocket],
+) -> Result<(RTCRtpTransceiverId, u32, String), ConnectError> {
+    leg::add_host_candidates(pc, sockets).map_err(setup_failed)?;
     let (track, ssrc) = leg::opus_track(
         "service-stream".to_owned(),
         "service-audio".to_owned(),
         "service".to_owned(),
     );
-    let added = async {
-        let transceiver = pc
-            .add_transceiver_from_track(
-                Arc::clone(&track) as Arc<dyn TrackLocal>,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendrecv,
-                    streams: vec![],
-                    send_encodings: vec![],
-                }),
-            )
-            .await
-            .map_err(stack("adding the audio transceiver"))?;
-        // The track narrows the transceiver to Opus; telephone-event goes back beside it.
-        transceiver
-            .set_codec_preferences(vec![
-                RTCRtpCodecParameters {
-                    rtp_codec: leg::opus_codec(),
-                    payload_type: OFFER_OPUS_PT,
-                },
-                RTCRtpCodecParameters {
-                    rtp_codec: leg::telephone_event_codec(),
-                    payload_type: OFFER_TELEPHONE_EVENT_PT,
-                },
-            ])
-            .await
-            .map_err(stack("setting codec preferences"))
-    };
-    if let Err(e) = added.await {
-        let _ = pc.close().await;
-        return Err(e);
-    }
-    Ok((pc, track, ssrc, events))
-}
-
-async fn offer_and_answer(
-    pc: &Arc<dyn PeerConnection>,
-    http: &reqwest::Client,
-    url: &reqwest::Url,
-    config: &ServiceLegConfig,
-    events: &mut mpsc::Receiver<PcEvent>,
-) -> Result<(reqwest::Url, String, Vec<PcEvent>), ConnectError> {
+    let transceiver = pc
+        .add_transceiver_from_track(
+            track,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendrecv,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .map_err(stack("adding the audio transceiver"))?;
+    // The track narrows the transceiver to Opus; telephone-event goes back beside it.
+    pc.rtp_transceiver(transceiver)
+        .ok_or(ConnectError::NoCandidates)?
+        .set_codec_preferences(vec![
+            RTCRtpCodecParameters {
+                rtp_codec: leg::opus_codec(),
+                payload_type: OFFER_OPUS_PT,
+            },
+            RTCRtpCodecParameters {
+                rtp_codec: leg::telephone_event_codec(),
+                payload_type: OFFER_TELEPHONE_EVENT_PT,
+            },
+        ])
+        .map_err(stack("setting codec preferences"))?;
     let offer = pc
         .create_offer(None)
-        .await
         .map_err(stack("creating the offer"))?;
-    pc.set_local_description(offer)
-        .await
+    pc.set_local_description(now, offer)
         .map_err(stack("applying the offer"))?;
-    let early = leg::await_gathering(events, config.gathering_timeout, "offering").await;
-    let local = pc
-        .local_description()
-        .await
-        .ok_or(ConnectError::NoCandidates)?;
+    let local = pc.local_description().ok_or(ConnectError::NoCandidates)?;
     if !local.sdp.contains("a=candidate:") {
         return Err(ConnectError::NoCandidates);
     }
+    Ok((transceiver, ssrc, local.sdp))
+}
+
+async fn offer_and_answer(
+    built: &mut Built,
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+) -> Result<(reqwest::Url, String), ConnectError> {
     let response = http
         .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/sdp")
-        .body(local.sdp)
+        .body(built.offer.clone())
         .send()
         .await
         .map_err(ConnectError::Unreachable)?;
@@ -455,10 +475,11 @@ async fn offer_and_answer(
         RTCSessionDescription::answer(answer.clone()).map_err(|_| ConnectError::BadAnswer {
             problem: "the body is not an SDP answer",
         })?;
-    pc.set_remote_description(desc)
-        .await
+    built
+        .pc
+        .set_remote_description(Instant::now(), desc)
         .map_err(|_| ConnectError::BadAnswer {
             problem: "the WebRTC stack refused the answer",
         })?;
-    Ok((location, answer, early))
+    Ok((location, answer))
 }

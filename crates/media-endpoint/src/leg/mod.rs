@@ -1,14 +1,16 @@
 //! One WebRTC leg, whichever end opened it: the endpoint answers a service's offer
-//! ([`negotiate()`]), the service side offers ([`crate::service`]); both then run the same
-//! task ([`run()`]) that moves RTP between the peer connection and a [`NetworkPort`], sends
-//! tones, watches the transport and reports.
+//! ([`negotiate()`]), the service side offers ([`crate::service`]); both then hand the
+//! negotiated peer connection to the same sans-IO [`LegCore`], which moves RTP between it and
+//! a [`NetworkPort`], sends tones, watches the transport and reports, driven by a
+//! [`pump`] thread.
 //!
 //! - [`peer`]: the peer connection both ends build (codecs, interceptors, ICE settings, the
-//!   local track, waiting for ICE gathering);
+//!   leg's sockets and host candidates, the local Opus track);
 //! - [`negotiate`](mod@negotiate): the answering end, from an offer to the answer sent back;
 //! - [`ports`]: the UDP ports leased from ICE port ranges;
 //! - [`timeline`]: the RTP sequence and timestamp space of the sent stream;
-//! - [`run`](mod@run): the leg task;
+//! - [`core`](mod@core): the leg itself, without I/O;
+//! - [`pump`]: the threads that drive legs on their sockets;
 //! - [`control`]: the owner's side of a running leg, as its handle sees it.
 
 use std::sync::Arc;
@@ -23,19 +25,20 @@ use crate::dtmf::Tone;
 use crate::events::{EndReason, EndpointEvent, FailureReason};
 
 mod control;
+pub(crate) mod core;
 mod negotiate;
 mod peer;
 pub(crate) mod ports;
-mod run;
+pub(crate) mod pump;
 mod timeline;
 
 pub(crate) use control::LegControl;
-pub(crate) use negotiate::{NegotiateError, Negotiation, negotiate};
+pub(crate) use negotiate::{NegotiateError, negotiate};
+pub(crate) use core::{LegCore, Negotiation};
 pub(crate) use peer::{
-    PcEvent, SetupError, await_gathering, build_peer_connection, opus_codec, opus_track,
-    telephone_event_codec,
+    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec,
+    opus_track, send_extension_id, telephone_event_codec,
 };
-pub(crate) use run::run;
 
 /// The RTP clock rate of Opus, and of the telephone-event stream sent beside it.
 const OPUS_CLOCK: u32 = 48_000;
@@ -44,7 +47,6 @@ const OPUS_CLOCK: u32 = 48_000;
 #[derive(Clone, Debug)]
 pub(crate) struct LegSettings {
     pub(crate) ice_addresses: Vec<IceAddress>,
-    pub(crate) gathering_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) media_timeout: Duration,
 }
@@ -66,7 +68,7 @@ pub(crate) struct ToneRequest {
     pub(crate) duration: Duration,
 }
 
-/// Everything the leg task owns.
+/// Everything the leg owns beside its peer connection.
 pub(crate) struct Leg {
     pub(crate) link: Box<dyn NetworkPort>,
     pub(crate) events: mpsc::Sender<EndpointEvent>,
@@ -85,6 +87,15 @@ pub(crate) struct Leg {
 pub(crate) enum LegOutcome {
     Ended(EndReason),
     Failed(FailureReason),
+}
+
+/// Starts a negotiated leg on a network pump.
+pub(crate) fn start(now: std::time::Instant, mut neg: Negotiation, leg: Leg) {
+    let sockets = std::mem::take(&mut neg.sockets);
+    let ports = std::mem::take(&mut neg.ports);
+    // The pump gives the port its waker as it takes the leg; until then, polled.
+    let core = LegCore::new(now, neg, leg, false);
+    pump::start(core, sockets, ports);
 }
 
 /// A random value, for an SSRC or a random start of the RTP timeline (RFC 3550 §5.1).

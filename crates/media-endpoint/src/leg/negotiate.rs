@@ -1,26 +1,26 @@
 //! The answering end of a leg: a peer connection for the service's offer, and the
-//! non-trickle answer sent back.
+//! non-trickle answer sent back. Synchronous: the leg's sockets are its only candidates.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::time::Instant;
 
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
 use rtc::shared::error::Error as RtcError;
-use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 
+use super::core::Negotiation;
 use super::peer::{
-    PcEvent, SetupError, await_gathering, build_peer_connection, opus_codec, opus_track,
-    telephone_event_codec,
+    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec,
+    opus_track, send_extension_id, telephone_event_codec,
 };
 use super::{LegSettings, ports};
 use crate::config::IceAddress;
 use crate::sdp::{
-    Direction, Negotiated, Offer, OfferError, drop_rtcp_candidates, ensure_opus_fec, read_answer,
+    CSRC_AUDIO_LEVEL_URI, Direction, Offer, OfferError, SSRC_AUDIO_LEVEL_URI,
+    drop_rtcp_candidates, ensure_opus_fec, read_answer,
 };
 
 /// How many times a leg binds anew on other ports when another program took one of the
@@ -38,7 +38,7 @@ pub(crate) enum NegotiateError {
     Stack {
         step: &'static str,
         #[source]
-        source: RtcError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// ICE gathering produced no candidate on the configured addresses (HTTP 500).
     #[error("no ICE candidate could be gathered on the configured addresses")]
@@ -75,81 +75,75 @@ impl From<ports::NoFreePort> for NegotiateError {
     }
 }
 
-/// A negotiated leg whose task has not started yet.
-pub(crate) struct Negotiation {
-    pub(crate) pc: Arc<dyn PeerConnection>,
-    pub(crate) track: Arc<TrackLocalStaticRTP>,
-    pub(crate) events: mpsc::Receiver<PcEvent>,
-    pub(crate) early: Vec<PcEvent>,
-    pub(crate) negotiated: Negotiated,
-    pub(crate) ssrc: u32,
-    /// The answer, with the gathered candidates.
-    pub(crate) answer: String,
-    /// The ports the leg's sockets hold, released when the leg ends.
-    pub(crate) ports: ports::PortLease,
-}
-
-/// Builds a peer connection for `offer` and returns its non-trickle answer.
-pub(crate) async fn negotiate(
+/// Builds a peer connection for `offer` on freshly bound sockets and returns it with its
+/// non-trickle answer (in [`Negotiation::local_sdp`]).
+pub(crate) fn negotiate(
+    now: Instant,
     offer: Offer,
     track_id: String,
     settings: &LegSettings,
 ) -> Result<Negotiation, NegotiateError> {
     let mut attempt = 0;
     let mut failed = None;
-    let (pc, mut events, ports) = loop {
+    let (sockets, ports) = loop {
         attempt += 1;
         // Leased before the failed lease is released: a retry takes other ports.
         let ports = ports::PortLease::take(&settings.ice_addresses)?;
         drop(failed.take());
-        match build_peer_connection(ports.bind_addrs().to_vec(), None).await {
-            Ok((pc, events)) => break (pc, events, ports),
+        match bind_sockets(ports.bind_addrs()) {
+            Ok(sockets) => break (sockets, ports),
             // Another program bound a leased port between the check and the bind.
-            Err(SetupError::Build(e)) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
+            Err(SetupError::Bind(e)) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
                 tracing::debug!(error = %e, "binding the leg's ICE ports failed; trying others");
                 failed = Some(ports);
             }
             Err(e) => return Err(e.into()),
         }
     };
-    match answer_offer(&pc, offer, track_id, settings, &mut events).await {
-        Ok((track, negotiated, ssrc, answer, early)) => Ok(Negotiation {
-            pc,
-            track,
-            events,
-            early,
-            negotiated,
-            ssrc,
-            answer,
-            ports,
-        }),
+    let mut pc = build_peer_connection(now, None)?;
+    add_host_candidates(&mut pc, &sockets)?;
+    let answered = answer_offer(now, &mut pc, offer, track_id, settings);
+    match answered {
+        Ok((negotiated, ssrc, sender, answer)) => {
+            let send_level_id = send_extension_id(&mut pc, sender, SSRC_AUDIO_LEVEL_URI);
+            let send_csrc_level_id = send_extension_id(&mut pc, sender, CSRC_AUDIO_LEVEL_URI);
+            Ok(Negotiation {
+                pc,
+                negotiated,
+                ssrc,
+                send_level_id,
+                send_csrc_level_id,
+                local_sdp: answer,
+                sockets,
+                ports,
+            })
+        }
         Err(e) => {
-            let _ = pc.close().await;
+            let _ = rtc::sansio::Protocol::close(&mut pc);
             Err(e)
         }
     }
 }
 
 type Answered = (
-    Arc<TrackLocalStaticRTP>,
-    Negotiated,
+    crate::sdp::Negotiated,
     u32,
+    rtc::rtp_transceiver::RTCRtpSenderId,
     String,
-    Vec<PcEvent>,
 );
 
-async fn answer_offer(
-    pc: &Arc<dyn PeerConnection>,
+fn answer_offer(
+    now: Instant,
+    pc: &mut RTCPeerConnection,
     offer: Offer,
     track_id: String,
     settings: &LegSettings,
-    events: &mut mpsc::Receiver<PcEvent>,
 ) -> Result<Answered, NegotiateError> {
     let refused = |e: RtcError| OfferError::Rejected {
         detail: e.to_string(),
     };
     let desc = RTCSessionDescription::offer(offer.sdp.clone()).map_err(refused)?;
-    pc.set_remote_description(desc).await.map_err(refused)?;
+    pc.set_remote_description(now, desc).map_err(refused)?;
 
     let (track, ssrc) = opus_track(
         format!("botmedia-{track_id}"),
@@ -158,61 +152,50 @@ async fn answer_offer(
     );
     // From here on the stack works on what the offer set up: a failure is the offer's
     // (the sdp_offer fuzz target found offers that failed here with 500).
-    pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .map_err(refused)?;
+    let sender = pc.add_track(track).map_err(refused)?;
     // add_track narrows the transceiver to the track's one codec; widen it again so the
     // answer keeps telephone-event beside Opus.
-    for t in pc.get_transceivers().await {
-        let is_audio_sender = match t.sender().await {
-            Ok(Some(s)) => {
-                webrtc::media_stream::Track::kind(&**s.track()).await == RtpCodecKind::Audio
-            }
-            _ => false,
+    let transceivers: Vec<_> = pc.get_transceivers().collect();
+    for id in transceivers {
+        let Some(mut t) = pc.rtp_transceiver(id) else {
+            continue;
         };
-        if is_audio_sender {
-            // With the offer's payload types: the receiver looks a stream's first packet up
-            // by payload type in these preferences, and opens no track if it is missing.
-            let mut prefs = vec![RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    sdp_fmtp_line: offer.opus.fmtp.clone(),
-                    ..opus_codec()
-                },
-                payload_type: offer.opus.payload_type,
-            }];
-            if let Some(te) = &offer.telephone_event {
-                prefs.push(RTCRtpCodecParameters {
-                    rtp_codec: RTCRtpCodec {
-                        clock_rate: te.clock_rate,
-                        sdp_fmtp_line: te.fmtp.clone(),
-                        ..telephone_event_codec()
-                    },
-                    payload_type: te.payload_type,
-                });
-            }
-            t.set_codec_preferences(prefs).await.map_err(refused)?;
-            // RFC 3264 §6.1: the answer mirrors the offer (webrtc-rs keeps what it is told).
-            let direction = match offer.direction.answer() {
-                Direction::SendRecv => RTCRtpTransceiverDirection::Sendrecv,
-                Direction::SendOnly => RTCRtpTransceiverDirection::Sendonly,
-                Direction::RecvOnly => RTCRtpTransceiverDirection::Recvonly,
-                Direction::Inactive => RTCRtpTransceiverDirection::Inactive,
-            };
-            t.set_direction(direction).await.map_err(refused)?;
+        if t.sender() != Some(sender) {
+            continue;
         }
+        // With the offer's payload types: the receiver looks a stream's first packet up
+        // by payload type in these preferences, and opens no track if it is missing.
+        let mut prefs = vec![RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                sdp_fmtp_line: offer.opus.fmtp.clone(),
+                ..opus_codec()
+            },
+            payload_type: offer.opus.payload_type,
+        }];
+        if let Some(te) = &offer.telephone_event {
+            prefs.push(RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    clock_rate: te.clock_rate,
+                    sdp_fmtp_line: te.fmtp.clone(),
+                    ..telephone_event_codec()
+                },
+                payload_type: te.payload_type,
+            });
+        }
+        t.set_codec_preferences(prefs).map_err(refused)?;
+        // RFC 3264 §6.1: the answer mirrors the offer (webrtc-rs keeps what it is told).
+        let direction = match offer.direction.answer() {
+            Direction::SendRecv => RTCRtpTransceiverDirection::Sendrecv,
+            Direction::SendOnly => RTCRtpTransceiverDirection::Sendonly,
+            Direction::RecvOnly => RTCRtpTransceiverDirection::Recvonly,
+            Direction::Inactive => RTCRtpTransceiverDirection::Inactive,
+        };
+        t.set_direction(direction);
     }
-    let answer = pc
-        .create_answer(None)
-        .await
-        .map_err(|e| OfferError::Rejected {
-            detail: e.to_string(),
-        })?;
-    pc.set_local_description(answer).await.map_err(refused)?;
-
-    let early = await_gathering(events, settings.gathering_timeout, "answering with").await;
+    let answer = pc.create_answer(None).map_err(refused)?;
+    pc.set_local_description(now, answer).map_err(refused)?;
     let local = pc
         .local_description()
-        .await
         .ok_or(NegotiateError::NoCandidates)?;
     // webrtc-rs echoes the offer's Opus parameters and refuses an edited local description,
     // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
@@ -227,7 +210,7 @@ async fn answer_offer(
     if !local.sdp.contains("a=candidate:") {
         return Err(NegotiateError::NoCandidates);
     }
-    Ok((track, negotiated, ssrc, sdp, early))
+    Ok((negotiated, ssrc, sender, sdp))
 }
 
 /// `sdp` with each host candidate (and connection line) of an ICE address that has an

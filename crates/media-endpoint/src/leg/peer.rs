@@ -1,10 +1,9 @@
 //! The peer connection both ends of a leg build: codecs, header extensions, interceptors
-//! and ICE settings, the local Opus track, and the wait for ICE gathering.
+//! and ICE settings, the leg's sockets and their host candidates, and the local Opus track.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
@@ -21,45 +20,13 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio;
 use rtc::shared::error::Error as RtcError;
-use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState,
-};
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
 
 use super::{OPUS_CLOCK, rand_u32};
 use crate::path::PathInterceptor;
 use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI};
-
-/// Events from the peer connection's driver, forwarded to the leg task.
-pub(crate) enum PcEvent {
-    Gathering(RTCIceGatheringState),
-    Connection(RTCPeerConnectionState),
-    Track(Arc<dyn TrackRemote>),
-}
-
-pub(crate) struct Handler {
-    pub(crate) tx: mpsc::Sender<PcEvent>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        // The driver must never wait on the leg task; the channel is sized for every event
-        // a leg can produce before its task runs.
-        let _ = self.tx.try_send(PcEvent::Gathering(state));
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.tx.try_send(PcEvent::Connection(state));
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.tx.try_send(PcEvent::Track(track));
-    }
-}
 
 /// Hands inbound RTCP to the application: receiver reports carry the loss, jitter and round
 /// trip of the stream the endpoint sends, and any RTCP proves the peer is alive. Without this
@@ -177,13 +144,17 @@ pub(crate) fn media_engine(
     Ok((engine, registry))
 }
 
-/// Why [`build_peer_connection`] failed.
+/// Why [`build_peer_connection`] or [`bind_sockets`] failed.
 #[derive(Debug)]
 pub(crate) enum SetupError {
     /// Registering codecs, header extensions or interceptors failed.
     MediaEngine(RtcError),
-    /// Building the peer connection failed, binding its sockets among others.
+    /// Building the peer connection failed.
     Build(RtcError),
+    /// Binding a socket of the leg failed.
+    Bind(std::io::Error),
+    /// The stack refused a host candidate of the leg's sockets.
+    Candidate(RtcError),
 }
 
 impl SetupError {
@@ -192,76 +163,86 @@ impl SetupError {
         match self {
             SetupError::MediaEngine(_) => "configuring the media engine",
             SetupError::Build(_) => "building the peer connection",
+            SetupError::Bind(_) => "binding the leg's UDP sockets",
+            SetupError::Candidate(_) => "adding the leg's host candidates",
         }
     }
 
-    pub(crate) fn into_source(self) -> RtcError {
+    pub(crate) fn into_source(self) -> Box<dyn std::error::Error + Send + Sync> {
         match self {
-            SetupError::MediaEngine(e) | SetupError::Build(e) => e,
+            SetupError::MediaEngine(e) | SetupError::Build(e) | SetupError::Candidate(e) => {
+                Box::new(e)
+            }
+            SetupError::Bind(e) => Box::new(e),
         }
     }
 }
 
-/// A peer connection with [`media_engine`]'s codecs and interceptors, gathering host
-/// candidates on `addrs` only (loopback included, no mDNS); RTP it sends goes through `path`
-/// when there is one. Its driver's events arrive on the receiver, sized for every event a
-/// leg produces before its task runs.
-pub(crate) async fn build_peer_connection(
-    addrs: Vec<SocketAddr>,
+/// A sans-IO peer connection with [`media_engine`]'s codecs and interceptors, no mDNS; RTP it
+/// sends goes through `path` when there is one. It has no candidate until
+/// [`add_host_candidates`] gives it the leg's sockets.
+pub(crate) fn build_peer_connection(
+    now: Instant,
     path: Option<PathInterceptor>,
-) -> Result<(Arc<dyn PeerConnection>, mpsc::Receiver<PcEvent>), SetupError> {
+) -> Result<RTCPeerConnection, SetupError> {
     let (engine, registry) = media_engine(path).map_err(SetupError::MediaEngine)?;
     let setting_engine = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .with_include_loopback_candidate(true)
         .build();
-    let (tx, events) = mpsc::channel(64);
-    let pc = PeerConnectionBuilder::new()
+    RTCPeerConnectionBuilder::new()
         .with_media_engine(engine)
         .with_setting_engine(setting_engine)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { tx }))
-        .with_udp_addrs(addrs)
-        .build()
-        .await
-        .map_err(SetupError::Build)?;
-    Ok((Arc::new(pc), events))
+        .build(now)
+        .map_err(SetupError::Build)
 }
 
-/// Waits for ICE gathering to complete (or the driver to go away), at most `timeout`;
-/// returns the other events that came meanwhile, in order, for the leg task. On timeout
-/// the description goes out with what was gathered: `then` says how, in the warning.
-pub(crate) async fn await_gathering(
-    events: &mut mpsc::Receiver<PcEvent>,
-    timeout: Duration,
-    then: &str,
-) -> Vec<PcEvent> {
-    let mut early = Vec::new();
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Some(PcEvent::Gathering(RTCIceGatheringState::Complete)) | None => break,
-                Some(other) => early.push(other),
+/// Binds one non-blocking UDP socket on each address (port 0: the system's pick).
+pub(crate) fn bind_sockets(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, SetupError> {
+    addrs
+        .iter()
+        .map(|a| {
+            let s = UdpSocket::bind(a).map_err(SetupError::Bind)?;
+            s.set_nonblocking(true).map_err(SetupError::Bind)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Gives `pc` one host candidate per socket: the leg's whole gathering, done at once (the
+/// addresses are configured, nothing is discovered).
+pub(crate) fn add_host_candidates(
+    pc: &mut RTCPeerConnection,
+    sockets: &[UdpSocket],
+) -> Result<(), SetupError> {
+    for s in sockets {
+        let addr = s.local_addr().map_err(SetupError::Bind)?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
             },
-            () = &mut deadline => {
-                tracing::warn!("ICE gathering did not complete in time; {then} what was gathered");
-                break;
-            }
+            ..Default::default()
         }
+        .new_candidate_host()
+        .map_err(SetupError::Candidate)?;
+        let init = RTCIceCandidate::from(&candidate)
+            .to_json()
+            .map_err(SetupError::Candidate)?;
+        pc.add_local_candidate(init)
+            .map_err(SetupError::Candidate)?;
     }
-    early
+    Ok(())
 }
 
 /// The local Opus track a leg sends on, with a fresh random SSRC (returned beside it).
-pub(crate) fn opus_track(
-    stream_id: String,
-    track_id: String,
-    label: String,
-) -> (Arc<TrackLocalStaticRTP>, u32) {
+pub(crate) fn opus_track(stream_id: String, track_id: String, label: String) -> (MediaStreamTrack, u32) {
     let ssrc = rand_u32();
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    let track = MediaStreamTrack::new(
         stream_id,
         track_id,
         label,
@@ -274,6 +255,22 @@ pub(crate) fn opus_track(
             codec: opus_codec(),
             ..Default::default()
         }],
-    )));
+    );
     (track, ssrc)
+}
+
+/// The id the local sender applies a header extension with, once negotiated.
+pub(crate) fn send_extension_id(
+    pc: &mut RTCPeerConnection,
+    sender: RTCRtpSenderId,
+    uri: &str,
+) -> Option<u8> {
+    let mut s = pc.rtp_sender(sender)?;
+    let params = s.get_parameters();
+    let ext = params
+        .rtp_parameters
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == uri)?;
+    u8::try_from(ext.id).ok()
 }

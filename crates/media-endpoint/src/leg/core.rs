@@ -1,0 +1,625 @@
+//! The leg without I/O: a peer connection of the sans-IO `rtc` stack and everything the leg
+//! does around it (the RTP timeline, tones both ways, RTCP reports, the connect and media
+//! watchdogs, the leg's end), driven by the caller with datagrams and the time.
+//!
+//! [`LegCore::handle_input`] takes a datagram read from one of the leg's sockets,
+//! [`LegCore::handle_timeout`] lets time pass (and moves what the pipeline encoded since the
+//! last call onto the wire), [`LegCore::poll_transmit`] gives the datagrams to send, and
+//! [`LegCore::poll_timeout`] says when the leg wants to be called next. There is no clock,
+//! socket or task inside: the [`pump`](super::pump) drives legs on real sockets, tests drive
+//! them in simulated time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtcp::goodbye::Goodbye;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::{rtcp, rtp};
+
+use super::timeline::RtpTimeline;
+use super::{Leg, LegOutcome, OPUS_CLOCK, ToneRequest, ports};
+use crate::bridge::{InboundRtp, OutboundAudio, PushError, opus_packet_samples_48k};
+use crate::dtmf::{EventReceiver, EventSender};
+use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
+use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
+use crate::sdp::Negotiated;
+
+/// How often a leg whose port cannot wake its driver is asked for outbound packets: a
+/// quarter of a packet.
+pub(crate) const OUTBOUND_POLL: Duration = Duration::from_millis(5);
+/// How often the owner's requests (tones, stop) and the watchdogs are looked at.
+pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(20);
+const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+struct PlayingTone {
+    sender: EventSender,
+    timestamp: u32,
+    next_at: Instant,
+}
+
+/// A datagram for the wire: from which of the leg's local addresses, to where.
+#[derive(Debug)]
+pub(crate) struct Transmit {
+    pub(crate) from: SocketAddr,
+    pub(crate) to: SocketAddr,
+    pub(crate) data: BytesMut,
+}
+
+/// What the peer connection was set up with, for [`LegCore::new`].
+pub(crate) struct Negotiation {
+    pub(crate) pc: RTCPeerConnection,
+    pub(crate) negotiated: Negotiated,
+    pub(crate) ssrc: u32,
+    /// Header extension ids as the local sender applies them (`ssrc-audio-level`,
+    /// `csrc-audio-level`).
+    pub(crate) send_level_id: Option<u8>,
+    pub(crate) send_csrc_level_id: Option<u8>,
+    /// The SDP sent to the peer (the answer, or the offer on the service side).
+    pub(crate) local_sdp: String,
+    /// The leg's sockets, bound, non-blocking; one per ICE address.
+    pub(crate) sockets: Vec<std::net::UdpSocket>,
+    /// The ports the sockets hold, released when the leg ends.
+    pub(crate) ports: ports::PortLease,
+}
+
+/// One leg, sans-IO. See the module documentation.
+pub(crate) struct LegCore {
+    pc: RTCPeerConnection,
+    negotiated: Negotiated,
+    send_level_id: Option<u8>,
+    send_csrc_level_id: Option<u8>,
+    ssrc: u32,
+    /// The peer's SSRC, once a packet arrived.
+    remote_ssrc: Option<u32>,
+    leg: Leg,
+    started: Instant,
+    connected_once: bool,
+    active: bool,
+    last_heard: Instant,
+    timeline: RtpTimeline,
+    tone: Option<PlayingTone>,
+    dtmf_in: EventReceiver,
+    stats: InboundStats,
+    quality: QualityData,
+    unknown_pt: u64,
+    /// When the peer connection asked to be called back.
+    pc_timeout: Option<Instant>,
+    next_housekeeping: Instant,
+    /// When to ask a port that cannot wake the driver for packets; `None`: it wakes it.
+    next_outbound_poll: Option<Instant>,
+    outcome: Option<LegOutcome>,
+    /// Datagrams the peer connection refused (not STUN, DTLS, SRTP or SRTCP of this leg).
+    refused_datagrams: u64,
+}
+
+impl LegCore {
+    /// A negotiated leg, starting at `now`. `port_wakes` says whether the leg's port wakes
+    /// its driver when it has packets to send; otherwise the leg polls it every
+    /// [`OUTBOUND_POLL`].
+    pub(crate) fn new(now: Instant, neg: Negotiation, leg: Leg, port_wakes: bool) -> LegCore {
+        leg.shared
+            .telephone_event
+            .store(neg.negotiated.telephone_event.is_some(), Ordering::Release);
+        let mut core = LegCore {
+            pc: neg.pc,
+            negotiated: neg.negotiated,
+            send_level_id: neg.send_level_id,
+            send_csrc_level_id: neg.send_csrc_level_id,
+            ssrc: neg.ssrc,
+            remote_ssrc: None,
+            leg,
+            started: now,
+            connected_once: false,
+            active: false,
+            last_heard: now,
+            timeline: RtpTimeline::new(now),
+            tone: None,
+            dtmf_in: EventReceiver::default(),
+            stats: InboundStats::default(),
+            quality: QualityData::default(),
+            unknown_pt: 0,
+            pc_timeout: None,
+            next_housekeeping: now,
+            next_outbound_poll: (!port_wakes).then_some(now),
+            outcome: None,
+            refused_datagrams: 0,
+        };
+        core.drain(now);
+        core
+    }
+
+    /// The leg's label, for logs.
+    pub(crate) fn label(&self) -> &str {
+        &self.leg.label
+    }
+
+    /// How the leg ended, once it has: it then has nothing more to do than hand out its last
+    /// datagrams (DTLS close_notify).
+    pub(crate) fn outcome(&self) -> Option<LegOutcome> {
+        self.outcome
+    }
+
+    /// Gives the port a way to wake the leg's driver when it has packets to send; says
+    /// whether it took it (a port that cannot is polled every [`OUTBOUND_POLL`]).
+    pub(crate) fn set_outbound_waker(&mut self, waker: &std::task::Waker, now: Instant) -> bool {
+        let wakes = self.leg.link.set_outbound_waker(waker);
+        self.next_outbound_poll = (!wakes).then_some(now);
+        wakes
+    }
+
+    /// A datagram read at `now` on the leg's socket bound to `local`, sent by `peer`.
+    pub(crate) fn handle_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+    ) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: peer,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = self.pc.handle_read(msg) {
+            self.refused_datagrams += 1;
+            tracing::trace!(leg = %self.leg.label, error = %e, "datagram refused");
+        }
+        self.drain(now);
+    }
+
+    /// Lets time pass until `now`: the peer connection's timers, packets the pipeline
+    /// encoded, tones, the owner's requests and the watchdogs. Cheap when nothing is due.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if self.pc_timeout.is_some_and(|t| t <= now) {
+            self.pc_timeout = None;
+            if let Err(e) = self.pc.handle_timeout(now) {
+                tracing::debug!(leg = %self.leg.label, error = %e, "peer connection timer");
+            }
+        }
+        self.send_outbound(now);
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            self.housekeeping(now);
+        }
+        self.drain(now);
+    }
+
+    /// The next datagram to send, if any.
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        let msg = self.pc.poll_write()?;
+        Some(Transmit {
+            from: msg.transport.local_addr,
+            to: msg.transport.peer_addr,
+            data: msg.message,
+        })
+    }
+
+    /// When [`Self::handle_timeout`] must be called next at the latest (the driver also calls
+    /// it when the port wakes it). `None` once the leg ended.
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        let mut next = self.next_housekeeping;
+        if let Some(t) = self.pc_timeout {
+            next = next.min(t);
+        }
+        if let Some(t) = self.next_outbound_poll {
+            next = next.min(t);
+        }
+        if let Some(t) = &self.tone {
+            next = next.min(t.next_at);
+        }
+        Some(next)
+    }
+
+    /// Ends the leg at `now` (the owner stopped it, or its driver is going away).
+    pub(crate) fn close(&mut self, now: Instant, reason: EndReason) {
+        if self.outcome.is_none() {
+            self.finish(now, LegOutcome::Ended(reason));
+        }
+    }
+
+    /// Events, read RTP and RTCP, and the leg's end, after anything changed the peer
+    /// connection.
+    fn drain(&mut self, now: Instant) {
+        while self.outcome.is_none() {
+            let mut progressed = false;
+            while let Some(ev) = self.pc.poll_event() {
+                progressed = true;
+                if let Some(outcome) = self.on_pc_event(now, ev) {
+                    self.finish(now, outcome);
+                    return;
+                }
+            }
+            while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+                progressed = true;
+                let outcome = match message {
+                    RTCMessage::RtpPacket(_, p) => self.on_rtp(now, &p),
+                    RTCMessage::RtcpPacket(_, p) => self.on_rtcp(now, &p),
+                    _ => None,
+                };
+                if let Some(outcome) = outcome {
+                    self.finish(now, outcome);
+                    return;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if self.outcome.is_none() {
+            self.pc_timeout = self.pc.poll_timeout();
+        }
+    }
+
+    fn emit(&self, ev: EndpointEvent) {
+        if self.leg.events.try_send(ev).is_err() {
+            tracing::debug!(leg = %self.leg.label, "event dropped: the session's event queue is full or closed");
+        }
+    }
+
+    fn set_active(&mut self, active: bool) {
+        if self.active == active {
+            return;
+        }
+        self.active = active;
+        self.leg.shared.active.store(active, Ordering::Release);
+        self.leg.link.set_send_active(active);
+        if active {
+            self.timeline.resync = true;
+        } else {
+            self.tone = None;
+        }
+        self.emit(EndpointEvent::SendStatus(if active {
+            SendStatus::Active
+        } else {
+            SendStatus::Inactive
+        }));
+    }
+
+    fn on_pc_event(&mut self, now: Instant, ev: RTCPeerConnectionEvent) -> Option<LegOutcome> {
+        let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev else {
+            return None;
+        };
+        tracing::debug!(leg = %self.leg.label, ?state, "connection state");
+        match state {
+            RTCPeerConnectionState::Connected => {
+                self.connected_once = true;
+                self.last_heard = now;
+                self.set_active(true);
+                None
+            }
+            RTCPeerConnectionState::Disconnected => {
+                self.set_active(false);
+                None
+            }
+            RTCPeerConnectionState::Failed => {
+                self.set_active(false);
+                Some(LegOutcome::Failed(FailureReason::TransportFailed))
+            }
+            RTCPeerConnectionState::Closed => {
+                self.set_active(false);
+                Some(LegOutcome::Ended(EndReason::PeerLeft))
+            }
+            _ => None,
+        }
+    }
+
+    /// Handles one RTP packet from the peer; returns an outcome when the leg must end.
+    fn on_rtp(&mut self, now: Instant, p: &rtp::Packet) -> Option<LegOutcome> {
+        self.last_heard = now;
+        let h = &p.header;
+        self.remote_ssrc = Some(h.ssrc);
+        if h.payload_type == self.negotiated.opus_pt {
+            let since = now.saturating_duration_since(self.started);
+            let arrival_units =
+                (since.as_micros() as u64 * u64::from(OPUS_CLOCK) / 1_000_000) as i64;
+            self.stats
+                .on_packet(h.sequence_number, h.timestamp, arrival_units);
+            let audio_level = self
+                .negotiated
+                .ssrc_audio_level_id
+                .and_then(|id| h.get_extension(id))
+                .and_then(|b| b.first().map(|v| v & 0x7f));
+            let levels = self
+                .negotiated
+                .csrc_audio_level_id
+                .and_then(|id| h.get_extension(id))
+                .filter(|l| l.len() >= h.csrc.len());
+            let mut csrcs = audio_pipeline::Csrcs::new();
+            for (i, id) in h.csrc.iter().enumerate() {
+                let level = levels.as_ref().and_then(|l| l.get(i)).map(|v| v & 0x7f);
+                // RTP carries at most 15 CSRCs, as many as the list holds.
+                let _ = csrcs.push(*id, level);
+            }
+            let packet = InboundRtp {
+                seq: h.sequence_number,
+                rtp_timestamp: h.timestamp,
+                ssrc: h.ssrc,
+                audio_level,
+                csrcs,
+                payload: &p.payload,
+            };
+            match self.leg.link.push(packet) {
+                Ok(()) => {}
+                Err(PushError::Full) => {
+                    self.leg
+                        .shared
+                        .inbound_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(PushError::Removed) => {
+                    // The bot removed the call: nothing is left to carry media for.
+                    return Some(LegOutcome::Ended(EndReason::Closed));
+                }
+                Err(_) => {
+                    tracing::debug!(leg = %self.leg.label, len = p.payload.len(), "inbound packet the pipeline cannot carry");
+                }
+            }
+        } else if self
+            .negotiated
+            .telephone_event
+            .is_some_and(|(pt, _)| pt == h.payload_type)
+        {
+            self.stats.on_sequence(h.sequence_number);
+            if let Some(tone) = self.dtmf_in.on_packet(h.timestamp, &p.payload) {
+                tracing::debug!(leg = %self.leg.label, %tone, "tone received");
+                self.emit(EndpointEvent::ToneReceived(tone));
+            }
+        } else {
+            self.unknown_pt += 1;
+        }
+        None
+    }
+
+    /// Handles RTCP from the peer; returns an outcome when the peer said goodbye.
+    fn on_rtcp(&mut self, now: Instant, packets: &[Box<dyn rtcp::Packet>]) -> Option<LegOutcome> {
+        self.last_heard = now;
+        let mut bye = false;
+        for p in packets {
+            let any = p.as_any();
+            if let Some(b) = any.downcast_ref::<Goodbye>() {
+                // A BYE for the peer's own stream ends the leg; one for a CSRC is a speaker
+                // leaving a mix.
+                bye |= self
+                    .remote_ssrc
+                    .is_some_and(|ssrc| b.sources.contains(&ssrc));
+                continue;
+            }
+            let reports: &[ReceptionReport] = if let Some(rr) = any.downcast_ref::<ReceiverReport>()
+            {
+                &rr.reports
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                &sr.reports
+            } else {
+                continue;
+            };
+            let ssrc = self.ssrc;
+            for r in reports.iter().filter(|r| r.ssrc == ssrc) {
+                self.on_report(r);
+            }
+        }
+        bye.then_some(LegOutcome::Ended(EndReason::PeerLeft))
+    }
+
+    fn on_report(&mut self, r: &ReceptionReport) {
+        let q = &mut self.quality;
+        q.outbound_fraction_lost = f32::from(r.fraction_lost) / 256.0;
+        q.outbound_total_lost = r.total_lost;
+        q.outbound_jitter =
+            Duration::from_nanos(u64::from(r.jitter) * 1_000_000_000 / u64::from(OPUS_CLOCK));
+        if let Some(rtt) = round_trip(ntp_mid32(SystemTime::now()), r.last_sender_report, r.delay) {
+            q.round_trip = Some(rtt);
+        }
+        q.inbound_packets = self.stats.received();
+        q.inbound_lost = self.stats.lost();
+        q.inbound_jitter = self.stats.jitter(OPUS_CLOCK);
+        self.leg.link.set_remote_fraction_lost(r.fraction_lost);
+        let snapshot = *q;
+        self.emit(EndpointEvent::Quality(snapshot));
+    }
+
+    /// The owner's requests and the watchdogs.
+    fn housekeeping(&mut self, now: Instant) {
+        match self.leg.stop.try_recv() {
+            Ok(reason) => return self.finish(now, LegOutcome::Ended(reason)),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                return self.finish(now, LegOutcome::Ended(EndReason::Closed));
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+        }
+        // Tones wait in the queue while one plays, so a sequence plays in order.
+        if self.tone.is_none()
+            && let Ok(req) = self.leg.tones.try_recv()
+        {
+            self.on_tone_request(now, req);
+        }
+        if let Some(outcome) = self.watchdog(now) {
+            self.finish(now, outcome);
+        }
+    }
+
+    fn on_tone_request(&mut self, now: Instant, req: ToneRequest) {
+        let Some((_, rate)) = self.negotiated.telephone_event else {
+            return;
+        };
+        if !self.active {
+            // The handle refuses tones while inactive; this one raced a disconnect.
+            tracing::debug!(leg = %self.leg.label, "tone dropped: transport inactive");
+            return;
+        }
+        self.timeline.catch_up(now);
+        let ms = u32::try_from(req.duration.as_millis()).unwrap_or(u32::MAX);
+        self.tone = Some(PlayingTone {
+            sender: EventSender::new(req.tone, ms, rate),
+            timestamp: self.timeline.next_ts,
+            next_at: now,
+        });
+        self.send_tone_packets(now);
+    }
+
+    /// What the pipeline encoded since the last call, and the next tone packet when due.
+    fn send_outbound(&mut self, now: Instant) {
+        if self.next_outbound_poll.is_some_and(|t| t > now) {
+            // Polled, and not due: the tone timer may still be.
+            self.send_tone_packets(now);
+            return;
+        }
+        if let Some(t) = &mut self.next_outbound_poll {
+            *t = now + OUTBOUND_POLL;
+        }
+        while let Some(audio) = self.leg.link.pop() {
+            // Media before Active is discarded, and a tone replaces the audio it overlaps.
+            if self.active && self.tone.is_none() {
+                self.send_audio(audio, now);
+            }
+        }
+        self.send_tone_packets(now);
+    }
+
+    fn write_rtp(&mut self, now: Instant, packet: rtp::Packet) {
+        // Straight into the stack's write path: the sender's own `write_rtp` checks the SSRC,
+        // payload type and extension ids against its parameters, built anew (allocating) for
+        // every packet; this leg set all three up itself at negotiation.
+        let msg = TaggedRTCMessage {
+            now,
+            message: RTCMessage::RtpPacket(String::new(), packet),
+        };
+        if let Err(e) = self.pc.handle_write(msg) {
+            tracing::debug!(leg = %self.leg.label, error = %e, "RTP write failed");
+        }
+    }
+
+    fn send_audio(&mut self, audio: OutboundAudio, now: Instant) {
+        let samples = opus_packet_samples_48k(&audio.payload).unwrap_or(960);
+        let (seq, ts, marker) =
+            self.timeline
+                .audio(samples, audio.rtp_timestamp, audio.marker, now);
+        let mut header = rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type: self.negotiated.opus_pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        if let (Some(id), Some(level)) = (self.send_level_id, audio.audio_level) {
+            // V bit set when the level is above silence: the pipeline has no separate VAD.
+            let v = if level < 127 { 0x80 } else { 0 };
+            let _ = header.set_extension(id, Bytes::copy_from_slice(&[v | (level & 0x7f)]));
+        }
+        if !audio.csrcs.is_empty() {
+            header.csrc = audio.csrcs.ids().to_vec();
+            // RFC 6465: one level per CSRC, in order; only when every level is known.
+            let mut levels = [0u8; audio_pipeline::MAX_CSRCS];
+            let known = audio.csrcs.levels().iter().all(Option::is_some);
+            if let (Some(id), true) = (self.send_csrc_level_id, known) {
+                for (d, l) in levels.iter_mut().zip(audio.csrcs.levels()) {
+                    *d = l.unwrap_or(127) & 0x7f;
+                }
+                let n = audio.csrcs.len();
+                let _ = header.set_extension(id, Bytes::copy_from_slice(&levels[..n]));
+            }
+        }
+        let packet = rtp::packet::Packet {
+            header,
+            payload: audio.payload,
+        };
+        self.write_rtp(now, packet);
+    }
+
+    fn send_tone_packets(&mut self, now: Instant) {
+        let Some(pt) = self.negotiated.telephone_event.map(|(pt, _)| pt) else {
+            return;
+        };
+        let Some(tone) = self.tone.as_mut() else {
+            return;
+        };
+        if now < tone.next_at {
+            return;
+        }
+        tone.next_at += TONE_PACKET_INTERVAL;
+        let Some(ev) = tone.sender.next_packet() else {
+            return;
+        };
+        let timestamp = tone.timestamp;
+        if tone.sender.is_done() {
+            self.tone = None;
+            // Audio resumes on the clock's timeline, as a new talkspurt.
+            self.timeline.resync = true;
+        }
+        let header = rtp::header::Header {
+            version: 2,
+            marker: ev.marker,
+            payload_type: pt,
+            sequence_number: self.timeline.seq(),
+            timestamp,
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        let packet = rtp::packet::Packet {
+            header,
+            payload: Bytes::copy_from_slice(&ev.payload),
+        };
+        self.write_rtp(now, packet);
+    }
+
+    fn watchdog(&self, now: Instant) -> Option<LegOutcome> {
+        if !self.connected_once {
+            return (now.saturating_duration_since(self.started)
+                > self.leg.settings.connect_timeout)
+                .then_some(LegOutcome::Failed(FailureReason::ConnectTimeout));
+        }
+        (now.saturating_duration_since(self.last_heard) > self.leg.settings.media_timeout)
+            .then_some(LegOutcome::Failed(FailureReason::PeerSilent))
+    }
+
+    fn finish(&mut self, _now: Instant, outcome: LegOutcome) {
+        self.outcome = Some(outcome);
+        self.set_active(false);
+        self.leg.shared.ended.store(true, Ordering::Release);
+        // Queues DTLS close_notify for the driver's last poll_transmit.
+        if let Err(e) = self.pc.close() {
+            tracing::debug!(leg = %self.leg.label, error = %e, "closing the peer connection");
+        }
+        tracing::info!(
+            leg = %self.leg.label,
+            ?outcome,
+            received = self.stats.received(),
+            lost = self.stats.lost(),
+            unknown_payload_types = self.unknown_pt,
+            refused_datagrams = self.refused_datagrams,
+            "leg ended"
+        );
+        if let Some(on_end) = self.leg.on_end.take() {
+            on_end();
+        }
+        self.emit(match outcome {
+            LegOutcome::Ended(r) => EndpointEvent::LegEnded(r),
+            LegOutcome::Failed(r) => EndpointEvent::StreamFailure(r),
+        });
+    }
+}

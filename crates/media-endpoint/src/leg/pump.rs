@@ -1,0 +1,321 @@
+//! The network pumps: a small fixed pool of threads, each driving many [`LegCore`]s on
+//! their sockets. A pump sleeps in one `epoll` wait over all its legs' sockets and wakes
+//! when a datagram arrives, when a pipeline tick queued packets to send (the call's port
+//! wakes it through a [`Waker`], at most once per tick and pump), or when a leg's timer is
+//! due; no leg has a task or timer of its own.
+//!
+//! The pool is the process's: legs of every endpoint and service side in the process share
+//! it, placed on the pump with the fewest legs.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket as MioSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use super::core::{LegCore, Transmit};
+use super::ports::PortLease;
+use crate::events::EndReason;
+
+/// The token of the pump's own waker; leg sockets use `slot * SOCKETS_PER_LEG + index`.
+const WAKE: Token = Token(usize::MAX);
+/// At most this many sockets per leg (one per ICE address).
+const SOCKETS_PER_LEG: usize = 16;
+/// The longest a pump sleeps with nothing due (legs always have a housekeeping timer).
+const IDLE: Duration = Duration::from_millis(100);
+/// The largest datagram read; longer ones are cut (nothing the leg speaks is this long).
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Counters of every pump of the process, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetworkStats {
+    /// Pump threads running.
+    pub pumps: usize,
+    /// Legs the pumps drive now.
+    pub legs: usize,
+    /// Times a pump woke from its wait (a datagram, a pipeline tick, a timer, a new leg).
+    pub wakeups: u64,
+    /// Datagrams read from the legs' sockets.
+    pub datagrams_in: u64,
+    /// Datagrams written to the legs' sockets.
+    pub datagrams_out: u64,
+    /// Datagrams the kernel refused to send (a full buffer, an unreachable peer).
+    pub send_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    legs: AtomicUsize,
+    wakeups: AtomicU64,
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+/// Wakes a pump once however many calls ask before it ran: the pipeline's threads call it
+/// after every tick that queued a packet.
+struct Signal {
+    pending: AtomicBool,
+    waker: mio::Waker,
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            // Fails only when the eventfd's counter would overflow: it is awake anyway.
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct NewLeg {
+    core: LegCore,
+    sockets: Vec<UdpSocket>,
+    ports: PortLease,
+}
+
+struct Pump {
+    queue: Mutex<Vec<NewLeg>>,
+    signal: Arc<Signal>,
+    counters: Arc<Counters>,
+}
+
+struct Pool {
+    pumps: Vec<Pump>,
+}
+
+static POOL: LazyLock<Pool> = LazyLock::new(|| {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get().div_ceil(2))
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let pumps = (0..n)
+        .map(|i| {
+            let poll = Poll::new().expect("an epoll instance for the network pump");
+            let waker =
+                mio::Waker::new(poll.registry(), WAKE).expect("an eventfd for the network pump");
+            let signal = Arc::new(Signal {
+                pending: AtomicBool::new(false),
+                waker,
+            });
+            let counters = Arc::new(Counters::default());
+            let pump = Pump {
+                queue: Mutex::new(Vec::new()),
+                signal: Arc::clone(&signal),
+                counters: Arc::clone(&counters),
+            };
+            std::thread::Builder::new()
+                .name(format!("botmedia-net-{i}"))
+                .spawn(move || run(i, poll, signal, counters))
+                .expect("spawning a network pump thread");
+            pump
+        })
+        .collect();
+    Pool { pumps }
+});
+
+/// Counters of the process's network pumps.
+pub fn network_stats() -> NetworkStats {
+    let pool = &*POOL;
+    let mut s = NetworkStats {
+        pumps: pool.pumps.len(),
+        ..NetworkStats::default()
+    };
+    for p in &pool.pumps {
+        let c = &p.counters;
+        s.legs += c.legs.load(Ordering::Relaxed);
+        s.wakeups += c.wakeups.load(Ordering::Relaxed);
+        s.datagrams_in += c.datagrams_in.load(Ordering::Relaxed);
+        s.datagrams_out += c.datagrams_out.load(Ordering::Relaxed);
+        s.send_errors += c.send_errors.load(Ordering::Relaxed);
+    }
+    s
+}
+
+/// Hands a negotiated leg and its sockets to the pump with the fewest legs; the leg runs
+/// until it ends, then its sockets close and its ports go back.
+pub(crate) fn start(core: LegCore, sockets: Vec<UdpSocket>, ports: PortLease) {
+    let pool = &*POOL;
+    let pump = pool
+        .pumps
+        .iter()
+        .min_by_key(|p| p.counters.legs.load(Ordering::Relaxed))
+        .expect("the pool has a pump");
+    pump.counters.legs.fetch_add(1, Ordering::Relaxed);
+    pump.queue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(NewLeg {
+            core,
+            sockets,
+            ports,
+        });
+    pump.signal.wake_by_ref();
+}
+
+struct Entry {
+    core: LegCore,
+    sockets: Vec<(MioSocket, SocketAddr)>,
+    _ports: PortLease,
+    /// When the leg asked to be called next.
+    next: Option<Instant>,
+}
+
+fn run(index: usize, mut poll: Poll, signal: Arc<Signal>, counters: Arc<Counters>) {
+    let waker = Waker::from(Arc::clone(&signal));
+    let mut events = Events::with_capacity(1024);
+    let mut slots: Vec<Option<Entry>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let pool = &*POOL;
+    loop {
+        let now = Instant::now();
+        let next = slots
+            .iter()
+            .flatten()
+            .filter_map(|e| e.next)
+            .min()
+            .unwrap_or(now + IDLE);
+        let timeout = next.saturating_duration_since(now);
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!(pump = index, error = %e, "network pump wait failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            continue;
+        }
+        counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        for ev in events.iter() {
+            if ev.token() == WAKE {
+                continue;
+            }
+            let (slot, sock) = (ev.token().0 / SOCKETS_PER_LEG, ev.token().0 % SOCKETS_PER_LEG);
+            let Some(Some(entry)) = slots.get_mut(slot) else {
+                continue;
+            };
+            let Some((socket, local)) = entry.sockets.get(sock) else {
+                continue;
+            };
+            let local = *local;
+            loop {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, peer)) => {
+                        counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                        entry.core.handle_input(now, local, peer, &buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // ICMP errors surface here (a peer's port closed); the leg's
+                        // timers notice a peer that is gone.
+                        tracing::trace!(leg = %entry.core.label(), error = %e, "receive error");
+                        break;
+                    }
+                }
+            }
+            flush(entry, &counters);
+            entry.next = entry.core.poll_timeout();
+        }
+        // New legs.
+        let added = std::mem::take(&mut *pool.pumps[index].queue.lock().unwrap_or_else(|p| p.into_inner()));
+        for new in added {
+            add(&mut poll, &mut slots, &mut free, new, &waker, now);
+        }
+        // A pipeline tick queued packets (or a leg was added): every leg sends what it has.
+        let ticked = signal.pending.swap(false, Ordering::AcqRel);
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(entry) = slot else { continue };
+            if ticked || entry.next.is_some_and(|t| t <= now) {
+                entry.core.handle_timeout(now);
+                flush(entry, &counters);
+                entry.next = entry.core.poll_timeout();
+            }
+            if entry.core.outcome().is_some() {
+                let entry = slot.take().expect("the slot holds a leg");
+                remove(&poll, entry);
+                free.push(i);
+                counters.legs.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn add(
+    poll: &mut Poll,
+    slots: &mut Vec<Option<Entry>>,
+    free: &mut Vec<usize>,
+    new: NewLeg,
+    waker: &Waker,
+    now: Instant,
+) {
+    let slot = free.pop().unwrap_or_else(|| {
+        slots.push(None);
+        slots.len() - 1
+    });
+    let mut core = new.core;
+    core.set_outbound_waker(waker, now);
+    let mut sockets = Vec::with_capacity(new.sockets.len());
+    for (i, s) in new.sockets.into_iter().take(SOCKETS_PER_LEG).enumerate() {
+        let local = match s.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(leg = %core.label(), error = %e, "a leg's socket has no address");
+                continue;
+            }
+        };
+        let mut s = MioSocket::from_std(s);
+        let token = Token(slot * SOCKETS_PER_LEG + i);
+        if let Err(e) = poll.registry().register(&mut s, token, Interest::READABLE) {
+            tracing::warn!(leg = %core.label(), error = %e, "registering a leg's socket failed");
+            continue;
+        }
+        sockets.push((s, local));
+    }
+    if sockets.is_empty() {
+        core.close(now, EndReason::Closed);
+    }
+    let next = core.poll_timeout();
+    slots[slot] = Some(Entry {
+        core,
+        sockets,
+        _ports: new.ports,
+        next,
+    });
+}
+
+/// Sends what the leg has for the wire, each datagram from the socket it names.
+fn flush(entry: &mut Entry, counters: &Counters) {
+    while let Some(Transmit { from, to, data }) = entry.core.poll_transmit() {
+        let socket = entry
+            .sockets
+            .iter()
+            .find(|(_, local)| *local == from)
+            .or_else(|| entry.sockets.first())
+            .map(|(s, _)| s);
+        let Some(socket) = socket else { return };
+        match socket.send_to(&data, to) {
+            Ok(_) => {
+                counters.datagrams_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(leg = %entry.core.label(), error = %e, "send error");
+            }
+        }
+    }
+}
+
+fn remove(poll: &Poll, mut entry: Entry) {
+    for (s, _) in &mut entry.sockets {
+        let _ = poll.registry().deregister(s);
+    }
+}
