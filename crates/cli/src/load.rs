@@ -290,6 +290,10 @@ pub struct LoadReport {
     pub cpu_per_call_percent: f64,
     /// Calls one core carries at that cost.
     pub calls_per_core: f64,
+    /// The bot's network pumps: wake-ups per call per second over the window (a datagram,
+    /// a pipeline tick with packets to send, a timer), and datagrams in and out per call
+    /// per second.
+    pub network: NetworkFigures,
     /// Of which the pipeline alone.
     pub pipeline_calls_per_core: f64,
     /// Tick lateness: when a pipeline thread's tick handed over its first frame, minus
@@ -614,6 +618,36 @@ impl Driver {
     }
 }
 
+/// What the bot's network pumps did over the window, per call per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct NetworkFigures {
+    /// Pump threads.
+    pub pumps: usize,
+    /// Times a pump woke from its wait.
+    pub wakeups: f64,
+    /// Datagrams read.
+    pub datagrams_in: f64,
+    /// Datagrams sent.
+    pub datagrams_out: f64,
+}
+
+impl NetworkFigures {
+    fn between(
+        a: &botmedia::endpoint::NetworkStats,
+        b: &botmedia::endpoint::NetworkStats,
+        calls: f64,
+        seconds: f64,
+    ) -> NetworkFigures {
+        let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / calls.max(1.0) / seconds.max(1e-9);
+        NetworkFigures {
+            pumps: b.pumps,
+            wakeups: per(a.wakeups, b.wakeups),
+            datagrams_in: per(a.datagrams_in, b.datagrams_in),
+            datagrams_out: per(a.datagrams_out, b.datagrams_out),
+        }
+    }
+}
+
 /// CPU time per thread group, from `/proc/self/task/*/schedstat` (ns on CPU).
 fn cpu_by_group() -> BTreeMap<&'static str, u64> {
     let mut groups = BTreeMap::new();
@@ -629,9 +663,11 @@ fn cpu_by_group() -> BTreeMap<&'static str, u64> {
             .unwrap_or(0u64);
         let group = match comm.trim() {
             c if c.starts_with("audio-pipeline") => "bot_pipeline",
-            c if c.starts_with("bot-net") => "bot_network",
+            // The bot's runtime (HTTP, signalling) and the pumps of its media endpoint.
+            c if c.starts_with("bot-net") || c.starts_with("bm-net") => "bot_network",
             c if c.starts_with("load-driver") => "driver",
-            c if c.starts_with("emulator") => "emulator",
+            // The emulator's runtime and the pumps of its service legs.
+            c if c.starts_with("emulator") || c.starts_with("svc-net") => "emulator",
             _ => "other",
         };
         *groups.entry(group).or_insert(0) += ns;
@@ -1036,6 +1072,7 @@ async fn run_cycle(
     let rss_steady = resources().rss_kib;
     let start = driver.stats().await;
     let cpu_start = cpu_by_group();
+    let net_start = botmedia::endpoint::network_stats();
     let started = Instant::now();
     measuring.store(true, Ordering::Release);
     let mut health = HealthSeen::default();
@@ -1077,6 +1114,7 @@ async fn run_cycle(
         }
     }
     let cpu_end = cpu_by_group();
+    let net_end = botmedia::endpoint::network_stats();
     let seconds = started.elapsed().as_secs_f64();
     measuring.store(false, Ordering::Release);
     report.load_average = load_average();
@@ -1088,6 +1126,7 @@ async fn run_cycle(
     let bot_s = report.cpu.bot_pipeline + report.cpu.bot_network;
     report.bot_cores = bot_s / seconds;
     let n = sessions.len().max(1) as f64;
+    report.network = NetworkFigures::between(&net_start, &net_end, n, seconds);
     report.cpu_per_call_percent = 100.0 * report.bot_cores / n;
     report.calls_per_core = if bot_s > 0.0 {
         n / report.bot_cores
@@ -1215,6 +1254,15 @@ impl LoadReport {
             t,
             "cpu (s)            bot pipeline {:.2}, bot network {:.2}, driver {:.2}, emulator {:.2}, other {:.2}",
             c.bot_pipeline, c.bot_network, c.driver, c.emulator, c.other
+        );
+        let _ = writeln!(
+            t,
+            "bot network        {} pump thread(s): {:.1} wake-ups, {:.1} datagrams in, {:.1} out per call per second; {:.1} us of network cpu per call per 20 ms tick",
+            self.network.pumps,
+            self.network.wakeups,
+            self.network.datagrams_in,
+            self.network.datagrams_out,
+            c.bot_network * 1e6 / (self.seconds.max(1e-9) * 50.0) / self.connected.max(1) as f64
         );
         let _ = writeln!(
             t,

@@ -157,7 +157,7 @@ async fn post_offer(
         // Unregistered while negotiating: the leg starts and ends at once.
         let _ = stop_tx.try_send(crate::events::EndReason::Closed);
     }
-    leg::start(Instant::now(), neg, leg);
+    leg::start(Instant::now(), leg::pump::PoolKind::Endpoint, neg, leg);
     tracing::info!(leg = %label, "leg created");
     let location = format!(
         "{}/sessions/{}/legs/{leg_id}",

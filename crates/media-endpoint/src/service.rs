@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverId, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{
+    RTCRtpTransceiverDirection, RTCRtpTransceiverId, RTCRtpTransceiverInit,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bridge::NetworkPort;
@@ -19,10 +21,10 @@ use crate::dtmf::Tone;
 use crate::error::ToneError;
 use crate::events::{EndReason, EndpointEvent};
 use crate::leg::{self, Leg, LegControl, LegSettings, Negotiation, SetupError};
-use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SSRC_AUDIO_LEVEL_URI};
 use crate::path::PathInterceptor;
 pub use crate::path::{PathPacket, SendPath};
 use crate::sdp::read_answer;
+use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SSRC_AUDIO_LEVEL_URI};
 
 /// Payload types the service offers (the answerer echoes them).
 const OFFER_OPUS_PT: u8 = 111;
@@ -227,14 +229,13 @@ impl ServiceLeg {
             .build()
             .map_err(ConnectError::Unreachable)?;
         let (mut built, sockets) = build(Instant::now(), &config, path)?;
-        let (location, answer) =
-            match offer_and_answer(&mut built, &http, &url).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = rtc::sansio::Protocol::close(&mut built.pc);
-                    return Err(e);
-                }
-            };
+        let (location, answer) = match offer_and_answer(&mut built, &http, &url).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = rtc::sansio::Protocol::close(&mut built.pc);
+                return Err(e);
+            }
+        };
         let Some(negotiated) = read_answer(&answer) else {
             let _ = rtc::sansio::Protocol::close(&mut built.pc);
             return Err(ConnectError::BadAnswer {
@@ -286,7 +287,12 @@ impl ServiceLeg {
                 let _ = ended_tx.send(());
             })),
         };
-        leg::start(Instant::now(), negotiation, leg);
+        leg::start(
+            Instant::now(),
+            leg::pump::PoolKind::Service,
+            negotiation,
+            leg,
+        );
         Ok(ServiceLeg {
             location,
             http,
@@ -350,14 +356,16 @@ impl Drop for ServiceLeg {
 }
 
 /// A peer connection with the service's audio transceiver and its offer, not sent yet.
-struct Built {
-    pc: RTCPeerConnection,
-    transceiver: RTCRtpTransceiverId,
-    ssrc: u32,
-    offer: String,
+pub(crate) struct Built {
+    pub(crate) pc: RTCPeerConnection,
+    pub(crate) transceiver: RTCRtpTransceiverId,
+    pub(crate) ssrc: u32,
+    pub(crate) offer: String,
 }
 
-fn build(
+/// The service's peer connection and offer on sockets bound on `config`'s ICE addresses
+/// (also the offering side of the leg simulation, [`crate::leg::sim`]).
+pub(crate) fn build(
     now: Instant,
     config: &ServiceLegConfig,
     path: Option<PathInterceptor>,
@@ -422,9 +430,7 @@ fn offer(
             },
         ])
         .map_err(stack("setting codec preferences"))?;
-    let offer = pc
-        .create_offer(None)
-        .map_err(stack("creating the offer"))?;
+    let offer = pc.create_offer(None).map_err(stack("creating the offer"))?;
     pc.set_local_description(now, offer)
         .map_err(stack("applying the offer"))?;
     let local = pc.local_description().ok_or(ConnectError::NoCandidates)?;

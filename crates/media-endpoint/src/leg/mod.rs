@@ -30,14 +30,15 @@ mod negotiate;
 mod peer;
 pub(crate) mod ports;
 pub(crate) mod pump;
+pub(crate) mod sim;
 mod timeline;
 
 pub(crate) use control::LegControl;
-pub(crate) use negotiate::{NegotiateError, negotiate};
 pub(crate) use core::{LegCore, Negotiation};
+pub(crate) use negotiate::{NegotiateError, negotiate};
 pub(crate) use peer::{
-    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec,
-    opus_track, send_extension_id, telephone_event_codec,
+    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec, opus_track,
+    send_extension_id, telephone_event_codec,
 };
 
 /// The RTP clock rate of Opus, and of the telephone-event stream sent beside it.
@@ -90,12 +91,12 @@ pub(crate) enum LegOutcome {
 }
 
 /// Starts a negotiated leg on a network pump.
-pub(crate) fn start(now: std::time::Instant, mut neg: Negotiation, leg: Leg) {
+pub(crate) fn start(now: std::time::Instant, pool: pump::PoolKind, mut neg: Negotiation, leg: Leg) {
     let sockets = std::mem::take(&mut neg.sockets);
     let ports = std::mem::take(&mut neg.ports);
     // The pump gives the port its waker as it takes the leg; until then, polled.
     let core = LegCore::new(now, neg, leg, false);
-    pump::start(core, sockets, ports);
+    pump::start(pool, core, sockets, ports);
 }
 
 /// A random value, for an SSRC or a random start of the RTP timeline (RFC 3550 §5.1).

@@ -4,8 +4,11 @@
 //! wakes it through a [`Waker`], at most once per tick and pump), or when a leg's timer is
 //! due; no leg has a task or timer of its own.
 //!
-//! The pool is the process's: legs of every endpoint and service side in the process share
-//! it, placed on the pump with the fewest legs.
+//! There are two pools per process, started on first use: one for the legs of every
+//! [`MediaEndpoint`](crate::MediaEndpoint) (threads `bm-net-N`), one for the service side's
+//! legs ([`ServiceLeg`](crate::service::ServiceLeg), threads `svc-net-N`), so that a process
+//! holding both (a test bed, the load tool) can tell the bot's network work from the
+//! service's. A leg goes to the pump of its pool with the fewest legs.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -83,7 +86,7 @@ struct NewLeg {
 }
 
 struct Pump {
-    queue: Mutex<Vec<NewLeg>>,
+    queue: Arc<Mutex<Vec<NewLeg>>>,
     signal: Arc<Signal>,
     counters: Arc<Counters>,
 }
@@ -92,39 +95,63 @@ struct Pool {
     pumps: Vec<Pump>,
 }
 
-static POOL: LazyLock<Pool> = LazyLock::new(|| {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get().div_ceil(2))
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let pumps = (0..n)
-        .map(|i| {
-            let poll = Poll::new().expect("an epoll instance for the network pump");
-            let waker =
-                mio::Waker::new(poll.registry(), WAKE).expect("an eventfd for the network pump");
-            let signal = Arc::new(Signal {
-                pending: AtomicBool::new(false),
-                waker,
-            });
-            let counters = Arc::new(Counters::default());
-            let pump = Pump {
-                queue: Mutex::new(Vec::new()),
-                signal: Arc::clone(&signal),
-                counters: Arc::clone(&counters),
-            };
-            std::thread::Builder::new()
-                .name(format!("botmedia-net-{i}"))
-                .spawn(move || run(i, poll, signal, counters))
-                .expect("spawning a network pump thread");
-            pump
-        })
-        .collect();
-    Pool { pumps }
-});
+/// Which pool a leg runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PoolKind {
+    /// The bot's side: legs answered by a media endpoint.
+    Endpoint,
+    /// The calling service's side: legs a `ServiceLeg` offered.
+    Service,
+}
 
-/// Counters of the process's network pumps.
+static ENDPOINT: LazyLock<Pool> = LazyLock::new(|| Pool::start("bm-net"));
+static SERVICE: LazyLock<Pool> = LazyLock::new(|| Pool::start("svc-net"));
+
+fn pool(kind: PoolKind) -> &'static Pool {
+    match kind {
+        PoolKind::Endpoint => &ENDPOINT,
+        PoolKind::Service => &SERVICE,
+    }
+}
+
+impl Pool {
+    /// Half as many pumps as cores (at least one, at most eight), threads `{name}-N`.
+    fn start(name: &'static str) -> Pool {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get().div_ceil(2))
+            .unwrap_or(1)
+            .clamp(1, 8);
+        let pumps = (0..n)
+            .map(|i| {
+                let poll = Poll::new().expect("an epoll instance for the network pump");
+                let waker = mio::Waker::new(poll.registry(), WAKE)
+                    .expect("an eventfd for the network pump");
+                let signal = Arc::new(Signal {
+                    pending: AtomicBool::new(false),
+                    waker,
+                });
+                let counters = Arc::new(Counters::default());
+                let queue = Arc::new(Mutex::new(Vec::new()));
+                let pump = Pump {
+                    queue: Arc::clone(&queue),
+                    signal: Arc::clone(&signal),
+                    counters: Arc::clone(&counters),
+                };
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || run(poll, queue, signal, counters))
+                    .expect("spawning a network pump thread");
+                pump
+            })
+            .collect();
+        Pool { pumps }
+    }
+}
+
+/// Counters of the network pumps of the process's media endpoints (the bot's side; the
+/// service side's legs run on pumps of their own and are not counted here).
 pub fn network_stats() -> NetworkStats {
-    let pool = &*POOL;
+    let pool = pool(PoolKind::Endpoint);
     let mut s = NetworkStats {
         pumps: pool.pumps.len(),
         ..NetworkStats::default()
@@ -142,8 +169,8 @@ pub fn network_stats() -> NetworkStats {
 
 /// Hands a negotiated leg and its sockets to the pump with the fewest legs; the leg runs
 /// until it ends, then its sockets close and its ports go back.
-pub(crate) fn start(core: LegCore, sockets: Vec<UdpSocket>, ports: PortLease) {
-    let pool = &*POOL;
+pub(crate) fn start(kind: PoolKind, core: LegCore, sockets: Vec<UdpSocket>, ports: PortLease) {
+    let pool = pool(kind);
     let pump = pool
         .pumps
         .iter()
@@ -169,13 +196,17 @@ struct Entry {
     next: Option<Instant>,
 }
 
-fn run(index: usize, mut poll: Poll, signal: Arc<Signal>, counters: Arc<Counters>) {
+fn run(
+    mut poll: Poll,
+    queue: Arc<Mutex<Vec<NewLeg>>>,
+    signal: Arc<Signal>,
+    counters: Arc<Counters>,
+) {
     let waker = Waker::from(Arc::clone(&signal));
     let mut events = Events::with_capacity(1024);
     let mut slots: Vec<Option<Entry>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let pool = &*POOL;
     loop {
         let now = Instant::now();
         let next = slots
@@ -187,7 +218,7 @@ fn run(index: usize, mut poll: Poll, signal: Arc<Signal>, counters: Arc<Counters
         let timeout = next.saturating_duration_since(now);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
-                tracing::error!(pump = index, error = %e, "network pump wait failed");
+                tracing::error!(error = %e, "network pump wait failed");
                 std::thread::sleep(Duration::from_millis(1));
             }
             continue;
@@ -198,7 +229,10 @@ fn run(index: usize, mut poll: Poll, signal: Arc<Signal>, counters: Arc<Counters
             if ev.token() == WAKE {
                 continue;
             }
-            let (slot, sock) = (ev.token().0 / SOCKETS_PER_LEG, ev.token().0 % SOCKETS_PER_LEG);
+            let (slot, sock) = (
+                ev.token().0 / SOCKETS_PER_LEG,
+                ev.token().0 % SOCKETS_PER_LEG,
+            );
             let Some(Some(entry)) = slots.get_mut(slot) else {
                 continue;
             };
@@ -226,7 +260,7 @@ fn run(index: usize, mut poll: Poll, signal: Arc<Signal>, counters: Arc<Counters
             entry.next = entry.core.poll_timeout();
         }
         // New legs.
-        let added = std::mem::take(&mut *pool.pumps[index].queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let added = std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
         for new in added {
             add(&mut poll, &mut slots, &mut free, new, &waker, now);
         }
