@@ -3,23 +3,17 @@
 //! `Retry-After`, and nothing is created; service-hosted calls are not limited.
 
 use emulator::scenario::Scenario;
-use emulator::{Emulator, EmulatorConfig};
 use media_session::{AudioSocketSettings, MediaPlatformSettings, MediaSession};
 use serde_json::{Value, json};
 
 mod common;
-use common::{app_token, call_to_john, http_client};
+use common::{app_token, call_to_john, http_client, start_emulator};
 
 #[tokio::test]
 async fn app_hosted_calls_past_capacity_get_503_in_graphs_format() {
     let mut scenario = Scenario::default();
     scenario.settings.max_app_hosted_calls = Some(1);
-    let emu = Emulator::start(EmulatorConfig {
-        scenario,
-        ..Default::default()
-    })
-    .await
-    .expect("emulator");
+    let emu = start_emulator(scenario).await;
     let http = http_client();
     let token = app_token(&http, &emu).await;
     // A media endpoint that accepts connections and never answers: the first call stays

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use emulator::scenario::{Answer, DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
-use emulator::{Emulator, EmulatorConfig};
+use emulator::Emulator;
+use emulator::scenario::{Answer, DEFAULT_APP_ID, DEFAULT_TENANT, Scenario};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
+
+mod common;
+use common::{JOHN, app_token, http_client, start_emulator};
 
 /// A bot's callback: checks each notification's token against the emulator's JWKS and
 /// records the bodies.
@@ -53,13 +56,8 @@ struct Fixture {
 
 impl Fixture {
     async fn start(scenario: Scenario) -> Self {
-        let emu = Emulator::start(EmulatorConfig {
-            scenario,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let emu = start_emulator(scenario).await;
+        let http = http_client();
         let hook = Webhook::default();
         let openid: Value = http
             .get(emu.openid_configuration_url())
@@ -110,13 +108,7 @@ impl Fixture {
     }
 
     async fn access_token(&self) -> String {
-        let r: Value = self
-            .token(DEFAULT_APP_ID, DEFAULT_APP_SECRET)
-            .await
-            .json()
-            .await
-            .unwrap();
-        r["access_token"].as_str().unwrap().to_owned()
+        app_token(&self.http, &self.emu).await
     }
 
     fn p2p_request(&self, user: &str) -> Value {
@@ -181,7 +173,7 @@ async fn peer_to_peer_call_lives_and_ends() {
         .http
         .post(format!("{}/communications/calls", f.emu.graph_url()))
         .bearer_auth(&token)
-        .json(&f.p2p_request("112f7296-5fa4-42ca-bae8-6a692b15d4b8"))
+        .json(&f.p2p_request(JOHN))
         .send()
         .await
         .unwrap();
@@ -316,7 +308,7 @@ async fn authentication_and_permissions_are_enforced() {
     });
     let f = Fixture::start(scenario).await;
     let url = format!("{}/communications/calls", f.emu.graph_url());
-    let body = f.p2p_request("112f7296-5fa4-42ca-bae8-6a692b15d4b8");
+    let body = f.p2p_request(JOHN);
 
     // No token, a garbage token, a wrong secret.
     let r = f.http.post(&url).json(&body).send().await.unwrap();
@@ -476,7 +468,7 @@ async fn record_response_produces_a_downloadable_recording() {
         .http
         .post(format!("{}/communications/calls", f.emu.graph_url()))
         .bearer_auth(&token)
-        .json(&f.p2p_request("112f7296-5fa4-42ca-bae8-6a692b15d4b8"))
+        .json(&f.p2p_request(JOHN))
         .send()
         .await
         .unwrap();

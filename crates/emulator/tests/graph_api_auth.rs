@@ -7,13 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use emulator::identity::{AppRegistration, Identity};
 use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_TENANT, Scenario};
-use emulator::{Emulator, EmulatorConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 mod common;
-use common::{app_token, call_to_john, http_client};
+use common::{app_token, call_to_john, http_client, start_emulator};
 
 fn part(token: &str, i: usize) -> &str {
     token.split('.').nth(i).unwrap_or("")
@@ -29,12 +28,7 @@ fn encode(v: &Value) -> String {
 
 #[tokio::test]
 async fn forged_and_mangled_tokens_get_401_and_create_nothing() {
-    let emu = Emulator::start(EmulatorConfig {
-        scenario: Scenario::default(),
-        ..Default::default()
-    })
-    .await
-    .expect("emulator");
+    let emu = start_emulator(Scenario::default()).await;
     let http = http_client();
     let good = app_token(&http, &emu).await;
     let claims = decode(part(&good, 1));

@@ -4,12 +4,15 @@
 
 use std::sync::{Arc, Mutex};
 
+use emulator::Emulator;
 use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
-use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
+
+mod common;
+use common::{http_client, start_emulator};
 
 /// Keeps every event as `target LEVEL message field=value ...`.
 #[derive(Clone, Default)]
@@ -45,13 +48,7 @@ impl Subscriber for Capture {
 async fn start() -> (Emulator, reqwest::Client) {
     let mut scenario = Scenario::default();
     scenario.settings.time_scale = 10.0;
-    let emu = Emulator::start(EmulatorConfig {
-        scenario,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    (emu, reqwest::Client::builder().no_proxy().build().unwrap())
+    (start_emulator(scenario).await, http_client())
 }
 
 #[tokio::test]

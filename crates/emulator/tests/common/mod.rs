@@ -1,14 +1,24 @@
-//! What the emulator's integration tests share: an HTTP client, the default app's token,
-//! and a call to John.
+//! What the emulator's integration tests share: the emulator on a free port, an HTTP
+//! client, the default app's token, and a call to John.
 
 #![allow(dead_code, reason = "each test binary uses part of the harness")]
 
-use emulator::Emulator;
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario};
+use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
 /// John, a user of the default scenario who answers.
 pub const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
+
+/// The emulator playing `scenario`, on a free port of 127.0.0.1.
+pub async fn start_emulator(scenario: Scenario) -> Emulator {
+    Emulator::start(EmulatorConfig {
+        scenario,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator")
+}
 
 /// An HTTP client that never goes through a proxy (everything is on 127.0.0.1).
 pub fn http_client() -> reqwest::Client {
