@@ -2,51 +2,16 @@
 //! when the call ends, a dropped call hung up, an incoming call answered, a refused call
 //! that leaves nothing behind, and settings that match the emulator's.
 
+#[path = "common/bot.rs"]
+mod common;
+
 use std::time::Duration;
 
 use botmedia::{
     Bot, BotError, BotSettings, CallEvent, CallItem, CallRequest, CallState, emulator_app,
 };
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Scenario, Voice};
-use emulator::{Emulator, EmulatorConfig};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn emulator() -> Emulator {
-    Emulator::start(EmulatorConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        scenario: Scenario::default(),
-    })
-    .await
-    .unwrap()
-}
-
-fn echo_user(emu: &Emulator) -> String {
-    emu.scenario()
-        .users
-        .iter()
-        .find(|u| matches!(u.says, Voice::Echo))
-        .expect("the built-in scenario has a user who echoes")
-        .id
-        .clone()
-}
-
-/// Reads items until the call is established; panics if it ends first.
-async fn until_established(call: &mut botmedia::BotCall) {
-    loop {
-        match tokio::time::timeout(WAIT, call.next()).await.unwrap() {
-            Some(CallItem::Call(CallEvent::StateChanged {
-                to: CallState::Established,
-                ..
-            })) => return,
-            Some(CallItem::Call(CallEvent::Terminated { result })) => {
-                panic!("terminated before established: {result:?}")
-            }
-            Some(_) => {}
-            None => panic!("the call's stream ended"),
-        }
-    }
-}
+use common::{WAIT, echo_user, emulator, until_established};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT};
 
 async fn until_media_released(bot: &Bot) {
     let deadline = tokio::time::Instant::now() + WAIT;

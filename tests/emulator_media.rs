@@ -12,14 +12,17 @@ use botmedia::{
     AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaSession, Pcm16K,
     ReceivedFrame, SendStatus, Tone,
 };
+use emulator::Emulator;
 use emulator::scenario::{Answer, Scenario, User, Voice};
 use emulator::wav::Wav;
-use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
 #[path = "common/platform.rs"]
 mod platform;
-use platform::{app_token, create_call, emulator_state, http_client, meeting_join, start_platform};
+use platform::{
+    app_token, create_call, emulator_state, http_client, meeting_join, start_emulator,
+    start_platform,
+};
 
 const JOHN: &str = "112f7296-5fa4-42ca-bae8-6a692b15d4b8";
 const ADA: &str = "98da8a1a-1b87-452c-a713-65d3f10b5555";
@@ -53,12 +56,7 @@ impl Fixture {
 
     async fn start_with(mut scenario: Scenario) -> Self {
         scenario.settings.time_scale = 10.0;
-        let emu = Emulator::start(EmulatorConfig {
-            scenario,
-            ..Default::default()
-        })
-        .await
-        .expect("emulator");
+        let emu = start_emulator(scenario).await;
         let platform = start_platform().await;
         let hook = Hook::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -8,38 +8,14 @@
 
 #[path = "common/bot.rs"]
 mod common;
+#[path = "common/promtool.rs"]
+mod promtool;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use botmedia::{Bot, BotError, BotSettings, CallRequest, INSTANCE_PLACEHOLDER};
 use common::{WAIT, echo_user, emulator, frames, free_tcp_port, until_established};
-
-fn promtool_check(scrape: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The value of one series of a scrape (name and labels as written).
 fn sample(scrape: &str, series: &str) -> Option<f64> {
@@ -93,7 +69,7 @@ async fn an_incoming_call_at_the_shared_url_is_answered_and_pinned_to_the_instan
 
     // The metrics name the instance and its mpUri.
     let scrape = botmedia::metrics::render(&bot);
-    promtool_check(&scrape);
+    promtool::check(&scrape);
     let info = format!(
         "botmedia_instance_info{{instance_id=\"botmedia-1\",mp_uri=\"{}\"}}",
         bot.platform().mp_uri()

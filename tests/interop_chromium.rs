@@ -20,14 +20,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::{get, post};
-use botmedia::pipeline::{PipelineConfig, Realtime};
 use botmedia::session::AudioSocketSettings;
 use botmedia::{
-    AudioSocketEvent, AudioSocketItem, EndReason, FrameSource, MediaPlatform,
-    MediaPlatformSettings, MediaSession, SendStatus,
+    AudioSocketEvent, AudioSocketItem, EndReason, FrameSource, MediaSession, SendStatus,
 };
 use common::browser::{self, Browser, LOOPBACK_ONLY};
 use common::join::{self, dbfs, tone_frame, tone_share};
+use common::platform::start_platform;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -178,13 +177,7 @@ fn chromium_as_the_calling_service_dials_four_bot_sessions_at_once() {
 
 async fn scenario(chromium: &str, work: &std::path::Path) {
     let start = Instant::now();
-    let mut settings = MediaPlatformSettings::default();
-    settings.pipeline = PipelineConfig {
-        threads: 1,
-        realtime: Realtime::Off,
-        ..PipelineConfig::default()
-    };
-    let platform = MediaPlatform::start(settings).await.expect("platform");
+    let platform = start_platform().await;
 
     // The bots: one session each, its tone and recorder running from the start.
     let (stop, stopped) = watch::channel(false);

@@ -7,23 +7,23 @@
 //!
 //! Needs `prometheus` and `promtool` on PATH (scripts/setup.sh --test installs them).
 
+#[path = "common/bot.rs"]
+mod common;
 #[path = "common/process.rs"]
 mod process;
+#[path = "common/promtool.rs"]
+mod promtool;
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use botmedia::{Bot, BotSettings, CallEvent, CallItem, CallRequest, Pcm16K, Ticks};
-use emulator::scenario::{Scenario, Voice};
-use emulator::{Emulator, EmulatorConfig};
+use common::{WAIT, echo_user, emulator};
 use process::Proc;
 use tokio::time::{Instant, sleep, timeout};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// A Prometheus server scraping one target every second, with its own storage in a
 /// temporary directory; killed on drop, then its directory removed.
@@ -159,30 +159,6 @@ fn samples(text: &str) -> (HashMap<String, f64>, Vec<String>) {
     (values, monotonic)
 }
 
-fn promtool_check(scrape: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn scrape(http: &reqwest::Client, url: &str) -> String {
     let r = http.get(url).send().await.unwrap();
     assert_eq!(
@@ -204,20 +180,8 @@ fn tone(n: u64) -> Pcm16K {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up() {
-    let emu = Emulator::start(EmulatorConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        scenario: Scenario::default(),
-    })
-    .await
-    .unwrap();
-    let echo = emu
-        .scenario()
-        .users
-        .iter()
-        .find(|u| matches!(u.says, Voice::Echo))
-        .expect("the built-in scenario has a user who echoes")
-        .id
-        .clone();
+    let emu = emulator().await;
+    let echo = echo_user(&emu);
     let bot = Bot::start(BotSettings::emulator(&emu.base_url()))
         .await
         .unwrap();
@@ -311,7 +275,7 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
     // The call's own histograms, to check the exported ones against once it ended.
     let observer = bot.calls()[0].media.clone().expect("the call has media");
     let during = scrape(&http, &url).await;
-    promtool_check(&during);
+    promtool::check(&during);
     let (before, monotonic) = samples(&during);
     assert_eq!(before["botmedia_calls{state=\"established\"}"], 1.0);
     assert_eq!(before["botmedia_calls_started_total"], 1.0);
@@ -330,7 +294,7 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
         sleep(Duration::from_millis(50)).await;
     }
     let after_text = scrape(&http, &url).await;
-    promtool_check(&after_text);
+    promtool::check(&after_text);
     let (after, _) = samples(&after_text);
     for (series, was) in &before {
         let family = series.split(['{', ' ']).next().unwrap();

@@ -18,6 +18,8 @@
 mod common;
 #[path = "common/echo.rs"]
 mod echo;
+#[path = "common/quality.rs"]
+mod quality;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +27,7 @@ use std::process::Command;
 use botmedia::{MediaPlatform, MediaPlatformSettings};
 use common::browser::{self, LOOPBACK_ONLY};
 use common::join;
+use quality::{python, repo, run};
 use serde_json::Value;
 
 const TEST: &str = "chromium_hears_speech_echoed_without_delay_steps";
@@ -32,32 +35,6 @@ const TEST: &str = "chromium_hears_speech_echoed_without_delay_steps";
 const SPEECH_S: f64 = 8.5;
 /// How long the page records from connect: the speech, the loop delay and a margin.
 const RECORD_S: f64 = 10.0;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `cmd` and returns its stdout; panics with its stderr when it fails.
-fn run(mut cmd: Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The venv's python (made or updated by pyenv.sh; quick once it is up to date).
-fn python() -> String {
-    let mut cmd = Command::new(repo().join("scripts/quality/pyenv.sh"));
-    cmd.stderr(std::process::Stdio::inherit());
-    run(cmd, "scripts/quality/pyenv.sh").trim().to_owned()
-}
 
 /// The speech sample cut to its first SPEECH_S seconds, at 48 kHz (the microphone) and
 /// 16 kHz (the reference).

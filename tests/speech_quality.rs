@@ -19,6 +19,8 @@
 
 #[path = "common/echo.rs"]
 mod echo;
+#[path = "common/quality.rs"]
+mod quality;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,15 +28,12 @@ use std::time::Duration;
 
 use botmedia::pipeline::{PipelineConfig, Realtime};
 use botmedia::{MediaPlatform, MediaPlatformSettings};
+use quality::{python, repo, run};
 use quality_peer::{Impairment, PeerConfig, PeerReport, Wav};
 use serde_json::Value;
 
 /// The first three sentences of the sample (it pauses at 8.3-8.7 s).
 const SPEECH_S: f64 = 8.5;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
@@ -45,34 +44,12 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Runs `cmd` and returns its stdout; panics with its stderr when it fails.
-fn run(mut cmd: Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A fresh work directory under the system temp dir.
 fn work_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("botmedia-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("work dir");
     dir
-}
-
-/// The measurement venv's python (made or updated by pyenv.sh; quick once up to date).
-fn python() -> String {
-    let mut cmd = Command::new(repo().join("scripts/quality/pyenv.sh"));
-    cmd.stderr(Stdio::inherit());
-    run(cmd, "scripts/quality/pyenv.sh").trim().to_owned()
 }
 
 /// The speech sample cut to SPEECH_S: 48 kHz (what is sent) and 16 kHz (the reference).

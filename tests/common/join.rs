@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use botmedia::session::AudioSocketSettings;
 use botmedia::{AudioSocketItem, MediaPlatform, MediaSession, Pcm16K};
+use emulator::Emulator;
 use emulator::scenario::{Lobby, Scenario};
-use emulator::{Emulator, EmulatorConfig};
 use serde_json::Value;
 use tokio::sync::watch;
 
 use super::platform::{
-    app_token, create_call, emulator_state, http_client, meeting_join, start_platform,
+    app_token, create_call, emulator_state, http_client, meeting_join, start_emulator,
+    start_platform,
 };
 
 /// What the bot heard: 16 kHz samples and, per frame, the active speakers.
@@ -40,12 +41,7 @@ pub async fn start(bot_hz: f64) -> Meeting {
     scenario.meetings[0].participants.clear();
     scenario.meetings[0].lobby = Lobby::Nobody;
     let meeting = scenario.meetings[0].clone();
-    let emu = Emulator::start(EmulatorConfig {
-        scenario,
-        ..Default::default()
-    })
-    .await
-    .expect("emulator");
+    let emu = start_emulator(scenario).await;
     let platform = start_platform().await;
     let http = http_client();
     let token = app_token(&emu, &http).await;

@@ -1,5 +1,5 @@
-//! The pieces every emulator-backed test starts with: the bot's media platform on one
-//! pipeline thread, an HTTP client, the bot's app token from the emulator's identity, and
+//! The pieces every emulator-backed test starts with: the emulator on a free port, the
+//! bot's media platform on one pipeline thread, an HTTP client, the bot's app token from the emulator's identity, and
 //! creating a call (a meeting join among them).
 //! Used through `mod common` and on its own (`#[path = "common/platform.rs"]`).
 
@@ -7,10 +7,20 @@
 
 use botmedia::pipeline::{PipelineConfig, Realtime};
 use botmedia::{MediaPlatform, MediaPlatformSettings};
-use emulator::Emulator;
-use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Meeting};
+use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Meeting, Scenario};
+use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use signalling::token::{ClientCredentials, ClientCredentialsProvider, TokenProvider};
+
+/// The embedded emulator playing `scenario`, on a free port of 127.0.0.1.
+pub async fn start_emulator(scenario: Scenario) -> Emulator {
+    Emulator::start(EmulatorConfig {
+        scenario,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator")
+}
 
 /// A media platform with one pipeline thread and no real-time scheduling: the machine's
 /// two cores are shared with the emulator and the test.
