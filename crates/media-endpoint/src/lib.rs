@@ -52,6 +52,8 @@ mod config;
 mod dtmf;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod leg;
 mod path;
 mod quality;
