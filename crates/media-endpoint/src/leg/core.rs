@@ -603,24 +603,8 @@ impl LegCore {
             .then_some(LegOutcome::Failed(FailureReason::PeerSilent))
     }
 
-    fn finish(&mut self, now: Instant, outcome: LegOutcome) {
+    fn finish(&mut self, _now: Instant, outcome: LegOutcome) {
         self.outcome = Some(outcome);
-        if self.active {
-            // RFC 3550 §6.6: a BYE tells the peer at once that the stream ends. The stack
-            // turns a close_notify received into no state change, so without this a peer
-            // leg would only notice by its media timeout.
-            let bye = Goodbye {
-                sources: vec![self.ssrc],
-                reason: Bytes::new(),
-            };
-            let msg = TaggedRTCMessage {
-                now,
-                message: RTCMessage::RtcpPacket(String::new(), vec![Box::new(bye)]),
-            };
-            if let Err(e) = self.pc.handle_write(msg) {
-                tracing::debug!(leg = %self.leg.label, error = %e, "RTCP BYE not sent");
-            }
-        }
         self.set_active(false);
         self.leg.shared.ended.store(true, Ordering::Release);
         // Queues DTLS close_notify for the driver's last poll_transmit.
