@@ -4,7 +4,7 @@
 //! their datagrams by address. Time only advances, to the next delivery, leg timer or media
 //! tick; nothing sleeps, so seconds of a call pass in milliseconds.
 //!
-//! The tests in [`sim_tests`](super) and the `leg_datagrams` fuzz target ([`crate::fuzzing`])
+//! The tests in `sim_tests.rs` and the `leg_datagrams` fuzz target ([`crate::fuzzing`])
 //! drive it. The stack draws its own randomness (ICE credentials, DTLS, SSRCs), so a seed fixes
 //! the network's decisions, not every byte on the wire.
 
