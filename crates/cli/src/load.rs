@@ -181,8 +181,11 @@ pub struct Percentiles {
 pub struct CpuSeconds {
     /// The bot's pipeline threads (jitter buffer, decode, encode, pacing, the callback).
     pub bot_pipeline: f64,
-    /// The bot's network runtime (WebRTC legs, SRTP, signalling).
+    /// The bot's network side: its media endpoint's pump threads (WebRTC legs, SRTP) and
+    /// its runtime (HTTP, signalling, the calls' event loops).
     pub bot_network: f64,
+    /// Of which the pump threads.
+    pub bot_pumps: f64,
     /// The load driver (the bot application sending frames).
     pub driver: f64,
     /// The emulator's runtime and threads.
@@ -663,8 +666,8 @@ fn cpu_by_group() -> BTreeMap<&'static str, u64> {
             .unwrap_or(0u64);
         let group = match comm.trim() {
             c if c.starts_with("audio-pipeline") => "bot_pipeline",
-            // The bot's runtime (HTTP, signalling) and the pumps of its media endpoint.
-            c if c.starts_with("bot-net") || c.starts_with("bm-net") => "bot_network",
+            c if c.starts_with("bot-net") => "bot_network",
+            c if c.starts_with("bm-net") => "bot_pumps",
             c if c.starts_with("load-driver") => "driver",
             // The emulator's runtime and the pumps of its service legs.
             c if c.starts_with("emulator") || c.starts_with("svc-net") => "emulator",
@@ -690,7 +693,8 @@ fn cpu_delta(
     };
     CpuSeconds {
         bot_pipeline: d("bot_pipeline"),
-        bot_network: d("bot_network"),
+        bot_network: d("bot_network") + d("bot_pumps"),
+        bot_pumps: d("bot_pumps"),
         driver: d("driver"),
         emulator: d("emulator"),
         other: d("other"),
@@ -1250,19 +1254,22 @@ impl LoadReport {
             if self.encoder.dtx { "on" } else { "off" }
         );
         let c = &self.cpu;
+        let per_call_tick =
+            |s: f64| s * 1e6 / (self.seconds.max(1e-9) * 50.0) / self.connected.max(1) as f64;
         let _ = writeln!(
             t,
-            "cpu (s)            bot pipeline {:.2}, bot network {:.2}, driver {:.2}, emulator {:.2}, other {:.2}",
-            c.bot_pipeline, c.bot_network, c.driver, c.emulator, c.other
+            "cpu (s)            bot pipeline {:.2}, bot network {:.2} (pumps {:.2}), driver {:.2}, emulator {:.2}, other {:.2}",
+            c.bot_pipeline, c.bot_network, c.bot_pumps, c.driver, c.emulator, c.other
         );
         let _ = writeln!(
             t,
-            "bot network        {} pump thread(s): {:.1} wake-ups, {:.1} datagrams in, {:.1} out per call per second; {:.1} us of network cpu per call per 20 ms tick",
+            "bot network        {} pump thread(s): {:.1} wake-ups, {:.1} datagrams in, {:.1} out per call per second; cpu per call per 20 ms tick {:.1} us ({:.1} us in the pumps)",
             self.network.pumps,
             self.network.wakeups,
             self.network.datagrams_in,
             self.network.datagrams_out,
-            c.bot_network * 1e6 / (self.seconds.max(1e-9) * 50.0) / self.connected.max(1) as f64
+            per_call_tick(c.bot_network),
+            per_call_tick(c.bot_pumps)
         );
         let _ = writeln!(
             t,

@@ -13,14 +13,14 @@ use rtc::shared::error::Error as RtcError;
 
 use super::core::Negotiation;
 use super::peer::{
-    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec,
-    opus_track, send_extension_id, telephone_event_codec,
+    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec, opus_track,
+    send_extension_id, telephone_event_codec,
 };
 use super::{LegSettings, ports};
 use crate::config::IceAddress;
 use crate::sdp::{
-    CSRC_AUDIO_LEVEL_URI, Direction, Offer, OfferError, SSRC_AUDIO_LEVEL_URI,
-    drop_rtcp_candidates, ensure_opus_fec, read_answer,
+    CSRC_AUDIO_LEVEL_URI, Direction, Offer, OfferError, SSRC_AUDIO_LEVEL_URI, drop_rtcp_candidates,
+    ensure_opus_fec, read_answer,
 };
 
 /// How many times a leg binds anew on other ports when another program took one of the
@@ -194,9 +194,7 @@ fn answer_offer(
     }
     let answer = pc.create_answer(None).map_err(refused)?;
     pc.set_local_description(now, answer).map_err(refused)?;
-    let local = pc
-        .local_description()
-        .ok_or(NegotiateError::NoCandidates)?;
+    let local = pc.local_description().ok_or(NegotiateError::NoCandidates)?;
     // webrtc-rs echoes the offer's Opus parameters and refuses an edited local description,
     // so the declaration of in-band FEC goes into the text sent only; it tells the peer's
     // encoder what this endpoint's decoder uses and changes nothing in the stack.

@@ -8,21 +8,21 @@ use std::time::Instant;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    Registry, register_default_interceptors,
+    Registry, configure_rtcp_reports,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio;
 use rtc::shared::error::Error as RtcError;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::RTCRtpSenderId;
 
 use super::{OPUS_CLOCK, rand_u32};
 use crate::path::PathInterceptor;
@@ -134,7 +134,11 @@ pub(crate) fn media_engine(
             None,
         )?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    // Sender and receiver reports only: the stack's defaults add NACK (Opus repairs loss
+    // with in-band FEC, not retransmission), transport-wide congestion control feedback (a
+    // 64 kb/s audio stream has no bandwidth to estimate) and simulcast header extensions,
+    // each on every packet's path.
+    let registry = configure_rtcp_reports(Registry::new());
     // Last in the chain, so every interceptor has seen the RTCP before it is delivered.
     let registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
     let registry = match path {
@@ -240,7 +244,11 @@ pub(crate) fn add_host_candidates(
 }
 
 /// The local Opus track a leg sends on, with a fresh random SSRC (returned beside it).
-pub(crate) fn opus_track(stream_id: String, track_id: String, label: String) -> (MediaStreamTrack, u32) {
+pub(crate) fn opus_track(
+    stream_id: String,
+    track_id: String,
+    label: String,
+) -> (MediaStreamTrack, u32) {
     let ssrc = rand_u32();
     let track = MediaStreamTrack::new(
         stream_id,
