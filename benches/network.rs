@@ -1,8 +1,8 @@
 //! (c) N legs pumped per tick: N calls (10, 50) connected over loopback to service legs
-//! (the emulator's media side), Opus both ways at 20 ms. The figure is the bot's network
-//! runtime's CPU time per call and 20 ms tick: its WebRTC legs receiving, decrypting and
-//! queueing one packet and taking, encrypting and sending another, with their timers and
-//! RTCP. `service/N` is the same stack on the service's side in the same run, for a ratio.
+//! (the emulator's media side), Opus both ways at 20 ms. The figure is the CPU time of the
+//! bot's network side (its pump threads and runtime) per call and 20 ms tick: its WebRTC
+//! legs receiving, decrypting and queueing one packet and taking, encrypting and sending
+//! another, with their timers and RTCP. `service/N` is the same stack on the service's side in the same run, for a ratio.
 //! Issue 14's target for the bot's side is 15 us.
 //!
 //! `cargo bench -p botmedia --bench network` (about a minute).

@@ -5,8 +5,9 @@
 //! a driver thread keeps every bot socket one frame ahead, as a speaking bot does.
 //!
 //! Threads are named by side, so CPU time can be told apart from `/proc/self/task`:
-//! `audio-pipeline-*` (the bot's pipeline), `bot-net` (the bot's network runtime: its
-//! legs and HTTP listener), `svc-net` (the service's legs), `bench-driver`.
+//! `audio-pipeline-*` (the bot's pipeline), `bm-net-*` (the network pumps driving the bot's
+//! legs) and `bot-net` (the bot's runtime: its HTTP listener), `svc-net*` (the service's
+//! legs and runtime), `bench-driver`.
 
 #![allow(dead_code)] // each bench uses its own part of the harness
 
@@ -32,7 +33,8 @@ pub const TICK: Duration = Duration::from_millis(20);
 pub enum Group {
     /// The bot's pipeline threads: jitter buffer, decode, encode, pacing.
     Pipeline,
-    /// The bot's network runtime: its WebRTC legs (ICE, DTLS, SRTP, RTP) and HTTP listener.
+    /// The bot's network side: the pumps driving its WebRTC legs (ICE, DTLS, SRTP, RTP) and
+    /// the runtime of its HTTP listener.
     BotNetwork,
     /// The service's legs: the same WebRTC stack on the other side of the wire.
     ServiceNetwork,
@@ -45,7 +47,7 @@ pub enum Group {
 fn group_of(comm: &str) -> Group {
     match comm {
         c if c.starts_with("audio-pipeline") => Group::Pipeline,
-        c if c.starts_with("bot-net") => Group::BotNetwork,
+        c if c.starts_with("bot-net") || c.starts_with("bm-net") => Group::BotNetwork,
         c if c.starts_with("svc-net") => Group::ServiceNetwork,
         c if c.starts_with("bench-driver") => Group::Driver,
         _ => Group::Other,
