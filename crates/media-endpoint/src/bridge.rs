@@ -1,4 +1,4 @@
-//! The seam between the network tasks and the pipeline threads: the endpoint pushes received
+//! The seam between the network pumps and the pipeline threads: the endpoint pushes received
 //! RTP payloads into one wait-free queue and pops encoded packets from another, never
 //! blocking and never running DSP.
 
@@ -98,7 +98,7 @@ pub enum PushError {
     Removed,
 }
 
-/// The network half of one call, as the endpoint uses it: one leg task owns it. Every
+/// The network half of one call, as the endpoint uses it: one leg owns it, on a pump thread. Every
 /// method must return at once (wait-free queues, atomics).
 pub trait NetworkPort: Send + 'static {
     /// Queues one received packet, or says why not.

@@ -180,7 +180,7 @@ fn redacted(url: &reqwest::Url) -> String {
 
 impl ServiceLeg {
     /// Offers audio to `session_url` (`{mpUri}/sessions/{mpMediaSessionId}`), applies the
-    /// answer and starts the leg task on the current Tokio runtime. Received audio goes to
+    /// answer and starts the leg on the service side's network pumps. Received audio goes to
     /// `link`, what `link` yields is sent; `events` hears of the send status, tones, quality
     /// and the leg's end (`StreamFailure` when the bot's side fails or goes silent).
     pub async fn connect(
@@ -323,7 +323,7 @@ impl ServiceLeg {
         self.control.send_tone(tone, duration)
     }
 
-    /// Ends the leg: stops its task (the events channel gets `LegEnded(Closed)` unless the
+    /// Ends the leg: stops it on its pump (the events channel gets `LegEnded(Closed)` unless the
     /// leg had already ended) and deletes the leg's resource at the endpoint.
     pub async fn close(mut self) -> Result<(), CloseError> {
         let _ = self.stop.try_send(EndReason::Closed);
@@ -350,7 +350,7 @@ impl ServiceLeg {
 
 impl Drop for ServiceLeg {
     fn drop(&mut self) {
-        // Dropping the stop sender also ends the task; the explicit reason says why.
+        // Dropping the stop sender also ends the leg; the explicit reason says why.
         let _ = self.stop.try_send(EndReason::Closed);
     }
 }

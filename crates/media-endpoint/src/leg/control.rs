@@ -10,7 +10,7 @@ use super::{LegShared, ToneRequest};
 use crate::dtmf::Tone;
 use crate::error::ToneError;
 
-/// The owner's side of a leg, whichever end opened it: the state its task publishes and
+/// The owner's side of a leg, whichever end opened it: the state the leg publishes and
 /// the queue tones reach it through. The bot's [`SessionHandle`](crate::SessionHandle) and
 /// the service's [`ServiceLeg`](crate::service::ServiceLeg) both wrap one.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ impl LegControl {
         (LegControl { shared, tones }, rx)
     }
 
-    /// The state the leg task publishes (it gets a clone of this).
+    /// The state the leg publishes (it gets a clone of this).
     pub(crate) fn shared(&self) -> &Arc<LegShared> {
         &self.shared
     }
@@ -45,7 +45,7 @@ impl LegControl {
         self.shared.inbound_dropped.load(Ordering::Relaxed)
     }
 
-    /// Queues a tone for the leg task; refused when the leg ended, is not connected, did
+    /// Queues a tone for the leg; refused when the leg ended, is not connected, did
     /// not negotiate telephone-event, or has a full queue.
     pub(crate) fn send_tone(&self, tone: Tone, duration: Duration) -> Result<(), ToneError> {
         if self.has_ended() {

@@ -52,7 +52,7 @@ pub(crate) struct LegSettings {
     pub(crate) media_timeout: Duration,
 }
 
-/// What the session's owner sees of its leg, shared with the leg task.
+/// What the session's owner sees of its leg, shared with the leg.
 #[derive(Debug, Default)]
 pub(crate) struct LegShared {
     pub(crate) active: AtomicBool,
