@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 /// An RTP audio packet received from the peer, as the endpoint hands it to the pipeline:
 /// what the jitter buffer, decoder and the bot's frame need of it. Only packets of the
-/// negotiated Opus payload type come this way; the pipeline stamps their arrival itself.
+/// negotiated Opus payload type come this way, with the time the host received them when
+/// the socket told it.
 #[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct InboundRtp<'a> {
@@ -25,6 +26,9 @@ pub struct InboundRtp<'a> {
     pub csrcs: audio_pipeline::Csrcs,
     /// The Opus payload.
     pub payload: &'a [u8],
+    /// When the host received the packet, on the media clock (the kernel's stamp);
+    /// `None`: when it is pushed.
+    pub arrival: Option<audio_pipeline::Ticks>,
 }
 
 impl fmt::Debug for InboundRtp<'_> {
@@ -35,6 +39,7 @@ impl fmt::Debug for InboundRtp<'_> {
             .field("ssrc", &self.ssrc)
             .field("csrcs", &self.csrcs)
             .field("payload_len", &self.payload.len())
+            .field("arrival", &self.arrival)
             .finish()
     }
 }
@@ -126,7 +131,7 @@ fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushE
         ssrc: p.ssrc,
         audio_level: p.audio_level,
         csrcs: p.csrcs,
-        arrival: audio_pipeline::now(),
+        arrival: p.arrival.unwrap_or_else(audio_pipeline::now),
         ..audio_pipeline::RtpMeta::default()
     };
     audio_pipeline::EncodedPacket::new(meta, p.payload).map_err(|_| PushError::Unfit)
@@ -342,6 +347,7 @@ mod tests {
             audio_level: Some(30),
             csrcs: audio_pipeline::Csrcs::from_ids(&[5, 6]).expect("two"),
             payload: &[1, 2, 3],
+            arrival: None,
         };
         assert_eq!(link.push(p), Ok(()));
         assert_eq!(link.push(p), Err(PushError::Full));
@@ -387,6 +393,7 @@ mod tests {
                 audio_level: Some(20),
                 csrcs: speakers_sent,
                 payload: &buf[..n],
+                arrival: None,
             };
             port.push(p).expect("queued");
             call.tick(now, false);
@@ -408,6 +415,7 @@ mod tests {
             audio_level: None,
             csrcs: audio_pipeline::Csrcs::new(),
             payload: &too_large,
+            arrival: None,
         };
         assert_eq!(port.push(unfit), Err(PushError::Unfit));
 

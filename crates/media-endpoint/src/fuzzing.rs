@@ -119,7 +119,7 @@ fn inject(sim: &mut Sim, local: SocketAddr, from: SocketAddr, datagram: &[u8]) {
     let now = sim.now;
     sim.leg(Side::Answerer)
         .core
-        .handle_input(now, local, from, datagram);
+        .handle_input(now, None, local, from, datagram);
     sim.flush();
 }
 

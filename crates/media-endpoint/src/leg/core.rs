@@ -100,6 +100,8 @@ pub(crate) struct LegCore {
     outcome: Option<LegOutcome>,
     /// Datagrams the peer connection refused (not STUN, DTLS, SRTP or SRTCP of this leg).
     refused_datagrams: u64,
+    /// When the datagram being handled reached the host, if known.
+    arrival: Option<audio_pipeline::Ticks>,
 }
 
 impl LegCore {
@@ -133,6 +135,7 @@ impl LegCore {
             next_outbound_poll: (!port_wakes).then_some(now),
             outcome: None,
             refused_datagrams: 0,
+            arrival: None,
         };
         core.drain(now);
         core
@@ -164,9 +167,13 @@ impl LegCore {
     }
 
     /// A datagram read at `now` on the leg's socket bound to `local`, sent by `peer`.
+    /// `arrival` is when the host received it on the media clock (the kernel's stamp), if
+    /// known: the RTP it carries is stamped with it for the jitter buffer and the reports,
+    /// however late the driver got to read it.
     pub(crate) fn handle_input(
         &mut self,
         now: Instant,
+        arrival: Option<audio_pipeline::Ticks>,
         local: SocketAddr,
         peer: SocketAddr,
         data: &[u8],
@@ -174,6 +181,7 @@ impl LegCore {
         if self.outcome.is_some() {
             return;
         }
+        self.arrival = arrival;
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -189,6 +197,7 @@ impl LegCore {
             tracing::trace!(leg = %self.leg.label, error = %e, "datagram refused");
         }
         self.drain(now);
+        self.arrival = None;
     }
 
     /// Lets time pass until `now`: the peer connection's timers, packets the pipeline
@@ -339,7 +348,13 @@ impl LegCore {
         let h = &p.header;
         self.remote_ssrc = Some(h.ssrc);
         if h.payload_type == self.negotiated.opus_pt {
-            let since = now.saturating_duration_since(self.started);
+            // Arrival for the reports' jitter: the kernel's stamp when there is one.
+            let received = self
+                .arrival
+                .map(|a| audio_pipeline::now().saturating_sub(a))
+                .and_then(|age| now.checked_sub(Duration::from_nanos(age.as_nanos())))
+                .unwrap_or(now);
+            let since = received.saturating_duration_since(self.started);
             let arrival_units =
                 (since.as_micros() as u64 * u64::from(OPUS_CLOCK) / 1_000_000) as i64;
             self.stats
@@ -367,6 +382,7 @@ impl LegCore {
                 audio_level,
                 csrcs,
                 payload: &p.payload,
+                arrival: self.arrival,
             };
             match self.leg.link.push(packet) {
                 Ok(()) => {}

@@ -11,6 +11,7 @@
 //! - [`timeline`]: the RTP sequence and timestamp space of the sent stream;
 //! - [`core`](mod@core): the leg itself, without I/O;
 //! - [`pump`]: the threads that drive legs on their sockets;
+//! - [`recv`]: batched reads of a leg's socket, stamped with the kernel's receive time;
 //! - [`control`]: the owner's side of a running leg, as its handle sees it.
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ mod negotiate;
 mod peer;
 pub(crate) mod ports;
 pub(crate) mod pump;
+mod recv;
 pub(crate) mod sim;
 mod timeline;
 

@@ -1,6 +1,7 @@
 //! The network pumps: a small fixed pool of threads, each driving many [`LegCore`]s on
 //! their sockets. A pump sleeps in one `epoll` wait over all its legs' sockets and wakes
-//! when a datagram arrives, when a pipeline tick queued packets to send (the call's port
+//! when a datagram arrives (it reads what waits in batches, with the kernel's receive
+//! times: see [`recv`]), when a pipeline tick queued packets to send (the call's port
 //! wakes it through a [`Waker`], at most once per tick and pump), or when a leg's timer is
 //! due; no leg has a task or timer of its own.
 //!
@@ -21,6 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::core::{LegCore, Transmit};
 use super::ports::PortLease;
+use super::recv;
 use crate::events::EndReason;
 
 /// The token of the pump's own waker; leg sockets use `slot * SOCKETS_PER_LEG + index`.
@@ -29,8 +31,6 @@ const WAKE: Token = Token(usize::MAX);
 const SOCKETS_PER_LEG: usize = 16;
 /// The longest a pump sleeps with nothing due (legs always have a housekeeping timer).
 const IDLE: Duration = Duration::from_millis(100);
-/// The largest datagram read; longer ones are cut (nothing the leg speaks is this long).
-const MAX_DATAGRAM: usize = 65_536;
 
 /// Counters of every pump of the process, since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct NetworkStats {
     pub datagrams_out: u64,
     /// Datagrams the kernel refused to send (a full buffer, an unreachable peer).
     pub send_errors: u64,
+    /// Datagrams dropped because they were longer than a receive slot (4 KiB).
+    pub datagrams_cut: u64,
 }
 
 #[derive(Default)]
@@ -57,6 +59,7 @@ struct Counters {
     datagrams_in: AtomicU64,
     datagrams_out: AtomicU64,
     send_errors: AtomicU64,
+    datagrams_cut: AtomicU64,
 }
 
 /// Wakes a pump once however many calls ask before it ran: the pipeline's threads call it
@@ -163,6 +166,7 @@ pub fn network_stats() -> NetworkStats {
         s.datagrams_in += c.datagrams_in.load(Ordering::Relaxed);
         s.datagrams_out += c.datagrams_out.load(Ordering::Relaxed);
         s.send_errors += c.send_errors.load(Ordering::Relaxed);
+        s.datagrams_cut += c.datagrams_cut.load(Ordering::Relaxed);
     }
     s
 }
@@ -206,7 +210,7 @@ fn run(
     let mut events = Events::with_capacity(1024);
     let mut slots: Vec<Option<Entry>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut receiver = recv::Receiver::new();
     loop {
         let now = Instant::now();
         let next = slots
@@ -241,13 +245,20 @@ fn run(
             };
             let local = *local;
             loop {
-                match socket.recv_from(&mut buf) {
-                    Ok((n, peer)) => {
-                        counters.datagrams_in.fetch_add(1, Ordering::Relaxed);
-                        entry.core.handle_input(now, local, peer, &buf[..n]);
+                let core = &mut entry.core;
+                let read = receiver.read(socket, |d| {
+                    core.handle_input(now, d.arrival, local, d.peer, d.data);
+                });
+                match read {
+                    Ok((n, cut)) => {
+                        counters.datagrams_in.fetch_add(n as u64, Ordering::Relaxed);
+                        counters
+                            .datagrams_cut
+                            .fetch_add(cut as u64, Ordering::Relaxed);
+                        if n < recv::BATCH {
+                            break;
+                        }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         // ICMP errors surface here (a peer's port closed); the leg's
                         // timers notice a peer that is gone.
@@ -306,6 +317,10 @@ fn add(
                 continue;
             }
         };
+        if let Err(e) = recv::enable_timestamps(&s) {
+            // Arrivals are then stamped when the pump reads them.
+            tracing::debug!(leg = %core.label(), error = %e, "no kernel receive timestamps");
+        }
         let mut s = MioSocket::from_std(s);
         let token = Token(slot * SOCKETS_PER_LEG + i);
         if let Err(e) = poll.registry().register(&mut s, token, Interest::READABLE) {

@@ -503,7 +503,7 @@ impl Sim {
         while let Some(f) = self.net.pop_due(at) {
             self.legs[f.to as usize]
                 .core
-                .handle_input(at, f.local, f.peer, &f.data);
+                .handle_input(at, None, f.local, f.peer, &f.data);
         }
         for leg in &mut self.legs {
             let mut woken = false;
