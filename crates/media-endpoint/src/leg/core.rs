@@ -40,6 +40,20 @@ pub(crate) const OUTBOUND_POLL: Duration = Duration::from_millis(5);
 /// How often the owner's requests (tones, stop) and the watchdogs are looked at.
 pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(20);
 const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
+/// Room reserved ahead for received datagrams.
+const RX_BLOCK: usize = 2048;
+
+/// Every one-byte `ssrc-audio-level` value (V bit and level), for header extensions that
+/// borrow a static byte instead of allocating one per packet.
+static LEVEL_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 struct PlayingTone {
     sender: EventSender,
@@ -102,6 +116,9 @@ pub(crate) struct LegCore {
     refused_datagrams: u64,
     /// When the datagram being handled reached the host, if known.
     arrival: Option<audio_pipeline::Ticks>,
+    /// Where datagrams are copied for the stack, which takes each as an owned buffer: once
+    /// the stack let go of the last one, the next reuses its memory instead of allocating.
+    rx: BytesMut,
 }
 
 impl LegCore {
@@ -136,6 +153,7 @@ impl LegCore {
             outcome: None,
             refused_datagrams: 0,
             arrival: None,
+            rx: BytesMut::new(),
         };
         core.drain(now);
         core
@@ -190,7 +208,7 @@ impl LegCore {
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             },
-            message: BytesMut::from(data),
+            message: self.read_buffer(data),
         };
         if let Err(e) = self.pc.handle_read(msg) {
             self.refused_datagrams += 1;
@@ -198,6 +216,15 @@ impl LegCore {
         }
         self.drain(now);
         self.arrival = None;
+    }
+
+    /// `data` as an owned buffer for the stack, from [`Self::rx`].
+    fn read_buffer(&mut self, data: &[u8]) -> BytesMut {
+        // Reclaims the block when nothing else holds it; else a fresh one, with room for
+        // a few more datagrams.
+        self.rx.reserve(data.len().max(RX_BLOCK));
+        self.rx.extend_from_slice(data);
+        self.rx.split()
     }
 
     /// Lets time pass until `now`: the peer connection's timers, packets the pipeline
@@ -551,7 +578,8 @@ impl LegCore {
         if let (Some(id), Some(level)) = (self.send_level_id, audio.audio_level) {
             // V bit set when the level is above silence: the pipeline has no separate VAD.
             let v = if level < 127 { 0x80 } else { 0 };
-            let _ = header.set_extension(id, Bytes::copy_from_slice(&[v | (level & 0x7f)]));
+            let b = usize::from(v | (level & 0x7f));
+            let _ = header.set_extension(id, Bytes::from_static(&LEVEL_BYTES[b..=b]));
         }
         if !audio.csrcs.is_empty() {
             header.csrc = audio.csrcs.ids().to_vec();
