@@ -29,6 +29,8 @@ use crate::events::EndReason;
 const WAKE: Token = Token(usize::MAX);
 /// At most this many sockets per leg (one per ICE address).
 const SOCKETS_PER_LEG: usize = 16;
+/// Most reads of one socket per wake-up (each up to a batch of datagrams).
+const MAX_READS: usize = 64;
 /// The longest a pump sleeps with nothing due (legs always have a housekeeping timer).
 const IDLE: Duration = Duration::from_millis(100);
 
@@ -244,7 +246,9 @@ fn run(
                 continue;
             };
             let local = *local;
-            loop {
+            // Until the socket is drained (its readiness is edge-triggered); bounded, so a
+            // socket that keeps failing cannot hold the pump.
+            for _ in 0..MAX_READS {
                 let core = &mut entry.core;
                 let read = receiver.read(socket, |d| {
                     core.handle_input(now, d.arrival, local, d.peer, d.data);
@@ -260,10 +264,10 @@ fn run(
                         }
                     }
                     Err(e) => {
-                        // ICMP errors surface here (a peer's port closed); the leg's
-                        // timers notice a peer that is gone.
+                        // ICMP errors surface here once each (a peer's port closed); what
+                        // waits behind one is read on the next turn. The leg's timers
+                        // notice a peer that is gone.
                         tracing::trace!(leg = %entry.core.label(), error = %e, "receive error");
-                        break;
                     }
                 }
             }
