@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Speech quality of echo engines, side by side: botmedia's examples/echo_bot and an aiortc
+# Speech quality of echo engines, side by side: botmedia's examples/media_echo and an aiortc
 # reference engine (scripts/quality/aiortc_echo.py), each called by independent far ends
 # that send spoken sentences (scripts/quality/make_speech.sh) and record the echo:
 #   webrtc-rs  crates/quality-peer's speech-peer (48 kHz Opus, 96 kb/s, FEC; seeded loss,
@@ -65,7 +65,7 @@ cleanup() {
 start_engine() { # ENGINE BLOBFILE ERRFILE
     local engine=$1 blob=$2 err=$3 i
     case $engine in
-        botmedia) "$target/release/examples/echo_bot" >"$blob" 2>"$err" & ;;
+        botmedia) "$target/release/examples/media_echo" >"$blob" 2>"$err" & ;;
         aiortc-ref) "$py" "$quality/aiortc_echo.py" --bitrate "$ref_bitrate" >"$blob" 2>"$err" & ;;
         *) log "unknown engine $engine"; return 1 ;;
     esac
@@ -87,7 +87,7 @@ print(b["mpUri"] + "/sessions/" + b["mpMediaSessionId"])' "$blob" 2>/dev/null); 
 }
 
 stop_engine() {
-    # echo_bot ends on Ctrl-C (SIGINT); the aiortc engine on SIGINT or SIGTERM.
+    # media_echo ends on Ctrl-C (SIGINT); the aiortc engine on SIGINT or SIGTERM.
     stop_pid "$engine_pid" INT
     local kept=() p
     for p in "${pids[@]}"; do [[ $p == "$engine_pid" ]] || kept+=("$p"); done
@@ -167,9 +167,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [[ -n $keep ]]; then mkdir -p "$keep"; work=$(cd "$keep" && pwd); else work=$(mktemp -d /tmp/botmedia-quality.XXXXXX); fi
 
-log "building echo_bot and speech-peer (release)"
+log "building media_echo and speech-peer (release)"
 # One invocation, so both share one feature resolution (two would build the stack twice).
-(cd "$repo" && cargo build --release -p botmedia --example echo_bot -p quality-peer --bin speech-peer >&2)
+(cd "$repo" && cargo build --release -p botmedia --example media_echo -p quality-peer --bin speech-peer >&2)
 py=$("$quality/pyenv.sh")
 "$quality/make_speech.sh" "$work/speech" >&2
 mic=$work/speech/speech48k.wav

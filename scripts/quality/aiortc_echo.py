@@ -5,7 +5,7 @@ It serves the same WHIP-shaped endpoint as botmedia's media endpoint, on 127.0.0
   POST   {mpUri}/sessions/{id}             body: SDP offer (ICE complete) -> 201 + SDP answer
                                            (ICE complete), Location of the leg
   DELETE {mpUri}/sessions/{id}/legs/{leg}  ends the leg
-and prints one JSON line like examples/echo_bot's blob ({"mpUri": ..., "mpMediaSessionId": ...})
+and prints one JSON line like examples/media_echo's blob ({"mpUri": ..., "mpMediaSessionId": ...})
 on stdout when it is ready. Every received audio frame is sent straight back: aiortc's own
 jitter buffer and decoder on the way in, its Opus encoder (libopus through PyAV) on the way
 out, at --bitrate (96 kb/s by default, what issue 12's reference measured).
