@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
-use rtc::rtp_transceiver::{
-    RTCRtpTransceiverDirection, RTCRtpTransceiverId, RTCRtpTransceiverInit,
-};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bridge::NetworkPort;
@@ -24,7 +22,6 @@ use crate::leg::{self, Leg, LegControl, LegSettings, Negotiation, SetupError};
 use crate::path::PathInterceptor;
 pub use crate::path::{PathPacket, SendPath};
 use crate::sdp::read_answer;
-use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SSRC_AUDIO_LEVEL_URI};
 
 /// Payload types the service offers (the answerer echoes them).
 const OFFER_OPUS_PT: u8 = 111;
@@ -242,17 +239,6 @@ impl ServiceLeg {
                 problem: "no audio section with Opus",
             });
         };
-        let sender = built
-            .pc
-            .rtp_transceiver(built.transceiver)
-            .and_then(|t| t.sender());
-        let (send_level_id, send_csrc_level_id) = match sender {
-            Some(s) => (
-                leg::send_extension_id(&mut built.pc, s, SSRC_AUDIO_LEVEL_URI),
-                leg::send_extension_id(&mut built.pc, s, CSRC_AUDIO_LEVEL_URI),
-            ),
-            None => (None, None),
-        };
         let (control, tones) = LegControl::new(TONE_QUEUE);
         let (stop_tx, stop) = mpsc::channel(1);
         let (ended_tx, ended) = oneshot::channel();
@@ -260,8 +246,6 @@ impl ServiceLeg {
             pc: built.pc,
             negotiated,
             ssrc: built.ssrc,
-            send_level_id,
-            send_csrc_level_id,
             local_sdp: built.offer,
             sockets,
             // The service side binds ephemeral ports.
@@ -358,7 +342,6 @@ impl Drop for ServiceLeg {
 /// A peer connection with the service's audio transceiver and its offer, not sent yet.
 pub(crate) struct Built {
     pub(crate) pc: RTCPeerConnection,
-    pub(crate) transceiver: RTCRtpTransceiverId,
     pub(crate) ssrc: u32,
     pub(crate) offer: String,
 }
@@ -379,15 +362,7 @@ pub(crate) fn build(
     let mut pc = leg::build_peer_connection(now, path).map_err(setup_failed)?;
     let built = offer(now, &mut pc, &sockets);
     match built {
-        Ok((transceiver, ssrc, offer)) => Ok((
-            Built {
-                pc,
-                transceiver,
-                ssrc,
-                offer,
-            },
-            sockets,
-        )),
+        Ok((ssrc, offer)) => Ok((Built { pc, ssrc, offer }, sockets)),
         Err(e) => {
             let _ = rtc::sansio::Protocol::close(&mut pc);
             Err(e)
@@ -399,7 +374,7 @@ fn offer(
     now: Instant,
     pc: &mut RTCPeerConnection,
     sockets: &[std::net::UdpSocket],
-) -> Result<(RTCRtpTransceiverId, u32, String), ConnectError> {
+) -> Result<(u32, String), ConnectError> {
     leg::add_host_candidates(pc, sockets).map_err(setup_failed)?;
     let (track, ssrc) = leg::opus_track(
         "service-stream".to_owned(),
@@ -437,7 +412,7 @@ fn offer(
     if !local.sdp.contains("a=candidate:") {
         return Err(ConnectError::NoCandidates);
     }
-    Ok((transceiver, ssrc, local.sdp))
+    Ok((ssrc, local.sdp))
 }
 
 async fn offer_and_answer(

@@ -74,10 +74,6 @@ pub(crate) struct Negotiation {
     pub(crate) pc: RTCPeerConnection,
     pub(crate) negotiated: Negotiated,
     pub(crate) ssrc: u32,
-    /// Header extension ids as the local sender applies them (`ssrc-audio-level`,
-    /// `csrc-audio-level`).
-    pub(crate) send_level_id: Option<u8>,
-    pub(crate) send_csrc_level_id: Option<u8>,
     /// The SDP sent to the peer (the answer, or the offer on the service side).
     pub(crate) local_sdp: String,
     /// The leg's sockets, bound, non-blocking; one per ICE address.
@@ -125,15 +121,16 @@ impl LegCore {
     /// A negotiated leg, starting at `now`. `port_wakes` says whether the leg's port wakes
     /// its driver when it has packets to send; otherwise the leg polls it every
     /// [`OUTBOUND_POLL`].
-    pub(crate) fn new(now: Instant, neg: Negotiation, leg: Leg, port_wakes: bool) -> LegCore {
+    pub(crate) fn new(now: Instant, mut neg: Negotiation, leg: Leg, port_wakes: bool) -> LegCore {
+        let (send_level_id, send_csrc_level_id) = super::peer::send_level_ids(&mut neg.pc);
         leg.shared
             .telephone_event
             .store(neg.negotiated.telephone_event.is_some(), Ordering::Release);
         let mut core = LegCore {
             pc: neg.pc,
             negotiated: neg.negotiated,
-            send_level_id: neg.send_level_id,
-            send_csrc_level_id: neg.send_csrc_level_id,
+            send_level_id,
+            send_csrc_level_id,
             ssrc: neg.ssrc,
             remote_ssrc: None,
             leg,

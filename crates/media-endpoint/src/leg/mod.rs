@@ -40,7 +40,7 @@ pub(crate) use core::{LegCore, Negotiation};
 pub(crate) use negotiate::{NegotiateError, negotiate};
 pub(crate) use peer::{
     SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec, opus_track,
-    send_extension_id, telephone_event_codec,
+    telephone_event_codec,
 };
 
 /// The RTP clock rate of Opus, and of the telephone-event stream sent beside it.

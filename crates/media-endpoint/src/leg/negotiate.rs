@@ -14,13 +14,12 @@ use rtc::shared::error::Error as RtcError;
 use super::core::Negotiation;
 use super::peer::{
     SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec, opus_track,
-    send_extension_id, telephone_event_codec,
+    telephone_event_codec,
 };
 use super::{LegSettings, ports};
 use crate::config::IceAddress;
 use crate::sdp::{
-    CSRC_AUDIO_LEVEL_URI, Direction, Offer, OfferError, SSRC_AUDIO_LEVEL_URI, drop_rtcp_candidates,
-    ensure_opus_fec, read_answer,
+    Direction, Offer, OfferError, drop_rtcp_candidates, ensure_opus_fec, read_answer,
 };
 
 /// How many times a leg binds anew on other ports when another program took one of the
@@ -104,20 +103,14 @@ pub(crate) fn negotiate(
     add_host_candidates(&mut pc, &sockets)?;
     let answered = answer_offer(now, &mut pc, offer, track_id, settings);
     match answered {
-        Ok((negotiated, ssrc, sender, answer)) => {
-            let send_level_id = send_extension_id(&mut pc, sender, SSRC_AUDIO_LEVEL_URI);
-            let send_csrc_level_id = send_extension_id(&mut pc, sender, CSRC_AUDIO_LEVEL_URI);
-            Ok(Negotiation {
-                pc,
-                negotiated,
-                ssrc,
-                send_level_id,
-                send_csrc_level_id,
-                local_sdp: answer,
-                sockets,
-                ports,
-            })
-        }
+        Ok((negotiated, ssrc, answer)) => Ok(Negotiation {
+            pc,
+            negotiated,
+            ssrc,
+            local_sdp: answer,
+            sockets,
+            ports,
+        }),
         Err(e) => {
             let _ = rtc::sansio::Protocol::close(&mut pc);
             Err(e)
@@ -125,12 +118,7 @@ pub(crate) fn negotiate(
     }
 }
 
-type Answered = (
-    crate::sdp::Negotiated,
-    u32,
-    rtc::rtp_transceiver::RTCRtpSenderId,
-    String,
-);
+type Answered = (crate::sdp::Negotiated, u32, String);
 
 fn answer_offer(
     now: Instant,
@@ -208,7 +196,7 @@ fn answer_offer(
     if !local.sdp.contains("a=candidate:") {
         return Err(NegotiateError::NoCandidates);
     }
-    Ok((negotiated, ssrc, sender, sdp))
+    Ok((negotiated, ssrc, sdp))
 }
 
 /// `sdp` with each host candidate (and connection line) of an ICE address that has an

@@ -14,7 +14,6 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -265,18 +264,21 @@ pub(crate) fn opus_track(
     (track, ssrc)
 }
 
-/// The id the local sender applies a header extension with, once negotiated.
-pub(crate) fn send_extension_id(
-    pc: &mut RTCPeerConnection,
-    sender: RTCRtpSenderId,
-    uri: &str,
-) -> Option<u8> {
-    let mut s = pc.rtp_sender(sender)?;
-    let params = s.get_parameters();
-    let ext = params
-        .rtp_parameters
-        .header_extensions
-        .iter()
-        .find(|e| e.uri == uri)?;
-    u8::try_from(ext.id).ok()
+/// The ids the leg's sender applies `ssrc-audio-level` and `csrc-audio-level` with, once
+/// both descriptions are applied (a leg has one sender: its Opus track).
+pub(crate) fn send_level_ids(pc: &mut RTCPeerConnection) -> (Option<u8>, Option<u8>) {
+    let Some(sender) = pc.get_senders().next() else {
+        return (None, None);
+    };
+    let Some(mut s) = pc.rtp_sender(sender) else {
+        return (None, None);
+    };
+    let extensions = &s.get_parameters().rtp_parameters.header_extensions;
+    let id = |uri: &str| {
+        extensions
+            .iter()
+            .find(|e| e.uri == uri)
+            .and_then(|e| u8::try_from(e.id).ok())
+    };
+    (id(SSRC_AUDIO_LEVEL_URI), id(CSRC_AUDIO_LEVEL_URI))
 }

@@ -22,7 +22,7 @@ use super::{Leg, LegControl, LegCore, LegSettings, Negotiation, negotiate, ports
 use crate::bridge::{OutboundAudio, QueueLink};
 use crate::config::IceAddress;
 use crate::events::{EndReason, EndpointEvent};
-use crate::sdp::{CSRC_AUDIO_LEVEL_URI, Negotiated, SSRC_AUDIO_LEVEL_URI, read_answer};
+use crate::sdp::{Negotiated, read_answer};
 use crate::service::{self, ServiceLegConfig};
 
 /// The spacing of the simulated media: one 20 ms Opus packet per tick.
@@ -408,24 +408,10 @@ impl Sim {
             .set_remote_description(start, desc)
             .map_err(|_| SimSetupError::AnswerRefused)?;
         let negotiated = read_answer(&answer.local_sdp).ok_or(SimSetupError::AnswerRefused)?;
-        // As the service's leg does once its answer is applied.
-        let sender = built
-            .pc
-            .rtp_transceiver(built.transceiver)
-            .and_then(|t| t.sender());
-        let (send_level_id, send_csrc_level_id) = match sender {
-            Some(s) => (
-                super::send_extension_id(&mut built.pc, s, SSRC_AUDIO_LEVEL_URI),
-                super::send_extension_id(&mut built.pc, s, CSRC_AUDIO_LEVEL_URI),
-            ),
-            None => (None, None),
-        };
         let offerer = Negotiation {
             pc: built.pc,
             negotiated,
             ssrc: built.ssrc,
-            send_level_id,
-            send_csrc_level_id,
             local_sdp: built.offer,
             sockets,
             ports: ports::PortLease::default(),
