@@ -59,14 +59,24 @@ async fn exchange(
     got
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
+/// An endpoint on 127.0.0.1 with one registered session whose bot side is a
+/// [`QueueLink`], and the session's URL for a service leg.
+struct Bed {
+    endpoint: MediaEndpoint,
+    session: MediaSessionId,
+    handle: media_endpoint::SessionHandle,
+    bot_far: QueueLink,
+    bot_events: mpsc::Receiver<EndpointEvent>,
+    url: String,
+}
+
+async fn bed() -> Bed {
     common::init_tracing();
     let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:0".parse().expect("addr")))
         .await
         .expect("bind");
-    let (mut bot_far, bot_link) = QueueLink::new(512);
-    let (bot_tx, mut bot_events) = mpsc::channel(1024);
+    let (bot_far, bot_link) = QueueLink::new(512);
+    let (bot_tx, bot_events) = mpsc::channel(1024);
     let session = MediaSessionId::random();
     let handle = endpoint
         .register(
@@ -75,6 +85,26 @@ async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
         )
         .expect("register");
     let url = format!("{}/sessions/{}", endpoint.mp_uri(), session.expose());
+    Bed {
+        endpoint,
+        session,
+        handle,
+        bot_far,
+        bot_events,
+        url,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
+    let Bed {
+        endpoint,
+        session,
+        handle,
+        mut bot_far,
+        mut bot_events,
+        url,
+    } = bed().await;
 
     let (mut svc_far, svc_link) = QueueLink::new(512);
     let (svc_tx, mut svc_events) = mpsc::channel(1024);
@@ -184,20 +214,14 @@ impl SendPath for Jumbled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_under_the_leg_loses_and_reorders_what_the_leg_numbered() {
-    common::init_tracing();
-    let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:0".parse().expect("addr")))
-        .await
-        .expect("bind");
-    let (mut bot_far, bot_link) = QueueLink::new(512);
-    let (bot_tx, mut bot_events) = mpsc::channel(1024);
-    let session = MediaSessionId::random();
-    let handle = endpoint
-        .register(
-            session,
-            SessionHooks::new(ContextId::random(), bot_link, bot_tx),
-        )
-        .expect("register");
-    let url = format!("{}/sessions/{}", endpoint.mp_uri(), session.expose());
+    let Bed {
+        endpoint,
+        session: _,
+        handle,
+        mut bot_far,
+        mut bot_events,
+        url,
+    } = bed().await;
     let (mut svc_far, svc_link) = QueueLink::new(512);
     let (svc_tx, mut svc_events) = mpsc::channel(1024);
     let config = ServiceLegConfig::default();
