@@ -13,7 +13,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ const IDLE: Duration = Duration::from_millis(100);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NetworkStats {
-    /// Pump threads running.
+    /// Pump threads running (none before the first leg).
     pub pumps: usize,
     /// Legs the pumps drive now.
     pub legs: usize,
@@ -109,13 +109,14 @@ pub(crate) enum PoolKind {
     Service,
 }
 
-static ENDPOINT: LazyLock<Pool> = LazyLock::new(|| Pool::start("bm-net"));
-static SERVICE: LazyLock<Pool> = LazyLock::new(|| Pool::start("svc-net"));
+/// Started by the first leg of their kind.
+static ENDPOINT: OnceLock<Pool> = OnceLock::new();
+static SERVICE: OnceLock<Pool> = OnceLock::new();
 
 fn pool(kind: PoolKind) -> &'static Pool {
     match kind {
-        PoolKind::Endpoint => &ENDPOINT,
-        PoolKind::Service => &SERVICE,
+        PoolKind::Endpoint => ENDPOINT.get_or_init(|| Pool::start("bm-net")),
+        PoolKind::Service => SERVICE.get_or_init(|| Pool::start("svc-net")),
     }
 }
 
@@ -156,7 +157,10 @@ impl Pool {
 /// Counters of the network pumps of the process's media endpoints (the bot's side; the
 /// service side's legs run on pumps of their own and are not counted here).
 pub fn network_stats() -> NetworkStats {
-    let pool = pool(PoolKind::Endpoint);
+    // Reading the counters starts no pump: before the first leg there are none.
+    let Some(pool) = ENDPOINT.get() else {
+        return NetworkStats::default();
+    };
     let mut s = NetworkStats {
         pumps: pool.pumps.len(),
         ..NetworkStats::default()
