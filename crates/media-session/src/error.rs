@@ -141,4 +141,13 @@ pub enum SessionError {
     /// A socket with no direction enabled has nothing to negotiate.
     #[error("audio socket must send, receive or both; `inactive` has no contexts")]
     NoDirection,
+    /// Unmixed meeting audio asked of a socket that does not receive, or on more streams
+    /// than the platform sends.
+    #[error("unmixed meeting audio on {streams} streams: {reason}")]
+    UnmixedNotAllowed {
+        /// The streams asked for.
+        streams: u8,
+        /// Why it cannot be had.
+        reason: &'static str,
+    },
 }

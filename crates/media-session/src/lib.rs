@@ -28,5 +28,6 @@ pub use blob::{Blob, MAX_BLOB_BYTES};
 pub use error::{BlobError, JsonType, SessionError};
 pub use ids::{ContextId, MediaSessionId};
 pub use session::{
-    AudioFormat, AudioSocketSettings, MediaPlatformSettings, MediaSession, MpUri, StreamDirection,
+    AudioFormat, AudioSocketSettings, MAX_UNMIXED_STREAMS, MediaPlatformSettings, MediaSession,
+    MpUri, StreamDirection,
 };

@@ -130,6 +130,9 @@ impl FromStr for StreamDirection {
     }
 }
 
+/// Most unmixed speaker streams a session can ask for, as on the anchor platform.
+pub const MAX_UNMIXED_STREAMS: u8 = 4;
+
 /// Settings of a media session's audio socket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AudioSocketSettings {
@@ -137,12 +140,28 @@ pub struct AudioSocketSettings {
     pub direction: StreamDirection,
     /// The PCM format of the bot's frames.
     pub format: AudioFormat,
+    /// Unmixed meeting audio (the anchor's `ReceiveUnmixedMeetingAudio`): how many of the
+    /// dominant speakers the service sends on streams of their own beside the mix, 0 (off)
+    /// to [`MAX_UNMIXED_STREAMS`]. Each stream gets an audio render context of its own in
+    /// the blob, after the mix's.
+    pub unmixed_streams: u8,
 }
 
 impl AudioSocketSettings {
-    /// Settings with the given direction and format.
+    /// Settings with the given direction and format, mixed audio only.
     pub fn new(direction: StreamDirection, format: AudioFormat) -> Self {
-        Self { direction, format }
+        Self {
+            direction,
+            format,
+            unmixed_streams: 0,
+        }
+    }
+
+    /// The same settings asking for unmixed meeting audio on `streams` speaker streams
+    /// (the anchor's default is 4, [`MAX_UNMIXED_STREAMS`]); 0 switches it off.
+    pub fn with_unmixed_meeting_audio(mut self, streams: u8) -> Self {
+        self.unmixed_streams = streams;
+        self
     }
 }
 
@@ -247,6 +266,8 @@ pub struct MediaSession {
     mp_uri: MpUri,
     audio: AudioSocketSettings,
     audio_render_context: Option<ContextId>,
+    /// The render contexts of the unmixed speaker streams, in stream order (1, 2, ...).
+    unmixed_contexts: Vec<ContextId>,
     audio_source_context: Option<ContextId>,
     call_id: Option<String>,
 }
@@ -272,11 +293,26 @@ impl MediaSession {
                 allowed: "sendonly",
             });
         }
+        if audio.unmixed_streams > MAX_UNMIXED_STREAMS {
+            return Err(SessionError::UnmixedNotAllowed {
+                streams: audio.unmixed_streams,
+                reason: "the most is 4",
+            });
+        }
+        if audio.unmixed_streams > 0 && !audio.direction.receives() {
+            return Err(SessionError::UnmixedNotAllowed {
+                streams: audio.unmixed_streams,
+                reason: "the socket does not receive",
+            });
+        }
         Ok(Self {
             id: MediaSessionId::random(),
             mp_uri: platform.mp_uri.clone(),
             audio: *audio,
             audio_render_context: audio.direction.receives().then(ContextId::random),
+            unmixed_contexts: (0..audio.unmixed_streams)
+                .map(|_| ContextId::random())
+                .collect(),
             audio_source_context: audio.direction.sends().then(ContextId::random),
             call_id: call_id.map(str::to_owned),
         })
@@ -302,6 +338,12 @@ impl MediaSession {
         self.audio_render_context
     }
 
+    /// The render contexts of the unmixed speaker streams, in stream order: the `a=msid`
+    /// track ids of the service's speaker streams. Empty unless unmixed audio was asked for.
+    pub fn unmixed_contexts(&self) -> &[ContextId] {
+        &self.unmixed_contexts
+    }
+
     /// The context of the audio the bot sends, if it sends.
     pub fn audio_source_context(&self) -> Option<ContextId> {
         self.audio_source_context
@@ -316,7 +358,12 @@ impl MediaSession {
     pub fn blob(&self) -> Blob {
         Blob {
             mp_uri: self.mp_uri.as_str().to_owned(),
-            audio_render_contexts: self.audio_render_context.into_iter().collect(),
+            // The mix first, then one per unmixed speaker stream.
+            audio_render_contexts: self
+                .audio_render_context
+                .into_iter()
+                .chain(self.unmixed_contexts.iter().copied())
+                .collect(),
             video_render_contexts: Vec::new(),
             audio_source_contexts: self.audio_source_context.into_iter().collect(),
             video_source_contexts: Vec::new(),
@@ -379,6 +426,31 @@ mod tests {
             assert_eq!(s.audio_render_context().is_some(), render);
             assert_eq!(s.audio_source_context().is_some(), source);
         }
+    }
+
+    #[test]
+    fn unmixed_streams_get_render_contexts_after_the_mix() {
+        let audio = AudioSocketSettings::new(StreamDirection::SendRecv, AudioFormat::Pcm16K)
+            .with_unmixed_meeting_audio(4);
+        let s = MediaSession::new(&platform(), &audio, None).unwrap();
+        let blob = s.blob();
+        assert_eq!(blob.audio_render_contexts.len(), 5);
+        assert_eq!(
+            Some(blob.audio_render_contexts[0]),
+            s.audio_render_context()
+        );
+        assert_eq!(&blob.audio_render_contexts[1..], s.unmixed_contexts());
+        // Read back from its JSON, the blob names the same streams in the same order.
+        let parsed = crate::Blob::parse(&blob.to_json()).unwrap();
+        assert_eq!(parsed.audio_render_contexts, blob.audio_render_contexts);
+
+        let too_many = audio.with_unmixed_meeting_audio(5);
+        let err = MediaSession::new(&platform(), &too_many, None).unwrap_err();
+        assert!(err.to_string().contains("the most is 4"), "{err}");
+        let send_only = AudioSocketSettings::new(StreamDirection::SendOnly, AudioFormat::Pcm16K)
+            .with_unmixed_meeting_audio(2);
+        let err = MediaSession::new(&platform(), &send_only, None).unwrap_err();
+        assert!(err.to_string().contains("does not receive"), "{err}");
     }
 
     #[test]
