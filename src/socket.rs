@@ -377,6 +377,7 @@ mod tests {
             seq: None,
             gap: 0,
             arrival: None,
+            unmixed: audio_pipeline::UnmixedFrames::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::receive::{Receiver, ReceiverStats};
 use crate::send::SendBuffer;
 use crate::stats::{CallCounters, CallStats, add, bump, set};
 use crate::time::Ticks;
+use crate::unmixed::{UnmixedFrames, UnmixedStreams};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -52,6 +53,8 @@ pub(crate) struct CallState {
     receive_queue: Option<rtrb::Producer<ReceivedFrame>>,
     on_frame: Option<FrameCallback>,
     receiver: Receiver,
+    /// The unmixed speaker streams' receive paths (none unless configured).
+    unmixed: UnmixedStreams,
     encoder: Encoder,
     pacer: Pacer,
     sender: SendBuffer,
@@ -101,7 +104,12 @@ impl CallState {
             latency: LatencyCells::new(),
             outbound_waker: OnceLock::new(),
         });
-        let (in_tx, in_rx) = rtrb::RingBuffer::new(cfg.inbound_queue_packets);
+        // Room for each received stream's packets, so speaker streams cannot crowd out
+        // the mix.
+        let inbound_capacity = cfg
+            .inbound_queue_packets
+            .saturating_mul(1 + usize::from(cfg.unmixed_streams));
+        let (in_tx, in_rx) = rtrb::RingBuffer::new(inbound_capacity);
         let (out_tx, out_rx) = rtrb::RingBuffer::new(cfg.outbound_queue_packets);
         let (send_tx, send_rx) = rtrb::RingBuffer::new(cfg.send_queue_frames);
         let (recv_tx, recv_rx) = if cfg.receive_queue_frames > 0 {
@@ -117,12 +125,13 @@ impl CallState {
             receive_queue: recv_tx,
             on_frame: cfg.on_frame,
             receiver: Receiver::new(cfg.jitter)?,
+            unmixed: UnmixedStreams::new(cfg.unmixed_streams, cfg.jitter)?,
             encoder: Encoder::new(&cfg.opus)?,
             sender: SendBuffer::new(cfg.send_queue_target),
             // The network side moves the timestamps into its own timeline, keeping only
             // their spacing, so any start will do.
             pacer: Pacer::new(0, cfg.jitter.rtp_clock_hz),
-            inbound_capacity: cfg.inbound_queue_packets,
+            inbound_capacity,
             bot_started: false,
             frame: ReceivedFrame {
                 timestamp: Ticks::ZERO,
@@ -135,6 +144,7 @@ impl CallState {
                 seq: None,
                 gap: 0,
                 arrival: None,
+                unmixed: UnmixedFrames::new(),
             },
             packet: EncodedPacket::empty(),
             seen: JitterStats::default(),
@@ -192,8 +202,22 @@ impl CallState {
             let Ok(packet) = self.inbound.pop() else {
                 break;
             };
-            bump(&c.packets_received);
-            self.receiver.insert(&packet, now);
+            match packet.meta.stream {
+                0 => {
+                    bump(&c.packets_received);
+                    self.receiver.insert(&packet, now);
+                }
+                stream => {
+                    if self.unmixed.insert(stream, &packet, now) {
+                        bump(&c.unmixed_packets_received);
+                    } else {
+                        // A stream this call does not receive: the network side's mistake.
+                        bump(&c.packets_received);
+                        bump(&c.invalid_packets);
+                        bump(&c.dropped_packets);
+                    }
+                }
+            }
         }
 
         let frame = &mut self.frame;
@@ -215,6 +239,10 @@ impl CallState {
         frame.is_silence = frame.source == FrameSource::NoSignal
             || frame.audio_level == Some(AUDIO_LEVEL_SILENT)
             || frame.pcm.is_digital_silence();
+        // The speaker streams, for the same tick and deadline (no-op without them).
+        if self.unmixed.count() > 0 {
+            self.unmixed.pull(now, &mut frame.unmixed, c);
+        }
 
         if let Some(callback) = self.on_frame.as_mut() {
             if let Some(arrival) = frame.arrival {

@@ -48,6 +48,14 @@ pub enum ConfigError {
     /// RTP clock rate of zero.
     #[error("RTP clock rate must be non-zero")]
     ClockRate,
+    /// More unmixed speaker streams than a call can receive.
+    #[error("{requested} unmixed streams requested; a call receives at most {max}")]
+    UnmixedStreams {
+        /// Value given.
+        requested: u8,
+        /// The maximum, [`crate::MAX_UNMIXED_STREAMS`].
+        max: usize,
+    },
 }
 
 /// Opus encoder settings for a call's outbound direction.
@@ -174,7 +182,9 @@ pub struct CallConfig {
     pub opus: OpusConfig,
     /// Jitter buffer settings.
     pub jitter: JitterConfig,
-    /// Capacity of the network-to-pipeline packet queue.
+    /// Capacity of the network-to-pipeline packet queue, per received stream: the queue
+    /// holds `inbound_queue_packets * (1 + unmixed_streams)` packets, so speaker streams
+    /// do not eat into the mix's room.
     pub inbound_queue_packets: usize,
     /// Capacity of the pipeline-to-network packet queue.
     pub outbound_queue_packets: usize,
@@ -194,12 +204,19 @@ pub struct CallConfig {
     /// Whether outbound media is sent from the start; otherwise frames are discarded
     /// until the network side calls [`crate::NetworkHalf::set_send_active`].
     pub send_active: bool,
+    /// Unmixed speaker streams received beside the mix, 0 (off) to
+    /// [`crate::MAX_UNMIXED_STREAMS`]. Each gets its own receive path (jitter buffer,
+    /// decoder, time-scale modification, with the `jitter` settings), allocated with the
+    /// call and pulled on the mix's tick; packets name their stream in
+    /// [`crate::RtpMeta::stream`] and the frames carry the speakers in
+    /// [`ReceivedFrame::unmixed`]. The mix is processed exactly as without them.
+    pub unmixed_streams: u8,
 }
 
 impl Default for CallConfig {
     /// Opus 64 kb/s, complexity 5, FEC on, DTX off (chosen by measurement:
     /// `scripts/codec_table.sh`); queues of 1 s (50 packets or frames);
-    /// a received-frame queue and no callback; sending active.
+    /// a received-frame queue and no callback; sending active; no unmixed streams.
     fn default() -> CallConfig {
         CallConfig {
             opus: OpusConfig::default(),
@@ -211,6 +228,7 @@ impl Default for CallConfig {
             receive_queue_frames: 50,
             on_frame: None,
             send_active: true,
+            unmixed_streams: 0,
         }
     }
 }
@@ -237,6 +255,12 @@ impl CallConfig {
                 return Err(ConfigError::ZeroCapacity { which });
             }
         }
+        if usize::from(self.unmixed_streams) > crate::unmixed::MAX_UNMIXED_STREAMS {
+            return Err(ConfigError::UnmixedStreams {
+                requested: self.unmixed_streams,
+                max: crate::unmixed::MAX_UNMIXED_STREAMS,
+            });
+        }
         Ok(())
     }
 }
@@ -253,6 +277,7 @@ impl fmt::Debug for CallConfig {
             .field("receive_queue_frames", &self.receive_queue_frames)
             .field("on_frame", &self.on_frame.as_ref().map(|_| "callback"))
             .field("send_active", &self.send_active)
+            .field("unmixed_streams", &self.unmixed_streams)
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::packet::Csrcs;
 use crate::time::Ticks;
+use crate::unmixed::UnmixedFrames;
 use std::fmt;
 
 /// Samples in one `Pcm16K` frame: 20 ms at 16 kHz, mono.
@@ -131,6 +132,10 @@ pub struct ReceivedFrame {
     /// for `Decoded` and `FecRecovered` frames; `None` for concealment and silence.
     /// `now() - arrival` when the bot gets the frame is the latency the receive path added.
     pub arrival: Option<Ticks>,
+    /// The unmixed speaker streams' frames for the same tick, one per stream that played
+    /// a speaker (empty unless [`crate::CallConfig::unmixed_streams`] is set). All the
+    /// fields above describe the mix alone.
+    pub unmixed: UnmixedFrames,
 }
 
 impl ReceivedFrame {
@@ -152,6 +157,7 @@ impl fmt::Debug for ReceivedFrame {
             .field("arrival", &self.arrival)
             .field("active_speakers", &self.active_speakers)
             .field("pcm", &self.pcm)
+            .field("unmixed", &self.unmixed)
             .finish()
     }
 }

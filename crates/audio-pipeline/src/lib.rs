@@ -49,6 +49,7 @@ mod send;
 mod stats;
 mod time;
 mod tsm;
+mod unmixed;
 
 pub use call::{BotHalf, Call, CallHandle, CallId, CallObserver, ManualCall, NetworkHalf};
 pub use config::{
@@ -70,3 +71,4 @@ pub use pipeline::Pipeline;
 pub use receive::{PulledFrame, Receiver, ReceiverStats};
 pub use stats::{CallStats, Capacity, PlatformHealth, ThreadLoad};
 pub use time::{FRAME_DURATION, Ticks, now};
+pub use unmixed::{MAX_UNMIXED_STREAMS, UnmixedFrame, UnmixedFrames};

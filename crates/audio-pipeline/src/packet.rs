@@ -145,6 +145,11 @@ pub struct RtpMeta {
     /// packet; the jitter buffer and the receive latency figures count from it).
     /// Outbound: the media time of the tick that encoded it.
     pub arrival: Ticks,
+    /// Inbound: which of the call's received streams the packet belongs to, as the network
+    /// side tells them apart: 0 is the main (mixed) stream, 1..=N an unmixed speaker
+    /// stream ([`crate::CallConfig::unmixed_streams`] = N). A packet for a stream the call
+    /// does not have is dropped and counted invalid. Outbound: always 0.
+    pub stream: u8,
 }
 
 /// One encoded audio packet (an Opus payload plus RTP metadata), fixed size so it moves
@@ -184,6 +189,7 @@ impl EncodedPacket {
                 audio_level: None,
                 csrcs: Csrcs::new(),
                 arrival: Ticks::ZERO,
+                stream: 0,
             },
             payload: [0; MAX_PAYLOAD],
             len: 0,

@@ -44,7 +44,9 @@ macro_rules! counters {
 
 counters! {
     counters {
-        /// Packets taken from the inbound queue.
+        /// Packets taken from the inbound queue for the main (mixed) stream, or for a stream
+        /// the call does not have (those are also counted in `invalid_packets`). Packets of
+        /// the unmixed speaker streams are counted in `unmixed_packets_received`.
         packets_received,
         /// Frames handed to the bot (frames in).
         frames_received,
@@ -63,7 +65,9 @@ counters! {
         dropped_packets,
         /// Of `dropped_packets`: the network side found the inbound queue full.
         inbound_queue_full,
-        /// Of `dropped_packets`: payloads the decoder rejected or empty payloads.
+        /// Of `dropped_packets`: payloads the decoder rejected, empty payloads, and packets
+        /// for a stream the call does not have ([`crate::RtpMeta::stream`] above
+        /// [`crate::CallConfig::unmixed_streams`]).
         invalid_packets,
         /// Packets never received in time to play (sequence numbers concealed or rebuilt).
         lost_packets,
@@ -91,6 +95,22 @@ counters! {
         send_absorbed_samples,
         /// Quiet frames the bot sent that were dropped whole to absorb a standing send queue.
         send_dropped_frames,
+        /// Packets taken from the inbound queue for the unmixed speaker streams (all
+        /// streams together; none of the mix's counters above include them).
+        unmixed_packets_received,
+        /// Unmixed speaker frames handed to the bot ([`crate::UnmixedFrame`] entries, at
+        /// most one per stream and tick).
+        unmixed_frames,
+        /// Of `unmixed_frames`: entries mostly concealed by the decoder.
+        unmixed_concealed,
+        /// Unmixed stream packets never received in time to play (concealed or rebuilt).
+        unmixed_lost_packets,
+        /// Unmixed stream packets their receivers refused: unusable payloads, or stray
+        /// packets too far ahead that were never confirmed.
+        unmixed_dropped_packets,
+        /// Times an unmixed stream's speaker changed from its previous entry: the service
+        /// moving dominant speakers between streams.
+        unmixed_speaker_changes,
     }
     gauges {
         /// Inter-arrival jitter estimate (RFC 3550), in 100 ns ticks.
