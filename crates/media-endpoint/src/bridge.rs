@@ -29,6 +29,10 @@ pub struct InboundRtp<'a> {
     /// When the host received the packet, on the media clock (the kernel's stamp);
     /// `None`: when it is pushed.
     pub arrival: Option<audio_pipeline::Ticks>,
+    /// Which received stream it belongs to: 0 the main (mixed) stream, k = 1.. the unmixed
+    /// speaker stream named by the session's k-th unmixed render context
+    /// ([`crate::SessionHooks::unmixed_contexts`]). Its CSRC is the speaker's source id.
+    pub stream: u8,
 }
 
 impl fmt::Debug for InboundRtp<'_> {
@@ -40,6 +44,7 @@ impl fmt::Debug for InboundRtp<'_> {
             .field("csrcs", &self.csrcs)
             .field("payload_len", &self.payload.len())
             .field("arrival", &self.arrival)
+            .field("stream", &self.stream)
             .finish()
     }
 }
@@ -60,6 +65,10 @@ pub struct OutboundAudio {
     /// Contributing sources (a mixer's active speakers) and their `csrc-audio-level`
     /// levels, sent as the packet's CSRC list.
     pub csrcs: audio_pipeline::Csrcs,
+    /// Which stream it goes on: 0 the main one; k = 1.. the k-th unmixed speaker stream
+    /// of a service leg that offers them (its CSRC names the speaker). A leg drops packets
+    /// for a stream it does not send.
+    pub stream: u8,
 }
 
 impl OutboundAudio {
@@ -71,7 +80,14 @@ impl OutboundAudio {
             rtp_timestamp: None,
             marker: false,
             csrcs: audio_pipeline::Csrcs::new(),
+            stream: 0,
         }
+    }
+
+    /// Puts the packet on unmixed speaker stream `stream` (0: the main stream).
+    pub fn on_stream(mut self, stream: u8) -> Self {
+        self.stream = stream;
+        self
     }
 
     /// Sets the contributing sources the packet lists.
@@ -132,6 +148,7 @@ fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushE
         audio_level: p.audio_level,
         csrcs: p.csrcs,
         arrival: p.arrival.unwrap_or_else(audio_pipeline::now),
+        stream: p.stream,
         ..audio_pipeline::RtpMeta::default()
     };
     audio_pipeline::EncodedPacket::new(meta, p.payload).map_err(|_| PushError::Unfit)
@@ -154,6 +171,7 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
             rtp_timestamp: Some(p.meta.rtp_timestamp),
             marker: p.meta.marker,
             csrcs: p.meta.csrcs,
+            stream: 0,
         })
     }
 
@@ -207,6 +225,8 @@ pub struct ReceivedPacket {
     pub csrcs: audio_pipeline::Csrcs,
     /// The payload.
     pub payload: bytes::Bytes,
+    /// The received stream: 0 main, 1.. an unmixed speaker stream ([`InboundRtp::stream`]).
+    pub stream: u8,
 }
 
 /// The far ends of a [`QueuePort`]: a stand-in for the pipeline in tests and tools (it
@@ -241,6 +261,7 @@ impl NetworkPort for QueuePort {
             audio_level: p.audio_level,
             csrcs: p.csrcs,
             payload: bytes::Bytes::copy_from_slice(p.payload),
+            stream: p.stream,
         };
         self.tx.push(packet).map_err(|_| {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -348,6 +369,7 @@ mod tests {
             csrcs: audio_pipeline::Csrcs::from_ids(&[5, 6]).expect("two"),
             payload: &[1, 2, 3],
             arrival: None,
+            stream: 0,
         };
         assert_eq!(link.push(p), Ok(()));
         assert_eq!(link.push(p), Err(PushError::Full));
@@ -394,6 +416,7 @@ mod tests {
                 csrcs: speakers_sent,
                 payload: &buf[..n],
                 arrival: None,
+                stream: 0,
             };
             port.push(p).expect("queued");
             call.tick(now, false);
@@ -416,6 +439,7 @@ mod tests {
             csrcs: audio_pipeline::Csrcs::new(),
             payload: &too_large,
             arrival: None,
+            stream: 0,
         };
         assert_eq!(port.push(unfit), Err(PushError::Unfit));
 

@@ -42,6 +42,15 @@ pub enum EndReason {
 pub enum EndpointEvent {
     /// A leg was negotiated (the answer is on its way).
     LegCreated,
+    /// Right after [`EndpointEvent::LegCreated`] of a session that asked for unmixed
+    /// speaker streams: how many the service's offer carries. Fewer than requested (0 from
+    /// a service without unmixed audio) means those streams will not come; the mix does.
+    UnmixedStreams {
+        /// Streams the session asked for (its unmixed render contexts).
+        requested: u8,
+        /// Streams the service offered, each named by one of those contexts.
+        offered: u8,
+    },
     /// The send status changed.
     SendStatus(SendStatus),
     /// A DTMF tone arrived (RFC 4733), once per event.

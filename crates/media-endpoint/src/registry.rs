@@ -23,6 +23,10 @@ pub struct SessionHooks {
     pub link: Box<dyn NetworkPort>,
     /// Where the leg's events go. The endpoint never waits on it: when full, events are dropped.
     pub events: mpsc::Sender<EndpointEvent>,
+    /// The session's unmixed render contexts, in stream order: an offered sendonly audio
+    /// m-line whose track id is the k-th of them carries unmixed speaker stream k + 1
+    /// (see [`crate::InboundRtp::stream`]). Empty: the session takes the mix only.
+    pub unmixed_contexts: Vec<ContextId>,
 }
 
 impl SessionHooks {
@@ -36,7 +40,15 @@ impl SessionHooks {
             source_context,
             link: Box::new(link),
             events,
+            unmixed_contexts: Vec::new(),
         }
+    }
+
+    /// The same hooks for a session that asked for unmixed speaker streams with these
+    /// render contexts (in stream order).
+    pub fn with_unmixed_contexts(mut self, contexts: Vec<ContextId>) -> Self {
+        self.unmixed_contexts = contexts;
+        self
     }
 }
 
@@ -44,6 +56,7 @@ impl std::fmt::Debug for SessionHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionHooks")
             .field("source_context", &self.source_context)
+            .field("unmixed_contexts", &self.unmixed_contexts)
             .finish_non_exhaustive()
     }
 }

@@ -116,6 +116,22 @@ pub(crate) struct Offer {
     pub(crate) telephone_event: Option<OfferedCodec>,
     /// Direction of the audio m-line, from the offerer's side.
     pub(crate) direction: Direction,
+    /// The `a=msid` track ids of the offer's further active audio m-lines that the offerer
+    /// sends (sendonly), in order: a meeting service's unmixed speaker streams, each named
+    /// by one of the session's unmixed render contexts. An m-line without a track id is
+    /// left out.
+    pub(crate) speaker_tracks: Vec<SpeakerSection>,
+    /// The track id of the main audio m-line, when its `a=msid` names one.
+    pub(crate) main_track: Option<String>,
+}
+
+/// A further audio m-line of an offer that the offerer sends: a speaker stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpeakerSection {
+    /// Its `a=mid`.
+    pub(crate) mid: String,
+    /// The track id its `a=msid` names.
+    pub(crate) track: String,
 }
 
 /// An m-line direction (RFC 3264 §6.1).
@@ -193,6 +209,22 @@ fn find_telephone_event(m: &MediaDescription) -> Option<OfferedCodec> {
         .map(offered)
 }
 
+/// The track id an m-line's `a=msid:<stream> <track>` (or `a=ssrc:<n> msid:<stream> <track>`)
+/// names.
+fn msid_track(m: &MediaDescription) -> Option<String> {
+    m.attributes.iter().find_map(|a| {
+        let value = a.value.as_deref()?;
+        let msid = match a.key.as_str() {
+            "msid" => value,
+            "ssrc" => value.split_once(' ')?.1.strip_prefix("msid:")?,
+            _ => return None,
+        };
+        let mut parts = msid.split_whitespace();
+        let _stream = parts.next()?;
+        parts.next().map(str::to_owned)
+    })
+}
+
 fn session_or_media_attr(s: &SessionDescription, m: &MediaDescription, key: &str) -> bool {
     s.has_attribute(key) || m.has_attribute(key)
 }
@@ -229,11 +261,20 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
             limit: MAX_OFFER_CANDIDATES,
         });
     }
-    let audio = parsed
+    let mut active = parsed
         .media_descriptions
         .iter()
-        .find(|m| is_active_audio(m))
-        .ok_or(OfferError::NoAudio)?;
+        .filter(|m| is_active_audio(m));
+    let audio = active.next().ok_or(OfferError::NoAudio)?;
+    let speaker_tracks = active
+        .filter(|m| Direction::of(&parsed, m) == Direction::SendOnly && find_opus(m).is_some())
+        .filter_map(|m| {
+            Some(SpeakerSection {
+                mid: m.attribute("mid").flatten()?.to_owned(),
+                track: msid_track(m)?,
+            })
+        })
+        .collect();
     let opus = find_opus(audio).ok_or(OfferError::NoOpus)?;
     if !session_or_media_attr(&parsed, audio, "fingerprint") {
         return Err(OfferError::NoFingerprint);
@@ -250,6 +291,8 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
         opus,
         telephone_event,
         direction,
+        speaker_tracks,
+        main_track: msid_track(audio),
     })
 }
 
@@ -385,6 +428,37 @@ a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
         assert_eq!(n.telephone_event, Some((126, 48_000)));
         assert_eq!(n.ssrc_audio_level_id, Some(1));
         assert_eq!(n.csrc_audio_level_id, None);
+    }
+
+    #[test]
+    fn further_sendonly_audio_sections_are_speaker_streams_named_by_their_track() {
+        let speaker = |mid: u8, track: &str, dir: &str| {
+            format!(
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\n\
+                 a={dir}\r\na=msid:service {track}\r\na=rtpmap:111 opus/48000/2\r\n"
+            )
+        };
+        let offer = format!(
+            "{OFFER}{}{}{}",
+            speaker(1, "ctx-a", "sendonly"),
+            speaker(2, "ctx-b", "sendonly"),
+            // Not sent by the offerer: not a speaker stream.
+            speaker(3, "ctx-c", "recvonly"),
+        );
+        let checked = check_offer(offer.as_bytes()).unwrap();
+        let tracks: Vec<_> = checked
+            .speaker_tracks
+            .iter()
+            .map(|s| (s.mid.as_str(), s.track.as_str()))
+            .collect();
+        assert_eq!(tracks, [("1", "ctx-a"), ("2", "ctx-b")]);
+        assert_eq!(checked.direction, Direction::SendRecv);
+        assert!(
+            check_offer(OFFER.as_bytes())
+                .unwrap()
+                .speaker_tracks
+                .is_empty()
+        );
     }
 
     #[test]

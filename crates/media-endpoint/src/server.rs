@@ -94,10 +94,16 @@ async fn post_offer(
     let leg_id = LegId::random();
     let label = format!("{id}/{}", &leg_id.to_string()[..8]);
     let track_id = pending.hooks.source_context.to_string();
+    let unmixed: Vec<String> = pending
+        .hooks
+        .unmixed_contexts
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     // Building the peer connection makes its DTLS certificate: CPU work, off the runtime.
     let negotiated = tokio::task::spawn_blocking({
         let settings = Arc::clone(&st.settings);
-        move || leg::negotiate(Instant::now(), offer, track_id, &settings)
+        move || leg::negotiate(Instant::now(), offer, track_id, &unmixed, &settings)
     })
     .await;
     let negotiated = match negotiated {
@@ -140,6 +146,20 @@ async fn post_offer(
     let (stop_tx, stop_rx) = mpsc::channel(1);
     let pending = *pending;
     let _ = pending.hooks.events.try_send(EndpointEvent::LegCreated);
+    let requested = pending.hooks.unmixed_contexts.len();
+    if requested > 0 {
+        let offered = neg.speaker_tracks.len();
+        if offered < requested {
+            tracing::info!(leg = %label, requested, offered, "the service offers fewer unmixed speaker streams than the session asked for");
+        }
+        let _ = pending
+            .hooks
+            .events
+            .try_send(EndpointEvent::UnmixedStreams {
+                requested: u8::try_from(requested).unwrap_or(u8::MAX),
+                offered: u8::try_from(offered).unwrap_or(u8::MAX),
+            });
+    }
     let leg = Leg {
         link: pending.hooks.link,
         events: pending.hooks.events,

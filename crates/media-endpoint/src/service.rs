@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use media_session::ContextId;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
@@ -41,6 +42,11 @@ pub struct ServiceLegConfig {
     pub connect_timeout: Duration,
     /// How long a connected leg may receive neither RTP nor RTCP before it counts as dead.
     pub media_timeout: Duration,
+    /// The unmixed speaker streams to offer beside the mix, one sendonly audio m-line each,
+    /// named (`a=msid` track id) by the session's unmixed render contexts in stream order:
+    /// what the port yields with [`crate::OutboundAudio::stream`] k goes on the k-th.
+    /// Empty: the mix only, as a service without unmixed audio offers.
+    pub speaker_streams: Vec<ContextId>,
 }
 
 impl Default for ServiceLegConfig {
@@ -51,6 +57,7 @@ impl Default for ServiceLegConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(10),
+            speaker_streams: Vec::new(),
         }
     }
 }
@@ -71,6 +78,13 @@ impl ServiceLegConfig {
     /// Sets how long the leg may take to connect.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Offers these unmixed speaker streams beside the mix (see
+    /// [`ServiceLegConfig::speaker_streams`]).
+    pub fn with_speaker_streams(mut self, contexts: Vec<ContextId>) -> Self {
+        self.speaker_streams = contexts;
         self
     }
 }
@@ -250,6 +264,9 @@ impl ServiceLeg {
             sockets,
             // The service side binds ephemeral ports.
             ports: leg::ports::PortLease::default(),
+            speaker_tracks: Vec::new(),
+            main_track: None,
+            speaker_ssrcs: built.speaker_ssrcs,
         };
         let leg = Leg {
             link: Box::new(link),
@@ -343,6 +360,8 @@ impl Drop for ServiceLeg {
 pub(crate) struct Built {
     pub(crate) pc: RTCPeerConnection,
     pub(crate) ssrc: u32,
+    /// The SSRCs of the speaker streams offered, stream 1 first.
+    pub(crate) speaker_ssrcs: Vec<u32>,
     pub(crate) offer: String,
 }
 
@@ -360,9 +379,17 @@ pub(crate) fn build(
         .collect();
     let sockets = leg::bind_sockets(&addrs).map_err(setup_failed)?;
     let mut pc = leg::build_peer_connection(now, path).map_err(setup_failed)?;
-    let built = offer(now, &mut pc, &sockets);
+    let built = offer(now, &mut pc, &sockets, &config.speaker_streams);
     match built {
-        Ok((ssrc, offer)) => Ok((Built { pc, ssrc, offer }, sockets)),
+        Ok((ssrc, speaker_ssrcs, offer)) => Ok((
+            Built {
+                pc,
+                ssrc,
+                speaker_ssrcs,
+                offer,
+            },
+            sockets,
+        )),
         Err(e) => {
             let _ = rtc::sansio::Protocol::close(&mut pc);
             Err(e)
@@ -370,11 +397,15 @@ pub(crate) fn build(
     }
 }
 
+/// The SSRC of the main stream, those of the speaker streams, and the offer.
+type Offered = (u32, Vec<u32>, String);
+
 fn offer(
     now: Instant,
     pc: &mut RTCPeerConnection,
     sockets: &[std::net::UdpSocket],
-) -> Result<(u32, String), ConnectError> {
+    speakers: &[ContextId],
+) -> Result<Offered, ConnectError> {
     leg::add_host_candidates(pc, sockets).map_err(setup_failed)?;
     let (track, ssrc) = leg::opus_track(
         "service-stream".to_owned(),
@@ -405,6 +436,32 @@ fn offer(
             },
         ])
         .map_err(stack("setting codec preferences"))?;
+    let mut speaker_ssrcs = Vec::with_capacity(speakers.len());
+    for context in speakers {
+        let (track, ssrc) = leg::opus_track(
+            "service-speakers".to_owned(),
+            context.to_string(),
+            "service-speaker".to_owned(),
+        );
+        let transceiver = pc
+            .add_transceiver_from_track(
+                track,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .map_err(stack("adding a speaker stream's transceiver"))?;
+        pc.rtp_transceiver(transceiver)
+            .ok_or(ConnectError::NoCandidates)?
+            .set_codec_preferences(vec![RTCRtpCodecParameters {
+                rtp_codec: leg::opus_codec(),
+                payload_type: OFFER_OPUS_PT,
+            }])
+            .map_err(stack("setting a speaker stream's codec preferences"))?;
+        speaker_ssrcs.push(ssrc);
+    }
     let offer = pc.create_offer(None).map_err(stack("creating the offer"))?;
     pc.set_local_description(now, offer)
         .map_err(stack("applying the offer"))?;
@@ -412,7 +469,7 @@ fn offer(
     if !local.sdp.contains("a=candidate:") {
         return Err(ConnectError::NoCandidates);
     }
-    Ok((ssrc, local.sdp))
+    Ok((ssrc, speaker_ssrcs, local.sdp))
 }
 
 async fn offer_and_answer(

@@ -71,6 +71,11 @@ struct Bed {
 }
 
 async fn bed() -> Bed {
+    bed_with(Vec::new()).await
+}
+
+/// [`bed`] for a session that asked for unmixed speaker streams named `unmixed`.
+async fn bed_with(unmixed: Vec<ContextId>) -> Bed {
     common::init_tracing();
     let endpoint = MediaEndpoint::bind(EndpointConfig::new("127.0.0.1:0".parse().expect("addr")))
         .await
@@ -81,7 +86,7 @@ async fn bed() -> Bed {
     let handle = endpoint
         .register(
             session,
-            SessionHooks::new(ContextId::random(), bot_link, bot_tx),
+            SessionHooks::new(ContextId::random(), bot_link, bot_tx).with_unmixed_contexts(unmixed),
         )
         .expect("register");
     let url = format!("{}/sessions/{}", endpoint.mp_uri(), session.expose());
@@ -175,6 +180,121 @@ async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
         *e == EndpointEvent::LegEnded(EndReason::Closed)
     })
     .await;
+    drop(handle);
+    endpoint.shutdown().await;
+}
+
+/// A session that asked for two unmixed speaker streams: a service offering both delivers
+/// each speaker's packets on its stream, with its CSRC; a service without unmixed audio
+/// still delivers the mix, and the session hears that no speaker stream comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaker_streams_reach_the_session_that_asked_and_their_absence_is_told() {
+    let streams = vec![ContextId::random(), ContextId::random()];
+    let Bed {
+        endpoint,
+        handle,
+        mut bot_far,
+        mut bot_events,
+        url,
+        ..
+    } = bed_with(streams.clone()).await;
+    let (mut svc_far, svc_link) = QueueLink::new(512);
+    let (svc_tx, _svc_events) = mpsc::channel(1024);
+    let config = ServiceLegConfig::default().with_speaker_streams(streams.clone());
+    let leg = ServiceLeg::connect(&url, config, svc_link, svc_tx)
+        .await
+        .expect("connect");
+    let told = wait_event(&mut bot_events, Duration::from_secs(10), |e| {
+        matches!(e, EndpointEvent::UnmixedStreams { .. })
+    })
+    .await;
+    assert_eq!(
+        told,
+        EndpointEvent::UnmixedStreams {
+            requested: 2,
+            offered: 2
+        }
+    );
+    let active = |e: &EndpointEvent| *e == EndpointEvent::SendStatus(SendStatus::Active);
+    wait_event(&mut bot_events, Duration::from_secs(10), active).await;
+    let one = |id: u32| {
+        let mut c = audio_pipeline::Csrcs::new();
+        c.push(id, Some(25)).expect("room");
+        c
+    };
+    // Three packets a tick: the mix (two speakers) and each speaker on its stream.
+    let mut mix = audio_pipeline::Csrcs::new();
+    mix.push(21, Some(25)).expect("room");
+    mix.push(22, Some(30)).expect("room");
+    let got = exchange(&mut svc_far.to_send, &mut bot_far.received, 60, |i| {
+        let (stream, csrcs) = match i % 3 {
+            0 => (0, mix),
+            1 => (1, one(21)),
+            _ => (2, one(22)),
+        };
+        OutboundAudio::new(opus_like(i as u8), Some(25))
+            .with_csrcs(csrcs)
+            .on_stream(stream)
+    })
+    .await;
+    for stream in 0..3u8 {
+        let on: Vec<&ReceivedPacket> = got.iter().filter(|p| p.stream == stream).collect();
+        assert!(
+            on.len() >= 15,
+            "stream {stream}: {} of 20 packets",
+            on.len()
+        );
+        let expected: &[u32] = match stream {
+            0 => &[21, 22],
+            1 => &[21],
+            _ => &[22],
+        };
+        assert!(
+            on.iter().all(|p| p.csrcs.ids() == expected),
+            "stream {stream}"
+        );
+        assert!(
+            on.iter()
+                .all(|p| u32::from(p.payload[1]) % 3 == u32::from(stream))
+        );
+    }
+    leg.close().await.expect("close");
+    drop(handle);
+    endpoint.shutdown().await;
+
+    // A service that sends the mix only.
+    let Bed {
+        endpoint,
+        handle,
+        mut bot_far,
+        mut bot_events,
+        url,
+        ..
+    } = bed_with(streams).await;
+    let (mut svc_far, svc_link) = QueueLink::new(512);
+    let (svc_tx, _svc_events) = mpsc::channel(1024);
+    let leg = ServiceLeg::connect(&url, ServiceLegConfig::default(), svc_link, svc_tx)
+        .await
+        .expect("connect");
+    let told = wait_event(&mut bot_events, Duration::from_secs(10), |e| {
+        matches!(e, EndpointEvent::UnmixedStreams { .. })
+    })
+    .await;
+    assert_eq!(
+        told,
+        EndpointEvent::UnmixedStreams {
+            requested: 2,
+            offered: 0
+        }
+    );
+    wait_event(&mut bot_events, Duration::from_secs(10), active).await;
+    let got = exchange(&mut svc_far.to_send, &mut bot_far.received, 20, |i| {
+        OutboundAudio::new(opus_like(i as u8), Some(25)).with_csrcs(mix)
+    })
+    .await;
+    assert!(got.len() >= 15, "the mix: {} of 20 packets", got.len());
+    assert!(got.iter().all(|p| p.stream == 0));
+    leg.close().await.expect("close");
     drop(handle);
     endpoint.shutdown().await;
 }

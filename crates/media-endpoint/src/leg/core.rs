@@ -80,6 +80,21 @@ pub(crate) struct Negotiation {
     pub(crate) sockets: Vec<std::net::UdpSocket>,
     /// The ports the sockets hold, released when the leg ends.
     pub(crate) ports: ports::PortLease,
+    /// Receiving end: the track ids of the peer's speaker streams taken, with the unmixed
+    /// stream index (1..) each one's packets carry to the port.
+    pub(crate) speaker_tracks: Vec<(String, u8)>,
+    /// Receiving end: the track id of the peer's main stream, when its offer named one.
+    pub(crate) main_track: Option<String>,
+    /// Sending end: the SSRCs of the speaker streams this leg sends, for unmixed streams
+    /// 1, 2, ... in order.
+    pub(crate) speaker_ssrcs: Vec<u32>,
+}
+
+/// One unmixed speaker stream the leg sends (the service side of a meeting).
+#[derive(Debug)]
+struct SpeakerSend {
+    ssrc: u32,
+    timeline: RtpTimeline,
 }
 
 /// One leg, sans-IO. See the module documentation.
@@ -91,6 +106,14 @@ pub(crate) struct LegCore {
     ssrc: u32,
     /// The peer's SSRC, once a packet arrived.
     remote_ssrc: Option<u32>,
+    /// The peer's speaker streams this leg takes: track id and unmixed stream index.
+    speaker_tracks: Vec<(String, u8)>,
+    /// The peer's main stream's track id, when known.
+    main_track: Option<String>,
+    /// The speaker streams this leg sends, stream 1 first.
+    speaker_sends: Vec<SpeakerSend>,
+    /// Packets of speaker streams nobody asked for, or for a stream this leg does not send.
+    unrouted_speaker_packets: u64,
     leg: Leg,
     started: Instant,
     connected_once: bool,
@@ -133,6 +156,17 @@ impl LegCore {
             send_csrc_level_id,
             ssrc: neg.ssrc,
             remote_ssrc: None,
+            speaker_tracks: std::mem::take(&mut neg.speaker_tracks),
+            main_track: neg.main_track.take(),
+            speaker_sends: neg
+                .speaker_ssrcs
+                .iter()
+                .map(|&ssrc| SpeakerSend {
+                    ssrc,
+                    timeline: RtpTimeline::new(now),
+                })
+                .collect(),
+            unrouted_speaker_packets: 0,
             leg,
             started: now,
             connected_once: false,
@@ -295,7 +329,14 @@ impl LegCore {
             while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
                 progressed = true;
                 let outcome = match message {
-                    RTCMessage::RtpPacket(_, p) => self.on_rtp(now, &p),
+                    RTCMessage::RtpPacket(track, p) => match self.stream_of(&track) {
+                        Some(0) => self.on_rtp(now, &p),
+                        Some(stream) => self.on_speaker_rtp(now, &p, stream),
+                        None => {
+                            self.unrouted_speaker_packets += 1;
+                            None
+                        }
+                    },
                     RTCMessage::RtcpPacket(_, p) => self.on_rtcp(now, &p),
                     _ => None,
                 };
@@ -366,6 +407,83 @@ impl LegCore {
         }
     }
 
+    /// Which stream a track's packets belong to: 0 the main one, 1.. a speaker stream this
+    /// leg takes, `None` a speaker stream it does not.
+    fn stream_of(&self, track: &str) -> Option<u8> {
+        if let Some(&(_, stream)) = self.speaker_tracks.iter().find(|(t, _)| t == track) {
+            return Some(stream);
+        }
+        // Without a named main track (a peer that sends no `a=msid`), all else is main.
+        match self.main_track.as_deref() {
+            Some(main) if main != track => None,
+            _ => Some(0),
+        }
+    }
+
+    /// Handles one RTP packet of a speaker stream: to the port, tagged with its stream.
+    fn on_speaker_rtp(&mut self, now: Instant, p: &rtp::Packet, stream: u8) -> Option<LegOutcome> {
+        self.last_heard = now;
+        let h = &p.header;
+        if h.payload_type != self.negotiated.opus_pt {
+            self.unknown_pt += 1;
+            return None;
+        }
+        let packet = self.inbound(p, stream);
+        self.push_inbound(packet, p.payload.len())
+    }
+
+    /// What the port gets of an RTP packet of the negotiated Opus type.
+    fn inbound<'p>(&self, p: &'p rtp::Packet, stream: u8) -> InboundRtp<'p> {
+        let h = &p.header;
+        let audio_level = self
+            .negotiated
+            .ssrc_audio_level_id
+            .and_then(|id| h.get_extension(id))
+            .and_then(|b| b.first().map(|v| v & 0x7f));
+        let levels = self
+            .negotiated
+            .csrc_audio_level_id
+            .and_then(|id| h.get_extension(id))
+            .filter(|l| l.len() >= h.csrc.len());
+        let mut csrcs = audio_pipeline::Csrcs::new();
+        for (i, id) in h.csrc.iter().enumerate() {
+            let level = levels.as_ref().and_then(|l| l.get(i)).map(|v| v & 0x7f);
+            // RTP carries at most 15 CSRCs, as many as the list holds.
+            let _ = csrcs.push(*id, level);
+        }
+        InboundRtp {
+            seq: h.sequence_number,
+            rtp_timestamp: h.timestamp,
+            ssrc: h.ssrc,
+            audio_level,
+            csrcs,
+            payload: &p.payload,
+            arrival: self.arrival,
+            stream,
+        }
+    }
+
+    /// Queues a received packet for the pipeline; an outcome when the bot removed the call.
+    fn push_inbound(&mut self, packet: InboundRtp<'_>, len: usize) -> Option<LegOutcome> {
+        match self.leg.link.push(packet) {
+            Ok(()) => {}
+            Err(PushError::Full) => {
+                self.leg
+                    .shared
+                    .inbound_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(PushError::Removed) => {
+                // The bot removed the call: nothing is left to carry media for.
+                return Some(LegOutcome::Ended(EndReason::Closed));
+            }
+            Err(_) => {
+                tracing::debug!(leg = %self.leg.label, len, "inbound packet the pipeline cannot carry");
+            }
+        }
+        None
+    }
+
     /// Handles one RTP packet from the peer; returns an outcome when the leg must end.
     fn on_rtp(&mut self, now: Instant, p: &rtp::Packet) -> Option<LegOutcome> {
         self.last_heard = now;
@@ -383,47 +501,8 @@ impl LegCore {
                 (since.as_micros() as u64 * u64::from(OPUS_CLOCK) / 1_000_000) as i64;
             self.stats
                 .on_packet(h.sequence_number, h.timestamp, arrival_units);
-            let audio_level = self
-                .negotiated
-                .ssrc_audio_level_id
-                .and_then(|id| h.get_extension(id))
-                .and_then(|b| b.first().map(|v| v & 0x7f));
-            let levels = self
-                .negotiated
-                .csrc_audio_level_id
-                .and_then(|id| h.get_extension(id))
-                .filter(|l| l.len() >= h.csrc.len());
-            let mut csrcs = audio_pipeline::Csrcs::new();
-            for (i, id) in h.csrc.iter().enumerate() {
-                let level = levels.as_ref().and_then(|l| l.get(i)).map(|v| v & 0x7f);
-                // RTP carries at most 15 CSRCs, as many as the list holds.
-                let _ = csrcs.push(*id, level);
-            }
-            let packet = InboundRtp {
-                seq: h.sequence_number,
-                rtp_timestamp: h.timestamp,
-                ssrc: h.ssrc,
-                audio_level,
-                csrcs,
-                payload: &p.payload,
-                arrival: self.arrival,
-            };
-            match self.leg.link.push(packet) {
-                Ok(()) => {}
-                Err(PushError::Full) => {
-                    self.leg
-                        .shared
-                        .inbound_dropped
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Err(PushError::Removed) => {
-                    // The bot removed the call: nothing is left to carry media for.
-                    return Some(LegOutcome::Ended(EndReason::Closed));
-                }
-                Err(_) => {
-                    tracing::debug!(leg = %self.leg.label, len = p.payload.len(), "inbound packet the pipeline cannot carry");
-                }
-            }
+            let packet = self.inbound(p, 0);
+            return self.push_inbound(packet, p.payload.len());
         } else if self
             .negotiated
             .telephone_event
@@ -537,8 +616,14 @@ impl LegCore {
             *t = now + OUTBOUND_POLL;
         }
         while let Some(audio) = self.leg.link.pop() {
-            // Media before Active is discarded, and a tone replaces the audio it overlaps.
-            if self.active && self.tone.is_none() {
+            // Media before Active is discarded, and a tone replaces the main stream's audio
+            // it overlaps.
+            if !self.active {
+                continue;
+            }
+            if audio.stream != 0 {
+                self.send_speaker_audio(audio, now);
+            } else if self.tone.is_none() {
                 self.send_audio(audio, now);
             }
         }
@@ -563,13 +648,41 @@ impl LegCore {
         let (seq, ts, marker) =
             self.timeline
                 .audio(samples, audio.rtp_timestamp, audio.marker, now);
+        let packet = self.audio_packet(audio, self.ssrc, (seq, ts, marker));
+        self.write_rtp(now, packet);
+    }
+
+    /// A packet of unmixed speaker stream `audio.stream`, on that stream's own SSRC and
+    /// timeline.
+    fn send_speaker_audio(&mut self, audio: OutboundAudio, now: Instant) {
+        let Some(send) = self.speaker_sends.get_mut(usize::from(audio.stream) - 1) else {
+            self.unrouted_speaker_packets += 1;
+            return;
+        };
+        let samples = opus_packet_samples_48k(&audio.payload).unwrap_or(960);
+        let position = send
+            .timeline
+            .audio(samples, audio.rtp_timestamp, audio.marker, now);
+        let ssrc = send.ssrc;
+        let packet = self.audio_packet(audio, ssrc, position);
+        self.write_rtp(now, packet);
+    }
+
+    /// The RTP packet of `audio` at `(seq, timestamp, marker)` of stream `ssrc`, with its
+    /// level extensions and CSRCs.
+    fn audio_packet(
+        &self,
+        audio: OutboundAudio,
+        ssrc: u32,
+        (seq, ts, marker): (u16, u32, bool),
+    ) -> rtp::packet::Packet {
         let mut header = rtp::header::Header {
             version: 2,
             marker,
             payload_type: self.negotiated.opus_pt,
             sequence_number: seq,
             timestamp: ts,
-            ssrc: self.ssrc,
+            ssrc,
             ..Default::default()
         };
         if let (Some(id), Some(level)) = (self.send_level_id, audio.audio_level) {
@@ -591,11 +704,10 @@ impl LegCore {
                 let _ = header.set_extension(id, Bytes::copy_from_slice(&levels[..n]));
             }
         }
-        let packet = rtp::packet::Packet {
+        rtp::packet::Packet {
             header,
             payload: audio.payload,
-        };
-        self.write_rtp(now, packet);
+        }
     }
 
     fn send_tone_packets(&mut self, now: Instant) {
@@ -659,6 +771,7 @@ impl LegCore {
             lost = self.stats.lost(),
             unknown_payload_types = self.unknown_pt,
             refused_datagrams = self.refused_datagrams,
+            unrouted_speaker_packets = self.unrouted_speaker_packets,
             "leg ended"
         );
         if let Some(on_end) = self.leg.on_end.take() {

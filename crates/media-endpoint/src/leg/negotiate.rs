@@ -76,12 +76,30 @@ impl From<ports::NoFreePort> for NegotiateError {
 
 /// Builds a peer connection for `offer` on freshly bound sockets and returns it with its
 /// non-trickle answer (in [`Negotiation::local_sdp`]).
+///
+/// `unmixed` are the session's unmixed render contexts in stream order: the offer's speaker
+/// streams named by them are received as unmixed streams 1, 2, ... (in
+/// [`Negotiation::speaker_tracks`]); any other speaker stream is answered and ignored.
 pub(crate) fn negotiate(
     now: Instant,
     offer: Offer,
     track_id: String,
+    unmixed: &[String],
     settings: &LegSettings,
 ) -> Result<Negotiation, NegotiateError> {
+    let speaker_tracks: Vec<(String, u8)> = unmixed
+        .iter()
+        .zip(1u8..)
+        .filter(|(context, _)| offer.speaker_tracks.iter().any(|s| &s.track == *context))
+        .map(|(context, stream)| (context.clone(), stream))
+        .collect();
+    // Told apart by track only when there is something to tell it from: a peer whose
+    // track ids the stack does not learn from the offer still has its one stream taken.
+    let main_track = if offer.speaker_tracks.is_empty() {
+        None
+    } else {
+        offer.main_track.clone()
+    };
     let mut attempt = 0;
     let mut failed = None;
     let (sockets, ports) = loop {
@@ -110,6 +128,9 @@ pub(crate) fn negotiate(
             local_sdp: answer,
             sockets,
             ports,
+            speaker_tracks,
+            main_track,
+            speaker_ssrcs: Vec::new(),
         }),
         Err(e) => {
             let _ = rtc::sansio::Protocol::close(&mut pc);
@@ -130,6 +151,7 @@ fn answer_offer(
     let refused = |e: RtcError| OfferError::Rejected {
         detail: e.to_string(),
     };
+    let speaker_mids: Vec<String> = offer.speaker_tracks.iter().map(|s| s.mid.clone()).collect();
     let desc = RTCSessionDescription::offer(offer.sdp.clone()).map_err(refused)?;
     pc.set_remote_description(now, desc).map_err(refused)?;
 
@@ -148,9 +170,6 @@ fn answer_offer(
         let Some(mut t) = pc.rtp_transceiver(id) else {
             continue;
         };
-        if t.sender() != Some(sender) {
-            continue;
-        }
         // With the offer's payload types: the receiver looks a stream's first packet up
         // by payload type in these preferences, and opens no track if it is missing.
         let mut prefs = vec![RTCRtpCodecParameters {
@@ -160,6 +179,18 @@ fn answer_offer(
             },
             payload_type: offer.opus.payload_type,
         }];
+        if t.sender() != Some(sender) {
+            // A further audio section: a speaker stream the service sends, received only.
+            let speaker = t
+                .mid()
+                .as_ref()
+                .is_some_and(|mid| speaker_mids.iter().any(|m| m == mid));
+            if speaker {
+                t.set_codec_preferences(prefs).map_err(refused)?;
+                t.set_direction(RTCRtpTransceiverDirection::Recvonly);
+            }
+            continue;
+        }
         if let Some(te) = &offer.telephone_event {
             prefs.push(RTCRtpCodecParameters {
                 rtp_codec: RTCRtpCodec {

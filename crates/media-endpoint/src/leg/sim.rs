@@ -344,6 +344,10 @@ pub(crate) struct SimConfig {
     pub(crate) links: [LinkModel; 2],
     pub(crate) connect_timeout: Duration,
     pub(crate) media_timeout: Duration,
+    /// The unmixed speaker streams the offerer offers, by their track ids.
+    pub(crate) speakers_offered: Vec<media_session::ContextId>,
+    /// The unmixed render contexts of the answerer's session (the streams it asks for).
+    pub(crate) speakers_asked: Vec<media_session::ContextId>,
 }
 
 impl SimConfig {
@@ -353,6 +357,8 @@ impl SimConfig {
             links: [LinkModel::clean(); 2],
             connect_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(5),
+            speakers_offered: Vec::new(),
+            speakers_asked: Vec::new(),
         }
     }
 }
@@ -389,7 +395,8 @@ impl Sim {
         let service_config = ServiceLegConfig::default()
             .with_ice_addresses(vec![localhost])
             .with_connect_timeout(config.connect_timeout)
-            .with_media_timeout(config.media_timeout);
+            .with_media_timeout(config.media_timeout)
+            .with_speaker_streams(config.speakers_offered.clone());
         let (mut built, sockets) =
             service::build(start, &service_config, None).map_err(SimSetupError::Offer)?;
         let offer =
@@ -399,8 +406,13 @@ impl Sim {
             connect_timeout: config.connect_timeout,
             media_timeout: config.media_timeout,
         };
-        let answer =
-            negotiate(start, offer, "sim".to_owned(), &settings).map_err(SimSetupError::Answer)?;
+        let asked: Vec<String> = config
+            .speakers_asked
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let answer = negotiate(start, offer, "sim".to_owned(), &asked, &settings)
+            .map_err(SimSetupError::Answer)?;
         let desc = RTCSessionDescription::answer(answer.local_sdp.clone())
             .map_err(|_| SimSetupError::AnswerRefused)?;
         built
@@ -415,6 +427,9 @@ impl Sim {
             local_sdp: built.offer,
             sockets,
             ports: ports::PortLease::default(),
+            speaker_tracks: Vec::new(),
+            main_track: None,
+            speaker_ssrcs: built.speaker_ssrcs,
         };
         let offerer = SimLeg::new(start, offerer, settings.clone(), "sim offerer");
         let answerer = SimLeg::new(start, answer, settings, "sim answerer");

@@ -458,3 +458,72 @@ fn a_peer_closing_is_noticed_by_the_media_timeout() {
         peer_notices_by_its_media_timeout(&mut sim, Side::Answerer, seed);
     }
 }
+
+/// A meeting's unmixed speaker streams: the offerer sends the mix and three speaker streams
+/// (one switching speaker mid-way); the answerer asked for two of them. Each packet arrives
+/// tagged with the stream its session named, with the speaker's CSRC; the stream nobody
+/// asked for reaches nobody, and neither do packets for a stream that was not offered.
+#[test]
+fn speaker_streams_arrive_tagged_with_their_stream_and_speaker() {
+    let contexts: Vec<media_session::ContextId> =
+        (0..3).map(|_| media_session::ContextId::random()).collect();
+    for seed in SEEDS {
+        let mut config = SimConfig::new(seed);
+        config.speakers_offered = contexts.clone();
+        // Asks for the first and third: offered stream 3 is the session's stream 2.
+        config.speakers_asked = vec![contexts[0], contexts[2]];
+        let mut sim = connected(&config);
+        let speaker = |id: u32| audio_pipeline::Csrcs::from_ids(&[id]).expect("one");
+        for i in 0..20u32 {
+            let offerer = sim.leg(Side::Offerer);
+            let mut send = |stream: u8, csrcs: audio_pipeline::Csrcs, index: u32| {
+                let audio = OutboundAudio::new(feed_payload(index), Some(30))
+                    .with_csrcs(csrcs)
+                    .on_stream(stream);
+                offerer.link.to_send.push(audio).expect("room");
+            };
+            send(0, speaker(7), i);
+            // Stream 1 switches from speaker 11 to speaker 14 half-way.
+            send(1, speaker(if i < 10 { 11 } else { 14 }), 1000 + i);
+            send(2, speaker(12), 2000 + i);
+            send(3, speaker(13), 3000 + i);
+            // Never offered: dropped by the sending leg.
+            send(4, speaker(15), 4000 + i);
+            sim.run_for(Duration::from_millis(20));
+        }
+        sim.run_for(Duration::from_millis(200));
+        let got = drain(sim.leg(Side::Answerer));
+        let on = |stream: u8| -> Vec<(u32, u32)> {
+            got.iter()
+                .filter(|p| p.stream == stream)
+                .map(|p| (p.csrcs.ids()[0], feed_index(&p.payload).expect("fed")))
+                .collect()
+        };
+        let expected = |base: u32, id: &dyn Fn(u32) -> u32| -> Vec<(u32, u32)> {
+            (0..20).map(|i| (id(i), base + i)).collect()
+        };
+        assert_eq!(on(0), expected(0, &|_| 7), "seed {seed}");
+        assert_eq!(
+            on(1),
+            expected(1000, &|i| if i < 10 { 11 } else { 14 }),
+            "seed {seed}"
+        );
+        // The offer's third speaker stream is the answerer's second.
+        assert_eq!(on(2), expected(3000, &|_| 13), "seed {seed}");
+        assert_eq!(got.len(), 60, "seed {seed}: {got:?}");
+        // Each stream has its own SSRC and sequence.
+        let ssrcs: BTreeSet<u32> = got.iter().map(|p| p.ssrc).collect();
+        assert_eq!(ssrcs.len(), 3, "seed {seed}");
+        for stream in 0..3u8 {
+            let seqs: Vec<u16> = got
+                .iter()
+                .filter(|p| p.stream == stream)
+                .map(|p| p.seq)
+                .collect();
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+                "seed {seed}, stream {stream}: {seqs:?}"
+            );
+        }
+    }
+}
