@@ -298,6 +298,7 @@ impl MediaPlatform {
             jitter: media.jitter,
             send_queue_target: media.send_queue_target,
             send_active: false,
+            unmixed_streams: audio.unmixed_streams,
             ..CallConfig::default()
         };
         let queue = match frames {
@@ -316,7 +317,8 @@ impl MediaPlatform {
             .ok_or(SessionError::NoDirection)?;
         let handle = self.inner.endpoint.register(
             *session.id(),
-            SessionHooks::new(source, call.network, events_tx),
+            SessionHooks::new(source, call.network, events_tx)
+                .with_unmixed_contexts(session.unmixed_contexts().to_vec()),
         )?;
         let socket = AudioSocket::new(call.bot, call.handle, handle, events_rx, queue);
         Ok(MediaSession::new(session, socket))

@@ -49,6 +49,16 @@ pub enum AudioSocketEvent {
     QualityUpdated(QualityData),
     /// The leg ended (the service hung up the media or the platform stopped).
     Ended(EndReason),
+    /// The media leg of a session that asked for unmixed meeting audio was set up: how
+    /// many unmixed speaker streams the service sends. Fewer than requested (0 from a
+    /// service without unmixed audio) means the frames carry fewer or no
+    /// [`ReceivedFrame::unmixed`] entries; the mix comes either way.
+    UnmixedAudio {
+        /// Streams the session asked for.
+        requested: u8,
+        /// Streams the service offered.
+        offered: u8,
+    },
 }
 
 /// What [`AudioSocket::next`] yields: a received frame or an event.
@@ -326,6 +336,9 @@ impl AudioSocket {
             EndpointEvent::LegEnded(r) => {
                 self.ended = true;
                 Some(AudioSocketEvent::Ended(r))
+            }
+            EndpointEvent::UnmixedStreams { requested, offered } => {
+                Some(AudioSocketEvent::UnmixedAudio { requested, offered })
             }
             _ => None,
         };
