@@ -1,11 +1,11 @@
 //! Per-frame costs of the pipeline: jitter buffer, decode, encode, a whole call tick,
-//! and the pipeline's own overhead without the codec.
+//! the pipeline's own overhead without the codec, and what unmixed speaker streams add.
 //!
 //! `cargo bench -p audio-pipeline --bench pipeline`
 
 use audio_pipeline::{
-    CallConfig, EncodedPacket, FRAME_DURATION, JitterBuffer, JitterConfig, ManualCall, OpusConfig,
-    Pacer, Pcm16K, Playout, Receiver, RtpMeta, Ticks,
+    CallConfig, Csrcs, EncodedPacket, FRAME_DURATION, JitterBuffer, JitterConfig,
+    MAX_UNMIXED_STREAMS, ManualCall, OpusConfig, Pacer, Pcm16K, Playout, Receiver, RtpMeta, Ticks,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -85,6 +85,21 @@ fn per_frame(c: &mut Criterion) {
             rx.insert(&p, p.meta.arrival);
             let now = Ticks(1 + i * FRAME_DURATION.0);
             black_box(rx.pull(now, &mut out));
+            i += 1;
+        })
+    });
+
+    // libopus's decoder alone, at 16 kHz: `receive_path` less this is the receive path's
+    // own share (jitter buffer, sync buffer, level tracking, time-scale decisions).
+    g.bench_function("decode_only", |b| {
+        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+        let mut out = [0i16; 1920];
+        let mut i = 0usize;
+        b.iter(|| {
+            black_box(
+                dec.decode(black_box(&pool[i % 50]), &mut out, false)
+                    .unwrap(),
+            );
             i += 1;
         })
     });
@@ -185,5 +200,78 @@ fn call_tick(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, per_frame, call_tick);
+/// CPU time of the calling thread: unlike wall time it leaves out the time other
+/// processes of a shared machine take the core, so two figures taken minutes apart
+/// still make a ratio.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A call tick (both directions, default settings) with 4 active unmixed speaker streams
+/// beside the mix, against the same call without them: the budget is +40 %.
+/// Measured in thread CPU time (see [`thread_cpu_time`]).
+fn unmixed(c: &mut Criterion) {
+    let pool = payloads();
+    let frames = tone_frames(50);
+    let mut g = c.benchmark_group("unmixed");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for streams in [0u8, MAX_UNMIXED_STREAMS as u8] {
+        g.bench_function(format!("call_tick_unmixed{streams}"), |b| {
+            let cfg = CallConfig {
+                unmixed_streams: streams,
+                ..CallConfig::default()
+            };
+            let (mut call, mut halves) = ManualCall::new(cfg).unwrap();
+            // Each stream's packets name their speaker; all speak throughout.
+            let speakers: Vec<EncodedPacket> = (1..=streams)
+                .map(|s| {
+                    let mut p = packet(&pool[0], 0);
+                    p.meta.stream = s;
+                    p.meta.ssrc = 100 + u32::from(s);
+                    p.meta.csrcs = Csrcs::from_ids(&[10 + u32::from(s)]).unwrap();
+                    p
+                })
+                .collect();
+            let mut i = 0u64;
+            let mut tick = || {
+                let p = packet(&pool[(i % 50) as usize], i);
+                halves.network.push_packet(p).unwrap();
+                for (k, template) in speakers.iter().enumerate() {
+                    let mut s = p;
+                    // A different second of the tone on each stream.
+                    s.set_payload(&pool[((i + 11 * k as u64) % 50) as usize])
+                        .unwrap();
+                    s.meta.stream = template.meta.stream;
+                    s.meta.ssrc = template.meta.ssrc;
+                    s.meta.csrcs = template.meta.csrcs;
+                    halves.network.push_packet(s).unwrap();
+                }
+                halves.bot.try_send(frames[(i % 50) as usize]).unwrap();
+                call.tick(Ticks(1 + i * FRAME_DURATION.0), false);
+                black_box(halves.network.pop_packet());
+                black_box(halves.bot.try_recv());
+                i += 1;
+            };
+            b.iter_custom(|iters| {
+                let start = thread_cpu_time();
+                for _ in 0..iters {
+                    tick();
+                }
+                thread_cpu_time() - start
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, per_frame, call_tick, unmixed);
 criterion_main!(benches);
