@@ -3,12 +3,14 @@
 //! A counting global allocator counts allocations made on threads the pipeline's start
 //! hook marked; a tracing subscriber counts events on them. Eight calls (then a ninth
 //! added and one removed mid-run) run 10 000 ticks each with loss, reordering,
-//! duplicates, garbage payloads and a stray sequence jump.
+//! duplicates, garbage payloads and a stray sequence jump. Every third call also
+//! receives 4 unmixed speaker streams (lossy, switching speakers every 5 s).
 
 mod common;
 
 use audio_pipeline::{
-    CallConfig, EncodedPacket, OpusConfig, Pipeline, PipelineConfig, Realtime, RtpMeta, Ticks,
+    CallConfig, Csrcs, EncodedPacket, MAX_UNMIXED_STREAMS, OpusConfig, Pipeline, PipelineConfig,
+    Realtime, RtpMeta, Ticks,
 };
 use common::{Rng, Tone};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -118,6 +120,8 @@ struct Stream {
     pushed: u64,
     held: Option<EncodedPacket>,
     frames_seen: Arc<AtomicU64>,
+    /// Unmixed speaker streams the call receives beside the mix.
+    unmixed: u8,
 }
 
 const TICKS: u64 = 10_000;
@@ -155,8 +159,15 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
             if !f.is_silence {
                 seen.fetch_add(1, Ordering::Relaxed);
             }
+            for e in &f.unmixed {
+                std::hint::black_box(e.pcm.peak());
+            }
         });
         cfg.opus = opus;
+        if i % 3 == 2 {
+            cfg.unmixed_streams = MAX_UNMIXED_STREAMS as u8;
+        }
+        let unmixed = cfg.unmixed_streams;
         // Half the calls also use the received-frame queue.
         if i % 2 == 1 {
             cfg.receive_queue_frames = 0;
@@ -168,6 +179,7 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
             pushed: 0,
             held: None,
             frames_seen,
+            unmixed,
         }
     };
     let mut streams: Vec<Stream> = (0..8).map(add).collect();
@@ -211,6 +223,30 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
                 };
                 let payload = &pool[(s.pushed % pool.len() as u64) as usize];
                 let mut p = EncodedPacket::new(meta, payload).unwrap();
+                // The speaker streams: each its own SSRC and speaker, the speakers moving
+                // to the next stream every 250 packets, 5 % of packets lost.
+                for k in 1..=s.unmixed {
+                    if rng.unit() < 0.05 {
+                        continue;
+                    }
+                    let mut speaker = Csrcs::new();
+                    let turn = (s.pushed / 250) as u32;
+                    speaker
+                        .push(100 + (u32::from(k) + turn) % 5, Some(30))
+                        .unwrap();
+                    let meta = RtpMeta {
+                        ssrc: 0xBEE0 + u32::from(k),
+                        csrcs: speaker,
+                        stream: k,
+                        ..meta
+                    };
+                    let payload =
+                        &pool[((s.pushed + 7 * u64::from(k)) % pool.len() as u64) as usize];
+                    let _ = s
+                        .call
+                        .network
+                        .push_packet(EncodedPacket::new(meta, payload).unwrap());
+                }
                 s.pushed += 1;
                 s.seq = s.seq.wrapping_add(1);
                 s.ts = s.ts.wrapping_add(960);
@@ -287,6 +323,10 @@ fn steady_state_makes_no_allocation_free_or_log_on_pipeline_threads() {
     assert!(total(|s| s.duplicate_packets) > 100, "{stats:?}");
     assert!(total(|s| s.invalid_packets) > 0 && garbage > 0, "{stats:?}");
     assert!(total(|s| s.frames_sent) > 50_000, "{stats:?}");
+    // Three calls (one added mid-run) decoded 4 lossy, switching speaker streams each.
+    assert!(total(|s| s.unmixed_frames) > 2 * 4 * TICKS / 2, "{stats:?}");
+    assert!(total(|s| s.unmixed_concealed) > 100, "{stats:?}");
+    assert!(total(|s| s.unmixed_speaker_changes) > 50, "{stats:?}");
     assert!(loads.iter().all(|l| l.ticks >= TICKS), "{loads:?}");
     assert!(
         heard > 8 * TICKS / 2,
