@@ -4,7 +4,9 @@
 //! platform. [`Bot::call`] places a call (to a user, a group, a meeting, a phone number: see
 //! [`CallRequest`]) and [`Bot::next_incoming`] hands over calls that ring the bot; both give
 //! a [`BotCall`] that owns the Graph call and its audio, with one stream of 20 ms [`Pcm16K`]
-//! frames and events.
+//! frames and events. In meetings, [`BotSettings::with_unmixed_meeting_audio`] asks for
+//! the dominant speakers' voices apart beside the mix, and [`BotCall::unmixed`] names the
+//! participant of each (see `examples/recorder.rs`).
 //!
 //! ```no_run
 //! use botmedia::{Bot, BotSettings, CallItem, CallRequest};
@@ -37,11 +39,11 @@ mod socket;
 
 pub use audio_pipeline::{
     CallLatency, CallObserver, CallStats, Csrcs, FrameSource, LatencyHistogram, Pcm16K,
-    PlatformHealth, ReceivedFrame, SendError, Ticks,
+    PlatformHealth, ReceivedFrame, SendError, Ticks, UnmixedFrame, UnmixedFrames,
 };
 pub use bot::{
     Bot, BotCall, BotError, BotSettings, CallItem, CallSummary, EnvError, INSTANCE_PLACEHOLDER,
-    IncomingBotCall, emulator_app,
+    IncomingBotCall, Speaker, SpeakerFrame, SpeakerFrames, Speakers, emulator_app,
 };
 pub use bot_session::MediaSession;
 pub use error::{PlatformError, SessionError};

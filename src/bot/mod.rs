@@ -6,8 +6,14 @@
 //! (state, roster, tones, operations) and the audio socket's events (send status, dominant
 //! speaker, DTMF, link quality) in one stream. The call's media is released when the call
 //! terminates, and a call the bot drops before it ended is hung up.
+//!
+//! In a meeting, a call that asked for unmixed audio
+//! ([`BotSettings::with_unmixed_meeting_audio`]) gets the dominant speakers' voices apart
+//! beside the mix; [`BotCall::unmixed`] pairs each with the participant the roster says
+//! it is.
 
 mod settings;
+mod speakers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +30,7 @@ use signalling::{CallId, CallRequest, CommunicationsClient, CommunicationsSettin
 use tokio::sync::oneshot;
 
 pub use self::settings::{BotSettings, EnvError, INSTANCE_PLACEHOLDER, emulator_app};
+pub use self::speakers::{Speaker, SpeakerFrame, SpeakerFrames, Speakers};
 use crate::{
     AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaSession, PlatformError,
     Quality, SessionError, SessionMediaSettings,
@@ -198,6 +205,13 @@ impl Bot {
         resolve_instance(&mut settings)?;
         if let Some(problem) = settings.media.ice_problem() {
             return Err(BotError::Settings(problem));
+        }
+        if settings.audio.unmixed_streams > media_session::MAX_UNMIXED_STREAMS {
+            return Err(BotError::Settings(format!(
+                "unmixed meeting audio on {} streams: the most is {}",
+                settings.audio.unmixed_streams,
+                media_session::MAX_UNMIXED_STREAMS
+            )));
         }
         let listener = match settings.webhook_listen {
             Some(addr) => Some(
@@ -406,9 +420,11 @@ impl Bot {
                 media: Some(session.observer()),
             },
         );
+        let speakers = Speakers::from_roster(&call.handle().roster());
         BotCall {
             call,
             session: Some(session),
+            speakers,
             bot: Arc::downgrade(&self.inner),
             hang_up_on_drop: self.inner.hang_up_on_drop,
             terminated: false,
@@ -422,7 +438,9 @@ impl Bot {
 #[allow(clippy::large_enum_variant)] // a frame is the common case; boxing it would allocate per frame
 #[non_exhaustive]
 pub enum CallItem {
-    /// A received 20 ms frame (the mix of everyone the bot hears).
+    /// A received 20 ms frame: the mix of everyone the bot hears, and in a meeting with
+    /// unmixed audio on, the dominant speakers apart ([`ReceivedFrame::unmixed`];
+    /// [`BotCall::unmixed`] says whose they are).
     Frame(ReceivedFrame),
     /// The Graph call moved: state, roster, a tone the service detected, an operation, or
     /// [`CallEvent::Terminated`] (the last item).
@@ -439,6 +457,8 @@ pub struct BotCall {
     call: signalling::Call,
     session: Option<MediaSession>,
     bot: Weak<Inner>,
+    /// The roster's audio source ids, kept up to date from the call's roster events.
+    speakers: Speakers,
     hang_up_on_drop: bool,
     /// The call reached `terminated` (its media is released).
     terminated: bool,
@@ -502,8 +522,10 @@ impl BotCall {
     }
 
     fn on_call_event(&mut self, e: CallEvent) -> CallItem {
-        if matches!(e, CallEvent::Terminated { .. }) {
-            self.finish();
+        match &e {
+            CallEvent::RosterChanged(diff) => self.speakers.apply(diff),
+            CallEvent::Terminated { .. } => self.finish(),
+            _ => {}
         }
         CallItem::Call(e)
     }
@@ -580,6 +602,42 @@ impl BotCall {
     /// The Graph call's handle (also reachable through `Deref`).
     pub fn graph(&self) -> &signalling::CallHandle {
         self.call.handle()
+    }
+
+    /// The call's speakers by media source id, as of the roster events [`Self::next`] has
+    /// returned (a roster change is applied before the item that carries it is returned).
+    pub fn speakers(&self) -> &Speakers {
+        &self.speakers
+    }
+
+    /// The participant whose audio has media source id `source_id` (an
+    /// [`UnmixedFrame::source_id`](crate::UnmixedFrame::source_id), a CSRC of the mix, a
+    /// [`AudioSocketEvent::DominantSpeakerChanged`] id); `None` for an id the roster does
+    /// not list (yet: a roster notification can lag the media by a moment).
+    pub fn speaker(&self, source_id: u32) -> Option<&Speaker> {
+        self.speakers.get(source_id)
+    }
+
+    /// `frame`'s unmixed speaker entries, in stream order, each with the participant it
+    /// belongs to. Empty unless the call asked for unmixed audio and the service sends it
+    /// ([`AudioSocketEvent::UnmixedAudio`]). Allocates nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut call: botmedia::BotCall) {
+    /// use botmedia::CallItem;
+    ///
+    /// while let Some(item) = call.next().await {
+    ///     if let CallItem::Frame(frame) = item {
+    ///         for entry in call.unmixed(&frame) {
+    ///             let who = entry.speaker.map_or("someone not in the roster yet", |s| s.label());
+    ///             println!("{who}: level {:?}", entry.frame.level);
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn unmixed<'a>(&'a self, frame: &'a ReceivedFrame) -> SpeakerFrames<'a> {
+        self.speakers.attribute(&frame.unmixed)
     }
 }
 

@@ -70,7 +70,9 @@ pub struct BotSettings {
     /// The media platform: where its endpoint listens, its public `mpUri`, ICE addresses,
     /// pipeline threads.
     pub media: MediaPlatformSettings,
-    /// The audio socket of every call the bot places or answers (direction and format).
+    /// The audio socket of every call the bot places or answers: direction, format, and
+    /// how many unmixed speaker streams a meeting sends beside the mix
+    /// ([`Self::with_unmixed_meeting_audio`]).
     pub audio: AudioSocketSettings,
     /// Hang up a call when the bot drops it before it ended.
     pub hang_up_on_drop: bool,
@@ -187,6 +189,7 @@ impl BotSettings {
     /// | `BOTMEDIA_ICE_PORTS` | UDP ports the legs' ICE sockets bind, `40000-40999` (or one port) |
     /// | `BOTMEDIA_ICE_PUBLIC_ADDRESSES` | comma-separated public addresses of a 1:1 NAT, advertised in place of the ICE addresses (one for all, or one per ICE address) |
     /// | `BOTMEDIA_MEDIA_TLS_CERT`, `BOTMEDIA_MEDIA_TLS_KEY` | PEM files: the media endpoint serves https (both or neither) |
+    /// | `BOTMEDIA_UNMIXED_AUDIO` | unmixed meeting audio: how many dominant speakers each call receives apart, `0` (off, the default) to `4` (see [`Self::with_unmixed_meeting_audio`]) |
     ///
     /// A value that cannot be used is an [`EnvError`] naming its variable; so is a URL with
     /// `{instance}` and no `BOTMEDIA_INSTANCE_ID` (named then).
@@ -316,6 +319,22 @@ impl BotSettings {
                 }
             }
         }
+        if let Some(text) = get("BOTMEDIA_UNMIXED_AUDIO") {
+            let max = media_session::MAX_UNMIXED_STREAMS;
+            let streams = text
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| EnvError {
+                    var: "BOTMEDIA_UNMIXED_AUDIO",
+                    problem: format!(
+                        "`{}` is not a number of speaker streams from 0 to {max}",
+                        text.trim()
+                    ),
+                })?;
+            s.audio = s.audio.with_unmixed_meeting_audio(streams);
+        }
         match (
             get("BOTMEDIA_MEDIA_TLS_CERT"),
             get("BOTMEDIA_MEDIA_TLS_KEY"),
@@ -383,6 +402,24 @@ impl BotSettings {
     /// These settings with the audio socket of every call (direction, format).
     pub fn with_audio(mut self, audio: AudioSocketSettings) -> Self {
         self.audio = audio;
+        self
+    }
+
+    /// These settings asking, for every call, for unmixed meeting audio on `streams`
+    /// speaker streams (the anchor's `ReceiveUnmixedMeetingAudio`; up to
+    /// [`MAX_UNMIXED_STREAMS`](media_session::MAX_UNMIXED_STREAMS), 4, the anchor's
+    /// default; 0 switches it off). In a meeting, each received frame then carries, beside
+    /// the mix, the audio of up to `streams` dominant speakers, each tagged with its
+    /// source id; [`BotCall::unmixed`](super::BotCall::unmixed) names their participants.
+    /// A service without unmixed audio, or a call that is no meeting, still delivers the
+    /// mix: [`AudioSocketEvent::UnmixedAudio`](crate::AudioSocketEvent::UnmixedAudio)
+    /// says how many streams came. Each stream costs a jitter buffer and a decoder.
+    /// More than the maximum makes [`Bot::start`](super::Bot::start) fail. For one call
+    /// only, pass settings of its own to
+    /// [`Bot::call_with`](super::Bot::call_with) or
+    /// [`IncomingBotCall::answer_with`](super::IncomingBotCall::answer_with).
+    pub fn with_unmixed_meeting_audio(mut self, streams: u8) -> Self {
+        self.audio = self.audio.with_unmixed_meeting_audio(streams);
         self
     }
 }
@@ -616,6 +653,25 @@ mod tests {
         assert_eq!(e.var, "BOTMEDIA_SHARED_CALLBACK_URL");
         let e = with(&[("BOTMEDIA_SHARED_CALLBACK_URL", "bot.contoso.com/callback")]).unwrap_err();
         assert_eq!(e.var, "BOTMEDIA_SHARED_CALLBACK_URL");
+    }
+
+    #[test]
+    fn unmixed_audio_is_off_by_default_and_0_to_4_streams() {
+        assert_eq!(with(&[]).unwrap().audio.unmixed_streams, 0);
+        let s = with(&[("BOTMEDIA_UNMIXED_AUDIO", " 4 ")]).unwrap();
+        assert_eq!(s.audio.unmixed_streams, 4);
+        assert_eq!(
+            BotSettings::emulator(BotSettings::LOCAL_EMULATOR)
+                .with_unmixed_meeting_audio(2)
+                .audio
+                .unmixed_streams,
+            2
+        );
+        for bad in ["5", "-1", "all", "256"] {
+            let e = with(&[("BOTMEDIA_UNMIXED_AUDIO", bad)]).unwrap_err();
+            assert_eq!(e.var, "BOTMEDIA_UNMIXED_AUDIO", "{bad}");
+            assert!(e.to_string().contains("from 0 to 4"), "{bad}: {e}");
+        }
     }
 
     #[test]
