@@ -1,17 +1,28 @@
 //! Calls as the service sees them: the call resource, its roster, its life from
 //! `establishing` to `terminated` as the scenario's participants answer, ring out, reject or
 //! hang up, and the keepAlive rule.
+//!
+//! The call, its roster and its operations are kept as `signalling::model` values and turned
+//! into JSON only where they leave: an HTTP response or a notification (see [`crate::notify`]).
+//!
+//! Dependency direction: this module drives [`crate::media`] (it hands the conference a
+//! roster of [`media::ParticipantSpec`]s built by [`roster_specs`] and holds each call's
+//! [`MediaLink`]); `media` knows nothing of calls, rosters or Graph.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use signalling::MediaHosting;
+use signalling::model::{
+    CallState, ChangeType, CommsOperation, Field, Identity, IdentityRole, IdentitySet, MediaConfig,
+    MediaDirection, MediaStream, Modality, Participant, ParticipantInfo, ResourceData, ResultCode,
+    ResultInfo, Tone, ToneInfo,
+};
 use tokio::sync::{mpsc, watch};
 
-use crate::media::{self, MediaLink};
+use crate::media::{self, MediaHub, MediaLink, ParticipantSpec, VoiceSource};
 use crate::notify::{self, Notifier};
 use crate::scenario::{Answer, Lobby, Meeting, Voice};
 use crate::state::{LogKind, Shared, lock};
@@ -98,20 +109,23 @@ impl CallResult {
         }
     }
 
-    fn to_json(&self) -> Value {
-        json!({
-            "@odata.type": "#microsoft.graph.resultInfo",
-            "code": self.code,
-            "subcode": self.subcode,
-            "message": self.message,
-        })
+    /// Graph's `resultInfo` for this result.
+    pub(crate) fn result_info(&self) -> ResultInfo {
+        let mut info = ResultInfo::default();
+        info.odata_type = "#microsoft.graph.resultInfo".to_owned().into();
+        info.code = ResultCode::from(i64::from(self.code)).into();
+        info.subcode = ResultCode::from(i64::from(self.subcode)).into();
+        info.message = self.message.clone().into_owned().into();
+        info
     }
 }
 
 /// Someone the bot called, resolved against the scenario.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
-    pub participant: Value,
+    /// Who it is: the scenario's identity, or the request's for an unknown target (empty
+    /// when the request gave none).
+    pub identity: IdentitySet,
     pub voice: Voice,
     pub answer: Answer,
     pub known: bool,
@@ -128,16 +142,17 @@ pub(crate) enum Plan {
         as_guest: bool,
     },
     /// Someone calls the bot: the bot must answer, reject or redirect within the window.
-    Incoming(Target),
+    Incoming(Box<Target>),
 }
 
 /// How long an incoming call waits for the bot's answer (emulated time).
 pub(crate) const INCOMING_WINDOW: Duration = Duration::from_secs(15);
 
-/// One participant in a call's roster besides the JSON Graph shows.
+/// One participant in a call's roster: the resource Graph shows, and what only the emulator
+/// knows about it.
 #[derive(Clone, Debug)]
 pub(crate) struct Member {
-    pub participant: Value,
+    pub participant: Participant,
     pub voice: Voice,
     pub is_bot: bool,
     /// Written by the conference while app-hosted media runs.
@@ -151,15 +166,32 @@ impl Member {
     }
 
     pub fn id(&self) -> &str {
-        self.participant["id"].as_str().unwrap_or("")
+        self.participant.id.get().map_or("", String::as_str)
+    }
+
+    fn in_lobby(&self) -> bool {
+        self.participant.is_in_lobby.get() == Some(&true)
+    }
+
+    /// `mediaStreams[0].sourceId`: the CSRC the bot sees when this participant speaks.
+    fn source_id(&self) -> u32 {
+        self.participant
+            .media_streams
+            .get()
+            .and_then(|s| s.first())
+            .and_then(|s| s.source_id.get())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 }
 
 pub(crate) struct Inner {
-    pub resource: Value,
+    /// The call resource as `GET` shows it.
+    pub resource: signalling::model::Call,
     pub roster: Vec<Member>,
     pub last_keep_alive: Instant,
-    pub operations: BTreeMap<String, Value>,
+    /// Running operations by id, until they complete or are cancelled.
+    pub operations: BTreeMap<String, CommsOperation>,
     next_source_id: u32,
     next_tone_sequence: u64,
     /// App-hosted media, once connected.
@@ -180,49 +212,58 @@ pub(crate) struct CallEntry {
 }
 
 /// An identity set for a scenario user.
-pub(crate) fn user_identity(id: &str, name: &str, tenant: &str) -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.identitySet",
-        "user": {
-            "@odata.type": "#microsoft.graph.identity",
-            "displayName": name,
-            "id": id,
-            "tenantId": tenant,
-        }
-    })
+pub(crate) fn user_identity(id: &str, name: &str, tenant: &str) -> IdentitySet {
+    let mut user = Identity::new(id, Some(name));
+    user.tenant_id = tenant.to_owned().into();
+    IdentitySet::with(IdentityRole::User, user)
+}
+
+/// An identity set of one identity in `role` (`#microsoft.graph.identity`); a missing name
+/// is shown as `null`.
+pub(crate) fn identity_set(role: IdentityRole, id: &str, name: Option<&str>) -> IdentitySet {
+    let mut identity = Identity::new(id, name);
+    if name.is_none() {
+        identity.display_name = Field::Null;
+    }
+    IdentitySet::with(role, identity)
 }
 
 /// A participant resource.
-pub(crate) fn participant(id: &str, identity: Value, source_id: u32, in_lobby: bool) -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.participant",
-        "info": {
-            "@odata.type": "#microsoft.graph.participantInfo",
-            "identity": identity,
-            "languageId": "en-US",
-        },
-        "mediaStreams": [{
-            "@odata.type": "#microsoft.graph.mediaStream",
-            "mediaType": "audio",
-            "sourceId": source_id.to_string(),
-            "direction": "sendReceive",
-            "serverMuted": false,
-        }],
-        "isMuted": false,
-        "isInLobby": in_lobby,
-        "id": id,
-    })
+pub(crate) fn participant(
+    id: &str,
+    identity: IdentitySet,
+    source_id: u32,
+    in_lobby: bool,
+) -> Participant {
+    let mut info = ParticipantInfo::default();
+    info.odata_type = "#microsoft.graph.participantInfo".to_owned().into();
+    info.identity = identity.into();
+    info.language_id = "en-US".to_owned().into();
+    let mut audio = MediaStream::default();
+    audio.odata_type = "#microsoft.graph.mediaStream".to_owned().into();
+    audio.media_type = Modality::Audio.into();
+    audio.source_id = source_id.to_string().into();
+    audio.direction = MediaDirection::SendReceive.into();
+    audio.server_muted = false.into();
+    let mut p = Participant::default();
+    p.odata_type = "#microsoft.graph.participant".to_owned().into();
+    p.info = info.into();
+    p.media_streams = vec![audio].into();
+    p.is_muted = false.into();
+    p.is_in_lobby = in_lobby.into();
+    p.id = id.to_owned().into();
+    p
 }
 
 impl CallEntry {
     pub fn new(
         shared: &Arc<Shared>,
-        resource: Value,
+        resource: signalling::model::Call,
         app_id: String,
         tenant_id: String,
         hosting: MediaHosting,
     ) -> Arc<Self> {
-        let id = resource["id"].as_str().unwrap_or_default().to_owned();
+        let id = resource.id.get().cloned().unwrap_or_default();
         let notifier = Notifier::start(
             shared.clone(),
             id.clone(),
@@ -253,11 +294,9 @@ impl CallEntry {
         format!("/communications/calls/{}", self.id)
     }
 
-    pub fn state(&self) -> String {
-        lock(&self.inner).resource["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
+    /// The call's state (`establishing` until the resource says otherwise).
+    pub fn state(&self) -> CallState {
+        state_of(&lock(&self.inner).resource)
     }
 
     pub fn is_ended(&self) -> bool {
@@ -265,55 +304,70 @@ impl CallEntry {
     }
 
     fn callback_uri(inner: &Inner) -> String {
-        inner.resource["callbackUri"]
-            .as_str()
+        inner
+            .resource
+            .callback_uri
+            .get()
+            .cloned()
             .unwrap_or_default()
-            .to_owned()
     }
 
-    /// Sends a notification about the call itself with the given properties.
-    fn notify_call(&self, shared: &Shared, inner: &Inner, change: &str, mut data: Value) {
-        data["@odata.type"] = json!("#microsoft.graph.call");
-        data["id"] = json!(self.id);
+    /// Sends a notification about the call itself with the properties set in `data`.
+    fn notify_call(
+        &self,
+        shared: &Shared,
+        inner: &Inner,
+        change: ChangeType,
+        mut data: signalling::model::Call,
+    ) {
+        data.odata_type = "#microsoft.graph.call".to_owned().into();
+        data.id = self.id.clone().into();
         let n = notify::notification(
             change,
             &self.resource_url(),
             &Self::callback_uri(inner),
-            data,
+            ResourceData::Call(Box::new(data)),
         );
         self.notifier.send(shared, &self.id, notify::body(vec![n]));
     }
 
     /// Sends the roster (every participant) as a participants update.
     fn notify_roster(&self, shared: &Shared, inner: &Inner) {
-        let list: Vec<Value> = inner.roster.iter().map(|m| m.participant.clone()).collect();
+        let list = inner
+            .roster
+            .iter()
+            .map(|m| ResourceData::Participant(Box::new(m.participant.clone())))
+            .collect();
         let n = notify::notification(
-            "updated",
+            ChangeType::Updated,
             &format!("{}/participants", self.resource_url()),
             &Self::callback_uri(inner),
-            Value::Array(list),
+            ResourceData::Collection(list),
         );
         self.notifier.send(shared, &self.id, notify::body(vec![n]));
     }
 
     /// Moves the call to `state` and tells the bot.
-    pub fn set_state(&self, shared: &Shared, state: &str) {
+    pub fn set_state(&self, shared: &Shared, state: CallState) {
         let mut inner = lock(&self.inner);
-        if inner.resource["state"] == "terminated" {
+        if state_of(&inner.resource) == CallState::Terminated {
             return;
         }
-        inner.resource["state"] = json!(state);
-        let mut data = json!({ "state": state });
-        if state == "established" {
-            data["direction"] = inner.resource["direction"].clone();
-            data["tenantId"] = json!(self.tenant_id);
-            for key in ["chatInfo", "meetingInfo"] {
-                if inner.resource[key].is_object() {
-                    data[key] = inner.resource[key].clone();
-                }
+        inner.resource.state = state.clone().into();
+        let mut data = signalling::model::Call::default();
+        data.state = state.clone().into();
+        if state == CallState::Established {
+            data.direction = or_null(&inner.resource.direction);
+            data.tenant_id = self.tenant_id.clone().into();
+            // Only those the call has (a `null` in the resource is left out).
+            if let Some(chat) = inner.resource.chat_info.get() {
+                data.chat_info = chat.clone().into();
+            }
+            if let Some(meeting) = inner.resource.meeting_info.get() {
+                data.meeting_info = meeting.clone().into();
             }
         }
-        self.notify_call(shared, &inner, "updated", data);
+        self.notify_call(shared, &inner, ChangeType::Updated, data);
         drop(inner);
         shared.log(LogKind::Request, Some(&self.id), format!("call {state}"));
     }
@@ -321,15 +375,17 @@ impl CallEntry {
     /// Ends the call (once): `terminated` with its result, roster emptied, media closed.
     pub fn terminate(&self, shared: &Shared, result: &CallResult) {
         let mut inner = lock(&self.inner);
-        if inner.resource["state"] == "terminated" {
+        if state_of(&inner.resource) == CallState::Terminated {
             return;
         }
-        inner.resource["state"] = json!("terminated");
-        inner.resource["resultInfo"] = result.to_json();
+        inner.resource.state = CallState::Terminated.into();
+        inner.resource.result_info = result.result_info().into();
         inner.roster.clear();
         let media = inner.media.take();
-        let data = json!({ "state": "terminated", "resultInfo": result.to_json() });
-        self.notify_call(shared, &inner, "deleted", data);
+        let mut data = signalling::model::Call::default();
+        data.state = CallState::Terminated.into();
+        data.result_info = result.result_info().into();
+        self.notify_call(shared, &inner, ChangeType::Deleted, data);
         drop(inner);
         if let Some(link) = media {
             close_media(shared, &self.id, link);
@@ -361,7 +417,7 @@ impl CallEntry {
         &self,
         shared: &Shared,
         id: &str,
-        identity: Value,
+        identity: IdentitySet,
         voice: Voice,
         is_bot: bool,
         in_lobby: bool,
@@ -390,15 +446,15 @@ impl CallEntry {
         };
         let gone = inner.roster.remove(pos);
         let n = notify::notification(
-            "deleted",
+            ChangeType::Deleted,
             &format!("{}/participants", self.resource_url()),
             &Self::callback_uri(&inner),
-            Value::Array(vec![gone.participant]),
+            ResourceData::Collection(vec![ResourceData::Participant(Box::new(gone.participant))]),
         );
         self.notifier.send(shared, &self.id, notify::body(vec![n]));
         self.sync_media(shared, &inner);
         let others = inner.roster.iter().filter(|m| !m.is_bot).count();
-        let is_meeting = inner.resource["meetingInfo"].is_object();
+        let is_meeting = inner.resource.meeting_info.get().is_some();
         drop(inner);
         if others == 0 && !is_meeting {
             self.terminate(shared, &CallResult::ENDED_BY_PEER);
@@ -412,16 +468,16 @@ impl CallEntry {
         let Some(m) = inner.roster.iter_mut().find(|m| m.id() == participant_id) else {
             return false;
         };
-        if m.participant["isInLobby"] != true {
+        if !m.in_lobby() {
             return false;
         }
-        m.participant["isInLobby"] = json!(false);
+        m.participant.is_in_lobby = false.into();
         let bot_admitted = m.is_bot;
         self.notify_roster(shared, &inner);
         self.sync_media(shared, &inner);
         drop(inner);
         if bot_admitted {
-            self.set_state(shared, "established");
+            self.set_state(shared, CallState::Established);
         }
         true
     }
@@ -454,7 +510,7 @@ impl CallEntry {
         let Some(m) = inner.roster.iter_mut().find(|m| m.id() == participant_id) else {
             return false;
         };
-        m.participant["isMuted"] = json!(muted);
+        m.participant.is_muted = muted.into();
         self.notify_roster(shared, &inner);
         self.sync_media(shared, &inner);
         true
@@ -466,32 +522,40 @@ impl CallEntry {
     }
 
     /// Sends an operation's notification.
-    pub fn notify_operation(&self, shared: &Shared, operation: Value) {
+    pub fn notify_operation(&self, shared: &Shared, operation: CommsOperation) {
         let inner = lock(&self.inner);
         let url = format!(
             "{}/operations/{}",
             self.resource_url(),
-            operation["id"].as_str().unwrap_or("")
+            crate::graph::operation_id(&operation)
         );
-        let n = notify::notification("deleted", &url, &Self::callback_uri(&inner), operation);
+        let n = notify::notification(
+            ChangeType::Deleted,
+            &url,
+            &Self::callback_uri(&inner),
+            ResourceData::Operation(Box::new(operation)),
+        );
         self.notifier.send(shared, &self.id, notify::body(vec![n]));
     }
 
     /// Sends a call update carrying a tone the bot subscribed to.
-    pub fn notify_tone(&self, shared: &Shared, tone: &str) {
+    pub fn notify_tone(&self, shared: &Shared, tone: Tone) {
         let mut inner = lock(&self.inner);
         let sequence = inner.next_tone_sequence;
         inner.next_tone_sequence += 1;
-        let data = json!({
-            "toneInfo": { "@odata.type": "#microsoft.graph.toneInfo", "sequenceId": sequence, "tone": tone }
-        });
-        self.notify_call(shared, &inner, "updated", data);
+        let mut info = ToneInfo::default();
+        info.odata_type = "#microsoft.graph.toneInfo".to_owned().into();
+        info.sequence_id = i64::try_from(sequence).unwrap_or(i64::MAX).into();
+        info.tone = tone.into();
+        let mut data = signalling::model::Call::default();
+        data.tone_info = info.into();
+        self.notify_call(shared, &inner, ChangeType::Updated, data);
     }
 
     /// Tells the conference about a roster change.
     fn sync_media(&self, shared: &Shared, inner: &Inner) {
         if let Some(link) = &inner.media {
-            link.set_roster(media::roster_specs(&shared.media, &inner.roster, |e| {
+            link.set_roster(roster_specs(&shared.media, &inner.roster, |e| {
                 shared.log(LogKind::Error, Some(&self.id), e)
             }));
         }
@@ -516,16 +580,10 @@ impl CallEntry {
         let (blob, roster) = {
             let inner = lock(&self.inner);
             // The resource's media config: the request's, or the answer's for an incoming call.
-            if inner.resource["mediaConfig"]["@odata.type"]
-                != "#microsoft.graph.appHostedMediaConfig"
-            {
+            let Some(blob) = app_hosted_blob(inner.resource.media_config.get()) else {
                 return true;
-            }
-            let blob = inner.resource["mediaConfig"]["blob"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let roster = media::roster_specs(&shared.media, &inner.roster, |e| {
+            };
+            let roster = roster_specs(&shared.media, &inner.roster, |e| {
                 shared.log(LogKind::Error, Some(&self.id), e)
             });
             (blob, roster)
@@ -575,7 +633,7 @@ impl CallEntry {
             }
         }
         let mut inner = lock(&self.inner);
-        if inner.resource["state"] == "terminated" {
+        if state_of(&inner.resource) == CallState::Terminated {
             drop(inner);
             close_media(shared, &self.id, link);
             return false;
@@ -604,6 +662,76 @@ impl CallEntry {
             _ = rx.changed() => true,
         }
     }
+}
+
+/// The call's state; a resource without one is still `establishing`.
+pub(crate) fn state_of(resource: &signalling::model::Call) -> CallState {
+    resource
+        .state
+        .get()
+        .cloned()
+        .unwrap_or(CallState::Establishing)
+}
+
+/// `Absent` becomes `null`: the resource shows every property it echoes from a request, as
+/// Graph does.
+pub(crate) fn or_null<T: Clone>(field: &Field<T>) -> Field<T> {
+    match field {
+        Field::Absent => Field::Null,
+        other => other.clone(),
+    }
+}
+
+/// The blob of an app-hosted media config, written exactly as `#microsoft.graph.
+/// appHostedMediaConfig` (the emulator asks for the documented spelling); `None` for any
+/// other media config.
+pub(crate) fn app_hosted_blob(config: Option<&MediaConfig>) -> Option<String> {
+    match config {
+        Some(MediaConfig::AppHosted(c))
+            if c.odata_type.get().map(String::as_str)
+                == Some("#microsoft.graph.appHostedMediaConfig") =>
+        {
+            Some(
+                c.blob
+                    .get()
+                    .map(|b| b.as_str().to_owned())
+                    .unwrap_or_default(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The conference's view of a call's roster. A voice that cannot be prepared (an unreadable
+/// WAV file) is silence, and `on_error` hears why.
+pub(crate) fn roster_specs(
+    hub: &MediaHub,
+    roster: &[Member],
+    mut on_error: impl FnMut(String),
+) -> Vec<ParticipantSpec> {
+    roster
+        .iter()
+        .map(|m| {
+            let voice = match hub.remotes.voice(m.id()) {
+                Some(remote) => VoiceSource::Remote(remote),
+                None => hub.prepare(&m.voice).unwrap_or_else(|e| {
+                    on_error(format!("{}: {e}; it stays silent", m.voice.describe()));
+                    VoiceSource::Silence
+                }),
+            };
+            let in_lobby = m.in_lobby();
+            ParticipantSpec {
+                key: m.id().to_owned(),
+                source_id: m.source_id(),
+                voice,
+                hears: !in_lobby,
+                heard: !in_lobby && m.participant.is_muted.get() != Some(&true),
+                is_bot: m.is_bot,
+                meter: m.meter.clone(),
+                faults: m.voice.faults().cloned(),
+            }
+        })
+        .collect()
 }
 
 /// How long app-hosted media may take to connect before the call fails with 500/1005.
@@ -677,15 +805,17 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     call: Arc<CallEntry>,
     plan: Plan,
-    bot_identity: Value,
+    bot_identity: IdentitySet,
 ) {
     if !matches!(plan, Plan::Incoming(_)) {
-        call.set_state(&shared, "establishing");
+        call.set_state(&shared, CallState::Establishing);
     }
-    let my_id = lock(&call.inner).resource["myParticipantId"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let my_id = lock(&call.inner)
+        .resource
+        .my_participant_id
+        .get()
+        .cloned()
+        .unwrap_or_default();
     let ring_timeout = Duration::from_millis(shared.scenario.settings.ring_timeout_ms);
     match plan {
         Plan::Direct(targets) => {
@@ -693,7 +823,7 @@ pub(crate) async fn run(
                 if !call.wait(&shared, Duration::from_millis(200)).await {
                     let why = crate::lookup::unreachable_targets(
                         &shared.scenario,
-                        targets.iter().map(|t| &t.participant),
+                        targets.iter().map(|t| &t.identity),
                     );
                     call.terminate(&shared, &CallResult::NO_CALLEE.with_message(why));
                 }
@@ -702,7 +832,7 @@ pub(crate) async fn run(
             if call.wait(&shared, Duration::from_millis(100)).await {
                 return;
             }
-            call.set_state(&shared, "ringing");
+            call.set_state(&shared, CallState::Ringing);
             // Each target's answer on one timeline.
             let mut timeline: Vec<(Duration, usize)> = targets
                 .iter()
@@ -751,14 +881,14 @@ pub(crate) async fn run(
                     if !call.connect_media(&shared).await {
                         return;
                     }
-                    call.set_state(&shared, "established");
+                    call.set_state(&shared, CallState::Established);
                 }
                 answered += 1;
                 let pid = uuid::Uuid::new_v4().to_string();
                 call.join(
                     &shared,
                     &pid,
-                    t.participant.clone(),
+                    t.identity.clone(),
                     t.voice.clone(),
                     false,
                     false,
@@ -776,13 +906,14 @@ pub(crate) async fn run(
             }
         }
         Plan::Incoming(caller) => {
+            let caller = *caller;
             {
                 let inner = lock(&call.inner);
                 let n = notify::notification(
-                    "created",
+                    ChangeType::Created,
                     &call.resource_url(),
                     &CallEntry::callback_uri(&inner),
-                    inner.resource.clone(),
+                    ResourceData::Call(Box::new(inner.resource.clone())),
                 );
                 call.notifier.send(&shared, &call.id, notify::body(vec![n]));
             }
@@ -803,14 +934,7 @@ pub(crate) async fn run(
             }
             call.join(&shared, &my_id, bot_identity, Voice::Silence, true, false);
             let pid = uuid::Uuid::new_v4().to_string();
-            call.join(
-                &shared,
-                &pid,
-                caller.participant,
-                caller.voice,
-                false,
-                false,
-            );
+            call.join(&shared, &pid, caller.identity, caller.voice, false, false);
             if call.wait(&shared, Duration::from_millis(100)).await {
                 return;
             }
@@ -818,7 +942,7 @@ pub(crate) async fn run(
             if !call.connect_media(&shared).await {
                 return;
             }
-            call.set_state(&shared, "established");
+            call.set_state(&shared, CallState::Established);
         }
         Plan::Meeting { meeting, as_guest } => {
             if call.wait(&shared, Duration::from_millis(100)).await {
@@ -833,7 +957,7 @@ pub(crate) async fn run(
             };
             for m in members {
                 let pid = uuid::Uuid::new_v4().to_string();
-                call.join(&shared, &pid, m.participant, m.voice, false, false);
+                call.join(&shared, &pid, m.identity, m.voice, false, false);
             }
             let lobby = match meeting.lobby {
                 Lobby::Nobody => false,
@@ -845,7 +969,7 @@ pub(crate) async fn run(
                 return;
             }
             if !lobby {
-                call.set_state(&shared, "established");
+                call.set_state(&shared, CallState::Established);
             } else {
                 shared.log(
                     LogKind::Request,

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
+use signalling::model::{CallState, IdentityRole, ResultCode, Tone};
 
 use crate::calls::CallResult;
 use crate::errors::ApiError;
@@ -36,21 +37,29 @@ pub(crate) async fn state(State(shared): Api) -> Json<Value> {
         .map(|c| {
             let inner = lock(&c.inner);
             let r = &inner.resource;
-            let scenario = if r["meetingInfo"].is_object() {
+            let targets = r.targets.get().map_or(&[][..], Vec::as_slice);
+            let scenario = if r.meeting_info.get().is_some() {
                 "meeting"
-            } else if r["targets"].as_array().is_some_and(|t| t.len() > 1) {
+            } else if targets.len() > 1 {
                 "group call"
-            } else if r["targets"][0]["identity"]["phone"].is_object() {
+            } else if targets
+                .first()
+                .and_then(|t| t.identity.get())
+                .is_some_and(|i| i.get(IdentityRole::Phone).is_some())
+            {
                 "PSTN"
             } else {
                 "peer-to-peer"
             };
-            let result = r["resultInfo"]["code"]
-                .as_i64()
-                .map(|code| format!("{code}/{}: {}", r["resultInfo"]["subcode"], r["resultInfo"]["message"].as_str().unwrap_or("")));
+            let result = r.result_info.get().and_then(|info| {
+                let code = info.code.get()?.as_i64()?;
+                let subcode = info.subcode.get().and_then(ResultCode::as_i64).unwrap_or(0);
+                let message = info.message.get().map_or("", String::as_str);
+                Some(format!("{code}/{subcode}: {message}"))
+            });
             json!({
                 "id": c.id,
-                "state": r["state"],
+                "state": r.state.get().map(CallState::as_str),
                 "appId": c.app_id,
                 "scenario": scenario,
                 "media": if matches!(c.hosting, signalling::MediaHosting::App) { "app-hosted" } else { "service-hosted" },
@@ -175,16 +184,16 @@ pub(crate) async fn tone(
         None => {}
     }
     let graph_tone = match tone {
-        "*" => "star".to_owned(),
-        "#" => "pound".to_owned(),
-        t => format!("tone{t}"),
+        "*" => Tone::Star,
+        "#" => Tone::Pound,
+        t => Tone::from_graph(&format!("tone{t}")),
     };
     shared.log(
         LogKind::Request,
         Some(&id),
         format!("DTMF {tone} from the far side"),
     );
-    call.notify_tone(&shared, &graph_tone);
+    call.notify_tone(&shared, graph_tone);
     StatusCode::NO_CONTENT.into_response()
 }
 

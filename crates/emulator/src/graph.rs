@@ -1,6 +1,11 @@
 //! The Graph calling API: create, get and delete calls, call actions, participants; every
 //! request authenticated with an access token of this emulator and checked against the
 //! permissions (`roles`) it carries.
+//!
+//! The call resource, its participants and its operations are `signalling::model` values,
+//! serialized in the response. The bodies of call actions (`playPrompt`, `answer`, ...) stay
+//! JSON values: the model has no types for action requests, and each handler reads the two
+//! or three properties it needs from them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +16,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use signalling::model::{
+    CallDirection, CallState, CommsOperation, Field, GraphType, IdentityRole, IdentitySet,
+    InviteParticipantsOperation, MediaConfig, OperationDetails, OperationStatus, ParticipantInfo,
+    PlayPromptCompletionReason, PlayPromptOperation, RecordCompletionReason, RecordOperation,
+    ResultCode, ResultInfo, Secret, SendDtmfCompletionReason, SendDtmfTonesOperation,
+};
 use signalling::{ErrorReason, GraphError, ParseMode, Permission, Scenario as CallScenario};
 
-use crate::calls::{self, CallEntry, CallResult, Plan, Target, user_identity};
+use crate::calls::{
+    self, CallEntry, CallResult, Plan, Target, identity_set, or_null, user_identity,
+};
 use crate::errors::{ApiError, graph_error_response};
 use crate::identity::AccessClaims;
 use crate::scenario::{Answer, Voice};
@@ -163,60 +176,31 @@ pub(crate) async fn create_call(
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
         return response;
     }
-    let request = signalling::model::GraphType::to_json_value(&call);
     let id = uuid::Uuid::new_v4().to_string();
     let my_participant_id = uuid::Uuid::new_v4().to_string();
-    let tenant = request["tenantId"]
-        .as_str()
-        .unwrap_or(&claims.tid)
-        .to_owned();
-    let bot_identity = if request["source"]["identity"].is_object() {
-        request["source"]["identity"].clone()
-    } else {
-        json!({
-            "@odata.type": "#microsoft.graph.identitySet",
-            "application": {
-                "@odata.type": "#microsoft.graph.identity",
-                "displayName": "Calling Bot",
-                "id": claims.appid,
-            }
-        })
-    };
-    let resource = json!({
-        "@odata.type": "#microsoft.graph.call",
-        "state": "establishing",
-        "direction": "outgoing",
-        "callbackUri": request["callbackUri"],
-        "callChainId": uuid::Uuid::new_v4().to_string(),
-        "callRoutes": [],
-        "source": {
-            "@odata.type": "#microsoft.graph.participantInfo",
-            "identity": bot_identity,
-            "region": null,
-            "languageId": null,
-        },
-        "targets": request.get("targets").cloned().unwrap_or(json!([])),
-        "requestedModalities": request["requestedModalities"],
-        "activeModalities": [],
-        "mediaConfig": request["mediaConfig"],
-        "routingPolicies": [],
-        "tenantId": tenant,
-        "myParticipantId": my_participant_id,
-        "id": id,
-        "@odata.context": format!("{}/{version}/$metadata#communications/calls/$entity", shared.base_url()),
-        "subject": request.get("subject").cloned().unwrap_or(Value::Null),
-        "terminationReason": null,
-        "ringingTimeoutInSeconds": null,
-        "mediaState": null,
-        "resultInfo": null,
-        "answeredBy": null,
-        "chatInfo": request.get("chatInfo").cloned().unwrap_or(Value::Null),
-        "meetingInfo": request.get("meetingInfo").cloned().unwrap_or(Value::Null),
-        "transcription": null,
-        "meetingCapability": null,
-        "toneInfo": null,
-    });
-    let plan = plan_for(&shared, &validated.scenario, &request, &tenant);
+    let tenant = call.tenant_id.get().unwrap_or(&claims.tid).to_owned();
+    let bot_identity = call
+        .source
+        .get()
+        .and_then(|s| s.identity.get())
+        .cloned()
+        .unwrap_or_else(|| {
+            identity_set(
+                IdentityRole::Application,
+                &claims.appid,
+                Some("Calling Bot"),
+            )
+        });
+    let resource = new_resource(
+        &call,
+        shared.base_url(),
+        &version,
+        &id,
+        &my_participant_id,
+        &tenant,
+        &bot_identity,
+    );
+    let plan = plan_for(&shared, &validated.scenario, &call, &tenant);
     let entry = CallEntry::new(
         &shared,
         resource.clone(),
@@ -247,9 +231,63 @@ pub(crate) async fn create_call(
     (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(resource),
+        Json(resource.to_json_value()),
     )
         .into_response()
+}
+
+/// The call resource of a new outgoing call: what the request asked for, and `null` for
+/// everything not known yet, as Graph shows it.
+fn new_resource(
+    request: &signalling::model::Call,
+    base_url: &str,
+    version: &str,
+    id: &str,
+    my_participant_id: &str,
+    tenant: &str,
+    bot_identity: &IdentitySet,
+) -> signalling::model::Call {
+    let mut source = ParticipantInfo::default();
+    source.odata_type = "#microsoft.graph.participantInfo".to_owned().into();
+    source.identity = bot_identity.clone().into();
+    source.region = Field::Null;
+    source.language_id = Field::Null;
+    let mut r = signalling::model::Call::default();
+    r.odata_type = "#microsoft.graph.call".to_owned().into();
+    r.state = CallState::Establishing.into();
+    r.direction = CallDirection::Outgoing.into();
+    r.callback_uri = or_null(&request.callback_uri);
+    r.call_chain_id = uuid::Uuid::new_v4().to_string().into();
+    r.call_routes = Vec::new().into();
+    r.source = source.into();
+    r.targets = match &request.targets {
+        Field::Absent => Vec::new().into(),
+        given => given.clone(),
+    };
+    r.requested_modalities = or_null(&request.requested_modalities);
+    r.active_modalities = Vec::new().into();
+    r.media_config = or_null(&request.media_config);
+    r.routing_policies = Vec::new().into();
+    r.tenant_id = tenant.to_owned().into();
+    r.my_participant_id = my_participant_id.to_owned().into();
+    r.id = id.to_owned().into();
+    // OData's own annotation: not a property of the call, so not in the model.
+    r.extra.insert(
+        "@odata.context".to_owned(),
+        format!("{base_url}/{version}/$metadata#communications/calls/$entity").into(),
+    );
+    r.subject = or_null(&request.subject);
+    r.termination_reason = Field::Null;
+    r.ringing_timeout_in_seconds = Field::Null;
+    r.media_state = Field::Null;
+    r.result_info = Field::Null;
+    r.answered_by = Field::Null;
+    r.chat_info = or_null(&request.chat_info);
+    r.meeting_info = or_null(&request.meeting_info);
+    r.transcription = Field::Null;
+    r.meeting_capability = Field::Null;
+    r.tone_info = Field::Null;
+    r
 }
 
 /// App-hosted calls not yet terminated.
@@ -258,17 +296,28 @@ fn app_hosted_calls(shared: &Shared) -> usize {
         .values()
         .filter(|c| {
             c.hosting == signalling::MediaHosting::App
-                && lock(&c.inner).resource["state"] != "terminated"
+                && calls::state_of(&lock(&c.inner).resource) != CallState::Terminated
         })
         .count()
 }
 
 /// Resolves the request's targets or meeting against the scenario.
-fn plan_for(shared: &Shared, scenario: &CallScenario, request: &Value, tenant: &str) -> Plan {
+fn plan_for(
+    shared: &Shared,
+    scenario: &CallScenario,
+    request: &signalling::model::Call,
+    tenant: &str,
+) -> Plan {
     let sc = &shared.scenario;
-    let user_target = |id: &str, given: &Value| match sc.user(id) {
+    let unknown = |given: &IdentitySet| Target {
+        identity: given.clone(),
+        voice: Voice::Silence,
+        answer: Answer::NoAnswer,
+        known: false,
+    };
+    let user_target = |id: &str, given: &IdentitySet| match sc.user(id) {
         Some(u) => Target {
-            participant: user_identity(
+            identity: user_identity(
                 &u.id,
                 &u.display_name,
                 u.tenant_id.as_deref().unwrap_or(tenant),
@@ -277,12 +326,7 @@ fn plan_for(shared: &Shared, scenario: &CallScenario, request: &Value, tenant: &
             answer: u.answer.clone(),
             known: true,
         },
-        None => Target {
-            participant: given.clone(),
-            voice: Voice::Silence,
-            answer: Answer::NoAnswer,
-            known: false,
-        },
+        None => unknown(given),
     };
     match scenario {
         CallScenario::MeetingJoin { as_guest, .. } => {
@@ -290,7 +334,7 @@ fn plan_for(shared: &Shared, scenario: &CallScenario, request: &Value, tenant: &
                 let members = m
                     .participants
                     .iter()
-                    .map(|p| user_target(p, &Value::Null))
+                    .map(|p| user_target(p, &IdentitySet::default()))
                     .collect();
                 (m.clone(), members)
             });
@@ -300,43 +344,36 @@ fn plan_for(shared: &Shared, scenario: &CallScenario, request: &Value, tenant: &
             }
         }
         _ => {
-            let targets = request["targets"].as_array().cloned().unwrap_or_default();
+            let targets = request.targets.get().map_or(&[][..], Vec::as_slice);
             Plan::Direct(
                 targets
                     .iter()
                     .map(|t| {
-                        let identity = &t["identity"];
-                        if let Some(id) = identity["user"]["id"].as_str() {
-                            user_target(id, identity)
-                        } else if let Some(number) = identity["phone"]["id"].as_str() {
-                            match sc.phone(number) {
+                        let identity = t.identity.get().cloned().unwrap_or_default();
+                        let id_in = |role| {
+                            identity
+                                .get(role)
+                                .and_then(|i| i.id.get())
+                                .map(|id| id.as_str().to_owned())
+                        };
+                        if let Some(id) = id_in(IdentityRole::User) {
+                            user_target(&id, &identity)
+                        } else if let Some(number) = id_in(IdentityRole::Phone) {
+                            match sc.phone(&number) {
                                 Some(p) => Target {
-                                    participant: json!({
-                                        "@odata.type": "#microsoft.graph.identitySet",
-                                        "phone": {
-                                            "@odata.type": "#microsoft.graph.identity",
-                                            "id": p.number,
-                                            "displayName": p.display_name,
-                                        }
-                                    }),
+                                    identity: identity_set(
+                                        IdentityRole::Phone,
+                                        &p.number,
+                                        p.display_name.as_deref(),
+                                    ),
                                     voice: p.says.clone(),
                                     answer: p.answer.clone(),
                                     known: true,
                                 },
-                                None => Target {
-                                    participant: identity.clone(),
-                                    voice: Voice::Silence,
-                                    answer: Answer::NoAnswer,
-                                    known: false,
-                                },
+                                None => unknown(&identity),
                             }
                         } else {
-                            Target {
-                                participant: identity.clone(),
-                                voice: Voice::Silence,
-                                answer: Answer::NoAnswer,
-                                known: false,
-                            }
+                            unknown(&identity)
                         }
                     })
                     .collect(),
@@ -353,7 +390,7 @@ pub(crate) async fn get_call(
 ) -> Response {
     let result = (|| {
         let call = call_for(&shared, &version, &id, &headers)?;
-        let resource = lock(&call.inner).resource.clone();
+        let resource = lock(&call.inner).resource.to_json_value();
         Ok::<_, ApiError>(Json(resource))
     })();
     result.map_or_else(
@@ -376,7 +413,7 @@ pub(crate) async fn delete_call(
                 short(&id)
             )));
         }
-        call.set_state(&shared, "terminating");
+        call.set_state(&shared, CallState::Terminating);
         call.terminate(&shared, &CallResult::ENDED_BY_BOT);
         Ok(StatusCode::NO_CONTENT)
     })();
@@ -386,29 +423,106 @@ pub(crate) async fn delete_call(
     )
 }
 
-fn operation(kind: &str, body: &Value) -> Value {
-    json!({
-        "@odata.type": format!("#microsoft.graph.{kind}"),
-        "id": uuid::Uuid::new_v4().to_string(),
-        "status": "running",
-        "clientContext": body.get("clientContext").cloned().unwrap_or(Value::Null),
-        "resultInfo": null,
-    })
+/// Sets the properties every operation type has, whichever type `$op` is.
+macro_rules! with_base {
+    ($op:expr, $o:ident => $body:expr, $otherwise:expr) => {
+        match $op {
+            CommsOperation::PlayPrompt($o) => $body,
+            CommsOperation::Record($o) => $body,
+            CommsOperation::SendDtmfTones($o) => $body,
+            CommsOperation::InviteParticipants($o) => $body,
+            CommsOperation::Other($o) => $body,
+            _ => $otherwise,
+        }
+    };
 }
 
-fn completed(mut op: Value) -> Value {
-    op["status"] = json!("completed");
-    op["resultInfo"] = json!({ "@odata.type": "#microsoft.graph.resultInfo", "code": 200, "subcode": 0, "message": "Success" });
+/// A running operation of `kind` (`playPromptOperation`, ...) with the request's
+/// `clientContext`.
+fn operation(kind: &str, body: &Value) -> CommsOperation {
+    let mut op = match kind {
+        "playPromptOperation" => CommsOperation::PlayPrompt(PlayPromptOperation::default()),
+        "recordOperation" => CommsOperation::Record(RecordOperation::default()),
+        "sendDtmfTonesOperation" => {
+            CommsOperation::SendDtmfTones(SendDtmfTonesOperation::default())
+        }
+        "inviteParticipantsOperation" => {
+            CommsOperation::InviteParticipants(InviteParticipantsOperation::default())
+        }
+        _ => CommsOperation::Other(OperationDetails::default()),
+    };
+    let odata_type = format!("#microsoft.graph.{kind}");
+    let id = uuid::Uuid::new_v4().to_string();
+    // The bot's context comes back as it was sent; the model's is a string, anything else
+    // is echoed as an unknown property.
+    let (context, odd_context) = match body.get("clientContext") {
+        Some(Value::String(s)) => (Field::Value(s.clone()), None),
+        None | Some(Value::Null) => (Field::Null, None),
+        Some(other) => (Field::Absent, Some(other.clone())),
+    };
+    with_base!(&mut op, o => {
+        o.odata_type = odata_type.into();
+        o.id = id.into();
+        o.status = OperationStatus::Running.into();
+        o.client_context = context;
+        o.result_info = Field::Null;
+        if let Some(v) = odd_context {
+            o.extra.insert("clientContext".to_owned(), v);
+        }
+    }, {});
     op
 }
 
-/// Completes an operation after `d` of emulated time, unless the call ended.
+/// The operation's id.
+pub(crate) fn operation_id(op: &CommsOperation) -> &str {
+    with_base!(op, o => o.id.get().map_or("", String::as_str), "")
+}
+
+/// The operation completed with success (`resultInfo` 200/0).
+fn completed(mut op: CommsOperation) -> CommsOperation {
+    let mut info = ResultInfo::default();
+    info.odata_type = "#microsoft.graph.resultInfo".to_owned().into();
+    info.code = ResultCode::from(200).into();
+    info.subcode = ResultCode::from(0).into();
+    info.message = "Success".to_owned().into();
+    with_base!(&mut op, o => {
+        o.status = OperationStatus::Completed.into();
+        o.result_info = info.into();
+    }, {});
+    op
+}
+
+/// A cancelled operation: completed, with `completionReason` `operationCanceled` whatever its
+/// type (the model's enums of play-prompt and DTMF reasons do not have it: it is written as
+/// given).
+fn cancelled(op: CommsOperation) -> CommsOperation {
+    const CANCELED: &str = "operationCanceled";
+    let mut op = completed(op);
+    match &mut op {
+        CommsOperation::PlayPrompt(o) => {
+            o.completion_reason = PlayPromptCompletionReason::from_graph(CANCELED).into();
+        }
+        CommsOperation::Record(o) => {
+            o.completion_reason = RecordCompletionReason::OperationCanceled.into();
+        }
+        CommsOperation::SendDtmfTones(o) => {
+            o.completion_reason = SendDtmfCompletionReason::from_graph(CANCELED).into();
+        }
+        other => with_base!(other, o => {
+            o.extra.insert("completionReason".to_owned(), CANCELED.into());
+        }, {}),
+    }
+    op
+}
+
+/// Completes an operation after `d` of emulated time, unless the call ended; `finish` sets
+/// what the completed operation reports beyond its status.
 fn complete_later(
     shared: &Arc<Shared>,
     call: &Arc<CallEntry>,
-    op: Value,
+    op: CommsOperation,
     d: Duration,
-    extra: Value,
+    finish: impl FnOnce(&mut CommsOperation) + Send + 'static,
 ) {
     let shared = shared.clone();
     let call = call.clone();
@@ -418,31 +532,32 @@ fn complete_later(
             return;
         }
         let mut done = completed(op);
-        if let (Some(done_obj), Some(extra)) = (done.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                done_obj.insert(k.clone(), v.clone());
-            }
-        }
-        let id = done["id"].as_str().unwrap_or("").to_owned();
-        let still_running = lock(&call.inner).operations.remove(&id).is_some();
+        finish(&mut done);
+        let still_running = lock(&call.inner)
+            .operations
+            .remove(operation_id(&done))
+            .is_some();
         if still_running {
             call.notify_operation(&shared, done);
         }
     });
 }
 
-fn respond_operation(op: &Value, call: &CallEntry) -> Response {
-    let location = format!(
-        "{}/operations/{}",
-        call.resource_url(),
-        op["id"].as_str().unwrap_or("")
-    );
+fn respond_operation(op: &CommsOperation, call: &CallEntry) -> Response {
+    let location = format!("{}/operations/{}", call.resource_url(), operation_id(op));
     (
         StatusCode::OK,
         [(header::LOCATION, location)],
-        Json(op.clone()),
+        Json(op.to_json_value()),
     )
         .into_response()
+}
+
+/// Keeps a running operation until it completes or is cancelled.
+fn track(call: &CallEntry, op: &CommsOperation) {
+    lock(&call.inner)
+        .operations
+        .insert(operation_id(op).to_owned(), op.clone());
 }
 
 /// `POST /{version}/communications/calls/{id}/{action}`.
@@ -466,10 +581,12 @@ pub(crate) async fn call_action(
             .into_response();
     }
     shared.log(LogKind::Request, Some(&id), format!("action {action}"));
-    let my_id = lock(&call.inner).resource["myParticipantId"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let my_id = lock(&call.inner)
+        .resource
+        .my_participant_id
+        .get()
+        .cloned()
+        .unwrap_or_default();
     match action.as_str() {
         "keepAlive" => {
             call.keep_alive();
@@ -483,15 +600,18 @@ pub(crate) async fn call_action(
                     .into_response();
             }
             let op = operation("playPromptOperation", &body);
-            lock(&call.inner)
-                .operations
-                .insert(op["id"].as_str().unwrap_or("").into(), op.clone());
+            track(&call, &op);
             complete_later(
                 &shared,
                 &call,
                 op.clone(),
                 Duration::from_secs(prompts as u64),
-                json!({ "completionReason": "completedSuccessfully" }),
+                |op| {
+                    if let CommsOperation::PlayPrompt(o) = op {
+                        o.completion_reason =
+                            PlayPromptCompletionReason::CompletedSuccessfully.into();
+                    }
+                },
             );
             respond_operation(&op, &call)
         }
@@ -501,14 +621,12 @@ pub(crate) async fn call_action(
                 .unwrap_or(5)
                 .clamp(1, 300);
             let op = operation("recordOperation", &body);
-            lock(&call.inner)
-                .operations
-                .insert(op["id"].as_str().unwrap_or("").into(), op.clone());
+            track(&call, &op);
             let location = format!(
                 "{}/recordings/{}/{}.wav",
                 shared.base_url(),
                 id,
-                op["id"].as_str().unwrap_or("")
+                operation_id(&op)
             );
             let token = uuid::Uuid::new_v4().to_string();
             // What the other side says: the first participant who is not the bot.
@@ -518,7 +636,7 @@ pub(crate) async fn call_action(
                 .find(|m| !m.is_bot)
                 .map(|m| m.voice.clone())
                 .unwrap_or_default();
-            let op_id = op["id"].as_str().unwrap_or("").to_owned();
+            let op_id = operation_id(&op).to_owned();
             if let Err(e) = shared.recordings.record(&id, &op_id, &token, &voice, secs) {
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -533,18 +651,23 @@ pub(crate) async fn call_action(
                 &call,
                 op.clone(),
                 Duration::from_secs(secs),
-                json!({ "completionReason": "maxRecordDurationReached", "recordingLocation": location, "recordingAccessToken": token }),
+                move |op| {
+                    if let CommsOperation::Record(o) = op {
+                        o.completion_reason =
+                            RecordCompletionReason::MaxRecordDurationReached.into();
+                        o.recording_location = location.into();
+                        o.recording_access_token = Secret(token).into();
+                    }
+                },
             );
             respond_operation(&op, &call)
         }
         "cancelMediaProcessing" => {
-            let running: Vec<Value> = std::mem::take(&mut lock(&call.inner).operations)
+            let running: Vec<CommsOperation> = std::mem::take(&mut lock(&call.inner).operations)
                 .into_values()
                 .collect();
             for op in running {
-                let mut done = completed(op);
-                done["completionReason"] = json!("operationCanceled");
-                call.notify_operation(&shared, done);
+                call.notify_operation(&shared, cancelled(op));
             }
             respond_operation(
                 &completed(operation("cancelMediaProcessingOperation", &body)),
@@ -563,9 +686,7 @@ pub(crate) async fn call_action(
                     .into_response();
             }
             let op = operation("sendDtmfTonesOperation", &body);
-            lock(&call.inner)
-                .operations
-                .insert(op["id"].as_str().unwrap_or("").into(), op.clone());
+            track(&call, &op);
             let gap = body["delayBetweenTonesMs"]
                 .as_u64()
                 .unwrap_or(100)
@@ -575,7 +696,12 @@ pub(crate) async fn call_action(
                 &call,
                 op.clone(),
                 Duration::from_millis((gap + 100) * tones as u64),
-                json!({ "completionReason": "completedSuccessfully" }),
+                |op| {
+                    if let CommsOperation::SendDtmfTones(o) = op {
+                        o.completion_reason =
+                            SendDtmfCompletionReason::CompletedSuccessfully.into();
+                    }
+                },
             );
             respond_operation(&op, &call)
         }
@@ -611,7 +737,7 @@ pub(crate) async fn call_action(
             StatusCode::ACCEPTED.into_response()
         }
         "reject" => {
-            if call.state() != "incoming" {
+            if call.state() != CallState::Incoming {
                 return ApiError::conflict("Only an incoming call can be rejected.")
                     .for_request(&headers)
                     .into_response();
@@ -627,7 +753,7 @@ pub(crate) async fn call_action(
             StatusCode::ACCEPTED.into_response()
         }
         "answer" => {
-            if call.state() != "incoming" {
+            if call.state() != CallState::Incoming {
                 return ApiError::conflict("Only an incoming call can be answered.")
                     .for_request(&headers)
                     .into_response();
@@ -635,7 +761,7 @@ pub(crate) async fn call_action(
             answer(&shared, &call, body, &headers).await
         }
         "redirect" => {
-            if call.state() != "incoming" {
+            if call.state() != CallState::Incoming {
                 return ApiError::conflict("Only an incoming call can be redirected.")
                     .for_request(&headers)
                     .into_response();
@@ -645,7 +771,7 @@ pub(crate) async fn call_action(
                     .for_request(&headers)
                     .into_response();
             }
-            call.set_state(&shared, "redirecting");
+            call.set_state(&shared, CallState::Redirecting);
             call.terminate(
                 &shared,
                 &CallResult {
@@ -662,11 +788,11 @@ pub(crate) async fn call_action(
                     .for_request(&headers)
                     .into_response();
             }
-            call.set_state(&shared, "transferring");
+            call.set_state(&shared, CallState::Transferring);
             let (shared2, call2) = (shared.clone(), call.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(shared2.scaled(Duration::from_millis(300))).await;
-                call2.set_state(&shared2, "transferAccepted");
+                call2.set_state(&shared2, CallState::TransferAccepted);
                 tokio::time::sleep(shared2.scaled(Duration::from_millis(300))).await;
                 call2.terminate(
                     &shared2,
@@ -701,20 +827,30 @@ async fn answer(
             .for_request(headers)
             .into_response();
     }
-    if body["mediaConfig"]["@odata.type"] == "#microsoft.graph.appHostedMediaConfig" {
-        let blob = body["mediaConfig"]["blob"].as_str().unwrap_or("");
-        if let Err(e) = media_session::Blob::parse(blob) {
-            return ApiError::bad_request(format!("'mediaConfig.blob' is invalid: {e}"))
-                .for_request(headers)
-                .into_response();
-        }
+    let media_config = match body.get("mediaConfig") {
+        None | Some(Value::Null) => Field::Null,
+        Some(v) => match MediaConfig::from_json_value(v.clone()) {
+            Ok(c) => Field::Value(c),
+            Err(e) => {
+                return ApiError::bad_request(format!("'mediaConfig' is invalid: {e}"))
+                    .for_request(headers)
+                    .into_response();
+            }
+        },
+    };
+    if let Some(blob) = calls::app_hosted_blob(media_config.get())
+        && let Err(e) = media_session::Blob::parse(&blob)
+    {
+        return ApiError::bad_request(format!("'mediaConfig.blob' is invalid: {e}"))
+            .for_request(headers)
+            .into_response();
     }
     {
         let mut inner = lock(&call.inner);
-        inner.resource["callbackUri"] = json!(cb);
-        inner.resource["mediaConfig"] = body["mediaConfig"].clone();
+        inner.resource.callback_uri = cb.to_owned().into();
+        inner.resource.media_config = media_config;
     }
-    call.set_state(shared, "establishing");
+    call.set_state(shared, CallState::Establishing);
     // The call's task joins the roster, connects media per the answer's media config and
     // moves on to established.
     call.answered.notify_one();
@@ -732,7 +868,7 @@ pub(crate) async fn list_participants(
         let value: Vec<Value> = lock(&call.inner)
             .roster
             .iter()
-            .map(|m| m.participant.clone())
+            .map(|m| m.participant.to_json_value())
             .collect();
         Ok::<_, ApiError>(Json(json!({
             "@odata.context": format!("{}/{version}/$metadata#communications/calls('{id}')/participants", shared.base_url()),
@@ -757,7 +893,7 @@ pub(crate) async fn get_participant(
             .roster
             .iter()
             .find(|m| m.id() == pid)
-            .map(|m| m.participant.clone())
+            .map(|m| m.participant.to_json_value())
             .ok_or_else(|| {
                 ApiError::not_found(format!("Participant `{}` was not found.", short(&pid)))
             })?;
@@ -867,9 +1003,7 @@ pub(crate) async fn invite(
         }
     }
     let op = operation("inviteParticipantsOperation", &body);
-    lock(&call.inner)
-        .operations
-        .insert(op["id"].as_str().unwrap_or("").into(), op.clone());
+    track(&call, &op);
     let (shared2, call2, op2) = (shared.clone(), call.clone(), op.clone());
     tokio::spawn(async move {
         for u in joining {
@@ -894,8 +1028,11 @@ pub(crate) async fn invite(
                 false,
             );
         }
-        let id = op2["id"].as_str().unwrap_or("").to_owned();
-        if lock(&call2.inner).operations.remove(&id).is_some() {
+        if lock(&call2.inner)
+            .operations
+            .remove(operation_id(&op2))
+            .is_some()
+        {
             call2.notify_operation(&shared2, completed(op2));
         }
     });

@@ -9,8 +9,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use signalling::model::{
+    Call, CallDirection, CallState, Field, IdentityRole, IdentitySet, IncomingContext,
+    InvitationParticipantInfo, Modality, ParticipantInfo,
+};
 
-use crate::calls::{self, CallEntry, Plan, Target, user_identity};
+use crate::calls::{self, CallEntry, Plan, Target, identity_set, user_identity};
 use crate::errors::ApiError;
 use crate::scenario::Answer;
 use crate::state::{LogKind, Shared, lock};
@@ -39,10 +43,7 @@ pub(crate) fn place(
         )
     } else if let Some(p) = shared.scenario.phone(from) {
         (
-            json!({
-                "@odata.type": "#microsoft.graph.identitySet",
-                "phone": { "@odata.type": "#microsoft.graph.identity", "id": p.number, "displayName": p.display_name }
-            }),
+            identity_set(IdentityRole::Phone, &p.number, p.display_name.as_deref()),
             p.says.clone(),
         )
     } else {
@@ -52,35 +53,8 @@ pub(crate) fn place(
         )));
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let bot_identity = json!({
-        "@odata.type": "#microsoft.graph.identitySet",
-        "application": { "@odata.type": "#microsoft.graph.identity", "displayName": "Calling Bot", "id": app.app_id }
-    });
-    let resource = json!({
-        "@odata.type": "#microsoft.graph.call",
-        "state": "incoming",
-        "direction": "incoming",
-        "callbackUri": callback_uri,
-        "callChainId": uuid::Uuid::new_v4().to_string(),
-        "source": {
-            "@odata.type": "#microsoft.graph.participantInfo",
-            "identity": identity,
-            "region": null,
-            "languageId": null,
-        },
-        "targets": [{
-            "@odata.type": "#microsoft.graph.invitationParticipantInfo",
-            "identity": bot_identity,
-        }],
-        "requestedModalities": ["audio"],
-        "tenantId": app.tenant_id,
-        "myParticipantId": uuid::Uuid::new_v4().to_string(),
-        "id": id,
-        "incomingContext": {
-            "@odata.type": "#microsoft.graph.incomingContext",
-            "sourceParticipantId": uuid::Uuid::new_v4().to_string(),
-        },
-    });
+    let bot_identity = identity_set(IdentityRole::Application, &app.app_id, Some("Calling Bot"));
+    let resource = incoming_resource(&id, callback_uri, &identity, &bot_identity, &app.tenant_id);
     let entry: Arc<CallEntry> = CallEntry::new(
         shared,
         resource,
@@ -103,7 +77,7 @@ pub(crate) fn place(
         "call created: incoming to the bot"
     );
     let caller = Target {
-        participant: identity,
+        identity,
         voice,
         answer: Answer::AfterMs(0),
         known: true,
@@ -111,10 +85,47 @@ pub(crate) fn place(
     tokio::spawn(calls::run(
         shared.clone(),
         entry,
-        Plan::Incoming(caller),
+        Plan::Incoming(Box::new(caller)),
         bot_identity,
     ));
     Ok(id)
+}
+
+/// The call resource the bot is offered: `incoming`, from `caller` to the bot.
+fn incoming_resource(
+    id: &str,
+    callback_uri: &str,
+    caller: &IdentitySet,
+    bot: &IdentitySet,
+    tenant: &str,
+) -> Call {
+    let mut source = ParticipantInfo::default();
+    source.odata_type = "#microsoft.graph.participantInfo".to_owned().into();
+    source.identity = caller.clone().into();
+    source.region = Field::Null;
+    source.language_id = Field::Null;
+    let mut target = InvitationParticipantInfo::default();
+    target.odata_type = "#microsoft.graph.invitationParticipantInfo"
+        .to_owned()
+        .into();
+    target.identity = bot.clone().into();
+    let mut context = IncomingContext::default();
+    context.odata_type = "#microsoft.graph.incomingContext".to_owned().into();
+    context.source_participant_id = uuid::Uuid::new_v4().to_string().into();
+    let mut r = Call::default();
+    r.odata_type = "#microsoft.graph.call".to_owned().into();
+    r.state = CallState::Incoming.into();
+    r.direction = CallDirection::Incoming.into();
+    r.callback_uri = callback_uri.to_owned().into();
+    r.call_chain_id = uuid::Uuid::new_v4().to_string().into();
+    r.source = source.into();
+    r.targets = vec![target].into();
+    r.requested_modalities = vec![Modality::Audio].into();
+    r.tenant_id = tenant.to_owned().into();
+    r.my_participant_id = uuid::Uuid::new_v4().to_string().into();
+    r.id = id.to_owned().into();
+    r.incoming_context = context.into();
+    r
 }
 
 /// `POST /emulator/incoming` with `{"from": USER_OR_NUMBER, "callbackUri": URL, "appId"?: ID}`.

@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use media_endpoint::{EndReason, EndpointEvent, SendStatus};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use signalling::model::IdentityRole;
 
 use crate::calls::CallEntry;
 use crate::errors::ApiError;
@@ -128,14 +129,7 @@ pub(crate) async fn join(
             return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
     };
-    let identity = json!({
-        "@odata.type": "#microsoft.graph.identitySet",
-        "guest": {
-            "@odata.type": "#microsoft.graph.identity",
-            "displayName": name,
-            "id": pid,
-        }
-    });
+    let identity = crate::calls::identity_set(IdentityRole::Guest, &pid, Some(&name));
     let source_id = call.join(&shared, &pid, identity, Voice::Silence, false, false);
     shared.log(
         LogKind::Media,

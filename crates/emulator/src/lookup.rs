@@ -3,7 +3,7 @@
 //! that are not in the scenario, and the only hint it gets back is a `resultInfo` or an
 //! error message, so those say what was asked and what the scenario has instead.
 
-use serde_json::Value;
+use signalling::model::{Call, GraphType, IdentityRole, IdentitySet, MeetingInfo};
 
 use crate::scenario::{Meeting, Scenario};
 
@@ -77,22 +77,28 @@ pub(crate) fn meetings(sc: &Scenario) -> String {
 /// request's `targets[].identity`.
 pub(crate) fn unreachable_targets<'a>(
     sc: &Scenario,
-    identities: impl IntoIterator<Item = &'a Value>,
+    identities: impl IntoIterator<Item = &'a IdentitySet>,
 ) -> String {
     let mut why = Vec::new();
     let (mut asked_user, mut asked_phone) = (false, false);
+    let id_in = |set: &'a IdentitySet, role| set.get(role).and_then(|i| i.id.get());
     for identity in identities {
-        if let Some(id) = identity["user"]["id"].as_str() {
+        if let Some(id) = id_in(identity, IdentityRole::User) {
             asked_user = true;
-            why.push(format!("no user with id {} in this scenario", quote(id)));
-        } else if let Some(number) = identity["phone"]["id"].as_str() {
+            why.push(format!(
+                "no user with id {} in this scenario",
+                quote(id.as_str())
+            ));
+        } else if let Some(number) = id_in(identity, IdentityRole::Phone) {
             asked_phone = true;
             why.push(format!(
                 "no phone number {} in this scenario",
-                quote(number)
+                quote(number.as_str())
             ));
         } else {
+            // The first property the set has, as the request wrote it (unknown ones too).
             let kind = identity
+                .to_json_value()
                 .as_object()
                 .and_then(|o| o.keys().find(|k| !k.starts_with('@')).cloned())
                 .unwrap_or_else(|| "nothing".to_owned());
@@ -122,16 +128,11 @@ pub(crate) fn unreachable_targets<'a>(
 /// The scenario meeting a join request names: by `joinMeetingIdMeetingInfo` (with its
 /// passcode when the meeting has one), or by `chatInfo`'s thread and message id. The error
 /// is the 404/11000 message.
-pub(crate) fn find_meeting<'s>(sc: &'s Scenario, request: &Value) -> Result<&'s Meeting, String> {
-    let info = &request["meetingInfo"];
-    let kind = info["@odata.type"]
-        .as_str()
-        .unwrap_or("")
-        .trim_start_matches('#')
-        .trim_start_matches("microsoft.graph.");
-    match kind {
-        "joinMeetingIdMeetingInfo" => {
-            let id = info["joinMeetingId"].as_str().unwrap_or("");
+pub(crate) fn find_meeting<'s>(sc: &'s Scenario, request: &Call) -> Result<&'s Meeting, String> {
+    match request.meeting_info.get() {
+        Some(MeetingInfo::JoinMeetingId(info)) => {
+            let id = info.join_meeting_id.get().map_or("", String::as_str);
+            let passcode = info.passcode.get().map(|p| p.expose());
             let Some(m) = sc.meetings.iter().find(|m| m.has_join_meeting_id(id)) else {
                 return Err(format!(
                     "The meeting was not found: no meeting with joinMeetingId {} in this scenario; {}.",
@@ -141,9 +142,9 @@ pub(crate) fn find_meeting<'s>(sc: &'s Scenario, request: &Value) -> Result<&'s 
             };
             match &m.passcode {
                 // The expected passcode is not quoted: messages reach logs and the dashboard.
-                Some(p) if info["passcode"].as_str() != Some(p.as_str()) => Err(format!(
+                Some(p) if passcode != Some(p.as_str()) => Err(format!(
                     "The meeting was not found: the passcode {} for joinMeetingId {}; the scenario sets it (see its description).",
-                    if info["passcode"].is_string() {
+                    if passcode.is_some() {
                         "does not match"
                     } else {
                         "is missing"
@@ -153,13 +154,18 @@ pub(crate) fn find_meeting<'s>(sc: &'s Scenario, request: &Value) -> Result<&'s 
                 _ => Ok(m),
             }
         }
-        "tokenMeetingInfo" => Err(format!(
+        Some(MeetingInfo::Token(_)) => Err(format!(
             "The meeting was not found: the emulator cannot resolve a tokenMeetingInfo; join with chatInfo + organizerMeetingInfo or with joinMeetingIdMeetingInfo; {}.",
             meetings(sc)
         )),
         _ => {
-            let thread = request["chatInfo"]["threadId"].as_str().unwrap_or("");
-            let message = request["chatInfo"]["messageId"].as_str().unwrap_or("0");
+            let chat = request.chat_info.get();
+            let thread = chat
+                .and_then(|c| c.thread_id.get())
+                .map_or("", String::as_str);
+            let message = chat
+                .and_then(|c| c.message_id.get())
+                .map_or("0", String::as_str);
             if let Some(m) = sc.meeting(thread, message) {
                 return Ok(m);
             }
@@ -211,16 +217,26 @@ pub(crate) fn unknown_user(sc: &Scenario, id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+
+    fn call(v: Value) -> Call {
+        Call::from_json_value(v).expect("a call")
+    }
+
+    fn set(v: Value) -> IdentitySet {
+        IdentitySet::from_json_value(v).expect("an identity set")
+    }
 
     #[test]
     fn an_unknown_user_names_the_scenario_users() {
         let sc = Scenario::default();
         let m = unreachable_targets(
             &sc,
-            &[json!({ "user": { "id": "8e2d6f0a-0000-0000-0000-000000000000" } })],
+            &[set(
+                json!({ "user": { "id": "8e2d6f0a-0000-0000-0000-000000000000" } }),
+            )],
         );
         assert!(
             m.contains("no user with id `8e2d6f0a-0000-0000-0000-000000000000`"),
@@ -231,10 +247,10 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("phones:"), "{m}");
-        let m = unreachable_targets(&sc, &[json!({ "phone": { "id": "+4930123" } })]);
+        let m = unreachable_targets(&sc, &[set(json!({ "phone": { "id": "+4930123" } }))]);
         assert!(m.contains("no phone number `+4930123`"), "{m}");
         assert!(m.contains("+12345678901 (Front desk)"), "{m}");
-        let m = unreachable_targets(&sc, &[json!({ "application": { "id": "x" } })]);
+        let m = unreachable_targets(&sc, &[set(json!({ "application": { "id": "x" } }))]);
         assert!(m.contains("`application`") && m.contains("users:"), "{m}");
     }
 
@@ -242,10 +258,10 @@ mod tests {
     fn a_missing_meeting_names_the_scenario_meetings() {
         let sc = Scenario::default();
         let ours = &sc.meetings[0];
-        let docs = json!({
+        let docs = call(json!({
             "chatInfo": { "threadId": "19:meeting_Win6Ydo4wsMijFjZS00ZGVjLTk5MGUtOTRjNWY2NmNkYTFm@thread.v2", "messageId": "0" },
             "meetingInfo": { "@odata.type": "#microsoft.graph.organizerMeetingInfo" },
-        });
+        }));
         let m = find_meeting(&sc, &docs).unwrap_err();
         assert!(
             m.contains("no meeting with chatInfo.threadId `19:meeting_Win6"),
@@ -255,13 +271,16 @@ mod tests {
             m.contains(&ours.thread_id) && m.contains("organizer John"),
             "{m}"
         );
-        let wrong_message = json!({ "chatInfo": { "threadId": ours.thread_id, "messageId": "7" } });
+        let wrong_message =
+            call(json!({ "chatInfo": { "threadId": ours.thread_id, "messageId": "7" } }));
         let m = find_meeting(&sc, &wrong_message).unwrap_err();
         assert!(
             m.contains("has no messageId `7`") && m.contains("(it has 0)"),
             "{m}"
         );
-        let token = json!({ "meetingInfo": { "@odata.type": "#microsoft.graph.tokenMeetingInfo", "token": "s3cret" } });
+        let token = call(
+            json!({ "meetingInfo": { "@odata.type": "#microsoft.graph.tokenMeetingInfo", "token": "s3cret" } }),
+        );
         let m = find_meeting(&sc, &token).unwrap_err();
         assert!(
             m.contains("tokenMeetingInfo") && !m.contains("s3cret"),
@@ -276,9 +295,9 @@ mod tests {
         let id = ours.join_meeting_id.clone().unwrap();
         let pass = ours.passcode.clone().unwrap();
         let by_id = |id: &str, passcode: Option<&str>| {
-            json!({ "meetingInfo": {
+            call(json!({ "meetingInfo": {
                 "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
-                "joinMeetingId": id, "passcode": passcode } })
+                "joinMeetingId": id, "passcode": passcode } }))
         };
         assert_eq!(find_meeting(&sc, &by_id(&id, Some(&pass))), Ok(ours));
         let compact: String = id.split_whitespace().collect();

@@ -1,11 +1,16 @@
 //! Delivery of `commsNotifications` to a bot's callback: one queue per call so a call's
 //! notifications arrive in order, RS256-signed bearer tokens, retries with backoff when the
 //! bot does not answer 2xx.
+//!
+//! Notifications are queued as `signalling::model` values and serialized once, when they
+//! are delivered.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use signalling::model::{
+    ChangeType, CommsNotification, CommsNotifications, CommsOperation, GraphType, ResourceData,
+};
 use tokio::sync::mpsc;
 
 use crate::state::{LogKind, Shared};
@@ -20,31 +25,31 @@ const FIRST_RETRY_MS: u64 = 250;
 /// The sending side of one call's notification queue.
 #[derive(Clone, Debug)]
 pub(crate) struct Notifier {
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<CommsNotifications>,
 }
 
-/// Wraps one `commsNotification` in a `commsNotifications` body.
-pub(crate) fn body(notifications: Vec<Value>) -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.commsNotifications",
-        "value": notifications,
-    })
+/// Wraps `commsNotification`s in a `commsNotifications` body.
+pub(crate) fn body(notifications: Vec<CommsNotification>) -> CommsNotifications {
+    let mut body = CommsNotifications::default();
+    body.odata_type = "#microsoft.graph.commsNotifications".to_owned().into();
+    body.value = notifications.into();
+    body
 }
 
 /// One `commsNotification`.
 pub(crate) fn notification(
-    change_type: &str,
+    change_type: ChangeType,
     resource_url: &str,
     callback_uri: &str,
-    resource_data: Value,
-) -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.commsNotification",
-        "changeType": change_type,
-        "resourceUrl": resource_url,
-        "callbackUri": callback_uri,
-        "resourceData": resource_data,
-    })
+    resource_data: ResourceData,
+) -> CommsNotification {
+    let mut n = CommsNotification::default();
+    n.odata_type = "#microsoft.graph.commsNotification".to_owned().into();
+    n.change_type = change_type.into();
+    n.resource_url = resource_url.to_owned().into();
+    n.callback_uri = callback_uri.to_owned().into();
+    n.resource_data = resource_data.into();
+    n
 }
 
 impl Notifier {
@@ -55,7 +60,7 @@ impl Notifier {
         app_id: String,
         tenant_id: String,
     ) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Value>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<CommsNotifications>(QUEUE);
         tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
                 deliver(&shared, &call_id, &app_id, &tenant_id, item).await;
@@ -65,7 +70,7 @@ impl Notifier {
     }
 
     /// Queues a notification body; never blocks. A full queue drops it (logged).
-    pub(crate) fn send(&self, shared: &Shared, call_id: &str, body: Value) {
+    pub(crate) fn send(&self, shared: &Shared, call_id: &str, body: CommsNotifications) {
         if self.tx.try_send(body).is_err() {
             shared.log(
                 LogKind::Error,
@@ -76,11 +81,22 @@ impl Notifier {
     }
 }
 
-async fn deliver(shared: &Shared, call_id: &str, app_id: &str, tenant_id: &str, body: Value) {
-    let Some(uri) = body["value"][0]["callbackUri"].as_str().map(str::to_owned) else {
+async fn deliver(
+    shared: &Shared,
+    call_id: &str,
+    app_id: &str,
+    tenant_id: &str,
+    notifications: CommsNotifications,
+) {
+    let Some(uri) = first(&notifications)
+        .and_then(|n| n.callback_uri.get())
+        .cloned()
+    else {
         return;
     };
-    let summary = summarize(&body);
+    let summary = summarize(&notifications);
+    // The wire form, once: every attempt sends the same bytes and the log keeps them.
+    let body = notifications.to_json_value();
     for attempt in 0..ATTEMPTS {
         let token = shared.identity.callback_token(app_id, tenant_id);
         let sent = shared
@@ -161,35 +177,56 @@ fn short(e: &reqwest::Error) -> String {
     }
 }
 
+fn first(body: &CommsNotifications) -> Option<&CommsNotification> {
+    body.value.get().and_then(|v| v.first())
+}
+
 /// A one-line description of a notification body, for the log and the dashboard.
-pub(crate) fn summarize(body: &Value) -> String {
-    let n = &body["value"][0];
-    let data = &n["resourceData"];
-    let what = if let Some(state) = data["state"].as_str() {
-        let mut s = format!("call {state}");
-        if let Some(code) = data["resultInfo"]["code"].as_i64() {
-            s += &format!(
-                " ({code}/{})",
-                data["resultInfo"]["subcode"].as_i64().unwrap_or(0)
-            );
+pub(crate) fn summarize(body: &CommsNotifications) -> String {
+    let n = first(body);
+    let what = match n.and_then(|n| n.resource_data.get()) {
+        Some(ResourceData::Call(call)) => {
+            if let Some(state) = call.state.get() {
+                let mut s = format!("call {state}");
+                if let Some(info) = call.result_info.get()
+                    && let Some(code) = info.code.get().and_then(|c| c.as_i64())
+                {
+                    let subcode = info.subcode.get().and_then(|c| c.as_i64()).unwrap_or(0);
+                    s += &format!(" ({code}/{subcode})");
+                }
+                s
+            } else if let Some(tone) = call.tone_info.get() {
+                format!("tone {}", tone.tone.get().map_or("?", |t| t.as_str()))
+            } else {
+                "notification".into()
+            }
         }
-        s
-    } else if let Some(list) = data.as_array() {
-        format!("roster: {} participant(s)", list.len())
-    } else if let Some(status) = data["status"].as_str() {
-        format!(
-            "{} {status}",
-            data["@odata.type"]
-                .as_str()
-                .unwrap_or("operation")
-                .trim_start_matches("#microsoft.graph.")
-        )
-    } else if data["toneInfo"].is_object() {
-        format!("tone {}", data["toneInfo"]["tone"].as_str().unwrap_or("?"))
-    } else {
-        "notification".into()
+        Some(ResourceData::Collection(list)) => {
+            format!("roster: {} participant(s)", list.len())
+        }
+        Some(ResourceData::Operation(op)) => match op.status() {
+            Some(status) => format!("{} {status}", operation_kind(op)),
+            None => "notification".into(),
+        },
+        _ => "notification".into(),
     };
-    format!("{} {what}", n["changeType"].as_str().unwrap_or("updated"))
+    let change = n
+        .and_then(|n| n.change_type.get())
+        .map_or("updated", ChangeType::as_str);
+    format!("{change} {what}")
+}
+
+/// `playPromptOperation` for `#microsoft.graph.playPromptOperation`.
+fn operation_kind(op: &CommsOperation) -> &str {
+    let odata_type = match op {
+        CommsOperation::PlayPrompt(o) => o.odata_type.get(),
+        CommsOperation::Record(o) => o.odata_type.get(),
+        CommsOperation::SendDtmfTones(o) => o.odata_type.get(),
+        CommsOperation::InviteParticipants(o) => o.odata_type.get(),
+        CommsOperation::Other(o) => o.odata_type.get(),
+        _ => None,
+    };
+    odata_type.map_or("operation", |t| t.trim_start_matches("#microsoft.graph."))
 }
 
 #[cfg(test)]

@@ -168,7 +168,9 @@ impl Emulator {
 
     /// The state of a call as the API shows it, if the call exists.
     pub fn call_state(&self, call_id: &str) -> Option<String> {
-        self.shared.call(call_id).map(|c| c.state())
+        self.shared
+            .call(call_id)
+            .map(|c| c.state().as_str().to_owned())
     }
 
     /// Places a call from a scenario user or phone number (`from`) to the bot: the bot gets a

@@ -1,7 +1,8 @@
 //! What goes on the wire, against golden files: the Graph responses and the notification
 //! bodies of a peer-to-peer call with operations, a meeting join and an incoming call, ids
 //! and ports replaced by placeholders. Values are compared exactly (types, `null` against
-//! absence, array order); key order is not, as JSON objects have none.
+//! absence, array order); key order is not, as JSON objects have none: both sides are
+//! compared with their keys sorted and their ids numbered in that order.
 //!
 //! `UPDATE_GOLDEN=1 cargo nextest run -p emulator --test wire` rewrites the files.
 
@@ -120,13 +121,11 @@ impl Bed {
             .next()
             .unwrap()
             .to_owned();
-        let mut ids = Ids::default();
         let mut text = String::new();
         for (label, body) in &self.seen {
             let body = body
                 .replace(&port, "EMULATOR_PORT")
                 .replace(&hook_port, "HOOK_PORT");
-            let body = ids.replace(&body);
             let pretty = match serde_json::from_str::<Value>(&body) {
                 Ok(v) => serde_json::to_string_pretty(&v).unwrap(),
                 Err(_) => body,
@@ -138,7 +137,7 @@ impl Bed {
             .join(format!("{name}.txt"));
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &text).unwrap();
+            std::fs::write(&path, Ids::default().replace(&text)).unwrap();
         } else {
             let golden = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
@@ -157,21 +156,42 @@ impl Bed {
     }
 }
 
-/// (label, body as JSON, or as a string when it is not JSON).
+/// (label, body as JSON, or as a string when it is not JSON), keys sorted, ids numbered in
+/// order of first appearance over the whole exchange.
 fn sections(text: &str) -> Vec<(String, Value)> {
+    let mut ids = Ids::default();
     text.split("### ")
         .filter(|s| !s.is_empty())
         .map(|s| {
             let (label, body) = s.split_once('\n').unwrap_or((s, ""));
             let body = body.trim_end();
-            let value = serde_json::from_str(body).unwrap_or_else(|_| json!(body));
+            let value = match serde_json::from_str::<Value>(body) {
+                Ok(v) => {
+                    let sorted = serde_json::to_string(&sorted(v)).unwrap();
+                    serde_json::from_str(&ids.replace(&sorted)).unwrap()
+                }
+                Err(_) => json!(ids.replace(body)),
+            };
             (label.to_owned(), value)
         })
         .collect()
 }
 
-/// Replaces each UUID by a placeholder numbered in order of first appearance (the scenario's
-/// own fixed ids included, which is harmless: they are stable).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// Replaces each UUID, and each placeholder of an earlier replacement (`uuid-7`), by a
+/// placeholder numbered in order of first appearance (the scenario's own fixed ids
+/// included, which is harmless: they are stable).
 #[derive(Default)]
 struct Ids(HashMap<String, usize>);
 
@@ -181,11 +201,19 @@ impl Ids {
         let mut out = String::with_capacity(text.len());
         let mut i = 0;
         while i < bytes.len() {
-            if i + 36 <= bytes.len() && is_uuid(&text[i..i + 36]) {
+            let placeholder = text[i..]
+                .strip_prefix("uuid-")
+                .map(|rest| 5 + rest.bytes().take_while(u8::is_ascii_digit).count());
+            let len = match placeholder {
+                Some(n) if n > 5 => Some(n),
+                _ if text.get(i..i + 36).is_some_and(is_uuid) => Some(36),
+                _ => None,
+            };
+            if let Some(len) = len {
                 let n = self.0.len();
-                let k = *self.0.entry(text[i..i + 36].to_owned()).or_insert(n);
+                let k = *self.0.entry(text[i..i + len].to_owned()).or_insert(n);
                 out += &format!("uuid-{k}");
-                i += 36;
+                i += len;
             } else {
                 let c = text[i..].chars().next().unwrap();
                 out.push(c);

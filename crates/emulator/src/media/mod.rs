@@ -4,6 +4,10 @@
 //! One audio pipeline (one thread) and one conference thread per emulator, started with the
 //! first app-hosted call. Each call gets a pipeline call whose network half is bridged to a
 //! [`ServiceLeg`] and whose bot half the conference thread drives (see [`conference`]).
+//!
+//! This module knows nothing of calls or Graph: [`crate::calls`] builds the roster it mixes
+//! ([`ParticipantSpec`]) and holds each call's [`MediaLink`]. The dependency runs one way,
+//! calls to media.
 
 mod conference;
 mod faults;
@@ -300,42 +304,6 @@ impl MediaLink {
         }
         self.leg.close().await
     }
-}
-
-/// The conference's view of a call's roster. A voice that cannot be prepared (an unreadable
-/// WAV file) is silence, and `on_error` hears why.
-pub(crate) fn roster_specs(
-    hub: &MediaHub,
-    roster: &[crate::calls::Member],
-    mut on_error: impl FnMut(String),
-) -> Vec<ParticipantSpec> {
-    roster
-        .iter()
-        .map(|m| {
-            let p = &m.participant;
-            let voice = match hub.remotes.voice(m.id()) {
-                Some(remote) => VoiceSource::Remote(remote),
-                None => hub.prepare(&m.voice).unwrap_or_else(|e| {
-                    on_error(format!("{}: {e}; it stays silent", m.voice.describe()));
-                    VoiceSource::Silence
-                }),
-            };
-            let in_lobby = p["isInLobby"] == true;
-            ParticipantSpec {
-                key: m.id().to_owned(),
-                source_id: p["mediaStreams"][0]["sourceId"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0),
-                voice,
-                hears: !in_lobby,
-                heard: !in_lobby && p["isMuted"] != true,
-                is_bot: m.is_bot,
-                meter: m.meter.clone(),
-                faults: m.voice.faults().cloned(),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
