@@ -7,6 +7,11 @@
 //! and out) and the [`BotHalf`] (PCM frames in and out). After that nothing on the
 //! pipeline threads allocates, locks or logs.
 //!
+//! Beside the mix, a call can receive up to [`MAX_UNMIXED_STREAMS`] unmixed speaker
+//! streams ([`CallConfig::unmixed_streams`]): the network side tags each packet with its
+//! stream ([`RtpMeta::stream`]), and every [`ReceivedFrame`] carries the speakers' own
+//! audio for the same tick in [`ReceivedFrame::unmixed`], each tagged with its source id.
+//!
 //! ```
 //! use audio_pipeline::{CallConfig, Pcm16K, Pipeline, PipelineConfig, Realtime};
 //!
