@@ -2,15 +2,22 @@
 //! deadlines. Per call and tick it builds each participant's frame, mixes the ones the bot
 //! hears, sends the mix to the bot with the active speakers as CSRCs (and their levels),
 //! feeds echo participants with the bot's audio, and publishes everyone's level.
+//!
+//! A bot that asked for unmixed meeting audio also gets each active speaker on a speaker
+//! stream of its own (one pipeline call each, so one encoder each), its CSRC the speaker's
+//! source id. A speaker keeps their stream while the mixer counts them active (its smoothed
+//! level bridges the gaps between words); a stream freed by a speaker who stopped goes to
+//! the next one who starts. A stream without a speaker sends nothing (its packets carry no
+//! CSRC and the port drops them).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use audio_pipeline::mix::{AudioLevel, MixError, Mixer, MixerConfig, SourceId};
-use audio_pipeline::{BotHalf, Csrcs, Pcm16K, SAMPLES_PER_FRAME, SendError};
+use audio_pipeline::{BotHalf, Csrcs, MAX_UNMIXED_STREAMS, Pcm16K, SAMPLES_PER_FRAME, SendError};
 
 use super::voice::Generator;
 use super::{Meter, ParticipantSpec};
@@ -26,12 +33,27 @@ const HEARD_MAX: usize = 2;
 /// lasts this many ticks loses a frame: the echo stays one tick behind the bot, not two.
 const BACKLOG_TICKS: u32 = 25;
 
+/// No speaker on a speaker stream, in [`ConferenceShared::speaker_streams`].
+const NO_SPEAKER: u64 = u64::MAX;
+
 /// What the call's owner shares with the conference thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ConferenceShared {
     /// The latest roster, taken by the thread at its next tick.
     roster: Mutex<Option<Vec<ParticipantSpec>>>,
     closed: AtomicBool,
+    /// The source id on each unmixed speaker stream, [`NO_SPEAKER`] when it has none.
+    speakers: [AtomicU64; MAX_UNMIXED_STREAMS],
+}
+
+impl Default for ConferenceShared {
+    fn default() -> Self {
+        Self {
+            roster: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            speakers: std::array::from_fn(|_| AtomicU64::new(NO_SPEAKER)),
+        }
+    }
 }
 
 impl ConferenceShared {
@@ -46,6 +68,16 @@ impl ConferenceShared {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+
+    /// The speaker on each of the call's first `streams` unmixed speaker streams (stream 1
+    /// first), as of the last tick.
+    pub(crate) fn speaker_streams(&self, streams: usize) -> Vec<Option<u32>> {
+        self.speakers
+            .iter()
+            .take(streams)
+            .map(|s| u32::try_from(s.load(Ordering::Relaxed)).ok())
+            .collect()
+    }
 }
 
 struct Participant {
@@ -57,12 +89,24 @@ struct Participant {
     meter: Meter,
     /// This tick's frame, kept for a remote participant's mix minus themself.
     own: [i16; SAMPLES_PER_FRAME],
+    /// This tick's frame as heard (silence when not heard), for a speaker stream.
+    said: [i16; SAMPLES_PER_FRAME],
+}
+
+/// One unmixed speaker stream towards the bot.
+struct SpeakerStream {
+    /// Its own pipeline call: what is sent here is encoded onto the stream.
+    bot: BotHalf,
+    /// Who is on it.
+    speaker: Option<SourceId>,
 }
 
 /// One call's mixing state, owned by the conference thread.
 pub(crate) struct Conference {
     shared: Arc<ConferenceShared>,
     bot: BotHalf,
+    /// The bot's unmixed speaker streams, stream 1 first (none unless it asked for them).
+    streams: Vec<SpeakerStream>,
     participants: Vec<Participant>,
     /// The bot hears the mix and is heard (not in the lobby, not muted).
     bot_hears: bool,
@@ -88,10 +132,21 @@ impl std::fmt::Debug for Conference {
 }
 
 impl Conference {
-    pub(crate) fn new(bot: BotHalf, roster: Vec<ParticipantSpec>) -> Result<Self, MixError> {
+    /// A conference sending the mix to `bot` and, when `speaker_streams` are given, each
+    /// active speaker on one of them.
+    pub(crate) fn new(
+        bot: BotHalf,
+        speaker_streams: Vec<BotHalf>,
+        roster: Vec<ParticipantSpec>,
+    ) -> Result<Self, MixError> {
         let mut c = Self {
             shared: Arc::new(ConferenceShared::default()),
             bot,
+            streams: speaker_streams
+                .into_iter()
+                .take(MAX_UNMIXED_STREAMS)
+                .map(|bot| SpeakerStream { bot, speaker: None })
+                .collect(),
             participants: Vec::new(),
             bot_hears: false,
             bot_heard: false,
@@ -140,6 +195,7 @@ impl Conference {
                 heard: spec.heard,
                 meter: spec.meter,
                 own: [0; SAMPLES_PER_FRAME],
+                said: [0; SAMPLES_PER_FRAME],
             });
         }
         for gone in old {
@@ -206,6 +262,13 @@ impl Conference {
                     [0; SAMPLES_PER_FRAME]
                 };
             }
+            if !self.streams.is_empty() {
+                p.said = if p.heard {
+                    self.frame
+                } else {
+                    [0; SAMPLES_PER_FRAME]
+                };
+            }
             let level = if p.heard {
                 self.mixer
                     .push(p.source_id, &self.frame)
@@ -237,8 +300,57 @@ impl Conference {
         } else {
             self.bot.try_send(Pcm16K::SILENCE)
         };
+        self.send_speaker_streams();
         // A full queue (the pipeline is behind) drops this frame; a removed call ends here.
         !matches!(sent, Err(SendError::Removed(_)))
+    }
+
+    /// Puts each active speaker on a speaker stream (keeping those already on one) and
+    /// sends their frame there, with their source id as the CSRC.
+    fn send_speaker_streams(&mut self) {
+        if self.streams.is_empty() {
+            return;
+        }
+        let active = if self.bot_hears {
+            self.mixer.active_speakers()
+        } else {
+            &[]
+        };
+        for s in &mut self.streams {
+            if s.speaker
+                .is_some_and(|id| !active.iter().any(|a| a.id == id))
+            {
+                s.speaker = None;
+            }
+        }
+        for a in active {
+            if self.streams.iter().any(|s| s.speaker == Some(a.id)) {
+                continue;
+            }
+            if let Some(free) = self.streams.iter_mut().find(|s| s.speaker.is_none()) {
+                free.speaker = Some(a.id);
+            }
+        }
+        for (s, shown) in self.streams.iter_mut().zip(&self.shared.speakers) {
+            shown.store(
+                s.speaker.map_or(NO_SPEAKER, |id| u64::from(id.0)),
+                Ordering::Relaxed,
+            );
+            let said = s.speaker.and_then(|id| {
+                let p = self.participants.iter().find(|p| p.source_id == id)?;
+                let level = active.iter().find(|a| a.id == id)?.level;
+                Some((p.said, id, level))
+            });
+            // Nothing to say: silence without a CSRC, which the port does not send.
+            let _ = match said {
+                Some((samples, id, level)) => {
+                    let mut csrcs = Csrcs::new();
+                    let _ = csrcs.push(id.0, Some(level.value()));
+                    s.bot.try_send_with(Pcm16K { samples }, csrcs)
+                }
+                None => s.bot.try_send(Pcm16K::SILENCE),
+            };
+        }
     }
 }
 
@@ -369,7 +481,9 @@ mod tests {
             spec("grace", 3, VoiceSource::Echo, false),
             spec("reader", 4, VoiceSource::Wav(wav), false),
         ];
-        let mut c = Conference::new(halves.bot, roster).expect("conference");
+        let (mut speaker_calls, speaker_nets, speaker_bots) = speaker_streams(2);
+        let mut c = Conference::new(halves.bot, speaker_bots, roster).expect("conference");
+        let mut speaker_nets = speaker_nets;
         let mut now = audio_pipeline::now();
         // The pipeline tick and packet draining may allocate in the test; only the
         // conference's own ticks are counted.
@@ -379,6 +493,10 @@ mod tests {
             COUNTING.with(|f| f.set(false));
             assert!(alive);
             call.tick(now, false);
+            for ((sc, _), sn) in speaker_calls.iter_mut().zip(&mut speaker_nets) {
+                sc.tick(now, false);
+                while sn.pop_packet().is_some() {}
+            }
             now += Ticks::from_millis(20);
             while net.pop_packet().is_some() {}
         }
@@ -386,6 +504,122 @@ mod tests {
             ALLOCS.load(Ordering::Relaxed),
             0,
             "allocations in conference ticks"
+        );
+        assert!(
+            c.shared().speaker_streams(2).iter().all(Option::is_some),
+            "both streams carry a speaker: {:?}",
+            c.shared().speaker_streams(2)
+        );
+    }
+
+    /// The test's side (each call with its handle, which keeps it in its pipeline), the
+    /// network halves and the bot halves.
+    type SpeakerCalls = (
+        Vec<(ManualCall, audio_pipeline::CallHandle)>,
+        Vec<audio_pipeline::NetworkHalf>,
+        Vec<BotHalf>,
+    );
+
+    /// `n` pipeline calls for speaker streams, split into what the test ticks, what it
+    /// reads packets from and what the conference sends into.
+    fn speaker_streams(n: usize) -> SpeakerCalls {
+        let mut calls = Vec::new();
+        let mut nets = Vec::new();
+        let mut bots = Vec::new();
+        for _ in 0..n {
+            let (call, halves) = ManualCall::new(CallConfig::default()).expect("call");
+            calls.push((call, halves.handle));
+            nets.push(halves.network);
+            bots.push(halves.bot);
+        }
+        (calls, nets, bots)
+    }
+
+    /// Three speakers with different tones and one silent participant, on four speaker
+    /// streams: each speaker is on a stream of their own, with their source id as its
+    /// only CSRC, the silent one never; a speaker who stops frees their stream, which the
+    /// next one who starts takes, while the others keep theirs.
+    #[test]
+    fn each_active_speaker_gets_a_stream_of_their_own_and_keeps_it() {
+        let (mut call, halves) = ManualCall::new(CallConfig::default()).expect("call");
+        let mut net = halves.network;
+        let (mut speaker_calls, mut speaker_nets, speaker_bots) = speaker_streams(4);
+        let roster = |ada_heard: bool, grace: bool| {
+            let mut r = vec![
+                spec("bot", 1, VoiceSource::Silence, true),
+                spec("john", 2, tone(440.0), false),
+                ParticipantSpec {
+                    heard: ada_heard,
+                    ..spec("ada", 3, tone(660.0), false)
+                },
+                spec("linus", 4, tone(880.0), false),
+                spec("silent", 5, VoiceSource::Silence, false),
+            ];
+            if grace {
+                r.push(spec("grace", 6, tone(550.0), false));
+            }
+            r
+        };
+        let mut c =
+            Conference::new(halves.bot, speaker_bots, roster(true, false)).expect("conference");
+        let shared = c.shared();
+        let mut now = audio_pipeline::now();
+        let mut run = |c: &mut Conference, ticks: usize| {
+            let mut seen: Vec<Vec<Vec<u32>>> = vec![Vec::new(); 4];
+            for _ in 0..ticks {
+                assert!(c.tick());
+                call.tick(now, false);
+                while net.pop_packet().is_some() {}
+                for (((sc, _), sn), seen) in speaker_calls
+                    .iter_mut()
+                    .zip(&mut speaker_nets)
+                    .zip(&mut seen)
+                {
+                    sc.tick(now, false);
+                    while let Some(p) = sn.pop_packet() {
+                        seen.push(p.meta.csrcs.ids().to_vec());
+                    }
+                }
+                now += Ticks::from_millis(20);
+            }
+            seen
+        };
+        // Settled after a few ticks: the three speakers on three streams, each alone.
+        run(&mut c, 10);
+        let seen = run(&mut c, 20);
+        let on: Vec<Option<u32>> = shared.speaker_streams(4);
+        let mut speakers: Vec<u32> = on.iter().flatten().copied().collect();
+        speakers.sort_unstable();
+        assert_eq!(speakers, [2, 3, 4], "{on:?}");
+        for (stream, lists) in on.iter().zip(&seen) {
+            let expected: Vec<u32> = stream.iter().copied().collect();
+            assert!(
+                lists.iter().all(|l| *l == expected),
+                "stream of {stream:?}: {lists:?}"
+            );
+        }
+        let ada_stream = on.iter().position(|s| *s == Some(3)).expect("ada's stream");
+
+        // Ada is muted: once her level has decayed her stream is free; the others stay.
+        shared.set_roster(roster(false, false));
+        run(&mut c, 60);
+        let after = shared.speaker_streams(4);
+        assert_eq!(after[ada_stream], None, "{after:?}");
+        for (i, s) in on.iter().enumerate().filter(|(i, _)| *i != ada_stream) {
+            assert_eq!(after[i], *s, "the others keep their streams");
+        }
+        // Grace starts: she takes the first free stream.
+        shared.set_roster(roster(false, true));
+        run(&mut c, 5);
+        let now_on = shared.speaker_streams(4);
+        let first_free = after
+            .iter()
+            .position(Option::is_none)
+            .expect("a free stream");
+        assert_eq!(now_on[first_free], Some(6), "{now_on:?}");
+        assert!(
+            !now_on.contains(&Some(5)),
+            "the silent one never gets a stream"
         );
     }
 
@@ -444,7 +678,7 @@ mod tests {
             spec("linus", 4, VoiceSource::Silence, false),
         ];
         let meters: Vec<Meter> = roster.iter().map(|s| s.meter.clone()).collect();
-        let mut c = Conference::new(halves.bot, roster).expect("conference");
+        let mut c = Conference::new(halves.bot, Vec::new(), roster).expect("conference");
         let shared = c.shared();
         let mut now = audio_pipeline::now();
         let lists = run_ticks(&mut c, &mut call, &mut net, 10, &mut now);

@@ -210,13 +210,20 @@ pub(crate) struct RoutedPort {
     path: Arc<FaultSwitch>,
     control: Arc<RouteControl>,
     active: AtomicBool,
+    /// The pipeline calls of the bot's unmixed speaker streams, stream 1 first.
+    speakers: Vec<audio_pipeline::NetworkHalf>,
 }
 
 impl RoutedPort {
     /// The port for the leg, what steers it, and the network under it (for
     /// [`ServiceLeg::connect_over`](media_endpoint::service::ServiceLeg::connect_over)).
+    ///
+    /// `speakers` are the network halves of the unmixed speaker streams' calls: what they
+    /// encode goes on speaker streams 1, 2, ... of the leg, except packets that name no
+    /// speaker (a stream with nobody on it sends nothing).
     pub(crate) fn new(
         pipeline: audio_pipeline::NetworkHalf,
+        speakers: Vec<audio_pipeline::NetworkHalf>,
     ) -> (Self, Arc<RouteControl>, FaultPath) {
         let control = Arc::new(RouteControl::default());
         let counters = Arc::new(FaultCounters::default());
@@ -228,6 +235,7 @@ impl RoutedPort {
                 path: switch,
                 control: Arc::clone(&control),
                 active: AtomicBool::new(false),
+                speakers,
             },
             control,
             path,
@@ -263,16 +271,32 @@ impl NetworkPort for RoutedPort {
 
     fn pop(&mut self) -> Option<OutboundAudio> {
         self.follow();
-        self.port.pop()
+        if let Some(audio) = self.port.pop() {
+            return Some(audio);
+        }
+        for (half, stream) in self.speakers.iter_mut().zip(1u8..) {
+            while let Some(audio) = NetworkPort::pop(half) {
+                if !audio.csrcs.is_empty() {
+                    return Some(audio.on_stream(stream));
+                }
+            }
+        }
+        None
     }
 
     fn set_send_active(&self, active: bool) {
         self.active.store(active, Ordering::Release);
         self.port.set_send_active(active);
+        for half in &self.speakers {
+            NetworkPort::set_send_active(half, active);
+        }
     }
 
     fn set_remote_fraction_lost(&self, fraction: u8) {
         self.port.set_remote_fraction_lost(fraction);
+        for half in &self.speakers {
+            NetworkPort::set_remote_fraction_lost(half, fraction);
+        }
     }
 }
 
