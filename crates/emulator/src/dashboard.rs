@@ -65,6 +65,8 @@ pub(crate) async fn state(State(shared): Api) -> Json<Value> {
                 "media": if matches!(c.hosting, signalling::MediaHosting::App) { "app-hosted" } else { "service-hosted" },
                 "result": result,
                 "mediaConnected": inner.media.is_some(),
+                // The source id on each unmixed speaker stream the bot gets (null: nobody).
+                "speakerStreams": inner.media.as_ref().map_or_else(Vec::new, |m| m.speaker_streams()),
                 "participants": inner.roster.iter().map(|m| json!({
                     "participant": m.participant,
                     "isBot": m.is_bot,

@@ -8,6 +8,7 @@
 //! [settings]
 //! time_scale = 1.0          # > 1 makes timers (ringing, keepAlive) run faster
 //! ring_timeout_ms = 30000
+//! unmixed_audio = true      # false plays a service without unmixed speaker streams
 //!
 //! [[apps]]
 //! app_id = "2891555a-92ff-42e6-80fa-6e1300c6b5c6"
@@ -91,6 +92,10 @@ pub struct Settings {
     /// App-hosted calls the service carries at once; past it, creating one more is refused
     /// with 503 `ServiceUnavailable` in Graph's error format (unlimited when absent).
     pub max_app_hosted_calls: Option<usize>,
+    /// Whether the service sends unmixed speaker streams (the anchor's unmixed meeting
+    /// audio) to a bot whose blob asks for them; `false` plays a service that sends the
+    /// mix only.
+    pub unmixed_audio: bool,
 }
 
 impl Default for Settings {
@@ -100,6 +105,7 @@ impl Default for Settings {
             ring_timeout_ms: 30_000,
             keep_alive_timeout_ms: 45 * 60 * 1000,
             max_app_hosted_calls: None,
+            unmixed_audio: true,
         }
     }
 }

@@ -72,6 +72,7 @@ impl Shared {
         // reqwest is built without a default TLS provider (the workspace uses ring, not
         // aws-lc); install ring unless the process already chose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let scenario_unmixed = scenario.settings.unmixed_audio;
         Self {
             scenario,
             identity,
@@ -84,7 +85,11 @@ impl Shared {
                 .no_proxy()
                 .build()
                 .unwrap_or_default(),
-            media: crate::media::MediaHub::new(),
+            media: {
+                let hub = crate::media::MediaHub::new();
+                hub.set_unmixed_audio(scenario_unmixed);
+                hub
+            },
         }
     }
 

@@ -117,6 +117,9 @@ struct Engine {
 pub(crate) struct MediaHub {
     engine: Mutex<Option<Engine>>,
     stopped: std::sync::atomic::AtomicBool,
+    /// Whether this emulator sends unmixed speaker streams to bots that ask (a service
+    /// without them offers the mix only).
+    unmixed_audio: std::sync::atomic::AtomicBool,
     /// WAV voices at 16 kHz, read once per file.
     wavs: Mutex<HashMap<PathBuf, Arc<[i16]>>>,
     /// People and devices who joined over WebRTC (`/join`).
@@ -136,9 +139,16 @@ impl MediaHub {
         Self {
             engine: Mutex::new(None),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            unmixed_audio: std::sync::atomic::AtomicBool::new(true),
             wavs: Mutex::new(HashMap::new()),
             remotes: remote::Remotes::default(),
         }
+    }
+
+    /// Plays a service with (the default) or without unmixed meeting audio, for the calls
+    /// connected from now on.
+    pub(crate) fn set_unmixed_audio(&self, supported: bool) {
+        self.unmixed_audio.store(supported, Ordering::Release);
     }
 
     /// Prepares a voice for the conference; a WAV file is read and resampled once.
@@ -206,9 +216,34 @@ impl MediaHub {
             blob.mp_media_session_id.expose()
         );
         let call = self.add_call()?;
-        let (port, route, path) = load::RoutedPort::new(call.network);
+        // The blob's render contexts after the mix's are the bot's unmixed speaker streams;
+        // an emulator playing a service without unmixed audio offers the mix only.
+        let speaker_contexts: Vec<_> = if self.unmixed_audio.load(Ordering::Acquire) {
+            blob.audio_render_contexts
+                .iter()
+                .skip(1)
+                .take(audio_pipeline::MAX_UNMIXED_STREAMS)
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut speaker_calls = Vec::with_capacity(speaker_contexts.len());
+        for _ in &speaker_contexts {
+            speaker_calls.push(self.add_call()?);
+        }
+        let (speaker_nets, speaker_bots, speaker_handles) = speaker_calls.into_iter().fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |(mut nets, mut bots, mut handles), c| {
+                nets.push(c.network);
+                bots.push(c.bot);
+                handles.push(c.handle);
+                (nets, bots, handles)
+            },
+        );
+        let (port, route, path) = load::RoutedPort::new(call.network, speaker_nets);
         let load = route.follow(&roster);
-        let config = ServiceLegConfig::default();
+        let config = ServiceLegConfig::default().with_speaker_streams(speaker_contexts);
         let leg = ServiceLeg::connect_over(&url, config, port, path, events).await?;
         if load {
             // A load participant alone with the bot: no conference, no codec here.
@@ -216,10 +251,11 @@ impl MediaHub {
                 leg,
                 conference: None,
                 call: Mutex::new(None),
+                speaker_calls: Mutex::new(Vec::new()),
                 route,
             });
         }
-        let conference = Conference::new(call.bot, roster)?;
+        let conference = Conference::new(call.bot, speaker_bots, roster)?;
         let shared = conference.shared();
         match lock(&self.engine).as_ref() {
             Some(e) => e.conferences.add(conference),
@@ -229,6 +265,7 @@ impl MediaHub {
             leg,
             conference: Some(shared),
             call: Mutex::new(Some(call.handle)),
+            speaker_calls: Mutex::new(speaker_handles),
             route,
         })
     }
@@ -258,6 +295,8 @@ pub(crate) struct MediaLink {
     /// None for a load participant (no conference, no pipeline call).
     conference: Option<Arc<ConferenceShared>>,
     call: Mutex<Option<CallHandle>>,
+    /// The pipeline calls encoding the bot's unmixed speaker streams, stream 1 first.
+    speaker_calls: Mutex<Vec<CallHandle>>,
     /// Where the leg's audio comes from and the faults on its way, per the roster.
     route: Arc<load::RouteControl>,
 }
@@ -279,6 +318,7 @@ impl MediaLink {
                 c.close();
             }
             drop(lock(&self.call).take());
+            lock(&self.speaker_calls).clear();
         } else if let Some(c) = &self.conference {
             c.set_roster(roster);
         }
@@ -295,6 +335,16 @@ impl MediaLink {
             .as_ref()
             .map(CallHandle::stats)
             .unwrap_or_default()
+    }
+
+    /// The source id on each unmixed speaker stream the bot gets (stream 1 first; `None`:
+    /// nobody on it now). Empty when the bot takes the mix only.
+    pub(crate) fn speaker_streams(&self) -> Vec<Option<u32>> {
+        let streams = lock(&self.speaker_calls).len();
+        match &self.conference {
+            Some(c) if streams > 0 => c.speaker_streams(streams),
+            _ => Vec::new(),
+        }
     }
 
     /// Ends the leg (with a `DELETE` at the endpoint) and the conference.
