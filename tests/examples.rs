@@ -196,13 +196,17 @@ async fn recorder_writes_what_a_meeting_says() {
         tenant: DEFAULT_TENANT.into(),
     };
     let path = std::env::temp_dir().join(format!("botmedia-recorder-{}.wav", std::process::id()));
-    let written = tokio::time::timeout(
+    // The mix alone (`--unmixed 0`): no participants' files, no timeline.
+    let recording = tokio::time::timeout(
         WAIT,
-        recorder::record(&bot, &source, &path, Some(Duration::from_secs(3))),
+        recorder::record(&bot, &source, &path, Some(Duration::from_secs(3)), 0),
     )
     .await
     .expect("the recorder stops after --seconds")
     .unwrap();
+    assert!(recording.tracks.is_empty() && recording.timeline.is_none());
+    assert_eq!(recording.unmixed_offered, None);
+    let written = recording.seconds;
     let wav = botmedia::wav::Wav::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
@@ -229,20 +233,236 @@ async fn recorder_answers_a_call_and_stops_when_the_caller_hangs_up() {
     let id = emu
         .place_incoming_call(JOHN, bot.callback_url(), None)
         .unwrap();
-    let recording = recorder::record(&bot, &recorder::Source::Answer, &path, Some(WAIT));
+    let recording = recorder::record(
+        &bot,
+        &recorder::Source::Answer,
+        &path,
+        Some(WAIT),
+        recorder::DEFAULT_UNMIXED,
+    );
     let hang_up = async {
         established(&emu, &id).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         post(&emu, &format!("/emulator/calls/{id}/hangup"), json!({})).await;
     };
-    let (written, ()) = tokio::join!(recording, hang_up);
-    let written = written.unwrap();
+    let (recording, ()) = tokio::join!(recording, hang_up);
+    let recording = recording.unwrap();
+    // Only John is on the call: if the service unmixes a two-party call at all, he is
+    // the one speaker.
+    assert!(
+        recording.tracks.iter().all(|t| t.label() == "John"),
+        "{:?}",
+        recording.tracks
+    );
+    let written = recording.seconds;
     let wav = botmedia::wav::Wav::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     // Well before its limit, with John's 440 Hz in it.
     assert!((1.0..5.0).contains(&written), "{written} s written");
     let a = amplitude(&wav.samples[wav.samples.len() - 8_000..], 440.0);
     assert!(a > 4000.0, "440 Hz {a}");
+    stop(emu, bot).await;
+}
+
+/// A meeting of John (440 Hz), Ada (660 Hz), Hedy (880 Hz) and Linus (silent): the
+/// default scenario's meeting with two more people in it.
+fn speaking_meeting() -> EmulatorConfig {
+    let mut config = EmulatorConfig::default();
+    let scenario = &mut config.scenario;
+    let hedy = emulator::scenario::User {
+        id: HEDY.into(),
+        display_name: "Hedy".into(),
+        tenant_id: None,
+        says: emulator::scenario::Voice::Tone {
+            hz: 880.0,
+            dbfs: -12.0,
+        },
+        answer: Default::default(),
+    };
+    scenario.users.push(hedy);
+    let linus = scenario
+        .users
+        .iter()
+        .find(|u| u.display_name == "Linus")
+        .expect("Linus in the default scenario")
+        .id
+        .clone();
+    scenario.meetings[0]
+        .participants
+        .extend([HEDY.to_owned(), linus]);
+    config
+}
+
+/// Hedy, a user [`speaking_meeting`] adds.
+const HEDY: &str = "5e1d7a0c-8b3f-4c2e-9f61-0d2b6c880880";
+
+/// The participants' tones.
+const TONES: [(&str, f64); 3] = [("John", 440.0), ("Ada", 660.0), ("Hedy", 880.0)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_writes_each_speaker_of_a_meeting_and_who_spoke_when() {
+    let emu = Emulator::start(speaking_meeting()).await.unwrap();
+    let bot = Bot::start(botmedia::BotSettings::emulator(&emu.base_url()))
+        .await
+        .unwrap();
+    let meeting = &emu.scenario().meetings[0];
+    let source = recorder::Source::Meeting {
+        thread: meeting.thread_id.clone(),
+        message: meeting.message_id.clone(),
+        organizer: meeting.organizer.clone(),
+        tenant: DEFAULT_TENANT.into(),
+    };
+    let dir =
+        std::env::temp_dir().join(format!("botmedia-recorder-unmixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mix_path = dir.join("meeting.wav");
+    let recording = recorder::record(
+        &bot,
+        &source,
+        &mix_path,
+        Some(Duration::from_secs(5)),
+        recorder::DEFAULT_UNMIXED,
+    );
+    // Ada stops talking two seconds into the call; John and Hedy talk throughout.
+    let silence_ada = async {
+        let id = wait_for("the bot's call", || async {
+            bot.calls().first().map(|c| c.id.to_string())
+        })
+        .await;
+        let call = established(&emu, &id).await;
+        let ada = call["participants"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p.to_string().contains("\"Ada\"")))
+            .and_then(|p| p["participant"]["id"].as_str())
+            .expect("Ada in the roster")
+            .to_owned();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        post(
+            &emu,
+            &format!("/emulator/calls/{id}/participants/{ada}/say"),
+            json!({ "silence": true }),
+        )
+        .await;
+    };
+    let (recording, ()) =
+        tokio::time::timeout(WAIT, async { tokio::join!(recording, silence_ada) })
+            .await
+            .expect("the recorder stops after --seconds");
+    let recording = recording.unwrap();
+    assert_eq!(recording.unmixed_offered, Some(4));
+
+    // The mix, as without unmixed audio: everyone who talks at the end, not Ada.
+    let mix = botmedia::wav::Wav::read(&mix_path).unwrap();
+    assert_eq!((mix.sample_rate, mix.channels), (16_000, 1));
+    let last_second = &mix.samples[mix.samples.len() - 16_000..];
+    let (john, ada, hedy) = (
+        amplitude(last_second, 440.0),
+        amplitude(last_second, 660.0),
+        amplitude(last_second, 880.0),
+    );
+    assert!(
+        john > 4000.0 && hedy > 4000.0 && ada < 200.0,
+        "mix: 440 Hz {john}, 660 Hz {ada}, 880 Hz {hedy}"
+    );
+
+    // One file per speaker, each as long as the mix; Linus never spoke, so has none.
+    let mut names: Vec<String> = recording.tracks.iter().map(|t| t.label()).collect();
+    names.sort();
+    assert_eq!(names, ["Ada", "Hedy", "John"], "{:?}", recording.tracks);
+    let mix_ms = mix.samples.len() as u64 / 16;
+    for (name, hz) in TONES {
+        let track = recording.tracks.iter().find(|t| t.label() == name).unwrap();
+        assert_eq!(
+            track.path,
+            dir.join(format!("meeting.{name}.wav")),
+            "{name}'s file"
+        );
+        let wav = botmedia::wav::Wav::read(&track.path).unwrap();
+        assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
+        assert_eq!(
+            wav.samples.len(),
+            mix.samples.len(),
+            "{name}'s file and the mix"
+        );
+        let segments: Vec<_> = recording
+            .segments
+            .iter()
+            .filter(|s| s.source_id == track.source_id)
+            .collect();
+        assert!(
+            !segments.is_empty(),
+            "{name} spoke: {:?}",
+            recording.segments
+        );
+        // Where the timeline says they spoke, their file holds their voice and nobody
+        // else's.
+        for s in &segments {
+            let spoke = &wav.samples[(s.start_ms * 16) as usize..(s.end_ms * 16) as usize];
+            for (other, other_hz) in TONES {
+                let a = amplitude(spoke, other_hz);
+                if other == name {
+                    assert!(a > 4000.0, "{name} in {s:?}: {hz} Hz at {a}");
+                } else {
+                    assert!(a < 200.0, "{name} in {s:?}: {other}'s {other_hz} Hz at {a}");
+                }
+            }
+        }
+        // Everyone talked from the media's start; John and Hedy to the end, Ada stopped
+        // about two seconds in and her file is silent from then on.
+        let first = segments[0];
+        assert!(first.start_ms < 1_500, "{name} from {first:?}");
+        let last = segments[segments.len() - 1];
+        if name == "Ada" {
+            assert!(
+                (1_000..mix_ms - 1_000).contains(&last.end_ms),
+                "Ada until {last:?} of {mix_ms} ms"
+            );
+            let after = &wav.samples[((last.end_ms + 200) * 16) as usize..];
+            let peak = after.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+            assert!(peak < 100, "Ada's file after she stopped: peak {peak}");
+        } else {
+            assert!(
+                last.end_ms + 100 >= mix_ms,
+                "{name} until {last:?} of {mix_ms} ms"
+            );
+            assert_eq!(
+                segments.len(),
+                1,
+                "{name} spoke without a pause: {segments:?}"
+            );
+        }
+    }
+
+    // The timeline on disk says the same, naming participants.
+    let timeline: Value =
+        serde_json::from_slice(&std::fs::read(recording.timeline.as_ref().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(timeline["mix"], "meeting.wav");
+    let segments = timeline["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), recording.segments.len());
+    for (json, s) in segments.iter().zip(&recording.segments) {
+        let track = recording
+            .tracks
+            .iter()
+            .find(|t| t.source_id == s.source_id)
+            .unwrap();
+        assert_eq!(json["source_id"], s.source_id);
+        assert_eq!(json["start_ms"], s.start_ms);
+        assert_eq!(json["end_ms"], s.end_ms);
+        assert_eq!(json["name"], track.name.as_deref().unwrap());
+        assert!(
+            json["participant"].as_str().is_some_and(|p| !p.is_empty()),
+            "{json}"
+        );
+    }
+    let files: Vec<&str> = timeline["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["wav"].as_str())
+        .collect();
+    assert_eq!(files.len(), 3, "{timeline}");
+    std::fs::remove_dir_all(&dir).unwrap();
     stop(emu, bot).await;
 }
 

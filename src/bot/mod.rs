@@ -362,6 +362,13 @@ impl Bot {
         &self.inner.platform
     }
 
+    /// The audio socket settings [`Self::call`] and [`IncomingBotCall::answer`] use
+    /// ([`BotSettings::audio`]): a start for a call's own settings in [`Self::call_with`],
+    /// such as these with unmixed meeting audio.
+    pub fn audio_settings(&self) -> AudioSocketSettings {
+        self.inner.audio
+    }
+
     /// The calls of this bot that have not ended, with their state and media figures.
     pub fn calls(&self) -> Vec<CallSummary> {
         let mut calls = lock(&self.inner.calls);
