@@ -466,6 +466,57 @@ async fn recorder_writes_each_speaker_of_a_meeting_and_who_spoke_when() {
     stop(emu, bot).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_records_the_mix_alone_from_a_service_without_unmixed_audio() {
+    let mut config = speaking_meeting();
+    config.scenario.settings.unmixed_audio = false;
+    let emu = Emulator::start(config).await.unwrap();
+    let bot = Bot::start(botmedia::BotSettings::emulator(&emu.base_url()))
+        .await
+        .unwrap();
+    let meeting = &emu.scenario().meetings[0];
+    let source = recorder::Source::Meeting {
+        thread: meeting.thread_id.clone(),
+        message: meeting.message_id.clone(),
+        organizer: meeting.organizer.clone(),
+        tenant: DEFAULT_TENANT.into(),
+    };
+    let dir =
+        std::env::temp_dir().join(format!("botmedia-recorder-mixonly-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mix_path = dir.join("meeting.wav");
+    let recording = tokio::time::timeout(
+        WAIT,
+        recorder::record(
+            &bot,
+            &source,
+            &mix_path,
+            Some(Duration::from_secs(3)),
+            recorder::DEFAULT_UNMIXED,
+        ),
+    )
+    .await
+    .expect("the recorder stops after --seconds")
+    .unwrap();
+    // Told that none come, it writes the mix and nothing else.
+    assert_eq!(recording.unmixed_offered, Some(0));
+    assert!(recording.tracks.is_empty() && recording.timeline.is_none());
+    assert!(recording.segments.is_empty());
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["meeting.wav"]);
+    let mix = botmedia::wav::Wav::read(&mix_path).unwrap();
+    let last_second = &mix.samples[mix.samples.len() - 16_000..];
+    for (name, hz) in TONES {
+        let a = amplitude(last_second, hz);
+        assert!(a > 4000.0, "{name}'s {hz} Hz in the mix at {a}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    stop(emu, bot).await;
+}
+
 /// The amplitude of the `hz` component of 16 kHz `samples` (Goertzel).
 fn amplitude(samples: &[i16], hz: f64) -> f64 {
     let w = std::f64::consts::TAU * hz / 16_000.0;
