@@ -190,6 +190,8 @@ pub async fn joins_hears_and_is_heard(
 
     // What the bot heard while the browser was in: its tone, listed as the browser.
     join::assert_heard_as_speaker(&heard, source_id, browser_hz, "browser");
+    // And on an unmixed speaker stream of its own, attributed to it.
+    join::assert_unmixed_as_speaker(&heard, source_id, browser_hz, "browser");
 }
 
 /// The browser program: the environment variable `var` if set, else `package`'s program

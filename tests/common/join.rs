@@ -17,11 +17,13 @@ use super::platform::{
     start_platform,
 };
 
-/// What the bot heard: 16 kHz samples and, per frame, the active speakers.
+/// What the bot heard: 16 kHz samples and, per frame, the active speakers and the unmixed
+/// speaker streams' entries (source id and samples).
 #[derive(Debug, Default)]
 pub struct Heard {
     pub samples: Vec<i16>,
     pub speakers: Vec<Vec<u32>>,
+    pub unmixed: Vec<Vec<(u32, [i16; 320])>>,
 }
 
 pub struct Meeting {
@@ -35,7 +37,8 @@ pub struct Meeting {
 }
 
 /// Starts the emulator (its first meeting emptied, no lobby) and a bot that joins that
-/// meeting and plays `bot_hz` while recording what it hears.
+/// meeting, asking for unmixed meeting audio, and plays `bot_hz` while recording what it
+/// hears.
 pub async fn start(bot_hz: f64) -> Meeting {
     let mut scenario = Scenario::default();
     scenario.meetings[0].participants.clear();
@@ -46,7 +49,10 @@ pub async fn start(bot_hz: f64) -> Meeting {
     let http = http_client();
     let token = app_token(&emu, &http).await;
     let session: MediaSession = platform
-        .create_session(AudioSocketSettings::default(), None)
+        .create_session(
+            AudioSocketSettings::default().with_unmixed_meeting_audio(4),
+            None,
+        )
         .expect("session");
     // Notifications are not needed: the bot follows its media socket.
     let body = meeting_join(
@@ -95,6 +101,9 @@ async fn run_bot(mut session: MediaSession, hz: f64, mut stopped: watch::Receive
                     let _ = socket.send(out);
                     heard.samples.extend_from_slice(&f.pcm.samples);
                     heard.speakers.push(f.active_speakers.ids().to_vec());
+                    heard
+                        .unmixed
+                        .push(f.unmixed.iter().map(|u| (u.source_id, u.pcm.samples)).collect());
                 }
                 Some(AudioSocketItem::Event(_)) => {}
                 None => break,
@@ -242,6 +251,57 @@ pub fn assert_heard_as_speaker(heard: &Heard, source_id: u32, hz: f64, who: &str
         "the bot heard the {who}'s tone (share {share:.3})"
     );
     share
+}
+
+/// Checks that the speaker `source_id`, while the mix listed them, also came on an unmixed
+/// speaker stream of their own, attributed to them, carrying their tone `hz`; and that no
+/// stream carried anyone else. Returns the share of the mix's frames listing them that had
+/// their stream.
+pub fn assert_unmixed_as_speaker(heard: &Heard, source_id: u32, hz: f64, who: &str) -> f64 {
+    let listed: Vec<usize> = heard
+        .speakers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.contains(&source_id))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!listed.is_empty(), "the {who} was never an active speaker");
+    for (n, entries) in heard.unmixed.iter().enumerate() {
+        for (id, _) in entries {
+            assert_eq!(
+                *id, source_id,
+                "frame {n}: a stream carried {id}, not the {who}"
+            );
+        }
+    }
+    let with_stream = listed
+        .iter()
+        .filter(|&&i| heard.unmixed[i].iter().any(|(id, _)| *id == source_id))
+        .count();
+    let coverage = with_stream as f64 / listed.len() as f64;
+    // Their stream's audio after its first second: the tone, as in the mix.
+    let stream: Vec<i16> = heard
+        .unmixed
+        .iter()
+        .flat_map(|e| e.iter().filter(|(id, _)| *id == source_id))
+        .skip(50)
+        .flat_map(|(_, s)| s.iter().copied())
+        .collect();
+    let share = tone_share(&stream, hz);
+    println!(
+        "bot: the {who}'s own stream in {with_stream} of {} frames naming them; {hz} Hz share {share:.3}",
+        listed.len()
+    );
+    assert!(
+        coverage > 0.9,
+        "the {who} had a stream in {with_stream} of {} frames",
+        listed.len()
+    );
+    assert!(
+        share > 0.7,
+        "the {who}'s stream carried their tone (share {share:.3})"
+    );
+    coverage
 }
 
 /// Share of the signal's energy at `hz` (Goertzel at 16 kHz; 1 for a pure tone at `hz`).
