@@ -14,7 +14,7 @@ use signalling::model::{IdentityId, Modality, Participant};
 /// A participant as heard on a media source: who the roster says sends audio with this
 /// source id (the CSRC of their audio in the mix, and the `source_id` of their
 /// [`UnmixedFrame`]s).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Speaker {
     /// The media source id (the roster's `mediaStreams[].sourceId` of an audio stream).
@@ -30,6 +30,33 @@ pub struct Speaker {
     /// `Debug` when it looks like a phone number): stable across calls, unlike
     /// [`Self::participant`].
     pub identity: Option<IdentityId>,
+}
+
+impl std::fmt::Debug for Speaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A phone participant's display name is often their number: shown by its tail only.
+        let name = self.display_name.as_deref().map(|n| {
+            if n.starts_with('+') || n.starts_with("tel:") {
+                let tail: String = n
+                    .chars()
+                    .rev()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("…{tail}")
+            } else {
+                n.to_owned()
+            }
+        });
+        f.debug_struct("Speaker")
+            .field("source_id", &self.source_id)
+            .field("participant", &self.participant)
+            .field("display_name", &name)
+            .field("identity", &self.identity)
+            .finish()
+    }
 }
 
 impl Speaker {
@@ -285,6 +312,18 @@ mod tests {
                 .collect::<Vec<_>>(),
             [7]
         );
+    }
+
+    #[test]
+    fn a_phone_number_as_display_name_is_not_in_debug() {
+        let caller = participant("p-pstn", Some("+12345678901"), &[(Modality::Audio, "5")]);
+        let s = Speakers::from_roster([&caller]);
+        let shown = format!("{:?}", s.get(5).unwrap());
+        assert!(
+            !shown.contains("2345678901") && shown.contains("…01"),
+            "{shown}"
+        );
+        assert_eq!(s.get(5).unwrap().label(), "+12345678901");
     }
 
     #[test]
