@@ -79,6 +79,9 @@ pub struct LoadOptions {
     pub pipeline: PipelineConfig,
     /// A bot's leg that hears nothing (no RTP, no RTCP) for this long counts as dead.
     pub media_timeout: Duration,
+    /// Unmixed speaker streams each call asks for (0..=4); the load participant sends its
+    /// loop on each of them too, so every stream is decoded.
+    pub unmixed_streams: u8,
 }
 
 impl Default for LoadOptions {
@@ -95,6 +98,7 @@ impl Default for LoadOptions {
             per_call_faults: Vec::new(),
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),
+            unmixed_streams: 0,
         }
     }
 }
@@ -207,6 +211,8 @@ pub struct CallFigures {
     pub fec_recovered: u64,
     /// Packets received.
     pub packets: u64,
+    /// Unmixed speaker frames handed to the bot (entries of its frames).
+    pub unmixed_frames: u64,
     /// Duplicate packets the jitter buffer dropped (SRTP's replay check drops most
     /// duplicates before they get there).
     pub duplicates: u64,
@@ -285,6 +291,8 @@ pub struct LoadReport {
     pub pipeline_threads: usize,
     /// The bot's encoder settings.
     pub encoder: EncoderSettings,
+    /// Unmixed speaker streams each call asked for.
+    pub unmixed_streams: u8,
     /// CPU by thread group.
     pub cpu: CpuSeconds,
     /// Cores the bot (pipeline + network) used.
@@ -869,6 +877,7 @@ enum Placement {
 async fn place(
     platform: MediaPlatform,
     client: CommunicationsClient,
+    unmixed_streams: u8,
     index: usize,
     impaired: bool,
     ticks: Arc<TickClock>,
@@ -876,7 +885,7 @@ async fn place(
 ) -> Placement {
     let probe = Arc::new(CallProbe::new());
     let session = match platform.create_session_with_callback(
-        AudioSocketSettings::default(),
+        AudioSocketSettings::default().with_unmixed_meeting_audio(unmixed_streams),
         None,
         frame_callback(Arc::clone(&probe), ticks, measuring),
     ) {
@@ -907,6 +916,9 @@ pub fn run(options: LoadOptions, progress: impl FnMut(&Progress)) -> Result<Load
     }
     if options.setup_concurrency == 0 {
         return Err(LoadError::Options("setup concurrency must be at least 1"));
+    }
+    if usize::from(options.unmixed_streams) > audio_pipeline::MAX_UNMIXED_STREAMS {
+        return Err(LoadError::Options("unmixed streams must be 0 to 4"));
     }
     // Two runtimes with named threads, so CPU time is told apart by thread name.
     let emu_rt = tokio::runtime::Builder::new_multi_thread()
@@ -947,6 +959,7 @@ async fn run_cycles(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         pipeline_threads,
         encoder: OpusConfig::default().into(),
+        unmixed_streams: options.unmixed_streams,
         resources_before: resources(),
         ..LoadReport::default()
     };
@@ -1000,6 +1013,7 @@ async fn run_cycle(
             set.spawn(place(
                 bot.platform.clone(),
                 bot.client.clone(),
+                options.unmixed_streams,
                 i,
                 options.faults_of(i).is_some(),
                 Arc::clone(&ticks),
@@ -1224,6 +1238,7 @@ fn add_stats(f: &mut CallFigures, s: &CallStats, start: &CallStats) {
     f.concealed += s.concealed.saturating_sub(start.concealed);
     f.fec_recovered += s.fec_recovered.saturating_sub(start.fec_recovered);
     f.packets += s.packets_received.saturating_sub(start.packets_received);
+    f.unmixed_frames += s.unmixed_frames.saturating_sub(start.unmixed_frames);
     f.duplicates += s.duplicate_packets.saturating_sub(start.duplicate_packets);
     f.late_packets += s.late_packets.saturating_sub(start.late_packets);
     f.deadline_misses += s.late_ticks.saturating_sub(start.late_ticks);
@@ -1253,6 +1268,13 @@ impl LoadReport {
             if self.encoder.inband_fec { "on" } else { "off" },
             if self.encoder.dtx { "on" } else { "off" }
         );
+        if self.unmixed_streams > 0 {
+            let _ = writeln!(
+                t,
+                "unmixed audio      {} speaker streams per call, each carrying the load loop",
+                self.unmixed_streams
+            );
+        }
         let c = &self.cpu;
         let per_call_tick =
             |s: f64| s * 1e6 / (self.seconds.max(1e-9) * 50.0) / self.connected.max(1) as f64;
@@ -1316,6 +1338,14 @@ impl LoadReport {
                 "  loss             {} packets in, {} lost on the link; {} frames, {:.2} % concealed, {:.2} % FEC-recovered; {} legs ended",
                 f.packets, f.link_lost, f.frames, f.concealed_percent, f.fec_percent, f.ended_legs
             );
+            if f.unmixed_frames > 0 {
+                let _ = writeln!(
+                    t,
+                    "  unmixed          {} speaker frames ({:.2} per frame)",
+                    f.unmixed_frames,
+                    f.unmixed_frames as f64 / f.frames.max(1) as f64
+                );
+            }
         }
         let _ = writeln!(
             t,
@@ -1451,6 +1481,10 @@ mod tests {
             },
             LoadOptions {
                 setup_concurrency: 0,
+                ..LoadOptions::default()
+            },
+            LoadOptions {
+                unmixed_streams: 5,
                 ..LoadOptions::default()
             },
         ] {

@@ -62,6 +62,10 @@ pub(super) struct LoadArgs {
     /// How many calls get the faults (default: all).
     #[arg(long)]
     faulty_calls: Option<usize>,
+    /// Each call asks for this many unmixed speaker streams (0 to 4), and gets the load
+    /// loop on each of them: the bot decodes 1 + N streams per call.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    unmixed: u8,
     /// Prints the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -172,6 +176,7 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     options.cycles = args.cycles;
     options.setup_concurrency = args.setup_concurrency;
     options.ramp = Duration::from_millis(args.ramp_ms);
+    options.unmixed_streams = args.unmixed;
     if let Some(t) = args.threads {
         if t == 0 || t > 64 {
             return Err(CliError::Usage("--threads must be between 1 and 64".into()));

@@ -3,6 +3,10 @@
 //! in a loop and only counts what the bot sends, so that what a load test measures is the
 //! bot's work, not the emulator's.
 //!
+//! A bot that asked for unmixed speaker streams gets the same loop on each of them too, as
+//! speakers `LOAD_SPEAKER_BASE + k` (still no codec work here), so a load test measures the
+//! bot decoding every stream.
+//!
 //! The loop starts with a 1 kHz probe and packets leave on 20 ms slots of the media clock
 //! (`audio_pipeline::now`), slot 0 of the loop on every whole second: a bot in the same
 //! process finds the probe's one-way delay from the time it hears it, with no side channel.
@@ -27,6 +31,8 @@ pub(crate) const PROBE_FRAMES: usize = 3;
 pub(crate) const PROBE_HZ: f64 = 1_000.0;
 /// 48 kHz RTP timestamp units per 20 ms.
 const RTP_PER_FRAME: u64 = 960;
+/// The source id a load leg's speaker stream k names: `LOAD_SPEAKER_BASE + k`.
+pub(crate) const LOAD_SPEAKER_BASE: u32 = 0x10AD_0000;
 /// Slots further behind than this are skipped rather than sent in a burst.
 const MAX_BEHIND_SLOTS: u64 = 5;
 
@@ -212,6 +218,9 @@ pub(crate) struct RoutedPort {
     active: AtomicBool,
     /// The pipeline calls of the bot's unmixed speaker streams, stream 1 first.
     speakers: Vec<audio_pipeline::NetworkHalf>,
+    /// On the load loop: the packet just sent on the main stream, and the next speaker
+    /// stream to send it on.
+    copies: Option<(OutboundAudio, u8)>,
 }
 
 impl RoutedPort {
@@ -236,6 +245,7 @@ impl RoutedPort {
                 control: Arc::clone(&control),
                 active: AtomicBool::new(false),
                 speakers,
+                copies: None,
             },
             control,
             path,
@@ -271,8 +281,24 @@ impl NetworkPort for RoutedPort {
 
     fn pop(&mut self) -> Option<OutboundAudio> {
         self.follow();
+        let streams = u8::try_from(self.speakers.len()).unwrap_or(u8::MAX);
+        if let Some((audio, stream)) = self.copies.take() {
+            if stream < streams {
+                self.copies = Some((audio.clone(), stream + 1));
+            }
+            let mut speaker = audio_pipeline::Csrcs::new();
+            let _ = speaker.push(LOAD_SPEAKER_BASE + u32::from(stream), Some(30));
+            return Some(audio.with_csrcs(speaker).on_stream(stream));
+        }
         if let Some(audio) = self.port.pop() {
+            if streams > 0 && matches!(self.port.inner_mut(), Source::Load(_)) {
+                self.copies = Some((audio.clone(), 1));
+            }
             return Some(audio);
+        }
+        if matches!(self.port.inner_mut(), Source::Load(_)) {
+            // The conference and its speaker calls are gone.
+            return None;
         }
         for (half, stream) in self.speakers.iter_mut().zip(1u8..) {
             while let Some(audio) = NetworkPort::pop(half) {
@@ -407,5 +433,48 @@ mod tests {
             Some(49 * 960)
         );
         assert!(port.pop_at(at(1_001)).is_none());
+    }
+
+    /// A load leg of a bot that asked for two speaker streams: each loop packet leaves on
+    /// the main stream and then on both speaker streams, each naming its own speaker.
+    #[test]
+    fn a_load_leg_sends_the_loop_on_every_speaker_stream() {
+        let call = |config| audio_pipeline::ManualCall::new(config).expect("call").1;
+        let main = call(audio_pipeline::CallConfig::default());
+        let speakers = vec![
+            call(audio_pipeline::CallConfig::default()).network,
+            call(audio_pipeline::CallConfig::default()).network,
+        ];
+        let (mut port, route, _path) = RoutedPort::new(main.network, speakers);
+        let load = ParticipantSpec {
+            key: "load".into(),
+            source_id: 7,
+            voice: VoiceSource::Load,
+            hears: true,
+            heard: true,
+            is_bot: false,
+            meter: super::super::Meter::default(),
+            faults: None,
+        };
+        assert!(route.follow(&[load]));
+        // Within two slots of the media clock, a loop packet is due.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let first = loop {
+            if let Some(p) = port.pop() {
+                break p;
+            }
+            assert!(std::time::Instant::now() < deadline, "no loop packet");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(first.stream, 0);
+        assert!(first.csrcs.is_empty());
+        for stream in 1..=2u8 {
+            let copy = port.pop().expect("a copy for each speaker stream");
+            assert_eq!(copy.stream, stream);
+            assert_eq!(copy.payload, first.payload);
+            assert_eq!(copy.rtp_timestamp, first.rtp_timestamp);
+            assert_eq!(copy.csrcs.ids(), &[LOAD_SPEAKER_BASE + u32::from(stream)]);
+        }
+        assert!(port.pop().is_none(), "nothing more until the next slot");
     }
 }
