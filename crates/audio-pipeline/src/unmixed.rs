@@ -93,6 +93,23 @@ impl UnmixedFrames {
         self.iter().find(|e| e.source_id == source_id)
     }
 
+    /// Appends an entry, as the pipeline does for each stream in order; hands it back when
+    /// all [`MAX_UNMIXED_STREAMS`] places are taken. For a bot's own tests of code that
+    /// reads frames (a [`crate::ReceivedFrame`] can be built with any entries).
+    #[expect(
+        clippy::result_large_err,
+        reason = "the entry is handed back by value, as the send queues do"
+    )]
+    pub fn push(&mut self, entry: UnmixedFrame) -> Result<(), UnmixedFrame> {
+        let len = self.len();
+        let Some(slot) = self.entries.get_mut(len) else {
+            return Err(entry);
+        };
+        *slot = entry;
+        self.len += 1;
+        Ok(())
+    }
+
     pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
@@ -213,5 +230,31 @@ impl UnmixedStreams {
             s.seen_jitter = js;
             s.seen_receiver = rs;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_kept_in_order_up_to_the_capacity() {
+        let entry = |stream: u8| UnmixedFrame {
+            stream,
+            source_id: 100 + u32::from(stream),
+            ..UnmixedFrame::EMPTY
+        };
+        let mut frames = UnmixedFrames::new();
+        for stream in 1..=MAX_UNMIXED_STREAMS as u8 {
+            frames.push(entry(stream)).expect("room");
+        }
+        assert_eq!(frames.push(entry(9)), Err(entry(9)), "full: handed back");
+        assert_eq!(frames.len(), MAX_UNMIXED_STREAMS);
+        let streams: Vec<u8> = frames.iter().map(|e| e.stream).collect();
+        assert_eq!(streams, [1, 2, 3, 4]);
+        assert_eq!(frames.get(103).map(|e| e.stream), Some(3));
+        assert!(frames.get(9).is_none());
+        frames.clear();
+        assert!(frames.is_empty() && frames.get(101).is_none());
     }
 }
