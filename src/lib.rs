@@ -35,6 +35,7 @@ mod bot_session;
 mod error;
 pub mod metrics;
 mod platform;
+pub mod recording;
 mod socket;
 
 pub use audio_pipeline::{
