@@ -30,7 +30,7 @@
 //!
 //! # async fn demo(mut call: BotCall) -> std::io::Result<()> {
 //! let mut mix = WavRecorder::create("meeting.wav".as_ref())?;
-//! let mut speakers = None;
+//! let mut speakers: Option<SpeakerRecorder> = None;
 //! while let Some(item) = call.next().await {
 //!     match item {
 //!         CallItem::Frame(frame) => {

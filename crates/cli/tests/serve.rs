@@ -266,22 +266,7 @@ async fn placed_call_with_record_writes_a_wav_with_audio() {
         "the recording grows as the call goes: {}",
         path.display()
     );
-    let r = http()
-        .delete(serve.url(&format!("/calls/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    assert!(
-        eventually(Duration::from_secs(10), async || get_json(
-            &serve.url(&format!("/calls/{id}"))
-        )
-        .await
-        .0 == 404)
-        .await,
-        "the call did not end: {}",
-        serve.stderr.text()
-    );
+    hang_up_and_wait(&serve, &id).await;
     let wav = botmedia::wav::Wav::read(&path).expect("a readable WAV");
     assert_eq!((wav.sample_rate, wav.channels), (16_000, 1));
     assert!(wav.duration_secs() > 1.5, "{} s", wav.duration_secs());
@@ -299,6 +284,165 @@ async fn placed_call_with_record_writes_a_wav_with_audio() {
 
 fn wav_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Share of `samples`' energy in the DFT bin at `hz` (16 kHz): near 1 for a pure tone, near
+/// 0 for silence or another tone.
+fn tone_share(samples: &[i16], hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 16_000.0;
+    let (re, im, energy) =
+        samples
+            .iter()
+            .enumerate()
+            .fold((0.0, 0.0, 1.0), |(re, im, energy), (n, &x)| {
+                let (x, phase) = (f64::from(x), w * n as f64);
+                (re + x * phase.cos(), im - x * phase.sin(), energy + x * x)
+            });
+    2.0 * (re * re + im * im) / (samples.len() as f64 * energy)
+}
+
+/// Deletes call `id` through the API and waits until serve has let it go (its files are
+/// finished by then).
+async fn hang_up_and_wait(serve: &Serve, id: &str) {
+    let r = http()
+        .delete(serve.url(&format!("/calls/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let gone = eventually(Duration::from_secs(10), async || {
+        get_json(&serve.url(&format!("/calls/{id}"))).await.0 == 404
+    });
+    assert!(gone.await, "the call did not end: {}", serve.stderr.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
+    let emu = emulator().await;
+    let scenario = emu.scenario().clone();
+    let meeting = &scenario.meetings[0];
+    // Each participant's tone, by display name (John 440 Hz, Ada 660 Hz).
+    let tones: Vec<(String, f64)> = meeting
+        .participants
+        .iter()
+        .filter_map(|id| scenario.users.iter().find(|u| &u.id == id))
+        .filter_map(|u| match u.says {
+            botmedia::emulator::scenario::Voice::Tone { hz, .. } => {
+                Some((u.display_name.clone(), hz))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tones.len(), 2, "{tones:?}");
+    let config = format!("{ECHO}[record]\ndir = \"{{dir}}/rec\"\nunmixed = 4\n");
+    let serve = Serve::start(&emu.base_url(), &config).await;
+    let place = async |body: Value| {
+        let (status, call) = post_json(&serve.url("/calls"), &body).await;
+        assert_eq!(status, 201, "{call}");
+        call
+    };
+    let call = place(json!({
+        "meeting": {
+            "threadId": meeting.thread_id,
+            "messageId": meeting.message_id,
+            "organizerId": meeting.organizer,
+        },
+        "behaviour": "record",
+    }))
+    .await;
+    // A call to one person, recorded beside it: it has nobody to unmix.
+    let john = &scenario
+        .users
+        .iter()
+        .find(|u| u.display_name == "John")
+        .unwrap()
+        .id;
+    let p2p = place(json!({ "user": john, "behaviour": "record" })).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let p2p_id = p2p["id"].as_str().unwrap().to_owned();
+    let mix_path = PathBuf::from(call["recording"].as_str().unwrap());
+    let timeline_path = PathBuf::from(call["timeline"].as_str().expect("a timeline"));
+    assert!(p2p.get("timeline").is_none(), "{p2p}");
+    for id in [&id, &p2p_id] {
+        let up = eventually(Duration::from_secs(20), async || {
+            emu.call_state(id).as_deref() == Some("established")
+        });
+        assert!(up.await, "{}", serve.stderr.text());
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    hang_up_and_wait(&serve, &id).await;
+    hang_up_and_wait(&serve, &p2p_id).await;
+
+    // Beside the mix: one file per participant, the timeline, nothing half-written; the
+    // call to one person has its mix alone.
+    let stem = mix_path.file_stem().unwrap().to_string_lossy().into_owned();
+    let p2p_stem = p2p_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    let mut files: Vec<String> = std::fs::read_dir(mix_path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected = vec![
+        format!("{stem}.wav"),
+        format!("{stem}.timeline.json"),
+        format!("{p2p_stem}.wav"),
+    ];
+    expected.extend(tones.iter().map(|(name, _)| format!("{stem}.{name}.wav")));
+    expected.sort();
+    assert_eq!(files, expected, "{}", serve.stderr.text());
+
+    let mix = botmedia::wav::Wav::read(&mix_path).unwrap();
+    assert!(mix.duration_secs() > 3.0, "{} s", mix.duration_secs());
+    let timeline: Value = serde_json::from_slice(&std::fs::read(&timeline_path).unwrap()).unwrap();
+    assert_eq!(timeline["mix"], format!("{stem}.wav"));
+    assert_eq!(timeline["unmixed_streams"], 4);
+    let participants = timeline["participants"].as_array().unwrap();
+    assert_eq!(participants.len(), tones.len(), "{timeline}");
+    for (name, hz) in &tones {
+        let p = participants
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} in {timeline}"));
+        assert!(
+            p["participant"].as_str().is_some_and(|id| !id.is_empty()),
+            "{p}"
+        );
+        assert_eq!(p["wav"], format!("{stem}.{name}.wav"));
+        let wav = botmedia::wav::Wav::read(&mix_path.with_file_name(format!("{stem}.{name}.wav")))
+            .unwrap();
+        assert_eq!(
+            wav.samples.len(),
+            mix.samples.len(),
+            "{name}'s file and the mix"
+        );
+        let segments: Vec<&Value> = timeline["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["source_id"] == p["source_id"])
+            .collect();
+        let spoke_ms: u64 = segments
+            .iter()
+            .map(|s| s["end_ms"].as_u64().unwrap() - s["start_ms"].as_u64().unwrap())
+            .sum();
+        assert!(spoke_ms > 2_000, "{name} spoke {spoke_ms} ms: {segments:?}");
+        // Where the timeline says they spoke, their file holds their tone, nobody else's.
+        for s in &segments {
+            let at = |key: &str| (s[key].as_u64().unwrap() * 16) as usize;
+            let spoke = &wav.samples[at("start_ms")..at("end_ms")];
+            for (other, other_hz) in &tones {
+                let share = tone_share(spoke, *other_hz);
+                if other == name {
+                    assert!(share > 0.8, "{name}'s {hz} Hz in {s}: {share}");
+                } else {
+                    assert!(
+                        share < 0.01,
+                        "{other}'s {other_hz} Hz in {name}'s {s}: {share}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,6 +632,8 @@ fn refused(config: &str) -> (Option<i32>, String) {
 fn a_bad_config_names_the_key_and_exits_2() {
     for (config, key) in [
         ("[record]\ndirectory = \"x\"\n", "record.directory"),
+        ("[record]\nunmixed = 5\n", "`record.unmixed` (line 2)"),
+        ("[record]\nunmixed = -1\n", "`record.unmixed` (line 2)"),
         ("drain_grace_seconds = -1\n", "drain_grace_seconds"),
         ("[api]\nlisten = \"localhost\"\n", "api.listen"),
         ("[answer]\nbehaviour = \"dance\"\n", "answer.behaviour"),

@@ -154,6 +154,10 @@ fn call_json(id: &CallId, e: &Entry) -> Value {
     });
     if let Some(path) = &e.recording {
         v["recording"] = Value::String(path.display().to_string());
+        if e.speakers {
+            let timeline = botmedia::recording::timeline_path(path);
+            v["timeline"] = Value::String(timeline.display().to_string());
+        }
     }
     v
 }
@@ -278,10 +282,19 @@ async fn place_call(
             "`behaviour` \"play\" needs a prompt, and none is configured (play.prompt)",
         ));
     }
+    let audio = state
+        .calls
+        .audio(&state.bot, behaviour, request.meeting.is_some());
     let call_request = to_call_request(&state, request)?;
     state.admission.check(&state.calls.registry)?;
-    let call = state.bot.call(call_request).await.map_err(place_error)?;
-    let id = state.calls.start(call, Direction::Outgoing, behaviour);
+    let call = match audio {
+        Some(audio) => state.bot.call_with(call_request, audio, None).await,
+        None => state.bot.call(call_request).await,
+    }
+    .map_err(place_error)?;
+    let id = state
+        .calls
+        .start(call, Direction::Outgoing, behaviour, audio.is_some());
     let entry = state.calls.registry.get(&id);
     let body = entry.map_or_else(
         || json!({ "id": id.as_str(), "state": "terminated" }),

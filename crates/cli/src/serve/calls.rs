@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botmedia::graph::CallHandle;
+use botmedia::recording::SpeakerRecorder;
+use botmedia::session::AudioSocketSettings;
 use botmedia::wav::WavRecorder;
-use botmedia::{BotCall, CallEvent, CallId, CallItem, Pcm16K};
+use botmedia::{AudioSocketEvent, Bot, BotCall, CallEvent, CallId, CallItem, Pcm16K};
 use tokio::sync::watch;
 
 use super::config::{Behaviour, Repeat, ServeConfig};
@@ -45,6 +47,9 @@ pub struct Entry {
     pub started: Instant,
     /// The WAV file it records to, for `record`.
     pub recording: Option<PathBuf>,
+    /// Whether it records each speaker beside the mix (a recorded meeting that asked for
+    /// unmixed audio): `STEM.NAME.wav` files and `STEM.timeline.json`.
+    pub speakers: bool,
     /// Its media pipeline's counters, while it has media.
     pub media: Option<botmedia::CallObserver>,
 }
@@ -121,6 +126,7 @@ pub struct CallContext {
     pub registry: Registry,
     record_dir: PathBuf,
     record_greeting: bool,
+    record_unmixed: u8,
     prompt: Option<Arc<[Pcm16K]>>,
     repeat: Repeat,
     max_call: Option<Duration>,
@@ -133,6 +139,7 @@ impl CallContext {
             registry: Registry::default(),
             record_dir: config.record_dir.clone(),
             record_greeting: config.record_greeting,
+            record_unmixed: config.record_unmixed,
             prompt: config.prompt.as_ref().map(|p| p.frames.clone()),
             repeat: config.play_repeat,
             max_call: config.max_call,
@@ -148,16 +155,34 @@ impl CallContext {
         }
     }
 
-    /// Registers `call` and starts its task; returns its id.
+    /// The audio settings of a call with `behaviour`, when it needs its own: a recorded
+    /// meeting asks for `record.unmixed` speaker streams. `None`: the bot's. A call that is
+    /// no meeting has nobody to unmix.
+    pub fn audio(
+        &self,
+        bot: &Bot,
+        behaviour: Behaviour,
+        meeting: bool,
+    ) -> Option<AudioSocketSettings> {
+        (behaviour == Behaviour::Record && meeting && self.record_unmixed > 0).then(|| {
+            bot.audio_settings()
+                .with_unmixed_meeting_audio(self.record_unmixed)
+        })
+    }
+
+    /// Registers `call` and starts its task; returns its id. `speakers`: the call asked for
+    /// unmixed audio to record each speaker ([`Self::audio`] gave it settings).
     pub fn start(
         self: &Arc<Self>,
         mut call: BotCall,
         direction: Direction,
         behaviour: Behaviour,
+        speakers: bool,
     ) -> CallId {
         let id = call.id().clone();
         let recording =
             (behaviour == Behaviour::Record).then(|| recording_path(&self.record_dir, &id));
+        let speakers = speakers && recording.is_some();
         let media = call.media_session().map(|s| s.observer());
         self.registry.insert(
             id.clone(),
@@ -167,6 +192,7 @@ impl CallContext {
                 behaviour,
                 started: Instant::now(),
                 recording: recording.clone(),
+                speakers,
                 media,
             },
         );
@@ -177,7 +203,7 @@ impl CallContext {
                 registry: ctx.registry.clone(),
                 id: call.id().clone(),
             };
-            run(call, behaviour, recording, &ctx).await;
+            run(call, behaviour, recording, speakers, &ctx).await;
         });
         id
     }
@@ -215,11 +241,13 @@ fn recording_path(dir: &Path, id: &CallId) -> PathBuf {
 /// queued leaves (20 ms each).
 const TAIL_FRAMES: u32 = 15;
 
-/// Plays `behaviour` until the call terminates.
+/// Plays `behaviour` until the call terminates; with `speakers`, records each speaker
+/// beside `recording` once the service's unmixed audio starts.
 async fn run(
     mut call: BotCall,
     behaviour: Behaviour,
     recording: Option<PathBuf>,
+    speakers: bool,
     ctx: &CallContext,
 ) {
     let id = call.id().clone();
@@ -243,6 +271,7 @@ async fn run(
         Behaviour::Record if ctx.record_greeting => (ctx.prompt.clone(), None),
         _ => (None, None),
     };
+    let mut speaker_recorder: Option<SpeakerRecorder> = None;
     let mut position = 0usize;
     let mut tail: Option<u32> = None;
     let deadline = ctx.max_call.map(|d| tokio::time::Instant::now() + d);
@@ -265,6 +294,14 @@ async fn run(
                 {
                     tracing::error!(call = %id, error = %e, "recording stopped");
                     recorder = None;
+                    speaker_recorder = None;
+                }
+                if let Some(s) = speaker_recorder.as_mut()
+                    && let Err(e) = s.write(&frame, call.speakers())
+                {
+                    // Its files stay `.part`: misaligned from here on.
+                    tracing::error!(call = %id, error = %e, "recording the speakers stopped");
+                    speaker_recorder = None;
                 }
                 if behaviour == Behaviour::Echo {
                     let _ = call.send(frame.pcm);
@@ -295,6 +332,16 @@ async fn run(
                     }
                 }
             }
+            CallItem::Media(AudioSocketEvent::UnmixedAudio { requested, offered }) => {
+                tracing::info!(call = %id, requested, offered, "unmixed audio");
+                if speakers
+                    && offered > 0
+                    && speaker_recorder.is_none()
+                    && let Some(mix) = recorder.as_ref()
+                {
+                    speaker_recorder = Some(SpeakerRecorder::beside(mix, offered));
+                }
+            }
             CallItem::Call(CallEvent::StateChanged { to, .. }) => {
                 tracing::info!(call = %id, state = %to, "call state");
             }
@@ -320,6 +367,19 @@ async fn run(
             Err(e) => {
                 tracing::error!(call = %id, path = %path.display(), error = %e, "recording not finished")
             }
+        }
+    }
+    if let Some(s) = speaker_recorder {
+        // Counts only: the participants' names are personal data.
+        match s.finish().and_then(|r| Ok((r.write_timeline()?, r))) {
+            Ok((timeline, r)) => tracing::info!(
+                call = %id,
+                timeline = %timeline.display(),
+                speakers = r.tracks.len(),
+                segments = r.segments.len(),
+                "speakers recorded"
+            ),
+            Err(e) => tracing::error!(call = %id, error = %e, "speakers' recording not finished"),
         }
     }
 }

@@ -118,6 +118,9 @@ pub struct ServeConfig {
     pub record_dir: PathBuf,
     /// Play the prompt once at the start of a recorded call (a greeting).
     pub record_greeting: bool,
+    /// Unmixed speaker streams a recorded meeting asks for (`record.unmixed`, 0 to 4); with
+    /// any, it writes one WAV per participant and a timeline beside the mix's.
+    pub record_unmixed: u8,
     /// The prompt of `play` (and of a recording's greeting).
     pub prompt: Option<Prompt>,
     /// What `play` does at the prompt's end.
@@ -255,6 +258,23 @@ struct FileCalls {
 struct FileRecord {
     dir: Option<PathBuf>,
     greeting: Option<bool>,
+    #[serde(default, deserialize_with = "unmixed_streams")]
+    unmixed: Option<u8>,
+}
+
+/// `record.unmixed`, refused at parse time so the message names its line.
+fn unmixed_streams<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let n = i64::deserialize(d)?;
+    u8::try_from(n)
+        .ok()
+        .filter(|n| *n <= botmedia::session::MAX_UNMIXED_STREAMS)
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{n} speaker streams: from 0 (the mix only) to {}",
+                botmedia::session::MAX_UNMIXED_STREAMS
+            ))
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,6 +382,7 @@ impl ServeConfig {
             .or(parsed.record.dir)
             .unwrap_or_else(|| PathBuf::from("recordings"));
         let record_greeting = parsed.record.greeting.unwrap_or(false);
+        let record_unmixed = parsed.record.unmixed.unwrap_or(0);
 
         let (prompt_key, prompt_path) = match env("BOTMEDIA_PLAY_PROMPT") {
             Some(p) => ("BOTMEDIA_PLAY_PROMPT", Some(PathBuf::from(p))),
@@ -418,6 +439,7 @@ impl ServeConfig {
             application_instance_id: parsed.calls.application_instance_id,
             record_dir,
             record_greeting,
+            record_unmixed,
             prompt,
             play_repeat: parsed.play.repeat.unwrap_or_default(),
             drain_grace: Duration::from_secs(drain_grace),

@@ -279,6 +279,10 @@ async fn answer_incoming(
         let refused = admission.check(&ctx.registry);
         let ids: Vec<&str> = caller.iter().map(String::as_str).collect();
         let behaviour = policy.for_caller(&ids);
+        // A meeting that invites the bot says so in its chat and meeting info.
+        let resource = incoming.resource();
+        let meeting = resource.meeting_info.get().is_some() || resource.chat_info.get().is_some();
+        let audio = ctx.audio(&bot, behaviour, meeting);
         let ctx = ctx.clone();
         tokio::spawn(async move {
             if let Err(why) = refused {
@@ -296,9 +300,13 @@ async fn answer_incoming(
                 return;
             }
             tracing::info!(call = %id, caller = kind, behaviour = behaviour.as_str(), "answering");
-            match incoming.answer().await {
+            let answered = match audio {
+                Some(audio) => incoming.answer_with(audio, None).await,
+                None => incoming.answer().await,
+            };
+            match answered {
                 Ok(call) => {
-                    ctx.start(call, Direction::Incoming, behaviour);
+                    ctx.start(call, Direction::Incoming, behaviour, audio.is_some());
                 }
                 Err(e) => tracing::warn!(call = %id, error = %e, "answering failed"),
             }
