@@ -364,7 +364,7 @@ fn file_name_part(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audio_pipeline::{Csrcs, FrameSource, Ticks, UnmixedFrames};
+    use audio_pipeline::{FrameSource, Ticks, UnmixedFrames};
     use signalling::model::{Identity, IdentityRole, IdentitySet, MediaStream, Participant};
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -420,17 +420,10 @@ mod tests {
             unmixed.push(entry).unwrap();
         }
         ReceivedFrame {
-            timestamp: Ticks(0),
-            pcm: Pcm16K::SILENCE,
             is_silence: false,
             source: FrameSource::Decoded,
-            late: false,
-            active_speakers: Csrcs::new(),
-            audio_level: None,
-            seq: None,
-            gap: 0,
-            arrival: None,
             unmixed,
+            ..ReceivedFrame::no_signal(Ticks(0))
         }
     }
 

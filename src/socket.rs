@@ -380,17 +380,10 @@ mod tests {
             csrcs.push(*id, Some(*level)).unwrap();
         }
         ReceivedFrame {
-            timestamp: Ticks(0),
-            pcm: Pcm16K::SILENCE,
             is_silence: false,
             source: FrameSource::Decoded,
-            late: false,
             active_speakers: csrcs,
-            audio_level: None,
-            seq: None,
-            gap: 0,
-            arrival: None,
-            unmixed: audio_pipeline::UnmixedFrames::default(),
+            ..ReceivedFrame::no_signal(Ticks(0))
         }
     }
 

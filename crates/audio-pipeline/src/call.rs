@@ -12,7 +12,7 @@ use crate::receive::{Receiver, ReceiverStats};
 use crate::send::SendBuffer;
 use crate::stats::{CallCounters, CallStats, add, bump, set};
 use crate::time::Ticks;
-use crate::unmixed::{UnmixedFrames, UnmixedStreams};
+use crate::unmixed::UnmixedStreams;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -133,19 +133,7 @@ impl CallState {
             pacer: Pacer::new(0, cfg.jitter.rtp_clock_hz),
             inbound_capacity,
             bot_started: false,
-            frame: ReceivedFrame {
-                timestamp: Ticks::ZERO,
-                pcm: Pcm16K::SILENCE,
-                is_silence: true,
-                source: FrameSource::NoSignal,
-                late: false,
-                active_speakers: Csrcs::new(),
-                audio_level: None,
-                seq: None,
-                gap: 0,
-                arrival: None,
-                unmixed: UnmixedFrames::new(),
-            },
+            frame: ReceivedFrame::no_signal(Ticks::ZERO),
             packet: EncodedPacket::empty(),
             seen: JitterStats::default(),
             seen_receiver: ReceiverStats::default(),

@@ -139,6 +139,24 @@ pub struct ReceivedFrame {
 }
 
 impl ReceivedFrame {
+    /// A frame with no signal due at `timestamp`: silence, no speakers, no packet. What a
+    /// call hands over before its first packet; a start for a bot's own tests to fill in.
+    pub const fn no_signal(timestamp: Ticks) -> ReceivedFrame {
+        ReceivedFrame {
+            timestamp,
+            pcm: Pcm16K::SILENCE,
+            is_silence: true,
+            source: FrameSource::NoSignal,
+            late: false,
+            active_speakers: Csrcs::new(),
+            audio_level: None,
+            seq: None,
+            gap: 0,
+            arrival: None,
+            unmixed: UnmixedFrames::new(),
+        }
+    }
+
     /// True when the audio is the decoder's concealment rather than received audio.
     pub fn is_concealed(&self) -> bool {
         self.source == FrameSource::Concealed
