@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use botmedia::session::AudioSocketSettings;
 use botmedia::{
-    AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaSession, Pcm16K,
-    ReceivedFrame, SendStatus, Tone,
+    AudioSocket, AudioSocketEvent, MediaPlatform, MediaSession, Pcm16K, ReceivedFrame, SendStatus,
+    Tone,
 };
 use emulator::Emulator;
 use emulator::scenario::{Answer, Scenario, User, Voice};
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 #[path = "common/platform.rs"]
 mod platform;
 use platform::{
-    app_token, create_call, emulator_state, http_client, meeting_join, start_emulator,
+    app_token, create_call, emulator_state, http_client, meeting_join, pump, start_emulator,
     start_platform,
 };
 
@@ -176,33 +176,6 @@ impl Fixture {
         self.server.abort();
         let _ = self.server.await;
     }
-}
-
-/// Reads the socket for `d`, answering every received frame with `reply(n)` (so what is
-/// sent stays in step with what is received). Returns the frames and events.
-async fn pump(
-    socket: &mut AudioSocket,
-    d: Duration,
-    mut reply: impl FnMut(usize) -> Pcm16K,
-) -> (Vec<ReceivedFrame>, Vec<AudioSocketEvent>) {
-    let deadline = Instant::now() + d;
-    let (mut frames, mut events) = (Vec::new(), Vec::new());
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, socket.next()).await {
-            Ok(Some(AudioSocketItem::Frame(f))) => {
-                // A full queue means the far side stopped draining; the frame is dropped.
-                let _ = socket.send(reply(frames.len()));
-                frames.push(f);
-            }
-            Ok(Some(AudioSocketItem::Event(e))) => events.push(e),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    (frames, events)
 }
 
 /// Pumps silence until the socket reports Active (bounded). Returns every event read on

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use botmedia::session::AudioSocketSettings;
-use botmedia::{AudioSocket, AudioSocketEvent, AudioSocketItem, Pcm16K, ReceivedFrame};
+use botmedia::{AudioSocketEvent, Pcm16K, ReceivedFrame};
 use emulator::Emulator;
 use emulator::scenario::{Lobby, Scenario, User, Voice};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 #[path = "common/platform.rs"]
 mod platform;
 use platform::{
-    app_token, create_call, emulator_state, http_client, meeting_join, start_emulator,
+    app_token, create_call, emulator_state, http_client, meeting_join, pump, start_emulator,
     start_platform,
 };
 
@@ -173,30 +173,6 @@ impl Bed {
     }
 }
 
-/// Reads the socket for `d`, sending silence back; returns the frames and events.
-async fn pump(
-    socket: &mut AudioSocket,
-    d: Duration,
-) -> (Vec<ReceivedFrame>, Vec<AudioSocketEvent>) {
-    let deadline = Instant::now() + d;
-    let (mut frames, mut events) = (Vec::new(), Vec::new());
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, socket.next()).await {
-            Ok(Some(AudioSocketItem::Frame(f))) => {
-                let _ = socket.send(Pcm16K::SILENCE);
-                frames.push(f);
-            }
-            Ok(Some(AudioSocketItem::Event(e))) => events.push(e),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    (frames, events)
-}
-
 /// Share of the signal's energy at `hz` (Goertzel; 1 for a pure tone at `hz`).
 fn tone_share(x: &[i16], hz: f64) -> f64 {
     let w = std::f64::consts::TAU * hz / 16_000.0;
@@ -269,7 +245,7 @@ async fn each_speaker_arrives_on_a_stream_of_their_own_and_the_streams_follow_th
     tones.insert(source("Dee"), DEE_HZ);
 
     let socket = bed.session.audio_socket();
-    let (warm, events) = pump(socket, Duration::from_secs(2)).await;
+    let (warm, events) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
     assert!(
         events.contains(&AudioSocketEvent::UnmixedAudio {
             requested: 4,
@@ -277,7 +253,7 @@ async fn each_speaker_arrives_on_a_stream_of_their_own_and_the_streams_follow_th
         }),
         "{events:?}"
     );
-    let (frames, _) = pump(socket, Duration::from_secs(3)).await;
+    let (frames, _) = pump(socket, Duration::from_secs(3), |_| Pcm16K::SILENCE).await;
     assert!(frames.len() >= 100, "{} frames in 3 s", frames.len());
 
     // Every entry is one of the three speakers, never the silent one, each on a stream of
@@ -351,7 +327,7 @@ async fn each_speaker_arrives_on_a_stream_of_their_own_and_the_streams_follow_th
     bed.say(&people["Ann"].0, json!({ "silence": true })).await;
     bed.say(&people["Dee"].0, json!({ "tone": DEE_HZ })).await;
     let socket = bed.session.audio_socket();
-    let (switch, _) = pump(socket, Duration::from_secs(3)).await;
+    let (switch, _) = pump(socket, Duration::from_secs(3), |_| Pcm16K::SILENCE).await;
     let (right, judged, after) = attribution(&switch, &tones);
     println!(
         "after the switch: {right} of {judged} entries carry their speaker's tone; streams {after:?}"
@@ -396,7 +372,7 @@ async fn a_service_without_unmixed_audio_sends_the_mix_and_says_so() {
     let mut bed = join(false).await;
     let people = bed.roster().await;
     let socket = bed.session.audio_socket();
-    let (_, events) = pump(socket, Duration::from_secs(2)).await;
+    let (_, events) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
     assert!(
         events.contains(&AudioSocketEvent::UnmixedAudio {
             requested: 4,
@@ -404,7 +380,7 @@ async fn a_service_without_unmixed_audio_sends_the_mix_and_says_so() {
         }),
         "{events:?}"
     );
-    let (frames, _) = pump(socket, Duration::from_secs(2)).await;
+    let (frames, _) = pump(socket, Duration::from_secs(2), |_| Pcm16K::SILENCE).await;
     assert!(frames.iter().all(|f| f.unmixed.is_empty()));
     let tail = &frames[frames.len() - 50..];
     let mix: Vec<i16> = tail.iter().flat_map(|f| f.pcm.samples).collect();

@@ -5,8 +5,13 @@
 
 #![allow(dead_code, reason = "each test binary uses part of the harness")]
 
+use std::time::{Duration, Instant};
+
 use botmedia::pipeline::{PipelineConfig, Realtime};
-use botmedia::{MediaPlatform, MediaPlatformSettings};
+use botmedia::{
+    AudioSocket, AudioSocketEvent, AudioSocketItem, MediaPlatform, MediaPlatformSettings, Pcm16K,
+    ReceivedFrame,
+};
 use emulator::scenario::{DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_TENANT, Meeting, Scenario};
 use emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
@@ -101,4 +106,31 @@ pub async fn emulator_state(emu: &Emulator, http: &reqwest::Client) -> Value {
         .json()
         .await
         .expect("state json")
+}
+
+/// Reads the socket for `d`, answering every received frame with `reply(n)` (so what is
+/// sent stays in step with what is received). Returns the frames and events.
+pub async fn pump(
+    socket: &mut AudioSocket,
+    d: Duration,
+    mut reply: impl FnMut(usize) -> Pcm16K,
+) -> (Vec<ReceivedFrame>, Vec<AudioSocketEvent>) {
+    let deadline = Instant::now() + d;
+    let (mut frames, mut events) = (Vec::new(), Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(AudioSocketItem::Frame(f))) => {
+                // A full queue means the far side stopped draining; the frame is dropped.
+                let _ = socket.send(reply(frames.len()));
+                frames.push(f);
+            }
+            Ok(Some(AudioSocketItem::Event(e))) => events.push(e),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (frames, events)
 }
