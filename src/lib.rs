@@ -6,7 +6,8 @@
 //! a [`BotCall`] that owns the Graph call and its audio, with one stream of 20 ms [`Pcm16K`]
 //! frames and events. In meetings, [`BotSettings::with_unmixed_meeting_audio`] asks for
 //! the dominant speakers' voices apart beside the mix, and [`BotCall::unmixed`] names the
-//! participant of each (see `examples/recorder.rs`).
+//! participant of each; [`recording::SpeakerRecorder`] writes one WAV per participant and
+//! who spoke when (`examples/recorder.rs` uses it).
 //!
 //! ```no_run
 //! use botmedia::{Bot, BotSettings, CallItem, CallRequest};

@@ -607,7 +607,10 @@ impl Parser<'_> {
         let lexeme = &self.text[start..self.pos];
         if integer {
             if negative {
-                if let Ok(v) = lexeme.parse::<i64>() {
+                // `-0` is negative zero, a float, as serde_json reads it.
+                if let Ok(v) = lexeme.parse::<i64>()
+                    && v != 0
+                {
                     return Ok(Number::from(v));
                 }
             } else if let Ok(v) = lexeme.parse::<u64>() {

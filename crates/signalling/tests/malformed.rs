@@ -337,3 +337,20 @@ fn unknown_types_and_values_are_kept() {
         parse_value(text, ParseMode::Strict).unwrap()
     );
 }
+
+/// Numbers read as serde_json reads them: `-0` is negative zero (a float), other integers
+/// stay integers; found by `strict_acceptance_implies_serde_json_acceptance`.
+#[test]
+fn negative_zero_is_a_float_as_in_serde_json() {
+    for text in ["-0", "0", "-1", "[-0, 0]", "{\"a\": -0}", "-0.0", "-0e0"] {
+        let reference: serde_json::Value = serde_json::from_str(text).unwrap();
+        for mode in [ParseMode::Strict, ParseMode::Tolerant] {
+            assert_eq!(parse_value(text, mode).unwrap(), reference, "{text}");
+        }
+    }
+    let zero = parse_value("-0", ParseMode::Strict).unwrap();
+    assert!(
+        zero.as_f64()
+            .is_some_and(|z| z == 0.0 && z.is_sign_negative())
+    );
+}
