@@ -4,7 +4,8 @@
 //! and places two app-hosted calls: one to Grace, who echoes, to measure the loop latency of
 //! the whole media path (bot -> engine -> WebRTC -> emulator -> WebRTC -> engine -> bot), and
 //! one joining the scenario's meeting, where John and Ada hum 440 Hz and 660 Hz, to show the
-//! mix, the active speakers and the dominant speaker. Then it hangs up and reports.
+//! mix, the active speakers and the dominant speaker, and (asking for unmixed meeting audio)
+//! each of them on a speaker stream of their own. Then it hangs up and reports.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -75,6 +76,20 @@ fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> DemoError
     }
 }
 
+/// One speaker as the meeting's unmixed streams carried them.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct UnmixedSeen {
+    /// Their source id (the CSRC of their audio in the mix too).
+    pub source_id: u32,
+    /// The speaker stream they were last on.
+    pub stream: u8,
+    /// Frames with an entry of theirs.
+    pub frames: u64,
+    /// Of those, frames in which 440 Hz / 660 Hz stood out.
+    pub tone_frames: (u64, u64),
+}
+
 /// What the demo measured.
 #[derive(Clone, Debug, Default)]
 pub struct DemoReport {
@@ -90,6 +105,10 @@ pub struct DemoReport {
     pub active_speakers: Vec<u32>,
     /// Meeting: dominant speaker changes seen.
     pub dominant_changes: Vec<Option<u32>>,
+    /// Meeting: speaker streams the service offered (of the 4 asked for).
+    pub unmixed_offered: Option<u8>,
+    /// Meeting: each source id heard on an unmixed speaker stream, in the order first heard.
+    pub unmixed: Vec<UnmixedSeen>,
     /// Call states each call went through.
     pub states: Vec<Vec<String>>,
     /// How each call ended (`code/subcode`).
@@ -267,8 +286,14 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
             DEFAULT_TENANT,
         ),
     ] {
+        // The meeting's session asks for the speakers apart too.
+        let audio = if runs.is_empty() {
+            AudioSocketSettings::default()
+        } else {
+            AudioSocketSettings::default().with_unmixed_meeting_audio(4)
+        };
         let session = platform
-            .create_session(AudioSocketSettings::default(), None)
+            .create_session(audio, None)
             .map_err(step("creating a media session"))?;
         let call = client
             .calls()
@@ -328,6 +353,29 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
                             report.active_speakers.push(*id);
                         }
                     }
+                    for entry in frame.unmixed.iter() {
+                        let seen = match report
+                            .unmixed
+                            .iter_mut()
+                            .position(|u| u.source_id == entry.source_id)
+                        {
+                            Some(i) => &mut report.unmixed[i],
+                            None => {
+                                report.unmixed.push(UnmixedSeen {
+                                    source_id: entry.source_id,
+                                    ..UnmixedSeen::default()
+                                });
+                                let last = report.unmixed.len() - 1;
+                                &mut report.unmixed[last]
+                            }
+                        };
+                        seen.stream = entry.stream;
+                        seen.frames += 1;
+                        seen.tone_frames.0 +=
+                            u64::from(tone_share(&entry.pcm.samples, 440.0) > 0.5);
+                        seen.tone_frames.1 +=
+                            u64::from(tone_share(&entry.pcm.samples, 660.0) > 0.5);
+                    }
                     let _ = meeting_run.session.audio_socket().send(tone_frame(
                         meeting_sent,
                         550.0,
@@ -340,6 +388,9 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, DemoError> {
                     ..
                 }) => {
                     report.dominant_changes.push(current);
+                }
+                AudioSocketItem::Event(AudioSocketEvent::UnmixedAudio { offered, .. }) => {
+                    report.unmixed_offered = Some(offered);
                 }
                 AudioSocketItem::Event(_) => {}
             }

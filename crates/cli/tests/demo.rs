@@ -32,6 +32,27 @@ async fn demo_calls_carry_media_both_ways_and_end_cleanly() {
         report.dominant_changes.iter().any(Option::is_some),
         "{report:?}"
     );
+    // Unmixed: each speaker on a stream of their own, carrying their tone and not the other's.
+    assert_eq!(report.unmixed_offered, Some(4), "{report:?}");
+    let mut speakers: Vec<u32> = report.unmixed.iter().map(|u| u.source_id).collect();
+    speakers.sort_unstable();
+    let mut listed = report.active_speakers.clone();
+    listed.sort_unstable();
+    assert_eq!(speakers, listed, "{report:?}");
+    let tones: Vec<bool> = report
+        .unmixed
+        .iter()
+        .map(|u| {
+            let (a, b) = u.tone_frames;
+            assert!(u.frames > 50 && a.max(b) * 10 >= u.frames * 9, "{u:?}");
+            assert!(a.min(b) == 0, "one tone per speaker stream: {u:?}");
+            a > b
+        })
+        .collect();
+    assert!(
+        tones.contains(&true) && tones.contains(&false),
+        "{report:?}"
+    );
     for (states, result) in report.states.iter().zip(&report.results) {
         assert!(states.iter().any(|s| s == "established"), "{states:?}");
         assert_eq!(

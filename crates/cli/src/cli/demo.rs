@@ -72,6 +72,25 @@ pub(super) fn run_demo(args: DemoArgs) -> Result<ExitCode, CliError> {
         report.active_speakers,
         report.dominant_changes
     );
+    let unmixed: Vec<String> = report
+        .unmixed
+        .iter()
+        .map(|u| {
+            format!(
+                "source {} on stream {} in {} frames (440 Hz in {}, 660 Hz in {})",
+                u.source_id, u.stream, u.frames, u.tone_frames.0, u.tone_frames.1
+            )
+        })
+        .collect();
+    println!(
+        "  unmixed       {} speaker streams offered; {}",
+        report.unmixed_offered.unwrap_or(0),
+        if unmixed.is_empty() {
+            "none heard".to_owned()
+        } else {
+            unmixed.join("; ")
+        }
+    );
     for (i, (states, result)) in report.states.iter().zip(&report.results).enumerate() {
         println!(
             "  call {}        states {} -> ended {result}",
