@@ -299,9 +299,13 @@ const HEDY: &str = "5e1d7a0c-8b3f-4c2e-9f61-0d2b6c880880";
 /// The participants' tones.
 const TONES: [(&str, f64); 3] = [("John", 440.0), ("Ada", 660.0), ("Hedy", 880.0)];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recorder_writes_each_speaker_of_a_meeting_and_who_spoke_when() {
-    let emu = Emulator::start(speaking_meeting()).await.unwrap();
+/// The emulator playing `config`, a bot on it, the recorder's source for the scenario's
+/// first meeting, and an empty directory for the files (named after `what`).
+async fn meeting_recording(
+    config: EmulatorConfig,
+    what: &str,
+) -> (Emulator, Bot, recorder::Source, std::path::PathBuf) {
+    let emu = Emulator::start(config).await.unwrap();
     let bot = Bot::start(botmedia::BotSettings::emulator(&emu.base_url()))
         .await
         .unwrap();
@@ -312,9 +316,14 @@ async fn recorder_writes_each_speaker_of_a_meeting_and_who_spoke_when() {
         organizer: meeting.organizer.clone(),
         tenant: DEFAULT_TENANT.into(),
     };
-    let dir =
-        std::env::temp_dir().join(format!("botmedia-recorder-unmixed-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("botmedia-recorder-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    (emu, bot, source, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_writes_each_speaker_of_a_meeting_and_who_spoke_when() {
+    let (emu, bot, source, dir) = meeting_recording(speaking_meeting(), "unmixed").await;
     let mix_path = dir.join("meeting.wav");
     let recording = recorder::record(
         &bot,
@@ -470,20 +479,7 @@ async fn recorder_writes_each_speaker_of_a_meeting_and_who_spoke_when() {
 async fn recorder_records_the_mix_alone_from_a_service_without_unmixed_audio() {
     let mut config = speaking_meeting();
     config.scenario.settings.unmixed_audio = false;
-    let emu = Emulator::start(config).await.unwrap();
-    let bot = Bot::start(botmedia::BotSettings::emulator(&emu.base_url()))
-        .await
-        .unwrap();
-    let meeting = &emu.scenario().meetings[0];
-    let source = recorder::Source::Meeting {
-        thread: meeting.thread_id.clone(),
-        message: meeting.message_id.clone(),
-        organizer: meeting.organizer.clone(),
-        tenant: DEFAULT_TENANT.into(),
-    };
-    let dir =
-        std::env::temp_dir().join(format!("botmedia-recorder-mixonly-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (emu, bot, source, dir) = meeting_recording(config, "mixonly").await;
     let mix_path = dir.join("meeting.wav");
     let recording = tokio::time::timeout(
         WAIT,

@@ -26,6 +26,18 @@ pub struct Heard {
     pub unmixed: Vec<Vec<(u32, [i16; 320])>>,
 }
 
+impl Heard {
+    /// The indexes of the frames whose mix lists `source_id` as an active speaker.
+    pub fn frames_listing(&self, source_id: u32) -> Vec<usize> {
+        self.speakers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.contains(&source_id))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
 pub struct Meeting {
     pub emu: Emulator,
     pub platform: MediaPlatform,
@@ -222,13 +234,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// frames, skipping the first second, `hz` holds more than 0.7 of the energy. Returns that
 /// share.
 pub fn assert_heard_as_speaker(heard: &Heard, source_id: u32, hz: f64, who: &str) -> f64 {
-    let frames: Vec<usize> = heard
-        .speakers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.contains(&source_id))
-        .map(|(i, _)| i)
-        .collect();
+    let frames = heard.frames_listing(source_id);
     println!(
         "bot: {} frames heard, {} list the {who}'s sourceId {source_id}",
         heard.speakers.len(),
@@ -258,13 +264,7 @@ pub fn assert_heard_as_speaker(heard: &Heard, source_id: u32, hz: f64, who: &str
 /// stream carried anyone else. Returns the share of the mix's frames listing them that had
 /// their stream.
 pub fn assert_unmixed_as_speaker(heard: &Heard, source_id: u32, hz: f64, who: &str) -> f64 {
-    let listed: Vec<usize> = heard
-        .speakers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.contains(&source_id))
-        .map(|(i, _)| i)
-        .collect();
+    let listed = heard.frames_listing(source_id);
     assert!(!listed.is_empty(), "the {who} was never an active speaker");
     for (n, entries) in heard.unmixed.iter().enumerate() {
         for (id, _) in entries {

@@ -10,7 +10,7 @@ use audio_pipeline::{
     CallConfig, CallStats, ConfigError, Csrcs, EncodedPacket, FRAME_DURATION, FrameSource,
     MAX_UNMIXED_STREAMS, ManualCall, Pcm16K, ReceivedFrame, RtpMeta, Ticks,
 };
-use common::Tone;
+use common::{OpusSender, Tone};
 
 /// The speakers' tones: every source id has its own frequency.
 const TONES: [(u32, f64); 4] = [(11, 300.0), (12, 500.0), (13, 700.0), (14, 900.0)];
@@ -45,24 +45,21 @@ fn dominant_speaker(pcm: &Pcm16K) -> Option<u32> {
 /// One RTP stream as the meeting service sends it: one encoder and one sequence, whose
 /// speaker (CSRC and input) may change from one packet to the next.
 struct ServiceStream {
-    enc: opus::Encoder,
+    sender: OpusSender,
     stream: u8,
-    ssrc: u32,
-    seq: u16,
-    ts: u32,
 }
 
 impl ServiceStream {
     fn new(stream: u8) -> ServiceStream {
-        let mut enc =
-            opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-        enc.set_bitrate(opus::Bitrate::Bits(24_000)).unwrap();
+        let n = u32::from(stream);
         ServiceStream {
-            enc,
+            sender: OpusSender::new(
+                0x5000 + n,
+                1_000u16.wrapping_mul(u16::from(stream)),
+                77_777 * n,
+                false,
+            ),
             stream,
-            ssrc: 0x5000 + u32::from(stream),
-            seq: 1_000u16.wrapping_mul(u16::from(stream)),
-            ts: 77_777 * u32::from(stream),
         }
     }
 
@@ -73,21 +70,14 @@ impl ServiceStream {
         audio_level: Option<u8>,
         arrival: Ticks,
     ) -> EncodedPacket {
-        let mut buf = [0u8; 1276];
-        let n = self.enc.encode(&pcm.samples, &mut buf).unwrap();
         let meta = RtpMeta {
-            seq: self.seq,
-            rtp_timestamp: self.ts,
-            ssrc: self.ssrc,
             audio_level,
             csrcs,
             arrival,
             stream: self.stream,
             ..RtpMeta::default()
         };
-        self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(960);
-        EncodedPacket::new(meta, &buf[..n]).unwrap()
+        self.sender.encode(pcm, meta)
     }
 }
 

@@ -303,6 +303,16 @@ impl CallEntry {
         *self.ended.borrow()
     }
 
+    /// The bot's own participant id in this call (`myParticipantId`), empty if unset.
+    pub(crate) fn my_participant_id(&self) -> String {
+        lock(&self.inner)
+            .resource
+            .my_participant_id
+            .get()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn callback_uri(inner: &Inner) -> String {
         inner
             .resource
@@ -810,12 +820,7 @@ pub(crate) async fn run(
     if !matches!(plan, Plan::Incoming(_)) {
         call.set_state(&shared, CallState::Establishing);
     }
-    let my_id = lock(&call.inner)
-        .resource
-        .my_participant_id
-        .get()
-        .cloned()
-        .unwrap_or_default();
+    let my_id = call.my_participant_id();
     let ring_timeout = Duration::from_millis(shared.scenario.settings.ring_timeout_ms);
     match plan {
         Plan::Direct(targets) => {

@@ -581,12 +581,7 @@ pub(crate) async fn call_action(
             .into_response();
     }
     shared.log(LogKind::Request, Some(&id), format!("action {action}"));
-    let my_id = lock(&call.inner)
-        .resource
-        .my_participant_id
-        .get()
-        .cloned()
-        .unwrap_or_default();
+    let my_id = call.my_participant_id();
     match action.as_str() {
         "keepAlive" => {
             call.keep_alive();

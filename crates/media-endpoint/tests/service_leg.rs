@@ -184,30 +184,38 @@ async fn service_leg_reaches_the_endpoint_with_csrcs_and_dtmf_both_ways() {
     endpoint.shutdown().await;
 }
 
+/// A session asking for the speaker streams `asked`, reached by a service leg offering
+/// `offered`, connected and active: the bed, the service's far end, the leg, and what the
+/// session was told of the speaker streams.
+async fn speaker_bed(
+    asked: Vec<ContextId>,
+    offered: Vec<ContextId>,
+) -> (Bed, QueueLink, ServiceLeg, EndpointEvent) {
+    let mut bed = bed_with(asked).await;
+    let (svc_far, svc_link) = QueueLink::new(512);
+    let (svc_tx, _svc_events) = mpsc::channel(1024);
+    let config = ServiceLegConfig::default().with_speaker_streams(offered);
+    let leg = ServiceLeg::connect(&bed.url, config, svc_link, svc_tx)
+        .await
+        .expect("connect");
+    let told = wait_event(&mut bed.bot_events, Duration::from_secs(10), |e| {
+        matches!(e, EndpointEvent::UnmixedStreams { .. })
+    })
+    .await;
+    wait_event(&mut bed.bot_events, Duration::from_secs(10), |e| {
+        *e == EndpointEvent::SendStatus(SendStatus::Active)
+    })
+    .await;
+    (bed, svc_far, leg, told)
+}
+
 /// A session that asked for two unmixed speaker streams: a service offering both delivers
 /// each speaker's packets on its stream, with its CSRC; a service without unmixed audio
 /// still delivers the mix, and the session hears that no speaker stream comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speaker_streams_reach_the_session_that_asked_and_their_absence_is_told() {
     let streams = vec![ContextId::random(), ContextId::random()];
-    let Bed {
-        endpoint,
-        handle,
-        mut bot_far,
-        mut bot_events,
-        url,
-        ..
-    } = bed_with(streams.clone()).await;
-    let (mut svc_far, svc_link) = QueueLink::new(512);
-    let (svc_tx, _svc_events) = mpsc::channel(1024);
-    let config = ServiceLegConfig::default().with_speaker_streams(streams.clone());
-    let leg = ServiceLeg::connect(&url, config, svc_link, svc_tx)
-        .await
-        .expect("connect");
-    let told = wait_event(&mut bot_events, Duration::from_secs(10), |e| {
-        matches!(e, EndpointEvent::UnmixedStreams { .. })
-    })
-    .await;
+    let (mut bed, mut svc_far, leg, told) = speaker_bed(streams.clone(), streams.clone()).await;
     assert_eq!(
         told,
         EndpointEvent::UnmixedStreams {
@@ -215,8 +223,6 @@ async fn speaker_streams_reach_the_session_that_asked_and_their_absence_is_told(
             offered: 2
         }
     );
-    let active = |e: &EndpointEvent| *e == EndpointEvent::SendStatus(SendStatus::Active);
-    wait_event(&mut bot_events, Duration::from_secs(10), active).await;
     let one = |id: u32| {
         let mut c = audio_pipeline::Csrcs::new();
         c.push(id, Some(25)).expect("room");
@@ -226,7 +232,7 @@ async fn speaker_streams_reach_the_session_that_asked_and_their_absence_is_told(
     let mut mix = audio_pipeline::Csrcs::new();
     mix.push(21, Some(25)).expect("room");
     mix.push(22, Some(30)).expect("room");
-    let got = exchange(&mut svc_far.to_send, &mut bot_far.received, 60, |i| {
+    let got = exchange(&mut svc_far.to_send, &mut bed.bot_far.received, 60, |i| {
         let (stream, csrcs) = match i % 3 {
             0 => (0, mix),
             1 => (1, one(21)),
@@ -259,27 +265,11 @@ async fn speaker_streams_reach_the_session_that_asked_and_their_absence_is_told(
         );
     }
     leg.close().await.expect("close");
-    drop(handle);
-    endpoint.shutdown().await;
+    drop(bed.handle);
+    bed.endpoint.shutdown().await;
 
     // A service that sends the mix only.
-    let Bed {
-        endpoint,
-        handle,
-        mut bot_far,
-        mut bot_events,
-        url,
-        ..
-    } = bed_with(streams).await;
-    let (mut svc_far, svc_link) = QueueLink::new(512);
-    let (svc_tx, _svc_events) = mpsc::channel(1024);
-    let leg = ServiceLeg::connect(&url, ServiceLegConfig::default(), svc_link, svc_tx)
-        .await
-        .expect("connect");
-    let told = wait_event(&mut bot_events, Duration::from_secs(10), |e| {
-        matches!(e, EndpointEvent::UnmixedStreams { .. })
-    })
-    .await;
+    let (mut bed, mut svc_far, leg, told) = speaker_bed(streams, Vec::new()).await;
     assert_eq!(
         told,
         EndpointEvent::UnmixedStreams {
@@ -287,16 +277,15 @@ async fn speaker_streams_reach_the_session_that_asked_and_their_absence_is_told(
             offered: 0
         }
     );
-    wait_event(&mut bot_events, Duration::from_secs(10), active).await;
-    let got = exchange(&mut svc_far.to_send, &mut bot_far.received, 20, |i| {
+    let got = exchange(&mut svc_far.to_send, &mut bed.bot_far.received, 20, |i| {
         OutboundAudio::new(opus_like(i as u8), Some(25)).with_csrcs(mix)
     })
     .await;
     assert!(got.len() >= 15, "the mix: {} of 20 packets", got.len());
     assert!(got.iter().all(|p| p.stream == 0));
     leg.close().await.expect("close");
-    drop(handle);
-    endpoint.shutdown().await;
+    drop(bed.handle);
+    bed.endpoint.shutdown().await;
 }
 
 /// A network that loses the 4th audio packet, swaps the 6th and 7th and sends the 9th

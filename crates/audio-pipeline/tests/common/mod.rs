@@ -105,14 +105,25 @@ impl OpusSender {
     /// The next 20 ms packet.
     pub fn next(&mut self, arrival: Ticks) -> EncodedPacket {
         let pcm = self.tone.frame();
+        self.encode(
+            &pcm,
+            RtpMeta {
+                arrival,
+                ..RtpMeta::default()
+            },
+        )
+    }
+
+    /// The next 20 ms packet carrying `pcm` instead of the tone, with `meta`'s other fields
+    /// (CSRCs, levels, stream, arrival); sequence, timestamp and SSRC are the stream's.
+    pub fn encode(&mut self, pcm: &Pcm16K, meta: RtpMeta) -> EncodedPacket {
         let mut buf = [0u8; 1276];
         let n = self.enc.encode(&pcm.samples, &mut buf).unwrap();
         let meta = RtpMeta {
             seq: self.seq,
             rtp_timestamp: self.ts,
             ssrc: self.ssrc,
-            arrival,
-            ..RtpMeta::default()
+            ..meta
         };
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(960);
