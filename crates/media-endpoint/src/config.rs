@@ -84,6 +84,16 @@ pub struct EndpointConfig {
     pub connect_timeout: Duration,
     /// How long a connected leg may receive neither RTP nor RTCP before it counts as dead.
     pub media_timeout: Duration,
+    /// Shared-UDP mode: legs have no sockets of their own; every network pump (one per
+    /// two cores) opens one socket per ICE address, on a port of its range leased for
+    /// the life of the process, and the legs it drives share it. A datagram is routed to
+    /// its leg by the path it arrived on, learned from the ICE Binding requests that name
+    /// the leg's username fragment (as media servers do), and what the legs send after a
+    /// pipeline tick leaves in `sendmmsg` batches: far fewer system calls, and a port
+    /// range as small as the pumps. Needs peers that give each leg an address of its own
+    /// (browsers, webrtc-rs, TURN allocations do); two legs whose peer multiplexes them
+    /// on one address cannot be told apart. Off: each leg binds its own sockets.
+    pub shared_udp: bool,
 }
 
 impl EndpointConfig {
@@ -96,7 +106,14 @@ impl EndpointConfig {
             ice_addresses: vec![IceAddress::new(IpAddr::V4(Ipv4Addr::LOCALHOST))],
             connect_timeout: Duration::from_secs(20),
             media_timeout: Duration::from_secs(10),
+            shared_udp: false,
         }
+    }
+
+    /// Shared-UDP mode on or off (see [`Self::shared_udp`]).
+    pub fn with_shared_udp(mut self, on: bool) -> Self {
+        self.shared_udp = on;
+        self
     }
 
     /// Serve `https` with this certificate.

@@ -307,6 +307,7 @@ impl MediaEndpoint {
                 ice_addresses: config.ice_addresses.clone(),
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
+                shared_udp: config.shared_udp,
             }),
             base_path: Arc::from(config.base_path.as_str()),
         };

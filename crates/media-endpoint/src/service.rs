@@ -264,6 +264,7 @@ impl ServiceLeg {
             sockets,
             // The service side binds ephemeral ports.
             ports: leg::ports::PortLease::default(),
+            shared: None,
             speaker_tracks: Vec::new(),
             main_track: None,
             speaker_ssrcs: built.speaker_ssrcs,
@@ -282,6 +283,7 @@ impl ServiceLeg {
                     .collect(),
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
+                shared_udp: false,
             },
             label: format!("service {}", redacted(&location)),
             on_end: Some(Box::new(move || {
@@ -406,7 +408,8 @@ fn offer(
     sockets: &[std::net::UdpSocket],
     speakers: &[ContextId],
 ) -> Result<Offered, ConnectError> {
-    leg::add_host_candidates(pc, sockets).map_err(setup_failed)?;
+    let addrs = leg::local_addrs(sockets).map_err(setup_failed)?;
+    leg::add_host_candidates(pc, &addrs).map_err(setup_failed)?;
     let (track, ssrc) = leg::opus_track(
         "service-stream".to_owned(),
         "service-audio".to_owned(),

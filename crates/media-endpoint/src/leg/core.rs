@@ -80,6 +80,9 @@ pub(crate) struct Negotiation {
     pub(crate) sockets: Vec<std::net::UdpSocket>,
     /// The ports the sockets hold, released when the leg ends.
     pub(crate) ports: ports::PortLease,
+    /// In shared-UDP mode, in place of sockets of its own: the pump whose shared sockets
+    /// the leg's candidates name, and the leg's ICE username fragment.
+    pub(crate) shared: Option<(usize, String)>,
     /// Receiving end: the track ids of the peer's speaker streams taken, with the unmixed
     /// stream index (1..) each one's packets carry to the port.
     pub(crate) speaker_tracks: Vec<(String, u8)>,

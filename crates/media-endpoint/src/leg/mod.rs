@@ -12,6 +12,8 @@
 //! - [`core`](mod@core): the leg itself, without I/O;
 //! - [`pump`]: the threads that drive legs on their sockets;
 //! - [`recv`]: batched reads of a leg's socket, stamped with the kernel's receive time;
+//! - [`send`]: batched sends from a shared socket;
+//! - [`mux`]: which leg a datagram on a pump's shared socket belongs to;
 //! - [`control`]: the owner's side of a running leg, as its handle sees it.
 
 use std::sync::Arc;
@@ -27,11 +29,13 @@ use crate::events::{EndReason, EndpointEvent, FailureReason};
 
 mod control;
 pub(crate) mod core;
+mod mux;
 mod negotiate;
 mod peer;
 pub(crate) mod ports;
 pub(crate) mod pump;
 mod recv;
+mod send;
 pub(crate) mod sim;
 mod timeline;
 
@@ -39,8 +43,8 @@ pub(crate) use control::LegControl;
 pub(crate) use core::{LegCore, Negotiation};
 pub(crate) use negotiate::{NegotiateError, negotiate};
 pub(crate) use peer::{
-    SetupError, add_host_candidates, bind_sockets, build_peer_connection, opus_codec, opus_track,
-    telephone_event_codec,
+    SetupError, add_host_candidates, bind_sockets, build_peer_connection, local_addrs, opus_codec,
+    opus_track, telephone_event_codec,
 };
 
 /// The RTP clock rate of Opus, and of the telephone-event stream sent beside it.
@@ -52,6 +56,8 @@ pub(crate) struct LegSettings {
     pub(crate) ice_addresses: Vec<IceAddress>,
     pub(crate) connect_timeout: Duration,
     pub(crate) media_timeout: Duration,
+    /// Legs use their pump's shared sockets instead of sockets of their own.
+    pub(crate) shared_udp: bool,
 }
 
 /// What the session's owner sees of its leg, shared with the leg.
@@ -94,11 +100,16 @@ pub(crate) enum LegOutcome {
 
 /// Starts a negotiated leg on a network pump.
 pub(crate) fn start(now: std::time::Instant, pool: pump::PoolKind, mut neg: Negotiation, leg: Leg) {
-    let sockets = std::mem::take(&mut neg.sockets);
-    let ports = std::mem::take(&mut neg.ports);
+    let sockets = match neg.shared.take() {
+        Some((pump, ufrag)) => pump::LegSockets::Shared { pump, ufrag },
+        None => pump::LegSockets::Own(
+            std::mem::take(&mut neg.sockets),
+            std::mem::take(&mut neg.ports),
+        ),
+    };
     // The pump gives the port its waker as it takes the leg; until then, polled.
     let core = LegCore::new(now, neg, leg, false);
-    pump::start(pool, core, sockets, ports);
+    pump::start(pool, core, sockets);
 }
 
 /// A random value, for an SSRC or a random start of the RTP timeline (RFC 3550 §5.1).

@@ -211,14 +211,21 @@ pub(crate) fn bind_sockets(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, Setup
         .collect()
 }
 
-/// Gives `pc` one host candidate per socket: the leg's whole gathering, done at once (the
-/// addresses are configured, nothing is discovered).
+/// The local addresses of bound sockets.
+pub(crate) fn local_addrs(sockets: &[UdpSocket]) -> Result<Vec<SocketAddr>, SetupError> {
+    sockets
+        .iter()
+        .map(|s| s.local_addr().map_err(SetupError::Bind))
+        .collect()
+}
+
+/// Gives `pc` one host candidate per socket address: the leg's whole gathering, done at
+/// once (the addresses are configured, nothing is discovered).
 pub(crate) fn add_host_candidates(
     pc: &mut RTCPeerConnection,
-    sockets: &[UdpSocket],
+    addrs: &[SocketAddr],
 ) -> Result<(), SetupError> {
-    for s in sockets {
-        let addr = s.local_addr().map_err(SetupError::Bind)?;
+    for addr in addrs {
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
                 network: "udp".to_owned(),

@@ -405,6 +405,7 @@ impl Sim {
             ice_addresses: vec![IceAddress::new(localhost)],
             connect_timeout: config.connect_timeout,
             media_timeout: config.media_timeout,
+            shared_udp: false,
         };
         let asked: Vec<String> = config
             .speakers_asked
@@ -427,6 +428,7 @@ impl Sim {
             local_sdp: built.offer,
             sockets,
             ports: ports::PortLease::default(),
+            shared: None,
             speaker_tracks: Vec::new(),
             main_track: None,
             speaker_ssrcs: built.speaker_ssrcs,
