@@ -19,6 +19,7 @@
 //! | `botmedia_call_*_total` | frames received, sent, concealed; packets received, FEC-recovered, late, lost, duplicate, dropped by reason; resyncs, underruns, samples accelerated, expanded, concealed, merged... |
 //! | `botmedia_call_*_max_{seconds,ratio}` | worst jitter, playout delay, standing send queue, reported loss over the live calls |
 //! | `botmedia_call_{receive,send,send_queue}_latency_seconds` | histograms of the latency the pipeline adds |
+//! | `botmedia_network_*` | the network pumps of the process: pumps, legs, shared sockets, wake-ups, datagrams received and sent, send system calls, send errors, datagrams dropped (cut, unrouted), path conflicts |
 //! | `botmedia_webhook_*_total` | notification requests accepted, refused by reason, notifications dispatched, calls nobody here claimed |
 //!
 //! ```no_run
@@ -314,6 +315,7 @@ pub fn render(bot: &Bot) -> String {
     threads(&mut w, &platform.thread_loads());
     call_counters(&mut w, &view);
     webhook(&mut w, &bot.client().webhook_stats());
+    network(&mut w, &crate::endpoint::network_stats());
 
     for (name, help, pick) in [
         (
@@ -452,6 +454,71 @@ fn webhook(w: &mut Writer, stats: &WebhookStats) {
         "Calls the service notified this bot of that it neither placed nor was offered (calls of an earlier run of this instance, typically): answered, never kept alive; each counted once.",
         stats.unclaimed_calls,
     );
+}
+
+/// The network pumps' counters: the process's, so every endpoint of the process counts
+/// (a bot has one).
+fn network(w: &mut Writer, s: &crate::endpoint::NetworkStats) {
+    w.gauge_int(
+        "botmedia_network_pumps",
+        "Network pump threads driving the legs (started with the first leg).",
+        s.pumps as u64,
+    );
+    w.gauge_int(
+        "botmedia_network_legs",
+        "WebRTC legs the network pumps drive now.",
+        s.legs as u64,
+    );
+    w.gauge_int(
+        "botmedia_network_shared_sockets",
+        "UDP sockets the legs share (shared-UDP mode: one per pump and ICE address; 0 when each leg has its own).",
+        s.shared_sockets as u64,
+    );
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "botmedia_network_wakeups_total",
+            "Times a network pump woke from its wait (a datagram, a pipeline tick, a timer).",
+            s.wakeups,
+        ),
+        (
+            "botmedia_network_datagrams_received_total",
+            "UDP datagrams the pumps read.",
+            s.datagrams_in,
+        ),
+        (
+            "botmedia_network_datagrams_sent_total",
+            "UDP datagrams the pumps sent.",
+            s.datagrams_out,
+        ),
+        (
+            "botmedia_network_send_calls_total",
+            "System calls that sent datagrams (one per datagram on a leg's own socket, one per batch on a shared socket).",
+            s.send_calls,
+        ),
+        (
+            "botmedia_network_send_errors_total",
+            "Datagrams the kernel refused to send.",
+            s.send_errors,
+        ),
+        (
+            "botmedia_network_datagrams_cut_total",
+            "Datagrams dropped for being longer than a receive slot (4 KiB).",
+            s.datagrams_cut,
+        ),
+        (
+            "botmedia_network_datagrams_unrouted_total",
+            "Datagrams a shared socket received from an address no leg uses, without a Binding request for a leg: dropped.",
+            s.datagrams_unrouted,
+        ),
+        (
+            "botmedia_network_path_conflicts_total",
+            "Times a peer address moved from one leg of a shared socket to another.",
+            s.path_conflicts,
+        ),
+    ];
+    for (name, help, v) in counters {
+        w.counter(name, help, v);
+    }
 }
 
 fn call_counters(w: &mut Writer, view: &View) {

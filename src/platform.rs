@@ -84,6 +84,12 @@ pub struct MediaPlatformSettings {
     /// address stands for every ICE address; several pair with the ICE addresses in order.
     /// Empty: candidates name the local addresses.
     pub ice_public_addresses: Vec<IpAddr>,
+    /// Shared-UDP mode: the legs share one UDP socket per network pump (one pump per two
+    /// cores) and ICE address instead of binding sockets of their own, are told apart by
+    /// their ICE username fragments and peers' addresses, and each tick's packets leave in
+    /// batched system calls (see [`EndpointConfig::shared_udp`]). [`Self::ice_ports`] then
+    /// needs one port per pump, taken for the life of the process. Off by default.
+    pub shared_udp: bool,
     /// Serve the endpoint over https with this certificate.
     pub tls: Option<TlsConfig>,
     /// Pipeline threads, priority and load limits.
@@ -102,6 +108,7 @@ impl Default for MediaPlatformSettings {
             ice_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             ice_ports: None,
             ice_public_addresses: Vec::new(),
+            shared_udp: false,
             tls: None,
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),
@@ -187,7 +194,8 @@ impl MediaPlatform {
         let pipeline = Pipeline::start(settings.pipeline)?;
         let mut endpoint_config = EndpointConfig::new(settings.listen)
             .with_ice(ice)
-            .with_media_timeout(settings.media_timeout);
+            .with_media_timeout(settings.media_timeout)
+            .with_shared_udp(settings.shared_udp);
         if let Some(tls) = settings.tls {
             endpoint_config = endpoint_config.with_tls(tls);
         }

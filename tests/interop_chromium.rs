@@ -7,6 +7,9 @@
 //! page must hear each bot's; after the DELETE each bot's socket reports the leg ended, and
 //! dropping the sessions frees their calls.
 //!
+//! The bot's platform runs in shared-UDP mode: the four legs share one socket, and each
+//! hearing only its own tone is the demultiplexing checked against libwebrtc's ICE.
+//!
 //! No emulator in between: the page talks to the endpoint directly, cross-origin (the
 //! endpoint's CORS answer lets it; no `--disable-web-security`). Like tests/browser.rs the
 //! test re-runs itself in a network namespace with only `lo`, where Chromium offers loopback
@@ -26,7 +29,7 @@ use botmedia::{
 };
 use common::browser::{self, Browser, LOOPBACK_ONLY};
 use common::join::{self, dbfs, tone_frame, tone_share};
-use common::platform::start_platform;
+use common::platform::start_platform_with;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -177,7 +180,7 @@ fn chromium_as_the_calling_service_dials_four_bot_sessions_at_once() {
 
 async fn scenario(chromium: &str, work: &std::path::Path) {
     let start = Instant::now();
-    let platform = start_platform().await;
+    let platform = start_platform_with(true).await;
 
     // The bots: one session each, its tone and recorder running from the start.
     let (stop, stopped) = watch::channel(false);
@@ -394,6 +397,30 @@ async fn scenario(chromium: &str, work: &std::path::Path) {
                 log.events
             ));
         }
+    }
+    // Shared-UDP mode: the answers' host candidates name the pumps' shared sockets, no
+    // more addresses than pumps for four legs.
+    let net = botmedia::endpoint::network_stats();
+    let mut hosts: Vec<String> = (0..BOT_HZ.len())
+        .flat_map(|i| {
+            let answer = report["legs"][i]["answer"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            answer
+                .lines()
+                .filter(|l| l.starts_with("a=candidate:") && l.contains(" typ host"))
+                .map(|l| l.split(' ').skip(4).take(2).collect::<Vec<_>>().join(":"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    println!("host candidates of the four answers: {hosts:?}; network: {net:?}");
+    if hosts.is_empty() || hosts.len() > net.pumps || net.shared_sockets == 0 {
+        failures.push(format!(
+            "the legs did not share the pumps' sockets: hosts {hosts:?}, {net:?}"
+        ));
     }
     assert!(
         failures.is_empty(),

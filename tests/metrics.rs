@@ -280,6 +280,9 @@ async fn prometheus_scrapes_a_bot_with_a_call_and_counters_survive_the_hang_up()
     assert_eq!(before["botmedia_calls{state=\"established\"}"], 1.0);
     assert_eq!(before["botmedia_calls_started_total"], 1.0);
     assert!(before["botmedia_call_frames_received_total"] > 0.0);
+    assert!(before["botmedia_network_legs"] >= 1.0);
+    assert!(before["botmedia_network_datagrams_received_total"] > 0.0);
+    assert!(before["botmedia_network_send_calls_total"] > 0.0);
     assert!(before["botmedia_call_receive_latency_seconds_bucket{le=\"+Inf\"}"] > 0.0);
     assert!(before["botmedia_call_receive_latency_seconds_sum"] > 0.0);
 

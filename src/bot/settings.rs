@@ -187,6 +187,7 @@ impl BotSettings {
     /// | `BOTMEDIA_PUBLIC_MP_URI` | the `mpUri` published in blobs; may contain `{instance}` |
     /// | `BOTMEDIA_ICE_ADDRESSES` | comma-separated IP addresses ICE gathers on |
     /// | `BOTMEDIA_ICE_PORTS` | UDP ports the legs' ICE sockets bind, `40000-40999` (or one port) |
+    /// | `BOTMEDIA_SHARED_UDP` | `true`: the legs share one UDP socket per network pump and ICE address (see [`MediaPlatformSettings::shared_udp`](crate::MediaPlatformSettings::shared_udp)); `false` (the default): a socket per leg |
     /// | `BOTMEDIA_ICE_PUBLIC_ADDRESSES` | comma-separated public addresses of a 1:1 NAT, advertised in place of the ICE addresses (one for all, or one per ICE address) |
     /// | `BOTMEDIA_MEDIA_TLS_CERT`, `BOTMEDIA_MEDIA_TLS_KEY` | PEM files: the media endpoint serves https (both or neither) |
     /// | `BOTMEDIA_UNMIXED_AUDIO` | unmixed meeting audio: how many dominant speakers each call receives apart, `0` (off, the default) to `4` (see [`Self::with_unmixed_meeting_audio`]) |
@@ -318,6 +319,18 @@ impl BotSettings {
                     });
                 }
             }
+        }
+        if let Some(text) = get("BOTMEDIA_SHARED_UDP") {
+            s.media.shared_udp = match text.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(EnvError {
+                        var: "BOTMEDIA_SHARED_UDP",
+                        problem: format!("`{other}` is not true or false"),
+                    });
+                }
+            };
         }
         if let Some(text) = get("BOTMEDIA_UNMIXED_AUDIO") {
             let max = media_session::MAX_UNMIXED_STREAMS;
@@ -671,6 +684,34 @@ mod tests {
             let e = with(&[("BOTMEDIA_UNMIXED_AUDIO", bad)]).unwrap_err();
             assert_eq!(e.var, "BOTMEDIA_UNMIXED_AUDIO", "{bad}");
             assert!(e.to_string().contains("from 0 to 4"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn shared_udp_is_true_or_false() {
+        assert!(!with(&[]).unwrap().media.shared_udp);
+        assert!(
+            with(&[("BOTMEDIA_SHARED_UDP", " true ")])
+                .unwrap()
+                .media
+                .shared_udp
+        );
+        assert!(
+            with(&[("BOTMEDIA_SHARED_UDP", "1")])
+                .unwrap()
+                .media
+                .shared_udp
+        );
+        assert!(
+            !with(&[("BOTMEDIA_SHARED_UDP", "false")])
+                .unwrap()
+                .media
+                .shared_udp
+        );
+        for bad in ["yes", "2", "on"] {
+            let e = with(&[("BOTMEDIA_SHARED_UDP", bad)]).unwrap_err();
+            assert_eq!(e.var, "BOTMEDIA_SHARED_UDP", "{bad}");
+            assert!(e.problem.contains(bad), "{}", e.problem);
         }
     }
 

@@ -82,6 +82,8 @@ pub struct LoadOptions {
     /// Unmixed speaker streams each call asks for (0..=4); the load participant sends its
     /// loop on each of them too, so every stream is decoded.
     pub unmixed_streams: u8,
+    /// The bot's legs share one UDP socket per network pump (shared-UDP mode).
+    pub shared_udp: bool,
 }
 
 impl Default for LoadOptions {
@@ -99,6 +101,7 @@ impl Default for LoadOptions {
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),
             unmixed_streams: 0,
+            shared_udp: false,
         }
     }
 }
@@ -640,6 +643,10 @@ pub struct NetworkFigures {
     pub datagrams_in: f64,
     /// Datagrams sent.
     pub datagrams_out: f64,
+    /// System calls that sent them.
+    pub send_calls: f64,
+    /// Shared sockets open (0: every leg has its own).
+    pub shared_sockets: usize,
 }
 
 impl NetworkFigures {
@@ -655,6 +662,8 @@ impl NetworkFigures {
             wakeups: per(a.wakeups, b.wakeups),
             datagrams_in: per(a.datagrams_in, b.datagrams_in),
             datagrams_out: per(a.datagrams_out, b.datagrams_out),
+            send_calls: per(a.send_calls, b.send_calls),
+            shared_sockets: b.shared_sockets,
         }
     }
 }
@@ -824,6 +833,7 @@ async fn start_bot(emu: &Emulator, options: &LoadOptions) -> Result<Bot, LoadErr
     let mut settings = MediaPlatformSettings::default();
     settings.pipeline = options.pipeline.clone();
     settings.media_timeout = options.media_timeout;
+    settings.shared_udp = options.shared_udp;
     let platform = MediaPlatform::start(settings)
         .await
         .map_err(step("starting the media platform"))?;
@@ -1285,11 +1295,16 @@ impl LoadReport {
         );
         let _ = writeln!(
             t,
-            "bot network        {} pump thread(s): {:.1} wake-ups, {:.1} datagrams in, {:.1} out per call per second; cpu per call per 20 ms tick {:.1} us ({:.1} us in the pumps)",
+            "bot network        {} pump thread(s), {}: {:.1} wake-ups, {:.1} datagrams in, {:.1} out in {:.1} send calls per call per second; cpu per call per 20 ms tick {:.1} us ({:.1} us in the pumps)",
             self.network.pumps,
+            match self.network.shared_sockets {
+                0 => "a socket per leg".to_owned(),
+                n => format!("{n} shared socket(s)"),
+            },
             self.network.wakeups,
             self.network.datagrams_in,
             self.network.datagrams_out,
+            self.network.send_calls,
             per_call_tick(c.bot_network),
             per_call_tick(c.bot_pumps)
         );

@@ -334,7 +334,10 @@ async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
         })
         .collect();
     assert_eq!(tones.len(), 2, "{tones:?}");
-    let config = format!("{ECHO}[record]\ndir = \"{{dir}}/rec\"\nunmixed = 4\n");
+    // The legs share the pump's UDP socket: the meeting's speaker streams and the other
+    // call's leg come in on one port.
+    let config =
+        format!("{ECHO}[bot]\nshared_udp = true\n[record]\ndir = \"{{dir}}/rec\"\nunmixed = 4\n");
     let serve = Serve::start(&emu.base_url(), &config).await;
     let place = async |body: Value| {
         let (status, call) = post_json(&serve.url("/calls"), &body).await;
@@ -370,6 +373,27 @@ async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
         assert!(up.await, "{}", serve.stderr.text());
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // Both calls' legs on one shared socket (one pump per two cores).
+    let metrics = http()
+        .get(serve.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(value("botmedia_network_legs") >= 2.0, "{metrics}");
+    let shared = value("botmedia_network_shared_sockets");
+    assert!(
+        shared >= 1.0 && shared <= value("botmedia_network_pumps"),
+        "{metrics}"
+    );
     hang_up_and_wait(&serve, &id).await;
     hang_up_and_wait(&serve, &p2p_id).await;
 
@@ -638,6 +662,7 @@ fn a_bad_config_names_the_key_and_exits_2() {
         ("[api]\nlisten = \"localhost\"\n", "api.listen"),
         ("[answer]\nbehaviour = \"dance\"\n", "answer.behaviour"),
         ("[bot]\napp_secret = \"s3cret\"\n", "bot.app_secret"),
+        ("[bot]\nshared_udp = \"yes\"\n", "shared_udp"),
         ("[answer]\nbehaviour = \"play\"\n", "play.prompt"),
         (
             "[bot]\ncallback_url = \"ftp://bot/cb\"\n",

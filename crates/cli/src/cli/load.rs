@@ -66,6 +66,10 @@ pub(super) struct LoadArgs {
     /// loop on each of them: the bot decodes 1 + N streams per call.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
     unmixed: u8,
+    /// The bot's legs share one UDP socket per network pump (shared-UDP mode) instead of
+    /// binding sockets of their own; the report then shows the batched sends.
+    #[arg(long)]
+    shared_udp: bool,
     /// Prints the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -177,6 +181,7 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     options.setup_concurrency = args.setup_concurrency;
     options.ramp = Duration::from_millis(args.ramp_ms);
     options.unmixed_streams = args.unmixed;
+    options.shared_udp = args.shared_udp;
     if let Some(t) = args.threads {
         if t == 0 || t > 64 {
             return Err(CliError::Usage("--threads must be between 1 and 64".into()));

@@ -223,6 +223,7 @@ struct FileBot {
     ice_addresses: Option<Vec<String>>,
     ice_ports: Option<String>,
     ice_public_addresses: Option<Vec<String>>,
+    shared_udp: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +305,7 @@ const BOT_KEYS: &[(&str, &str)] = &[
     ("ice_addresses", "BOTMEDIA_ICE_ADDRESSES"),
     ("ice_ports", "BOTMEDIA_ICE_PORTS"),
     ("ice_public_addresses", "BOTMEDIA_ICE_PUBLIC_ADDRESSES"),
+    ("shared_udp", "BOTMEDIA_SHARED_UDP"),
 ];
 
 impl ServeConfig {
@@ -498,6 +500,7 @@ fn bot_settings(
         "ice_public_addresses",
         file.ice_public_addresses.as_ref().map(|l| l.join(",")),
     );
+    put("shared_udp", file.shared_udp.map(|b| b.to_string()));
 
     let secret = match env("BOTMEDIA_APP_SECRET") {
         Some(s) => Some(s),
