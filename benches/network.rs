@@ -3,6 +3,7 @@
 //! bot's network side (its pump threads and runtime) per call and 20 ms tick: its WebRTC
 //! legs receiving, decrypting and queueing one packet and taking, encrypting and sending
 //! another, with their timers and RTCP. `service/N` is the same stack on the service's side in the same run, for a ratio.
+//! `bot_shared/N` is the bot's side in shared-UDP mode (one socket per pump, batched sends).
 //! Issue 14's target for the bot's side is 15 us.
 //!
 //! `cargo bench -p botmedia --bench network` (about a minute).
@@ -26,16 +27,23 @@ fn legs_per_tick(c: &mut Criterion) {
         .warm_up_time(Duration::from_nanos(1))
         .measurement_time(11 * WINDOW);
     for calls in [10, 50] {
-        let engine = Engine::start(calls, Measure::Nothing);
-        for (name, group) in [
-            ("bot", Group::BotNetwork),
-            ("service", Group::ServiceNetwork),
-        ] {
-            g.bench_with_input(BenchmarkId::new(name, calls), &engine, |b, e| {
-                b.iter_custom(|iters| e.cpu_per_call_tick(group, WINDOW) * iters as u32)
-            });
+        for shared in [false, true] {
+            let engine = Engine::start_with(calls, Measure::Nothing, shared);
+            let measured: &[(&str, Group)] = if shared {
+                &[("bot_shared", Group::BotNetwork)]
+            } else {
+                &[
+                    ("bot", Group::BotNetwork),
+                    ("service", Group::ServiceNetwork),
+                ]
+            };
+            for &(name, group) in measured {
+                g.bench_with_input(BenchmarkId::new(name, calls), &engine, |b, e| {
+                    b.iter_custom(|iters| e.cpu_per_call_tick(group, WINDOW) * iters as u32)
+                });
+            }
+            engine.check_flowing();
         }
-        engine.check_flowing();
     }
     g.finish();
 }

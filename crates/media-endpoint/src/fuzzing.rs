@@ -11,6 +11,7 @@ use rtc::rtp::header::{EXTENSION_PROFILE_ONE_BYTE, EXTENSION_PROFILE_TWO_BYTE};
 use rtc::sansio::Protocol;
 
 use crate::events::EndpointEvent;
+use crate::leg::mux::{Demux, binding_request_ufrag};
 use crate::leg::sim::{Side, Sim, SimConfig};
 
 /// The fuzz input, read front to back; zeros once it runs out.
@@ -45,7 +46,8 @@ impl<'a> Input<'a> {
 /// The endpoint's leg fed hostile datagrams: builds a connected pair in simulated time
 /// (see `leg::sim`), with the service side sending media, then plays `data` as a script of
 /// raw datagrams to the endpoint's leg (whatever bytes, from the peer's address or another),
-/// datagrams shaped to reach each branch of the demultiplexer (STUN, DTLS, SRTP, SRTCP),
+/// datagrams shaped to reach each branch of the demultiplexer (STUN, DTLS, SRTP, SRTCP;
+/// each also through a shared socket's [`Demux`]),
 /// arbitrary RTP written through the connected peer's stack (so it arrives SRTP-protected
 /// and reaches the leg's RTP handling: header fields, CSRCs, the negotiated and other
 /// payload types, header extensions) and the passing of time. The leg must not panic, and
@@ -116,6 +118,14 @@ pub fn leg_datagrams(data: &[u8]) {
 }
 
 fn inject(sim: &mut Sim, local: SocketAddr, from: SocketAddr, datagram: &[u8]) {
+    // A shared socket's demultiplexer reads every datagram first: it must not panic, and
+    // with no path known it names a leg only for a Binding request to that leg's fragment.
+    let mut demux = Demux::default();
+    demux.add(7, b"leg7");
+    if let Some(slot) = demux.route(local, from, datagram) {
+        assert_eq!(slot, 7);
+        assert_eq!(binding_request_ufrag(datagram), Some(&b"leg7"[..]));
+    }
     let now = sim.now;
     sim.leg(Side::Answerer)
         .core

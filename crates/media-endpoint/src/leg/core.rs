@@ -136,6 +136,8 @@ pub(crate) struct LegCore {
     outcome: Option<LegOutcome>,
     /// Datagrams the peer connection refused (not STUN, DTLS, SRTP or SRTCP of this leg).
     refused_datagrams: u64,
+    /// Packets handed to the peer connection to send, ever (wrapping).
+    writes: u64,
     /// When the datagram being handled reached the host, if known.
     arrival: Option<audio_pipeline::Ticks>,
     /// Where datagrams are copied for the stack, which takes each as an owned buffer: once
@@ -186,6 +188,7 @@ impl LegCore {
             next_outbound_poll: (!port_wakes).then_some(now),
             outcome: None,
             refused_datagrams: 0,
+            writes: 0,
             arrival: None,
             rx: BytesMut::new(),
         };
@@ -262,13 +265,18 @@ impl LegCore {
     }
 
     /// Lets time pass until `now`: the peer connection's timers, packets the pipeline
-    /// encoded, tones, the owner's requests and the watchdogs. Cheap when nothing is due.
+    /// encoded, tones, the owner's requests and the watchdogs. Cheap when nothing is due:
+    /// a pump calls it for every leg after every pipeline tick, and a leg whose thread did
+    /// not tick has nothing to send.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.outcome.is_some() {
             return;
         }
+        let writes = self.writes;
+        let mut changed = false;
         if self.pc_timeout.is_some_and(|t| t <= now) {
             self.pc_timeout = None;
+            changed = true;
             if let Err(e) = self.pc.handle_timeout(now) {
                 tracing::debug!(leg = %self.leg.label, error = %e, "peer connection timer");
             }
@@ -276,9 +284,13 @@ impl LegCore {
         self.send_outbound(now);
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
+            changed = true;
             self.housekeeping(now);
         }
-        self.drain(now);
+        // The peer connection has news only after something was given to it.
+        if changed || self.writes != writes {
+            self.drain(now);
+        }
     }
 
     /// The next datagram to send, if any.
@@ -641,6 +653,7 @@ impl LegCore {
             now,
             message: RTCMessage::RtpPacket(String::new(), packet),
         };
+        self.writes = self.writes.wrapping_add(1);
         if let Err(e) = self.pc.handle_write(msg) {
             tracing::debug!(leg = %self.leg.label, error = %e, "RTP write failed");
         }

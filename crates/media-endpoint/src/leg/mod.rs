@@ -29,7 +29,7 @@ use crate::events::{EndReason, EndpointEvent, FailureReason};
 
 mod control;
 pub(crate) mod core;
-mod mux;
+pub(crate) mod mux;
 mod negotiate;
 mod peer;
 pub(crate) mod ports;
