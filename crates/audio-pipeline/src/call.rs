@@ -478,14 +478,26 @@ impl NetworkHalf {
     ///
     /// Taking a packet records the send latency of its frame (see [`CallLatency::send`]).
     pub fn pop_packet(&mut self) -> Option<EncodedPacket> {
-        let out = self.outbound.pop().ok()?;
-        if let Some(queued) = out.queued {
+        self.pop_packet_with(|p| *p)
+    }
+
+    /// [`Self::pop_packet`] without moving the packet: `take` reads it where it waits, so
+    /// only the bytes it reads cross from the pipeline's core (a packet's slot is over a
+    /// kilobyte; its payload is typically a tenth of that).
+    pub fn pop_packet_with<R>(&mut self, take: impl FnOnce(&EncodedPacket) -> R) -> Option<R> {
+        let chunk = self.outbound.read_chunk(1).ok()?;
+        let (first, _) = chunk.as_slices();
+        let out = first.first()?;
+        let queued = out.queued;
+        let r = take(&out.packet);
+        chunk.commit_all();
+        if let Some(queued) = queued {
             self.shared
                 .latency
                 .send
                 .record(crate::time::now().saturating_sub(queued));
         }
-        Some(out.packet)
+        Some(r)
     }
 
     /// Packets waiting to be sent.

@@ -164,8 +164,8 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
     }
 
     fn pop(&mut self) -> Option<OutboundAudio> {
-        let p = self.pop_packet()?;
-        Some(OutboundAudio {
+        // Read where it waits: only the payload's bytes cross from the pipeline's core.
+        self.pop_packet_with(|p| OutboundAudio {
             payload: bytes::Bytes::copy_from_slice(p.payload()),
             audio_level: p.meta.audio_level,
             rtp_timestamp: Some(p.meta.rtp_timestamp),
