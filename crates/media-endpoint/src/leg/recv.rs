@@ -291,7 +291,9 @@ mod tests {
         }
         // The kernel takes (and stamps) loopback datagrams in its receive processing, which
         // on a busy machine may wait until the receiver's next system call: peek until the
-        // first has been taken (the rest go with it, in the same pass of the backlog).
+        // first has been taken. The rest usually go with it, in the same pass of the
+        // backlog, but a busy machine can split the passes (seen: 1 run in 50 beside
+        // builds), so only the first is sure to have waited the whole 100 ms.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut peek = [0u8; 1];
         while rx.peek_from(&mut peek).is_err() {
@@ -321,9 +323,9 @@ mod tests {
         }
         assert_eq!(got, (0..20).collect::<Vec<u8>>());
         // Stamped when the kernel took them, not when they were read.
-        for age in ages {
-            assert!(age >= Ticks::from_millis(90), "{age:?}");
-            assert!(age < Ticks::from_millis(10_000), "{age:?}");
+        assert!(ages[0] >= Ticks::from_millis(90), "{ages:?}");
+        for age in &ages {
+            assert!(*age < Ticks::from_millis(10_000), "{ages:?}");
         }
     }
 
