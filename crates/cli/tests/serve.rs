@@ -301,6 +301,19 @@ fn tone_share(samples: &[i16], hz: f64) -> f64 {
     2.0 * (re * re + im * im) / (samples.len() as f64 * energy)
 }
 
+/// [`tone_share`] of each 200 ms window of `samples`, the median.
+fn median_tone_share(samples: &[i16], hz: f64) -> f64 {
+    let mut shares: Vec<f64> = samples
+        .chunks_exact(3_200)
+        .map(|w| tone_share(w, hz))
+        .collect();
+    if shares.is_empty() {
+        return tone_share(samples, hz);
+    }
+    shares.sort_by(f64::total_cmp);
+    shares[shares.len() / 2]
+}
+
 /// Deletes call `id` through the API and waits until serve has let it go (its files are
 /// finished by then).
 async fn hang_up_and_wait(serve: &Serve, id: &str) {
@@ -457,7 +470,11 @@ async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
             for (other, other_hz) in &tones {
                 let share = tone_share(spoke, *other_hz);
                 if other == name {
-                    assert!(share > 0.8, "{name}'s {hz} Hz in {s}: {share}");
+                    // Their own tone, window by window: one bin over seconds would also
+                    // count a phase step (the jitter buffer stretching or shortening a
+                    // frame on a busy machine) against it.
+                    let share = median_tone_share(spoke, *hz);
+                    assert!(share > 0.8, "{name}'s {hz} Hz in {s}: median {share}");
                 } else {
                     assert!(
                         share < 0.01,
