@@ -413,20 +413,9 @@ async fn a_fleet_spreads_calls_drains_one_instance_and_survives_a_killed_one() {
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = fleet
-            .http
-            .get(format!("{api}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let unclaimed = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("botmedia_webhook_unclaimed_calls_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let metrics = common::metrics(&fleet.http, &format!("{api}/metrics")).await;
+        let unclaimed =
+            common::metric_value(&metrics, "botmedia_webhook_unclaimed_calls_total").unwrap_or(0.0);
         if unclaimed >= on1.len() as f64 {
             break;
         }

@@ -387,19 +387,9 @@ async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     // Both calls' legs on one shared socket (one pump per two cores).
-    let metrics = http()
-        .get(serve.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics(&http(), &serve.url("/metrics")).await;
     let value = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        common::metric_value(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
     };
     assert!(value("botmedia_network_legs") >= 2.0, "{metrics}");
     let shared = value("botmedia_network_shared_sockets");

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use common::{Peer, http};
+use common::{Peer, host_candidates, http, post_offer};
 use media_endpoint::{EndpointConfig, IceAddress, MediaEndpoint, QueueLink, SessionHooks};
 use media_session::{ContextId, MediaSessionId};
 use tokio::sync::mpsc;
@@ -49,32 +49,6 @@ fn register(endpoint: &MediaEndpoint) -> Session {
     }
 }
 
-async fn post_offer(
-    endpoint: &MediaEndpoint,
-    session: &Session,
-    offer: &str,
-) -> common::HttpResponse {
-    let path = format!("/MediaProcessor/sessions/{}", session.id.expose());
-    http(
-        endpoint.local_addr(),
-        "POST",
-        &path,
-        Some("application/sdp"),
-        offer.as_bytes(),
-    )
-    .await
-}
-
-/// The address and port of each host candidate of an SDP.
-fn host_candidates(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.strip_prefix("a=candidate:"))
-        .map(|c| c.split(' ').collect::<Vec<_>>())
-        .filter(|f| f.get(7) == Some(&"host"))
-        .map(|f| SocketAddr::new(f[4].parse().unwrap(), f[5].parse().unwrap()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legs_take_free_ports_of_the_range_and_announce_the_public_address() {
     common::init_tracing();
@@ -96,7 +70,7 @@ async fn legs_take_free_ports_of_the_range_and_announce_the_public_address() {
         let session = register(&endpoint);
         let mut peer = Peer::new().await;
         let offer = peer.offer().await;
-        let answer = post_offer(&endpoint, &session, &offer).await;
+        let answer = post_offer(&endpoint, session.id, &offer).await;
         assert_eq!(answer.status, 201, "{}", answer.body);
         let candidates = host_candidates(&answer.body);
         assert_eq!(candidates.len(), 1, "{}", answer.body);
@@ -132,7 +106,7 @@ async fn legs_on_ranged_ports_connect() {
         let session = register(&endpoint);
         let mut peer = Peer::new().await;
         let offer = peer.offer().await;
-        let answer = post_offer(&endpoint, &session, &offer).await;
+        let answer = post_offer(&endpoint, session.id, &offer).await;
         assert_eq!(answer.status, 201, "{}", answer.body);
         let candidates = host_candidates(&answer.body);
         assert!(
@@ -164,7 +138,7 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
     let first = register(&endpoint);
     let mut first_peer = Peer::new().await;
     let offer = first_peer.offer().await;
-    let answer = post_offer(&endpoint, &first, &offer).await;
+    let answer = post_offer(&endpoint, first.id, &offer).await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     let location = answer.header("location").unwrap().to_owned();
     assert_eq!(
@@ -176,7 +150,7 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
     let second = register(&endpoint);
     let mut second_peer = Peer::new().await;
     let offer = second_peer.offer().await;
-    let refused = post_offer(&endpoint, &second, &offer).await;
+    let refused = post_offer(&endpoint, second.id, &offer).await;
     // Load, not a fault: 503, to be tried again shortly.
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(refused.header("retry-after"), Some("1"));
@@ -186,7 +160,7 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
         refused.body
     );
     // Refused again while the first leg lives: nothing of the failed attempt stayed.
-    let again = post_offer(&endpoint, &second, &offer).await;
+    let again = post_offer(&endpoint, second.id, &offer).await;
     assert_eq!(again.status, 503, "{}", again.body);
 
     // The first leg ends: the second session, still waiting, gets its leg on the port.
@@ -194,7 +168,7 @@ async fn a_full_range_refuses_the_leg_naming_it_and_the_session_waits() {
     assert_eq!(deleted.status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     let answer = loop {
-        let answer = post_offer(&endpoint, &second, &offer).await;
+        let answer = post_offer(&endpoint, second.id, &offer).await;
         if answer.status == 201 {
             break answer;
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use audio_pipeline::{CallConfig, OpusConfig, Pipeline, PipelineConfig, Realtime};
-use common::{PEER_OPUS_PT, Peer, alignment_at, chirp, http};
+use common::{PEER_OPUS_PT, Peer, alignment_at, chirp, post_offer};
 use media_endpoint::{
     EndReason, EndpointConfig, EndpointEvent, MediaEndpoint, SendStatus, SessionHooks,
 };
@@ -104,15 +104,7 @@ async fn echo_through_the_pipeline_correlates_and_survives_loss() {
 
     let mut peer = Peer::new().await;
     let offer = peer.offer().await;
-    let path = format!("/MediaProcessor/sessions/{}", session.expose());
-    let r = http(
-        endpoint.local_addr(),
-        "POST",
-        &path,
-        Some("application/sdp"),
-        offer.as_bytes(),
-    )
-    .await;
+    let r = post_offer(&endpoint, session, &offer).await;
     assert_eq!(r.status, 201, "{}", r.body);
     peer.accept(r.body).await;
     peer.wait_connected().await;

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{PEER_OPUS_PT, Peer, http};
+use common::{PEER_OPUS_PT, Peer, host_candidates, http, post_offer};
 use media_endpoint::{
     EndpointConfig, EndpointEvent, IceAddress, MediaEndpoint, OutboundAudio, QueueLink,
     SessionHooks, network_stats,
@@ -30,15 +30,6 @@ struct Leg {
     location: String,
 }
 
-fn host_candidates(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.strip_prefix("a=candidate:"))
-        .map(|c| c.split(' ').collect::<Vec<_>>())
-        .filter(|f| f.get(7) == Some(&"host"))
-        .map(|f| SocketAddr::new(f[4].parse().unwrap(), f[5].parse().unwrap()))
-        .collect()
-}
-
 async fn connect(endpoint: &MediaEndpoint) -> (Leg, SocketAddr) {
     let (far, link) = QueueLink::new(512);
     let (tx, events) = mpsc::channel(256);
@@ -48,15 +39,7 @@ async fn connect(endpoint: &MediaEndpoint) -> (Leg, SocketAddr) {
         .unwrap();
     let mut peer = Peer::new().await;
     let offer = peer.offer().await;
-    let path = format!("/MediaProcessor/sessions/{}", id.expose());
-    let answer = http(
-        endpoint.local_addr(),
-        "POST",
-        &path,
-        Some("application/sdp"),
-        offer.as_bytes(),
-    )
-    .await;
+    let answer = post_offer(endpoint, id, &offer).await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     let candidates = host_candidates(&answer.body);
     assert_eq!(candidates.len(), 1, "{}", answer.body);

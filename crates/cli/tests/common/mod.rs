@@ -38,3 +38,17 @@ impl Lines {
             .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
     }
 }
+
+/// A bot's `/metrics` text, fetched with `client` from `url`.
+#[allow(dead_code, reason = "not every test binary reads metrics")]
+pub async fn metrics(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The value of the series named exactly `name` (no labels) in a metrics text.
+#[allow(dead_code, reason = "not every test binary reads metrics")]
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -420,31 +420,10 @@ fn run(
                 continue;
             };
             let local = *local;
-            // Until the socket is drained (its readiness is edge-triggered); bounded, so a
-            // socket that keeps failing cannot hold the pump.
-            for _ in 0..MAX_READS {
-                let core = &mut entry.core;
-                let read = receiver.read(socket, |d| {
-                    core.handle_input(now, d.arrival, local, d.peer, d.data);
-                });
-                match read {
-                    Ok((n, cut)) => {
-                        counters.datagrams_in.fetch_add(n as u64, Ordering::Relaxed);
-                        counters
-                            .datagrams_cut
-                            .fetch_add(cut as u64, Ordering::Relaxed);
-                        if n < recv::BATCH {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        // ICMP errors surface here once each (a peer's port closed); what
-                        // waits behind one is read on the next turn. The leg's timers
-                        // notice a peer that is gone.
-                        tracing::trace!(leg = %entry.core.label(), error = %e, "receive error");
-                    }
-                }
-            }
+            let core = &mut entry.core;
+            read_socket(&mut receiver, socket, local, &counters, |d| {
+                core.handle_input(now, d.arrival, local, d.peer, d.data);
+            });
             flush(slot, entry, &mut shared, &counters);
             entry.next = entry.core.poll_timeout();
         }
@@ -517,24 +496,41 @@ fn read_shared(
     };
     let local = *local;
     let mut unrouted = 0u64;
+    read_socket(receiver, socket, local, counters, |d| {
+        let entry = demux
+            .route(local, d.peer, d.data)
+            .and_then(|slot| Some((slot, slots.get_mut(slot)?.as_mut()?)));
+        let Some((slot, entry)) = entry else {
+            unrouted += 1;
+            return;
+        };
+        entry
+            .core
+            .handle_input(now, d.arrival, local, d.peer, d.data);
+        if !entry.touched {
+            entry.touched = true;
+            touched.push(slot);
+        }
+    });
+    if unrouted > 0 {
+        counters
+            .datagrams_unrouted
+            .fetch_add(unrouted, Ordering::Relaxed);
+    }
+}
+
+/// Reads `socket` (bound to `local`) until it is drained, its readiness being
+/// edge-triggered, handing every datagram to `each`; bounded, so a socket that keeps
+/// failing cannot hold the pump.
+fn read_socket(
+    receiver: &mut recv::Receiver,
+    socket: &MioSocket,
+    local: SocketAddr,
+    counters: &Counters,
+    mut each: impl FnMut(recv::Datagram<'_>),
+) {
     for _ in 0..MAX_READS {
-        let read = receiver.read(socket, |d| {
-            let entry = demux
-                .route(local, d.peer, d.data)
-                .and_then(|slot| Some((slot, slots.get_mut(slot)?.as_mut()?)));
-            let Some((slot, entry)) = entry else {
-                unrouted += 1;
-                return;
-            };
-            entry
-                .core
-                .handle_input(now, d.arrival, local, d.peer, d.data);
-            if !entry.touched {
-                entry.touched = true;
-                touched.push(slot);
-            }
-        });
-        match read {
+        match receiver.read(socket, &mut each) {
             Ok((n, cut)) => {
                 counters.datagrams_in.fetch_add(n as u64, Ordering::Relaxed);
                 counters
@@ -544,15 +540,10 @@ fn read_shared(
                     break;
                 }
             }
-            Err(e) => {
-                tracing::trace!(socket = %local, error = %e, "receive error on a shared socket");
-            }
+            // ICMP errors surface here once each (a peer's port closed); what waits behind
+            // one is read on the next turn. The legs' timers notice a peer that is gone.
+            Err(e) => tracing::trace!(socket = %local, error = %e, "receive error"),
         }
-    }
-    if unrouted > 0 {
-        counters
-            .datagrams_unrouted
-            .fetch_add(unrouted, Ordering::Relaxed);
     }
 }
 

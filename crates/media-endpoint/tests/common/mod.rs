@@ -92,6 +92,33 @@ pub async fn http(
         .expect("HTTP request timed out")
 }
 
+/// POSTs `offer` to the session's URL on `endpoint` (`/MediaProcessor/sessions/{id}`).
+pub async fn post_offer(
+    endpoint: &media_endpoint::MediaEndpoint,
+    session: media_session::MediaSessionId,
+    offer: &str,
+) -> HttpResponse {
+    let path = format!("/MediaProcessor/sessions/{}", session.expose());
+    http(
+        endpoint.local_addr(),
+        "POST",
+        &path,
+        Some("application/sdp"),
+        offer.as_bytes(),
+    )
+    .await
+}
+
+/// The address and port of each host candidate of an SDP.
+pub fn host_candidates(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|c| c.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.get(7) == Some(&"host"))
+        .map(|f| SocketAddr::new(f[4].parse().unwrap(), f[5].parse().unwrap()))
+        .collect()
+}
+
 fn parse_response(raw: &[u8]) -> HttpResponse {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").expect("response head");
