@@ -647,6 +647,10 @@ pub struct NetworkFigures {
     pub send_calls: f64,
     /// Shared sockets open (0: every leg has its own).
     pub shared_sockets: usize,
+    /// Datagrams a shared socket dropped as nobody's, over the window (not per call).
+    pub unrouted: u64,
+    /// Peer addresses that moved between legs of a shared socket, over the window.
+    pub path_conflicts: u64,
 }
 
 impl NetworkFigures {
@@ -664,6 +668,8 @@ impl NetworkFigures {
             datagrams_out: per(a.datagrams_out, b.datagrams_out),
             send_calls: per(a.send_calls, b.send_calls),
             shared_sockets: b.shared_sockets,
+            unrouted: b.datagrams_unrouted.saturating_sub(a.datagrams_unrouted),
+            path_conflicts: b.path_conflicts.saturating_sub(a.path_conflicts),
         }
     }
 }
@@ -1299,7 +1305,10 @@ impl LoadReport {
             self.network.pumps,
             match self.network.shared_sockets {
                 0 => "a socket per leg".to_owned(),
-                n => format!("{n} shared socket(s)"),
+                n => format!(
+                    "{n} shared socket(s) ({} datagrams unrouted, {} path conflicts)",
+                    self.network.unrouted, self.network.path_conflicts
+                ),
             },
             self.network.wakeups,
             self.network.datagrams_in,

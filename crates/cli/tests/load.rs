@@ -60,3 +60,29 @@ fn a_short_load_run_measures_the_bots_calls() {
     assert!(json["all"]["lateness_ms"]["p99"].is_number());
     assert!(report.table().contains("calls per core"));
 }
+
+#[test]
+fn a_load_run_on_shared_udp_batches_the_sends() {
+    let mut options = LoadOptions::default();
+    options.calls = 4;
+    options.duration = Duration::from_secs(2);
+    options.warmup = Duration::from_secs(1);
+    options.pipeline.threads = 1;
+    options.shared_udp = true;
+    let report = run(options, |_| {}).expect("load runs");
+    eprintln!("{}", report.table());
+    assert_eq!((report.connected, report.failed), (4, 0));
+    let n = report.network;
+    assert!(
+        n.shared_sockets >= 1 && n.shared_sockets <= n.pumps,
+        "{n:?}"
+    );
+    // Four calls' packets of a tick leave in one system call: fewer calls than datagrams.
+    assert!(n.datagrams_out > 40.0, "{n:?}");
+    assert!(n.send_calls < n.datagrams_out / 2.0, "{n:?}");
+    assert_eq!(n.path_conflicts, 0, "{n:?}");
+    for (i, f) in &report.per_call {
+        assert!(f.frames > 50 && f.packets > 50, "call {i}: {f:?}");
+    }
+    assert!(report.table().contains("shared socket"));
+}
