@@ -107,8 +107,8 @@ pub struct JitterStats {
     pub unconfirmed: u64,
     /// Packets declared lost (sequence numbers never played).
     pub lost: u64,
-    /// Of `lost`: packets whose time was not concealed again because frames expanded
-    /// while waiting for them had covered it.
+    /// Of `lost`: packets whose time was not concealed again because what played while
+    /// waiting for them (expanded frames, then silence) had covered it.
     pub lost_skipped: u64,
     /// Frames expanded while waiting for a packet that had not arrived.
     pub expanded: u64,
@@ -151,6 +151,9 @@ pub struct JitterBuffer {
     cursor_ts: i64,
     losses_since_played: u32,
     expand_run: u32,
+    /// While waiting for a packet that has not arrived: when its audio was due to start
+    /// playing. Everything played since (concealment, then silence) stands in for its time.
+    waiting_since: Option<Ticks>,
     /// A packet held until the next one confirms a new SSRC or sequence.
     probation: Option<EncodedPacket>,
     /// Recent transits (arrival minus media time, in ticks) for their minimum.
@@ -216,6 +219,7 @@ impl JitterBuffer {
             cursor_ts: 0,
             losses_since_played: 0,
             expand_run: 0,
+            waiting_since: None,
             probation: None,
             transits: Box::new([0; WINDOW]),
             transits_len: 0,
@@ -362,6 +366,7 @@ impl JitterBuffer {
         self.cursor_ts = 0;
         self.losses_since_played = 0;
         self.expand_run = 0;
+        self.waiting_since = None;
         self.reset_delay_statistics(now);
     }
 
@@ -622,6 +627,7 @@ impl JitterBuffer {
         self.cursor_seq += 1;
         self.cursor_ts = ts + duration;
         self.expand_run = 0;
+        self.waiting_since = None;
         self.delay = delay;
         self.loss_rate *= 1.0 - LOSS_WEIGHT;
         self.filtered_delay += (delay.0 as f64 - self.filtered_delay) * FILTER_SHIFT;
@@ -665,8 +671,12 @@ impl JitterBuffer {
             return Playout::NoSignal;
         }
         let Some((mut next_seq, mut next_ts)) = self.earliest_later() else {
-            // Nothing later is here: the packet is late, or the stream paused. Expand a
-            // little while without consuming it, so a late packet still plays.
+            // Nothing later is here: the packet is late, lost in a burst, or the stream
+            // paused. Expand a little while without consuming it, so a late packet still
+            // plays; then silence. The wait is timed from when the packet was due.
+            if self.waiting_since.is_none() {
+                self.waiting_since = Some(at);
+            }
             if self.expand_run < MAX_EXPAND_FRAMES {
                 self.expand_run += 1;
                 self.stats.expanded += 1;
@@ -674,9 +684,17 @@ impl JitterBuffer {
             }
             return Playout::NoSignal;
         };
-        // Later packets are here: the one due is lost. If frames were expanded while
-        // waiting for it, they already stand in for its time: drop that time rather than
-        // conceal it twice. Stop at a packet that is here.
+        // Later packets are here: the one due is lost. What played while waiting for it
+        // (expanded frames, and the silence after them in a long burst) already stands in
+        // for its time: drop that time rather than conceal it again, as NetEQ's expand
+        // moves the playout timestamp on. Concealing it again would add the whole wait to
+        // the delay, to be cut out of the speech that follows. Stop at a packet that is
+        // here.
+        let waited = self.waiting_since.take().map_or(0, |since| {
+            let elapsed = at.saturating_sub(since);
+            (elapsed.0 + FRAME_DURATION.0 / 2) / FRAME_DURATION.0
+        });
+        let mut covered = waited.min(SLOTS as u64);
         for _ in 0..SLOTS {
             if next_ts <= self.cursor_ts + self.frame_ts / 2 {
                 // The missing packets' time was already played: jump to the next one.
@@ -685,10 +703,10 @@ impl JitterBuffer {
                 let delay = self.delay_of(next_ts, at);
                 return self.play(delay);
             }
-            if self.expand_run == 0 {
+            if covered == 0 {
                 break;
             }
-            self.expand_run -= 1;
+            covered -= 1;
             self.declare_lost(1);
             self.stats.lost_skipped += 1;
             self.cursor_seq += 1;
@@ -707,6 +725,7 @@ impl JitterBuffer {
         self.cursor_seq += 1;
         self.cursor_ts += self.frame_ts;
         self.expand_run = 0;
+        self.waiting_since = None;
         let due_ts = self.cursor_ts;
         let frame_ts = self.frame_ts;
         match self.slot(self.cursor_seq) {

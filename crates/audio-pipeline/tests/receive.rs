@@ -300,3 +300,82 @@ fn random_loss_is_rebuilt_from_fec_or_concealed_and_merged() {
         .unwrap_or(0);
     assert!(steepest < 12_000, "a click of {steepest}");
 }
+
+/// Packets lost by a Gilbert-Elliott channel (every packet in the bad state is lost) at
+/// `loss` on average, in bursts of `burst` packets on average, seeded: the relay's model.
+fn burst_losses(seed: u64, packets: u64, loss: f64, burst: f64) -> Vec<u64> {
+    let mut rng = Rng(seed);
+    let to_good = 1.0 / burst;
+    let to_bad = loss * to_good / (1.0 - loss);
+    let mut bad = false;
+    let mut lost = Vec::new();
+    for i in 0..packets {
+        bad = if bad {
+            rng.unit() >= to_good
+        } else {
+            rng.unit() < to_bad
+        };
+        if bad {
+            lost.push(i);
+        }
+    }
+    lost
+}
+
+/// The longest run of consecutive indices in `lost`.
+fn longest_burst(lost: &[u64]) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for (i, &p) in lost.iter().enumerate() {
+        run = if i > 0 && lost[i - 1] + 1 == p {
+            run + 1
+        } else {
+            1
+        };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+#[test]
+fn bursts_longer_than_the_expansion_do_not_add_their_wait_to_the_delay() {
+    // 10 % loss in bursts of 3 on average: some bursts last 6-10 packets, longer than the
+    // 5 frames of concealment the buffer expands while waiting. The time played while
+    // waiting (concealment, then silence) stands for the lost packets' time, so the
+    // packet after a burst plays at the delay the audio before it had; concealing the
+    // lost packets again after it arrived added up to the whole burst to the delay (a
+    // 10-packet burst: 100 ms), which was then cut out of the speech that followed in
+    // pitch-period steps (the Chromium far end's "bursts of 3" cell, steps of 20 ms).
+    let mut sim = Sim::new(17);
+    sim.jitter = Ticks::from_millis(2);
+    sim.drop = burst_losses(3, 3_000, 0.1, 3.0);
+    assert!(longest_burst(&sim.drop) >= 8, "the pattern has long bursts");
+    let mut delays = Vec::new();
+    for _ in 0..3_000 {
+        sim.tick();
+        delays.push(sim.rx.jitter().current_delay());
+    }
+    let js = sim.rx.jitter_stats();
+    let st = sim.rx.stats();
+    assert!(js.lost >= 200 && js.lost_skipped > 100, "{js:?}");
+    // After the first three seconds, inside speech no packet's delay differs from the
+    // one played before it by more than half a frame (the wait is rounded to whole
+    // packets), and speech is not cut to take back a wait.
+    let largest_step = delays
+        .windows(2)
+        .zip(sim.ticks.windows(2))
+        .skip(150)
+        .filter(|(_, t)| t[0].0 && t[1].0)
+        .map(|(d, _)| d[1].0.abs_diff(d[0].0))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        largest_step <= Ticks::from_millis(10).0,
+        "a delay step of {} ms: {js:?} {st:?}",
+        largest_step / Ticks::PER_MILLI
+    );
+    let cut_in_speech = sim.changed_inside_speech(150);
+    assert!(
+        cut_in_speech <= 3 * 320,
+        "{cut_in_speech} samples changed inside speech: {js:?} {st:?}"
+    );
+}
