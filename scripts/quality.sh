@@ -12,7 +12,8 @@
 # markdown table on stdout; progress goes to stderr.
 #
 # Usage: scripts/quality.sh [--quick] [--stress] [--runs N] [--seconds S] [--ref-bitrate B]
-#                           [--no-chromium] [--keep DIR]
+#                           [--no-chromium] [--keep DIR] [--only COND[,COND]]
+#                           [--far-end webrtc-rs|chromium] [--engine botmedia|aiortc-ref]
 #   --quick        clean and 10 % loss only, one run each
 #   --stress       every call is made quiet and again under load: two busy processes at normal
 #                  priority and a parallel `cargo build` of the workspace into a fresh target
@@ -23,6 +24,10 @@
 #   --ref-bitrate  the aiortc engine's Opus bitrate (96000; try 24000 or 32000)
 #   --no-chromium  skip the Chromium far end
 #   --keep DIR     keep every WAV and JSON in DIR (default: a temp dir, removed)
+#   --only C,..    only these conditions (clean loss5 loss10 loss15 bursts jitter40), e.g.
+#                  `--only bursts --far-end chromium --engine botmedia` runs one cell
+#   --far-end F    only this far end (webrtc-rs or chromium)
+#   --engine E     only this engine (botmedia or aiortc-ref)
 # Everything binds 127.0.0.1. Every process this script starts, it stops.
 set -euo pipefail
 
@@ -146,7 +151,7 @@ if [[ ${1:-} == __netns_call ]]; then
     exit $?
 fi
 
-quick= stress= runs=1 seconds= ref_bitrate=96000 chromium=1 keep=
+quick= stress= runs=1 seconds= ref_bitrate=96000 chromium=1 keep= only= only_far= only_engine=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=1 ;;
@@ -156,12 +161,21 @@ while [[ $# -gt 0 ]]; do
         --ref-bitrate) ref_bitrate=${2:?--ref-bitrate B}; shift ;;
         --no-chromium) chromium= ;;
         --keep) keep=${2:?--keep DIR}; shift ;;
+        --only) only=${2:?--only COND[,COND]}; shift ;;
+        --far-end) only_far=${2:?--far-end webrtc-rs|chromium}; shift ;;
+        --engine) only_engine=${2:?--engine botmedia|aiortc-ref}; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
         *) log "unknown option $1 (--help)"; exit 2 ;;
     esac
     shift
 done
 [[ -n $quick ]] && runs=1
+if [[ -n $only ]]; then
+    IFS=, read -r -a only_list <<<"$only"
+    for c in "${only_list[@]}"; do condition_args "$c" >/dev/null || exit 2; done
+fi
+case $only_far in ''|webrtc-rs|chromium) ;; *) log "unknown far end $only_far"; exit 2 ;; esac
+case $only_engine in ''|botmedia|aiortc-ref) ;; *) log "unknown engine $only_engine"; exit 2 ;; esac
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -186,8 +200,12 @@ record_s=$(awk -v s="$speech_s" 'BEGIN { printf "%.1f", s + 1.5 }')
 
 conditions=(clean loss5 loss10 loss15 bursts jitter40)
 [[ -n $quick ]] && conditions=(clean loss10)
+if [[ -n $only ]]; then IFS=, read -r -a conditions <<<"$only"; fi
 engines=(botmedia aiortc-ref)
+[[ -n $only_engine ]] && engines=("$only_engine")
+[[ $only_far == webrtc-rs ]] && chromium=
 far_ends=(webrtc-rs)
+[[ $only_far == chromium ]] && far_ends=()
 if [[ -n $chromium ]]; then
     if [[ ! -f $quality/chromium_far_end.py ]]; then
         log "no scripts/quality/chromium_far_end.py yet: the Chromium far end is skipped"
@@ -202,6 +220,7 @@ if [[ -n $chromium ]]; then
 else
     chromium_note="Chromium far end skipped (--no-chromium)."
 fi
+if [[ ${#far_ends[@]} -eq 0 ]]; then log "${chromium_note:-no far end to run}"; exit 1; fi
 loads=(quiet)
 [[ -n $stress ]] && loads=(quiet stress)
 
