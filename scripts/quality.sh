@@ -126,9 +126,12 @@ one_call() { # ENGINE FAREND CONDITION SEED DIR
                 >"$dir/far.json" 2>"$dir/far.err" || rc=$?
             ;;
         chromium)
+            # With the reference it also scores the echo against Chromium's own stretching:
+            # engine_max_step_ms, the steps inside speech Chromium's jitter buffer does not
+            # explain.
             timeout 180 "$py" "$quality/chromium_far_end.py" --url "$session_url" \
                 --input "$mic" --output "$dir/echo16k.wav" --seconds "$record_s" --seed "$seed" \
-                $args >"$dir/far.json" 2>"$dir/far.err" || rc=$?
+                --reference "$reference" $args >"$dir/far.json" 2>"$dir/far.err" || rc=$?
             ;;
     esac
     stop_engine
@@ -143,8 +146,8 @@ one_call() { # ENGINE FAREND CONDITION SEED DIR
 if [[ ${1:-} == __netns_call ]]; then
     shift
     ip link set lo up
-    py=$1 target=$2 mic=$3 record_s=$4 ref_bitrate=$5
-    shift 5
+    py=$1 target=$2 mic=$3 record_s=$4 ref_bitrate=$5 reference=$6
+    shift 6
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     one_call "$@"
@@ -272,7 +275,7 @@ for far in "${far_ends[@]}"; do
                     ok=1
                     if [[ $far == chromium ]]; then
                         unshare -n bash "$0" __netns_call "$py" "$target" "$mic" "$record_s" \
-                            "$ref_bitrate" "$engine" "$far" "$cond" "$run" "$dir" || ok=
+                            "$ref_bitrate" "$reference" "$engine" "$far" "$cond" "$run" "$dir" || ok=
                     else
                         one_call "$engine" "$far" "$cond" "$run" "$dir" || ok=
                     fi
@@ -330,6 +333,12 @@ def span(v, d):
     return f"{statistics.median(v):.{d}f} ({min(v):.{d}f}-{max(v):.{d}f})"
 
 
+def engine_step(row):
+    """Chromium far end: the largest step inside speech its own jitter buffer does not explain."""
+    score = row["far_end"].get("score") or {}
+    return score.get("engine_max_step_ms")
+
+
 def drift(score):
     """Delay of the last three speech windows minus the first three's (ms)."""
     t = [w["delay_ms"] for w in score.get("track", [])]
@@ -344,7 +353,7 @@ for r in rows:
 
 stress = any(r["load"] == "stress" for r in rows)
 head = ["far end", "condition", "engine", "PESQ-WB", "STOI", "delay ms", "max step ms",
-        "steps > 5 ms", "drift ms", "gaps ms", "late sends"]
+        "engine's max step ms", "steps > 5 ms", "drift ms", "gaps ms", "late sends"]
 if stress:
     head += ["stressed delay ms", "vs quiet ms", "stressed drift ms", "stressed step ms",
              "queue growth ms"]
@@ -360,6 +369,7 @@ for f, c, e in keys:
     cols = [f, LABEL.get(c, c), e if e != "aiortc-ref" else f"aiortc-ref ({int(ref_bitrate) // 1000} kb/s)",
             span([s.get("pesq_wb") for s in sc], 2), span([s.get("stoi") for s in sc], 3),
             fmt(med([s.get("delay_ms") for s in sc]), 1), fmt(med([s.get("max_step_ms") for s in sc]), 1),
+            fmt(med([engine_step(r) for r in quiet]), 1),
             fmt(med([s.get("steps_over_5ms") for s in sc]), 0), fmt(med([drift(s) for s in sc]), 1),
             fmt(med([r["far_end"].get("concealed_ms") for r in quiet]), 0),
             fmt(med([r["far_end"].get("send_late") for r in quiet]), 0)]
@@ -378,7 +388,8 @@ print(f"Speech: {float(speech_s):.1f} s of espeak-ng Harvard sentences, sent as 
       "towards the engine, seeded (run r uses seed r, the same for both engines). PESQ-WB and STOI: "
       "median (min-max) over runs; delay: median of the per-window delay inside speech; max step: "
       "the largest delay change between neighbouring speech windows; drift: last three speech "
-      "windows' delay minus the first three's; gaps: output time the engine did not send "
+      "windows' delay minus the first three's; engine's max step: with the Chromium far end, "
+      "the largest step that Chromium's own jitter buffer (its getStats counters) does not explain; gaps: output time the engine did not send "
       "(concealed by the far end's PLC; webrtc-rs far end only); late sends: packets the "
       "webrtc-rs far end itself sent over 5 ms after their due time (of ~50 a second): when "
       "not near 0 the machine was too busy for the figures to mean much.")
