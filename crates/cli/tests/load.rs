@@ -5,13 +5,19 @@ use std::time::Duration;
 
 use botmedia_cli::load::{LoadOptions, Phase, run};
 
-#[test]
-fn a_short_load_run_measures_the_bots_calls() {
+/// `calls` calls measured for 2 s after 1 s, on one pipeline thread.
+fn short(calls: usize) -> LoadOptions {
     let mut options = LoadOptions::default();
-    options.calls = 3;
+    options.calls = calls;
     options.duration = Duration::from_secs(2);
     options.warmup = Duration::from_secs(1);
     options.pipeline.threads = 1;
+    options
+}
+
+#[test]
+fn a_short_load_run_measures_the_bots_calls() {
+    let options = short(3);
     let mut phases = Vec::new();
     let mut ended = None;
     let report = run(options, |p| {
@@ -63,11 +69,7 @@ fn a_short_load_run_measures_the_bots_calls() {
 
 #[test]
 fn a_load_run_on_shared_udp_batches_the_sends() {
-    let mut options = LoadOptions::default();
-    options.calls = 4;
-    options.duration = Duration::from_secs(2);
-    options.warmup = Duration::from_secs(1);
-    options.pipeline.threads = 1;
+    let mut options = short(4);
     options.shared_udp = true;
     let report = run(options, |_| {}).expect("load runs");
     eprintln!("{}", report.table());

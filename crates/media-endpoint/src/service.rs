@@ -19,6 +19,7 @@ use crate::bridge::NetworkPort;
 use crate::dtmf::Tone;
 use crate::error::ToneError;
 use crate::events::{EndReason, EndpointEvent};
+use crate::leg::pump::LegSockets;
 use crate::leg::{self, Leg, LegControl, LegSettings, Negotiation, SetupError};
 use crate::path::PathInterceptor;
 pub use crate::path::{PathPacket, SendPath};
@@ -261,10 +262,8 @@ impl ServiceLeg {
             negotiated,
             ssrc: built.ssrc,
             local_sdp: built.offer,
-            sockets,
             // The service side binds ephemeral ports.
-            ports: leg::ports::PortLease::default(),
-            shared: None,
+            sockets: LegSockets::Own(sockets, leg::ports::PortLease::default()),
             speaker_tracks: Vec::new(),
             main_track: None,
             speaker_ssrcs: built.speaker_ssrcs,

@@ -26,8 +26,9 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::{rtcp, rtp};
 
+use super::pump::LegSockets;
 use super::timeline::RtpTimeline;
-use super::{Leg, LegOutcome, OPUS_CLOCK, ToneRequest, ports};
+use super::{Leg, LegOutcome, OPUS_CLOCK, ToneRequest};
 use crate::bridge::{InboundRtp, OutboundAudio, PushError, opus_packet_samples_48k};
 use crate::dtmf::{EventReceiver, EventSender};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
@@ -76,13 +77,9 @@ pub(crate) struct Negotiation {
     pub(crate) ssrc: u32,
     /// The SDP sent to the peer (the answer, or the offer on the service side).
     pub(crate) local_sdp: String,
-    /// The leg's sockets, bound, non-blocking; one per ICE address.
-    pub(crate) sockets: Vec<std::net::UdpSocket>,
-    /// The ports the sockets hold, released when the leg ends.
-    pub(crate) ports: ports::PortLease,
-    /// In shared-UDP mode, in place of sockets of its own: the pump whose shared sockets
-    /// the leg's candidates name, and the leg's ICE username fragment.
-    pub(crate) shared: Option<(usize, String)>,
+    /// Where the leg's datagrams go in and out: its own bound, non-blocking sockets (one
+    /// per ICE address) and the ports they hold, or its pump's shared sockets.
+    pub(crate) sockets: LegSockets,
     /// Receiving end: the track ids of the peer's speaker streams taken, with the unmixed
     /// stream index (1..) each one's packets carry to the port.
     pub(crate) speaker_tracks: Vec<(String, u8)>,

@@ -100,13 +100,7 @@ pub(crate) enum LegOutcome {
 
 /// Starts a negotiated leg on a network pump.
 pub(crate) fn start(now: std::time::Instant, pool: pump::PoolKind, mut neg: Negotiation, leg: Leg) {
-    let sockets = match neg.shared.take() {
-        Some((pump, ufrag)) => pump::LegSockets::Shared { pump, ufrag },
-        None => pump::LegSockets::Own(
-            std::mem::take(&mut neg.sockets),
-            std::mem::take(&mut neg.ports),
-        ),
-    };
+    let sockets = std::mem::take(&mut neg.sockets);
     // The pump gives the port its waker as it takes the leg; until then, polled.
     let core = LegCore::new(now, neg, leg, false);
     pump::start(pool, core, sockets);

@@ -9,7 +9,7 @@
 //!
 //! Two legs whose peers share one address (a peer multiplexing its own legs on one port)
 //! cannot be told apart after ICE: the newest Binding request wins the path, and the
-//! change is counted ([`Demux::conflicts`]).
+//! change is counted ([`Demux::take_conflicts`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -130,14 +130,10 @@ impl Demux {
         }
     }
 
-    /// Whether `slot` already owns the path (the pump's cheap check before [`Self::learn`]).
-    pub(crate) fn owns(&self, slot: usize, local: SocketAddr, remote: SocketAddr) -> bool {
-        self.by_path.get(&(local, remote)) == Some(&slot)
-    }
-
-    /// Times a path moved from one leg to another (peers sharing an address).
-    pub(crate) fn conflicts(&self) -> u64 {
-        self.conflicts
+    /// Times a path moved from one leg to another (peers sharing an address) since the
+    /// last call.
+    pub(crate) fn take_conflicts(&mut self) -> u64 {
+        std::mem::take(&mut self.conflicts)
     }
 }
 
@@ -237,16 +233,21 @@ mod tests {
         assert_eq!(d.route(addr(5001), addr(6001), &rtp), None);
         // Leg 2 sends first (its own checks); the answers come back to it.
         d.learn(2, local, addr(6002));
-        assert!(d.owns(2, local, addr(6002)));
+        d.learn(2, local, addr(6002));
         assert_eq!(d.route(local, addr(6002), &rtp), Some(2));
         // A request for an unknown fragment is nobody's.
         let stray = request(&[(USERNAME, b"zzz:peer")]);
         assert_eq!(d.route(local, addr(6003), &stray), None);
-        assert_eq!(d.conflicts(), 0);
+        assert_eq!(
+            d.take_conflicts(),
+            0,
+            "learning a path again is no conflict"
+        );
         // A peer address that moves to another leg is counted.
         let to_two = request(&[(USERNAME, b"two:peer")]);
         assert_eq!(d.route(local, addr(6001), &to_two), Some(2));
-        assert_eq!(d.conflicts(), 1);
+        assert_eq!(d.take_conflicts(), 1);
+        assert_eq!(d.take_conflicts(), 0, "taken");
         assert_eq!(d.route(local, addr(6001), &rtp), Some(2));
         // Removing leg 2 forgets its fragment and paths; leg 1 keeps what it has left.
         d.remove(2);

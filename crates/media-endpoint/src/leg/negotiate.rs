@@ -13,19 +13,15 @@ use rtc::shared::error::Error as RtcError;
 
 use super::core::Negotiation;
 use super::peer::{
-    SetupError, add_host_candidates, bind_sockets, build_peer_connection, local_addrs, opus_codec,
-    opus_track, telephone_event_codec,
+    LeasedBindError, SetupError, add_host_candidates, bind_leased, build_peer_connection,
+    local_addrs, opus_codec, opus_track, telephone_event_codec,
 };
-use super::pump::{PoolKind, SharedError};
+use super::pump::{LegSockets, PoolKind, SharedError};
 use super::{LegSettings, mux, ports, pump};
 use crate::config::IceAddress;
 use crate::sdp::{
     Direction, Offer, OfferError, drop_rtcp_candidates, ensure_opus_fec, read_answer,
 };
-
-/// How many times a leg binds anew on other ports when another program took one of the
-/// ports it leased between the check and the bind.
-const BIND_ATTEMPTS: usize = 3;
 
 /// Why negotiating a leg failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +62,19 @@ impl From<SetupError> for NegotiateError {
     }
 }
 
+impl From<LeasedBindError> for NegotiateError {
+    fn from(e: LeasedBindError) -> Self {
+        match e {
+            LeasedBindError::NoPort(e) => e.into(),
+            LeasedBindError::Setup(e) => e.into(),
+        }
+    }
+}
+
 impl From<SharedError> for NegotiateError {
     fn from(e: SharedError) -> Self {
         match e {
-            SharedError::NoPort(e) => e.into(),
-            SharedError::Setup(e) => e.into(),
+            SharedError::Bind(e) => e.into(),
             SharedError::TooMany => NegotiateError::Stack {
                 step: "opening a shared ICE socket",
                 source: "the network pump has as many shared sockets as it takes".into(),
@@ -115,40 +119,37 @@ pub(crate) fn negotiate(
         offer.main_track.clone()
     };
     // The sockets first: a leg refused for want of a port is refused before anything is built.
-    let (sockets, ports, shared_pump, addrs) = if settings.shared_udp {
+    let (mut sockets, addrs) = if settings.shared_udp {
         let (pump, addrs) = pump::shared_sockets(PoolKind::Endpoint, &settings.ice_addresses)?;
-        (Vec::new(), ports::PortLease::default(), Some(pump), addrs)
+        // The fragment is the answer's, filled in below.
+        let ufrag = String::new();
+        (LegSockets::Shared { pump, ufrag }, addrs)
     } else {
-        let (sockets, ports) = own_sockets(settings)?;
+        let (sockets, ports) = bind_leased(&settings.ice_addresses)?;
         let addrs = local_addrs(&sockets)?;
-        (sockets, ports, None, addrs)
+        (LegSockets::Own(sockets, ports), addrs)
     };
     let mut pc = build_peer_connection(now, None)?;
     add_host_candidates(&mut pc, &addrs)?;
     let answered = answer_offer(now, &mut pc, offer, track_id, settings);
     // A leg on shared sockets is told from the others by its ICE username fragment.
     let answered = answered.and_then(|(negotiated, ssrc, answer)| {
-        let shared = match shared_pump {
-            Some(pump) => {
-                let ufrag = mux::sdp_ufrag(&answer).ok_or_else(|| NegotiateError::Stack {
-                    step: "reading the answer's ICE username fragment",
-                    source: "the answer has no a=ice-ufrag".into(),
-                })?;
-                Some((pump, ufrag.to_owned()))
-            }
-            None => None,
-        };
-        Ok((negotiated, ssrc, answer, shared))
+        if let LegSockets::Shared { ufrag, .. } = &mut sockets {
+            let answered = mux::sdp_ufrag(&answer).ok_or_else(|| NegotiateError::Stack {
+                step: "reading the answer's ICE username fragment",
+                source: "the answer has no a=ice-ufrag".into(),
+            })?;
+            answered.clone_into(ufrag);
+        }
+        Ok((negotiated, ssrc, answer))
     });
     match answered {
-        Ok((negotiated, ssrc, answer, shared)) => Ok(Negotiation {
+        Ok((negotiated, ssrc, answer)) => Ok(Negotiation {
             pc,
             negotiated,
             ssrc,
             local_sdp: answer,
             sockets,
-            ports,
-            shared,
             speaker_tracks,
             main_track,
             speaker_ssrcs: Vec::new(),
@@ -156,29 +157,6 @@ pub(crate) fn negotiate(
         Err(e) => {
             let _ = rtc::sansio::Protocol::close(&mut pc);
             Err(e)
-        }
-    }
-}
-
-/// Sockets of the leg's own, one per ICE address, on ports leased from their ranges.
-fn own_sockets(
-    settings: &LegSettings,
-) -> Result<(Vec<std::net::UdpSocket>, ports::PortLease), NegotiateError> {
-    let mut attempt = 0;
-    let mut failed = None;
-    loop {
-        attempt += 1;
-        // Leased before the failed lease is released: a retry takes other ports.
-        let ports = ports::PortLease::take(&settings.ice_addresses)?;
-        drop(failed.take());
-        match bind_sockets(ports.bind_addrs()) {
-            Ok(sockets) => return Ok((sockets, ports)),
-            // Another program bound a leased port between the check and the bind.
-            Err(SetupError::Bind(e)) if ports.is_ranged() && attempt < BIND_ATTEMPTS => {
-                tracing::debug!(error = %e, "binding the leg's ICE ports failed; trying others");
-                failed = Some(ports);
-            }
-            Err(e) => return Err(e.into()),
         }
     }
 }

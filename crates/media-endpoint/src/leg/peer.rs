@@ -21,7 +21,9 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio;
 use rtc::shared::error::Error as RtcError;
 
+use super::ports::{NoFreePort, PortLease};
 use super::{OPUS_CLOCK, rand_u32};
+use crate::config::IceAddress;
 use crate::path::PathInterceptor;
 use crate::sdp::{CSRC_AUDIO_LEVEL_URI, SDES_MID_URI, SSRC_AUDIO_LEVEL_URI};
 
@@ -209,6 +211,42 @@ pub(crate) fn bind_sockets(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, Setup
             Ok(s)
         })
         .collect()
+}
+
+/// How many times sockets bind anew on other ports when another program took one of the
+/// ports leased between the check and the bind.
+const BIND_ATTEMPTS: usize = 3;
+
+/// Why [`bind_leased`] failed.
+#[derive(Debug)]
+pub(crate) enum LeasedBindError {
+    /// Every port of an address's range is taken.
+    NoPort(NoFreePort),
+    /// Binding failed (not for a port another program took meanwhile: that is retried).
+    Setup(SetupError),
+}
+
+/// One bound, non-blocking socket per address, on ports leased from their ranges (port 0,
+/// the system's pick, without one); all or nothing, bound anew on other ports when another
+/// program took a leased one between the check and the bind.
+pub(crate) fn bind_leased(
+    addresses: &[IceAddress],
+) -> Result<(Vec<UdpSocket>, PortLease), LeasedBindError> {
+    let mut failed = None;
+    for attempt in 1..=BIND_ATTEMPTS {
+        // Leased before the failed lease is released: a retry takes other ports.
+        let lease = PortLease::take(addresses).map_err(LeasedBindError::NoPort)?;
+        drop(failed.take());
+        match bind_sockets(lease.bind_addrs()) {
+            Ok(sockets) => return Ok((sockets, lease)),
+            Err(SetupError::Bind(e)) if lease.is_ranged() && attempt < BIND_ATTEMPTS => {
+                tracing::debug!(error = %e, "binding leased ICE ports failed; trying others");
+                failed = Some(lease);
+            }
+            Err(e) => return Err(LeasedBindError::Setup(e)),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// The local addresses of bound sockets.

@@ -25,8 +25,8 @@ use bytes::BytesMut;
 
 use super::core::{LegCore, Transmit};
 use super::mux::Demux;
-use super::peer::{SetupError, bind_sockets};
-use super::ports::{NoFreePort, PortLease};
+use super::peer::{LeasedBindError, SetupError, bind_leased};
+use super::ports::PortLease;
 use super::{recv, send};
 use crate::config::IceAddress;
 use crate::events::EndReason;
@@ -38,9 +38,6 @@ const WAKE: Token = Token(usize::MAX);
 const SHARED_TOKENS: usize = usize::MAX - 1;
 /// At most this many shared sockets per pump (one per distinct ICE address and range).
 const MAX_SHARED: usize = 64;
-/// How many times a shared socket binds anew on another port of its range when another
-/// program took the leased one between the check and the bind.
-const BIND_ATTEMPTS: usize = 3;
 /// At most this many sockets per leg (one per ICE address).
 const SOCKETS_PER_LEG: usize = 16;
 /// Most reads of one socket per wake-up (each up to a batch of datagrams).
@@ -238,10 +235,8 @@ pub fn network_stats() -> NetworkStats {
 /// Why a pump's shared socket could not be had.
 #[derive(Debug)]
 pub(crate) enum SharedError {
-    /// Every port of the address's range is taken.
-    NoPort(NoFreePort),
-    /// Binding failed.
-    Setup(SetupError),
+    /// No port of the address's range was free, or binding failed.
+    Bind(LeasedBindError),
     /// The pump already has as many shared sockets as it takes.
     TooMany,
 }
@@ -272,10 +267,12 @@ pub(crate) fn shared_sockets(
         if table.len() >= MAX_SHARED {
             return Err(SharedError::TooMany);
         }
-        let (socket, lease) = bind_shared(a)?;
+        let (mut sockets, lease) =
+            bind_leased(std::slice::from_ref(a)).map_err(SharedError::Bind)?;
+        let socket = sockets.pop().expect("one address, one socket");
         let local = socket
             .local_addr()
-            .map_err(|e| SharedError::Setup(SetupError::Bind(e)))?;
+            .map_err(|e| SharedError::Bind(LeasedBindError::Setup(SetupError::Bind(e))))?;
         table.push(SharedAddress {
             ip: a.ip,
             ports: a.ports.clone(),
@@ -293,28 +290,6 @@ pub(crate) fn shared_sockets(
         pump.signal.wake_by_ref();
     }
     Ok((index, locals))
-}
-
-/// One socket on `address`, on a leased port of its range (tried anew when another program
-/// took the port between the check and the bind).
-fn bind_shared(address: &IceAddress) -> Result<(UdpSocket, PortLease), SharedError> {
-    let mut failed = None;
-    for attempt in 1..=BIND_ATTEMPTS {
-        let lease = PortLease::take(std::slice::from_ref(address)).map_err(SharedError::NoPort)?;
-        drop(failed.take());
-        match bind_sockets(lease.bind_addrs()) {
-            Ok(mut sockets) => {
-                let socket = sockets.pop().expect("one address, one socket");
-                return Ok((socket, lease));
-            }
-            Err(SetupError::Bind(e)) if lease.is_ranged() && attempt < BIND_ATTEMPTS => {
-                tracing::debug!(error = %e, "binding a shared ICE port failed; trying another");
-                failed = Some(lease);
-            }
-            Err(e) => return Err(SharedError::Setup(e)),
-        }
-    }
-    unreachable!("the last attempt returns")
 }
 
 /// Hands a negotiated leg to a pump: the one whose shared sockets it uses, or else the one
@@ -361,7 +336,6 @@ struct Shared {
     /// What the legs have for the wire, per shared socket, sent at the end of the
     /// wake-up in batches (kept allocated between wake-ups).
     outbox: Vec<Vec<(SocketAddr, BytesMut)>>,
-    conflicts_counted: u64,
 }
 
 fn run(
@@ -646,9 +620,7 @@ fn flush(slot: usize, entry: &mut Entry, shared: &mut Shared, counters: &Counter
                 counters.send_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            if !shared.demux.owns(slot, from, to) {
-                shared.demux.learn(slot, from, to);
-            }
+            shared.demux.learn(slot, from, to);
             shared.outbox[index].push((to, data));
         }
         return;
@@ -692,12 +664,11 @@ fn send_shared(shared: &mut Shared, counters: &Counters) {
             .fetch_add(sent.calls as u64, Ordering::Relaxed);
         out.clear();
     }
-    let conflicts = shared.demux.conflicts();
-    if conflicts > shared.conflicts_counted {
+    let conflicts = shared.demux.take_conflicts();
+    if conflicts > 0 {
         counters
             .path_conflicts
-            .fetch_add(conflicts - shared.conflicts_counted, Ordering::Relaxed);
-        shared.conflicts_counted = conflicts;
+            .fetch_add(conflicts, Ordering::Relaxed);
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use tokio::sync::mpsc;
 
+use super::pump::LegSockets;
 use super::{Leg, LegControl, LegCore, LegSettings, Negotiation, negotiate, ports};
 use crate::bridge::{OutboundAudio, QueueLink};
 use crate::config::IceAddress;
@@ -271,15 +272,16 @@ pub(crate) struct SimLeg {
     /// Packets the feed pushed, by index.
     pub(crate) fed: u32,
     // Held so the ports stay the leg's while it runs, as in production; never read.
-    _sockets: Vec<UdpSocket>,
-    _ports: ports::PortLease,
+    _sockets: LegSockets,
 }
 
 impl SimLeg {
     fn new(now: Instant, mut neg: Negotiation, settings: LegSettings, label: &str) -> SimLeg {
         let sockets = std::mem::take(&mut neg.sockets);
-        let lease = std::mem::take(&mut neg.ports);
-        let addrs = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let addrs = match &sockets {
+            LegSockets::Own(own, _) => own.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            LegSockets::Shared { .. } => Vec::new(),
+        };
         let (link, port) = QueueLink::new(QUEUE);
         let (events, events_rx) = mpsc::channel(QUEUE);
         let (control, tones) = LegControl::new(16);
@@ -312,7 +314,6 @@ impl SimLeg {
             feed: None,
             fed: 0,
             _sockets: sockets,
-            _ports: lease,
         }
     }
 
@@ -426,9 +427,7 @@ impl Sim {
             negotiated,
             ssrc: built.ssrc,
             local_sdp: built.offer,
-            sockets,
-            ports: ports::PortLease::default(),
-            shared: None,
+            sockets: LegSockets::Own(sockets, ports::PortLease::default()),
             speaker_tracks: Vec::new(),
             main_track: None,
             speaker_ssrcs: built.speaker_ssrcs,
