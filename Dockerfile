@@ -16,7 +16,8 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 # ---------------------------------------------------------------------------------------------
-# Builder: cargo build --release of the botmedia binary only.
+# Builder: cargo build --profile dist (release with link-time optimisation, see Cargo.toml)
+# of the botmedia binary only.
 # ---------------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 
@@ -40,8 +41,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release -p botmedia-cli --bin botmedia --locked \
-    && install -D -m 0755 target/release/botmedia /out/botmedia
+    cargo build --profile dist -p botmedia-cli --bin botmedia --locked \
+    && install -D -m 0755 target/dist/botmedia /out/botmedia
 
 # ---------------------------------------------------------------------------------------------
 # Runtime: Debian slim, ca-certificates, the binary, a fixed non-root user.
