@@ -94,6 +94,14 @@ pub struct EndpointConfig {
     /// (browsers, webrtc-rs, TURN allocations do); two legs whose peer multiplexes them
     /// on one address cannot be told apart. Off: each leg binds its own sockets.
     pub shared_udp: bool,
+    /// Lean media path: the `rtc` stack's peer connection only writes a leg's answer;
+    /// the leg then answers ICE checks as an ICE-lite agent (`a=ice-lite`), runs DTLS as
+    /// the server with the stack's DTLS endpoint, and protects and reads RTP and RTCP with
+    /// SRTP contexts of its own, sending its own sender and receiver reports: a fraction
+    /// of the per-packet work of the whole stack. Needs offers that let this side be the
+    /// DTLS server (`a=setup:actpass` or `active`, as browsers and webrtc-rs send) and a
+    /// `sha-256` fingerprint. Off: the whole stack runs every leg.
+    pub lean_media: bool,
 }
 
 impl EndpointConfig {
@@ -107,12 +115,19 @@ impl EndpointConfig {
             connect_timeout: Duration::from_secs(20),
             media_timeout: Duration::from_secs(10),
             shared_udp: false,
+            lean_media: false,
         }
     }
 
     /// Shared-UDP mode on or off (see [`Self::shared_udp`]).
     pub fn with_shared_udp(mut self, on: bool) -> Self {
         self.shared_udp = on;
+        self
+    }
+
+    /// Lean media path on or off (see [`Self::lean_media`]).
+    pub fn with_lean_media(mut self, on: bool) -> Self {
+        self.lean_media = on;
         self
     }
 

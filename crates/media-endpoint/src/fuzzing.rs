@@ -202,6 +202,7 @@ fn write_rtp(sim: &mut Sim, op: u8, input: &mut Input<'_>) {
         .leg(Side::Offerer)
         .core
         .peer_connection()
+        .expect("the service side runs the whole stack")
         .handle_write(msg);
     sim.flush();
 }

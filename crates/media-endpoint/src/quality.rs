@@ -34,6 +34,15 @@ pub(crate) fn ntp_mid32(now: SystemTime) -> u32 {
     (((secs & 0xffff) << 16) | (frac >> 16)) as u32
 }
 
+/// The 64-bit NTP timestamp of `now` (seconds since 1900 and their binary fraction), as a
+/// sender report carries it.
+pub(crate) fn ntp64(now: SystemTime) -> u64 {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() + NTP_UNIX_OFFSET;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
 /// Round trip per RFC 3550 §6.4.1: arrival - LSR - DLSR, in 1/65536 s; `None` when the
 /// peer has not received a sender report yet (LSR 0) or the clocks disagree.
 pub(crate) fn round_trip(arrival_mid32: u32, lsr: u32, dlsr: u32) -> Option<Duration> {
@@ -56,6 +65,9 @@ pub(crate) struct InboundStats {
     max_ext_seq: u32,
     cycles: u32,
     received: u64,
+    /// Expected and received packets at the last reception report (RFC 3550 §A.3).
+    expected_prior: u64,
+    received_prior: u64,
     /// Transit time of the previous packet in clock units, and the jitter estimate (×16).
     last_transit: Option<i64>,
     jitter_x16: u64,
@@ -107,6 +119,41 @@ impl InboundStats {
         };
         let expected = u64::from(self.max_ext_seq - u32::from(base)) + 1;
         expected.saturating_sub(self.received)
+    }
+
+    /// A reception report of this stream for `ssrc` (RFC 3550 §6.4.1): the loss since the
+    /// previous one, the totals, and the jitter in the stream's clock units; `lsr` and
+    /// `dlsr` as the sender's last report and the time since it arrived.
+    pub(crate) fn report_block(
+        &mut self,
+        ssrc: u32,
+        lsr: u32,
+        dlsr: u32,
+    ) -> rtc::rtcp::reception_report::ReceptionReport {
+        let expected = self
+            .base_seq
+            .map_or(0, |base| u64::from(self.max_ext_seq - u32::from(base)) + 1);
+        let expected_interval = expected.saturating_sub(self.expected_prior);
+        let received_interval = self.received.saturating_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
+        let fraction_lost = if expected_interval == 0 {
+            0
+        } else {
+            ((lost_interval << 8) / expected_interval).min(255) as u8
+        };
+        // RFC 3550: the cumulative count is 24 bits.
+        let total_lost = self.lost().min(0x7f_ffff) as u32;
+        rtc::rtcp::reception_report::ReceptionReport {
+            ssrc,
+            fraction_lost,
+            total_lost,
+            last_sequence_number: self.max_ext_seq,
+            jitter: (self.jitter_x16 >> 4).min(u64::from(u32::MAX)) as u32,
+            last_sender_report: lsr,
+            delay: dlsr,
+        }
     }
 
     pub(crate) fn jitter(&self, clock_rate: u32) -> Duration {

@@ -308,6 +308,7 @@ impl MediaEndpoint {
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
                 shared_udp: config.shared_udp,
+                lean_media: config.lean_media,
             }),
             base_path: Arc::from(config.base_path.as_str()),
         };

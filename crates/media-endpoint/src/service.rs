@@ -267,6 +267,7 @@ impl ServiceLeg {
             speaker_tracks: Vec::new(),
             main_track: None,
             speaker_ssrcs: built.speaker_ssrcs,
+            lean: None,
         };
         let leg = Leg {
             link: Box::new(link),
@@ -283,6 +284,7 @@ impl ServiceLeg {
                 connect_timeout: config.connect_timeout,
                 media_timeout: config.media_timeout,
                 shared_udp: false,
+                lean_media: false,
             },
             label: format!("service {}", redacted(&location)),
             on_end: Some(Box::new(move || {

@@ -26,13 +26,14 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::{rtcp, rtp};
 
+use super::lean::{LeanEvent, LeanLink, LeanRead};
 use super::pump::LegSockets;
 use super::timeline::RtpTimeline;
 use super::{Leg, LegOutcome, OPUS_CLOCK, ToneRequest};
 use crate::bridge::{InboundRtp, OutboundAudio, PushError, opus_packet_samples_48k};
 use crate::dtmf::{EventReceiver, EventSender};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
-use crate::quality::{InboundStats, QualityData, ntp_mid32, round_trip};
+use crate::quality::{InboundStats, QualityData, ntp64, ntp_mid32, round_trip};
 use crate::sdp::Negotiated;
 
 /// How often a leg whose port cannot wake its driver is asked for outbound packets: a
@@ -43,6 +44,9 @@ pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(20);
 const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
 /// Room reserved ahead for received datagrams.
 const RX_BLOCK: usize = 2048;
+/// How often a leg on the lean path sends its sender or receiver report (the full stack's
+/// report interceptors use the same interval).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Every one-byte `ssrc-audio-level` value (V bit and level), for header extensions that
 /// borrow a static byte instead of allocating one per packet.
@@ -88,6 +92,31 @@ pub(crate) struct Negotiation {
     /// Sending end: the SSRCs of the speaker streams this leg sends, for unmixed streams
     /// 1, 2, ... in order.
     pub(crate) speaker_ssrcs: Vec<u32>,
+    /// The lean media path, when the endpoint runs legs on it: `pc` then only wrote the
+    /// answer, and is dropped when the leg starts.
+    pub(crate) lean: Option<Box<LeanLink>>,
+}
+
+/// The transport under a leg: the `rtc` stack's whole peer connection, or the lean path
+/// (see [`super::lean`]).
+enum Link {
+    Stack(RTCPeerConnection),
+    Lean(Box<LeanLink>),
+}
+
+/// What a leg on the lean path counts for its own RTCP (the stack's interceptors do it on
+/// the full one).
+#[derive(Debug, Default)]
+struct Reports {
+    next: Option<Instant>,
+    /// Packets and payload octets sent on the leg's SSRC.
+    packets: u32,
+    octets: u32,
+    /// Whether RTP went out since the last report (a sender report then, else a receiver
+    /// report).
+    sent_since: bool,
+    /// The peer's last sender report: the middle of its NTP time, and when it came.
+    last_sr: Option<(u32, Instant)>,
 }
 
 /// One unmixed speaker stream the leg sends (the service side of a meeting).
@@ -99,7 +128,8 @@ struct SpeakerSend {
 
 /// One leg, sans-IO. See the module documentation.
 pub(crate) struct LegCore {
-    pc: RTCPeerConnection,
+    link: Link,
+    reports: Reports,
     negotiated: Negotiated,
     send_level_id: Option<u8>,
     send_csrc_level_id: Option<u8>,
@@ -151,8 +181,17 @@ impl LegCore {
         leg.shared
             .telephone_event
             .store(neg.negotiated.telephone_event.is_some(), Ordering::Release);
+        let link = match neg.lean.take() {
+            Some(lean) => {
+                // It wrote the answer; it never touched the network.
+                let _ = neg.pc.close();
+                Link::Lean(lean)
+            }
+            None => Link::Stack(neg.pc),
+        };
         let mut core = LegCore {
-            pc: neg.pc,
+            link,
+            reports: Reports::default(),
             negotiated: neg.negotiated,
             send_level_id,
             send_csrc_level_id,
@@ -205,9 +244,13 @@ impl LegCore {
     }
 
     /// The peer connection, for the simulation harness to write packets through it as
-    /// this leg's stack would (a goodbye, arbitrary RTP for the fuzz target).
-    pub(crate) fn peer_connection(&mut self) -> &mut RTCPeerConnection {
-        &mut self.pc
+    /// this leg's stack would (a goodbye, arbitrary RTP for the fuzz target); `None` on the
+    /// lean path.
+    pub(crate) fn peer_connection(&mut self) -> Option<&mut RTCPeerConnection> {
+        match &mut self.link {
+            Link::Stack(pc) => Some(pc),
+            Link::Lean(_) => None,
+        }
     }
 
     /// Gives the port a way to wake the leg's driver when it has packets to send; says
@@ -234,19 +277,29 @@ impl LegCore {
             return;
         }
         self.arrival = arrival;
-        let msg = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: local,
-                peer_addr: peer,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: self.read_buffer(data),
-        };
-        if let Err(e) = self.pc.handle_read(msg) {
-            self.refused_datagrams += 1;
-            tracing::trace!(leg = %self.leg.label, error = %e, "datagram refused");
+        if let Link::Lean(lean) = &mut self.link {
+            if let Err(e) = lean.handle_read(now, local, peer, data) {
+                self.refused_datagrams += 1;
+                tracing::trace!(leg = %self.leg.label, error = %e, "datagram refused");
+            }
+        } else {
+            let msg = TaggedBytesMut {
+                now,
+                transport: TransportContext {
+                    local_addr: local,
+                    peer_addr: peer,
+                    ecn: None,
+                    transport_protocol: TransportProtocol::UDP,
+                },
+                message: self.read_buffer(data),
+            };
+            let Link::Stack(pc) = &mut self.link else {
+                unreachable!("the lean path returned above")
+            };
+            if let Err(e) = pc.handle_read(msg) {
+                self.refused_datagrams += 1;
+                tracing::trace!(leg = %self.leg.label, error = %e, "datagram refused");
+            }
         }
         self.drain(now);
         self.arrival = None;
@@ -274,11 +327,19 @@ impl LegCore {
         if self.pc_timeout.is_some_and(|t| t <= now) {
             self.pc_timeout = None;
             changed = true;
-            if let Err(e) = self.pc.handle_timeout(now) {
-                tracing::debug!(leg = %self.leg.label, error = %e, "peer connection timer");
+            match &mut self.link {
+                Link::Stack(pc) => {
+                    if let Err(e) = pc.handle_timeout(now) {
+                        tracing::debug!(leg = %self.leg.label, error = %e, "peer connection timer");
+                    }
+                }
+                Link::Lean(lean) => lean.handle_timeout(now),
             }
         }
         self.send_outbound(now);
+        if self.reports.next.is_some_and(|t| t <= now) {
+            self.send_reports(now);
+        }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
             changed = true;
@@ -292,12 +353,17 @@ impl LegCore {
 
     /// The next datagram to send, if any.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
-        let msg = self.pc.poll_write()?;
-        Some(Transmit {
-            from: msg.transport.local_addr,
-            to: msg.transport.peer_addr,
-            data: msg.message,
-        })
+        match &mut self.link {
+            Link::Stack(pc) => {
+                let msg = pc.poll_write()?;
+                Some(Transmit {
+                    from: msg.transport.local_addr,
+                    to: msg.transport.peer_addr,
+                    data: msg.message,
+                })
+            }
+            Link::Lean(lean) => lean.poll_transmit(),
+        }
     }
 
     /// When [`Self::handle_timeout`] must be called next at the latest (the driver also calls
@@ -316,6 +382,9 @@ impl LegCore {
         if let Some(t) = &self.tone {
             next = next.min(t.next_at);
         }
+        if let Some(t) = self.reports.next {
+            next = next.min(t);
+        }
         Some(next)
     }
 
@@ -329,26 +398,31 @@ impl LegCore {
     /// Events, read RTP and RTCP, and the leg's end, after anything changed the peer
     /// connection.
     fn drain(&mut self, now: Instant) {
+        if matches!(self.link, Link::Lean(_)) {
+            return self.drain_lean(now);
+        }
         while self.outcome.is_none() {
-            let mut progressed = false;
-            while let Some(ev) = self.pc.poll_event() {
-                progressed = true;
-                if let Some(outcome) = self.on_pc_event(now, ev) {
+            let Link::Stack(pc) = &mut self.link else {
+                return;
+            };
+            if let Some(ev) = pc.poll_event() {
+                let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev else {
+                    continue;
+                };
+                if let Some(outcome) = self.on_state(now, state) {
                     self.finish(now, outcome);
                     return;
                 }
+                continue;
             }
-            while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
-                progressed = true;
+            let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() else {
+                break;
+            };
+            {
                 let outcome = match message {
-                    RTCMessage::RtpPacket(track, p) => match self.stream_of(&track) {
-                        Some(0) => self.on_rtp(now, &p),
-                        Some(stream) => self.on_speaker_rtp(now, &p, stream),
-                        None => {
-                            self.unrouted_speaker_packets += 1;
-                            None
-                        }
-                    },
+                    RTCMessage::RtpPacket(track, p) => {
+                        self.on_stream_rtp(now, self.stream_of(&track), &p)
+                    }
                     RTCMessage::RtcpPacket(_, p) => self.on_rtcp(now, &p),
                     _ => None,
                 };
@@ -357,12 +431,71 @@ impl LegCore {
                     return;
                 }
             }
-            if !progressed {
+        }
+        if let (None, Link::Stack(pc)) = (self.outcome, &mut self.link) {
+            self.pc_timeout = pc.poll_timeout();
+        }
+    }
+
+    /// [`Self::drain`] on the lean path.
+    fn drain_lean(&mut self, now: Instant) {
+        while self.outcome.is_none() {
+            let Link::Lean(lean) = &mut self.link else {
+                return;
+            };
+            if let Some(ev) = lean.poll_event() {
+                let state = match ev {
+                    LeanEvent::Connected => {
+                        self.reports.next = Some(now + REPORT_INTERVAL);
+                        RTCPeerConnectionState::Connected
+                    }
+                    LeanEvent::Failed => RTCPeerConnectionState::Failed,
+                    LeanEvent::Closed => RTCPeerConnectionState::Closed,
+                };
+                if let Some(outcome) = self.on_state(now, state) {
+                    self.finish(now, outcome);
+                    return;
+                }
+                continue;
+            }
+            let Some(read) = lean.poll_read() else {
                 break;
+            };
+            let outcome = match read {
+                LeanRead::Rtp(p, track) => {
+                    let stream = match &self.link {
+                        Link::Lean(lean) => self.stream_of(lean.track(track)),
+                        Link::Stack(_) => None,
+                    };
+                    self.on_stream_rtp(now, stream, &p)
+                }
+                LeanRead::Rtcp(p) => self.on_rtcp(now, &p),
+            };
+            if let Some(outcome) = outcome {
+                self.finish(now, outcome);
+                return;
             }
         }
-        if self.outcome.is_none() {
-            self.pc_timeout = self.pc.poll_timeout();
+        if let (None, Link::Lean(lean)) = (self.outcome, &self.link) {
+            self.pc_timeout = lean.poll_timeout();
+        }
+    }
+
+    /// An RTP packet of `stream` (see [`Self::stream_of`]): to the main stream, a speaker
+    /// stream, or counted as unrouted.
+    fn on_stream_rtp(
+        &mut self,
+        now: Instant,
+        stream: Option<u8>,
+        p: &rtp::Packet,
+    ) -> Option<LegOutcome> {
+        match stream {
+            Some(0) => self.on_rtp(now, p),
+            Some(stream) => self.on_speaker_rtp(now, p, stream),
+            None => {
+                self.unrouted_speaker_packets += 1;
+                None
+            }
         }
     }
 
@@ -391,10 +524,7 @@ impl LegCore {
         }));
     }
 
-    fn on_pc_event(&mut self, now: Instant, ev: RTCPeerConnectionEvent) -> Option<LegOutcome> {
-        let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev else {
-            return None;
-        };
+    fn on_state(&mut self, now: Instant, state: RTCPeerConnectionState) -> Option<LegOutcome> {
         tracing::debug!(leg = %self.leg.label, ?state, "connection state");
         match state {
             RTCPeerConnectionState::Connected => {
@@ -549,6 +679,10 @@ impl LegCore {
             {
                 &rr.reports
             } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                if self.remote_ssrc == Some(sr.ssrc) {
+                    // For the LSR and DLSR of this leg's own reports (the lean path's).
+                    self.reports.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
+                }
                 &sr.reports
             } else {
                 continue;
@@ -643,6 +777,23 @@ impl LegCore {
     }
 
     fn write_rtp(&mut self, now: Instant, packet: rtp::Packet) {
+        let pc = match &mut self.link {
+            Link::Stack(pc) => pc,
+            Link::Lean(lean) => {
+                // Protected and queued at once; nothing for the leg to read back.
+                if lean.write_rtp(&packet.header, &packet.payload) {
+                    if packet.header.ssrc == self.ssrc {
+                        let r = &mut self.reports;
+                        r.packets = r.packets.wrapping_add(1);
+                        r.octets = r.octets.wrapping_add(packet.payload.len() as u32);
+                        r.sent_since = true;
+                    }
+                } else {
+                    tracing::trace!(leg = %self.leg.label, "RTP not sent: no keys or path yet");
+                }
+                return;
+            }
+        };
         // Straight into the stack's write path: the sender's own `write_rtp` checks the SSRC,
         // payload type and extension ids against its parameters, built anew (allocating) for
         // every packet; this leg set all three up itself at negotiation.
@@ -651,8 +802,50 @@ impl LegCore {
             message: RTCMessage::RtpPacket(String::new(), packet),
         };
         self.writes = self.writes.wrapping_add(1);
-        if let Err(e) = self.pc.handle_write(msg) {
+        if let Err(e) = pc.handle_write(msg) {
             tracing::debug!(leg = %self.leg.label, error = %e, "RTP write failed");
+        }
+    }
+
+    /// On the lean path: a sender report when the leg sent RTP since the last one, else a
+    /// receiver report, each with a reception report of the peer's stream once it sent
+    /// (RFC 3550 §6.4).
+    fn send_reports(&mut self, now: Instant) {
+        self.reports.next = Some(now + REPORT_INTERVAL);
+        let block = self.remote_ssrc.map(|ssrc| {
+            let (lsr, dlsr) = match self.reports.last_sr {
+                // DLSR in 1/65536 s since that report came.
+                Some((mid, at)) => {
+                    let since = now.saturating_duration_since(at);
+                    (mid, ((since.as_micros() as u64 * 65_536) / 1_000_000) as u32)
+                }
+                None => (0, 0),
+            };
+            self.stats.report_block(ssrc, lsr, dlsr)
+        });
+        let reports: Vec<ReceptionReport> = block.into_iter().collect();
+        let packet: Box<dyn rtcp::Packet> = if std::mem::take(&mut self.reports.sent_since) {
+            self.timeline.catch_up(now);
+            Box::new(SenderReport {
+                ssrc: self.ssrc,
+                ntp_time: ntp64(SystemTime::now()),
+                rtp_time: self.timeline.next_ts,
+                packet_count: self.reports.packets,
+                octet_count: self.reports.octets,
+                reports,
+                profile_extensions: Bytes::new(),
+            })
+        } else {
+            Box::new(ReceiverReport {
+                ssrc: self.ssrc,
+                reports,
+                profile_extensions: Bytes::new(),
+            })
+        };
+        if let Link::Lean(lean) = &mut self.link
+            && !lean.write_rtcp(&[packet])
+        {
+            tracing::trace!(leg = %self.leg.label, "RTCP not sent: no keys or path yet");
         }
     }
 
@@ -769,13 +962,18 @@ impl LegCore {
             .then_some(LegOutcome::Failed(FailureReason::PeerSilent))
     }
 
-    fn finish(&mut self, _now: Instant, outcome: LegOutcome) {
+    fn finish(&mut self, now: Instant, outcome: LegOutcome) {
         self.outcome = Some(outcome);
         self.set_active(false);
         self.leg.shared.ended.store(true, Ordering::Release);
         // Queues DTLS close_notify for the driver's last poll_transmit.
-        if let Err(e) = self.pc.close() {
-            tracing::debug!(leg = %self.leg.label, error = %e, "closing the peer connection");
+        match &mut self.link {
+            Link::Stack(pc) => {
+                if let Err(e) = pc.close() {
+                    tracing::debug!(leg = %self.leg.label, error = %e, "closing the peer connection");
+                }
+            }
+            Link::Lean(lean) => lean.close(now),
         }
         tracing::info!(
             leg = %self.leg.label,

@@ -29,6 +29,7 @@ use crate::events::{EndReason, EndpointEvent, FailureReason};
 
 mod control;
 pub(crate) mod core;
+mod lean;
 pub(crate) mod mux;
 mod negotiate;
 mod peer;
@@ -58,6 +59,8 @@ pub(crate) struct LegSettings {
     pub(crate) media_timeout: Duration,
     /// Legs use their pump's shared sockets instead of sockets of their own.
     pub(crate) shared_udp: bool,
+    /// Legs run on the lean media path ([`lean`]) once answered.
+    pub(crate) lean_media: bool,
 }
 
 /// What the session's owner sees of its leg, shared with the leg.

@@ -3,8 +3,10 @@
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Instant;
 
+use rtc::crypto::RTCCryptoProvider;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
@@ -12,9 +14,10 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters};
 use rtc::shared::error::Error as RtcError;
 
 use super::core::Negotiation;
+use super::lean::{self, LeanLink, LeanSetup};
 use super::peer::{
-    LeasedBindError, SetupError, add_host_candidates, bind_leased, build_peer_connection,
-    local_addrs, opus_codec, opus_track, telephone_event_codec,
+    LeasedBindError, SetupError, add_host_candidates, bind_leased, build_lean_answerer,
+    build_peer_connection, local_addrs, opus_codec, opus_track, telephone_event_codec,
 };
 use super::pump::{LegSockets, PoolKind, SharedError};
 use super::{LegSettings, mux, ports, pump};
@@ -129,9 +132,29 @@ pub(crate) fn negotiate(
         let addrs = local_addrs(&sockets)?;
         (LegSockets::Own(sockets, ports), addrs)
     };
-    let mut pc = build_peer_connection(now, None)?;
+    // On the lean path the peer connection only writes the answer, with the certificate
+    // and DTLS role the lean path then takes over.
+    let lean_offer = settings
+        .lean_media
+        .then(|| lean_from_offer(&offer.sdp))
+        .transpose()?;
+    let (mut pc, certificate) = match &lean_offer {
+        Some(_) => {
+            let (pc, certificate) = build_lean_answerer(now, &lean_offer_crypto()?)?;
+            (pc, Some(certificate))
+        }
+        None => (build_peer_connection(now, None)?, None),
+    };
     add_host_candidates(&mut pc, &addrs)?;
     let answered = answer_offer(now, &mut pc, offer, track_id, settings);
+    let is_lean = lean_offer.is_some();
+    let answered = answered.map(|(negotiated, ssrc, answer)| {
+        if is_lean {
+            (negotiated, ssrc, lean::declare_ice_lite(&answer))
+        } else {
+            (negotiated, ssrc, answer)
+        }
+    });
     // A leg on shared sockets is told from the others by its ICE username fragment.
     let answered = answered.and_then(|(negotiated, ssrc, answer)| {
         if let LegSockets::Shared { ufrag, .. } = &mut sockets {
@@ -143,8 +166,20 @@ pub(crate) fn negotiate(
         }
         Ok((negotiated, ssrc, answer))
     });
+    let answered = answered.and_then(|(negotiated, ssrc, answer)| {
+        let link = match (lean_offer, certificate) {
+            (Some((remote_fingerprints, ssrc_tracks)), Some(certificate)) => Some(lean_link(
+                &answer,
+                remote_fingerprints,
+                ssrc_tracks,
+                certificate.dtls_certificate,
+            )?),
+            _ => None,
+        };
+        Ok((negotiated, ssrc, answer, link))
+    });
     match answered {
-        Ok((negotiated, ssrc, answer)) => Ok(Negotiation {
+        Ok((negotiated, ssrc, answer, lean)) => Ok(Negotiation {
             pc,
             negotiated,
             ssrc,
@@ -153,6 +188,7 @@ pub(crate) fn negotiate(
             speaker_tracks,
             main_track,
             speaker_ssrcs: Vec::new(),
+            lean,
         }),
         Err(e) => {
             let _ = rtc::sansio::Protocol::close(&mut pc);
@@ -162,6 +198,69 @@ pub(crate) fn negotiate(
 }
 
 type Answered = (crate::sdp::Negotiated, u32, String);
+
+/// What the lean path needs of the offer: the peer's certificate fingerprints and the
+/// track of each SSRC it declares. An offer without a `sha-256` fingerprint is refused.
+fn lean_from_offer(offer: &str) -> Result<(Vec<String>, Vec<(u32, String)>), NegotiateError> {
+    let fingerprints = lean::sdp_fingerprints(offer);
+    if fingerprints.is_empty() {
+        return Err(OfferError::Rejected {
+            detail: "the offer has no a=fingerprint:sha-256 to check the peer's DTLS \
+                     certificate against"
+                .to_owned(),
+        }
+        .into());
+    }
+    Ok((fingerprints, lean::sdp_ssrc_tracks(offer)))
+}
+
+fn lean_offer_crypto() -> Result<Arc<dyn RTCCryptoProvider>, NegotiateError> {
+    rtc::crypto::default_provider().map_err(|e| NegotiateError::Stack {
+        step: "choosing the crypto provider of the lean media path",
+        source: Box::new(e),
+    })
+}
+
+/// The lean path of a leg whose answer is `answer`: its ICE credentials from the answer,
+/// DTLS as the server (which the answer must say).
+fn lean_link(
+    answer: &str,
+    remote_fingerprints: Vec<String>,
+    ssrc_tracks: Vec<(u32, String)>,
+    certificate: rtc::dtls::crypto::Certificate,
+) -> Result<Box<LeanLink>, NegotiateError> {
+    let stack = |step: &'static str, detail: String| NegotiateError::Stack {
+        step,
+        source: detail.into(),
+    };
+    let read = |name: &str| {
+        lean::sdp_attribute(answer, name)
+            .map(str::to_owned)
+            .ok_or_else(|| stack("reading the answer for the lean media path", format!("the answer has no a={name}")))
+    };
+    let (local_ufrag, local_pwd) = (read("ice-ufrag")?, read("ice-pwd")?);
+    if lean::sdp_attribute(answer, "setup") != Some("passive") {
+        // The offer asked this side to start DTLS (a=setup:passive): the lean path only
+        // answers handshakes.
+        return Err(OfferError::Rejected {
+            detail: "this endpoint is the DTLS server (a=setup:passive in its answer); the \
+                     offer must allow that with a=setup:actpass or a=setup:active"
+                .to_owned(),
+        }
+        .into());
+    }
+    let setup = LeanSetup {
+        local_ufrag,
+        local_pwd,
+        certificate,
+        remote_fingerprints,
+        ssrc_tracks,
+        crypto: lean_offer_crypto()?,
+    };
+    LeanLink::new(setup)
+        .map(Box::new)
+        .map_err(|e| stack("configuring DTLS for the lean media path", e))
+}
 
 fn answer_offer(
     now: Instant,

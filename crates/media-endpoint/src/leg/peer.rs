@@ -3,16 +3,22 @@
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::crypto::{RTCCryptoProvider, SignatureScheme};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{Registry, configure_rtcp_reports};
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -188,17 +194,50 @@ pub(crate) fn build_peer_connection(
     now: Instant,
     path: Option<PathInterceptor>,
 ) -> Result<RTCPeerConnection, SetupError> {
+    build_with(now, path, None)
+}
+
+/// [`build_peer_connection`] with `lean`'s certificate and as the DTLS server when
+/// answering: the answer it writes is then one the lean path
+/// ([`super::lean`]) can keep.
+fn build_with(
+    now: Instant,
+    path: Option<PathInterceptor>,
+    lean: Option<&RTCCertificate>,
+) -> Result<RTCPeerConnection, SetupError> {
     let (engine, registry) = media_engine(path).map_err(SetupError::MediaEngine)?;
-    let setting_engine = SettingEngineBuilder::new()
+    let mut setting_engine = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_include_loopback_candidate(true)
-        .build();
-    RTCPeerConnectionBuilder::new()
+        .with_include_loopback_candidate(true);
+    let mut builder = RTCPeerConnectionBuilder::new();
+    if let Some(certificate) = lean {
+        setting_engine = setting_engine.with_answering_dtls_role(RTCDtlsRole::Server);
+        builder = builder.with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_certificates(vec![certificate.clone()])
+                .build(),
+        );
+    }
+    builder
         .with_media_engine(engine)
-        .with_setting_engine(setting_engine)
+        .with_setting_engine(setting_engine.build())
         .with_interceptor_registry(registry)
         .build(now)
         .map_err(SetupError::Build)
+}
+
+/// A peer connection that only writes the answer for a leg on the lean media path, with a
+/// fresh certificate the lean path then runs DTLS with (returned beside it).
+pub(crate) fn build_lean_answerer(
+    now: Instant,
+    crypto: &Arc<dyn RTCCryptoProvider>,
+) -> Result<(RTCPeerConnection, RTCCertificate), SetupError> {
+    let params = CertificateParams::new(vec![format!("botmedia-{:08x}", rand_u32())])
+        .map_err(|e| SetupError::Build(RtcError::Other(e.to_string())))?;
+    let certificate = RTCCertificate::generate(crypto.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+        .map_err(SetupError::Build)?;
+    let pc = build_with(now, None, Some(&certificate))?;
+    Ok((pc, certificate))
 }
 
 /// Binds one non-blocking UDP socket on each address (port 0: the system's pick).

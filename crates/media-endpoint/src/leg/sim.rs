@@ -349,6 +349,8 @@ pub(crate) struct SimConfig {
     pub(crate) speakers_offered: Vec<media_session::ContextId>,
     /// The unmixed render contexts of the answerer's session (the streams it asks for).
     pub(crate) speakers_asked: Vec<media_session::ContextId>,
+    /// The answerer runs on the lean media path.
+    pub(crate) lean_media: bool,
 }
 
 impl SimConfig {
@@ -360,6 +362,7 @@ impl SimConfig {
             media_timeout: Duration::from_secs(5),
             speakers_offered: Vec::new(),
             speakers_asked: Vec::new(),
+            lean_media: false,
         }
     }
 }
@@ -407,6 +410,7 @@ impl Sim {
             connect_timeout: config.connect_timeout,
             media_timeout: config.media_timeout,
             shared_udp: false,
+            lean_media: config.lean_media,
         };
         let asked: Vec<String> = config
             .speakers_asked
@@ -431,6 +435,7 @@ impl Sim {
             speaker_tracks: Vec::new(),
             main_track: None,
             speaker_ssrcs: built.speaker_ssrcs,
+            lean: None,
         };
         let offerer = SimLeg::new(start, offerer, settings.clone(), "sim offerer");
         let answerer = SimLeg::new(start, answer, settings, "sim answerer");
