@@ -470,6 +470,11 @@ fn network(w: &mut Writer, s: &crate::endpoint::NetworkStats) {
         s.legs as u64,
     );
     w.gauge_int(
+        "botmedia_network_lean_legs",
+        "Of those, legs on the lean media path (ICE lite, DTLS and SRTP done by the leg itself).",
+        s.lean_legs as u64,
+    );
+    w.gauge_int(
         "botmedia_network_shared_sockets",
         "UDP sockets the legs share (shared-UDP mode: one per pump and ICE address; 0 when each leg has its own).",
         s.shared_sockets as u64,

@@ -90,6 +90,10 @@ pub struct MediaPlatformSettings {
     /// batched system calls (see [`EndpointConfig::shared_udp`]). [`Self::ice_ports`] then
     /// needs one port per pump, taken for the life of the process. Off by default.
     pub shared_udp: bool,
+    /// Lean media path: after the answer, legs run ICE lite, DTLS and SRTP themselves
+    /// from the WebRTC stack's parts instead of its whole peer connection per packet (see
+    /// [`EndpointConfig::lean_media`]). Off by default.
+    pub lean_media: bool,
     /// Serve the endpoint over https with this certificate.
     pub tls: Option<TlsConfig>,
     /// Pipeline threads, priority and load limits.
@@ -109,6 +113,7 @@ impl Default for MediaPlatformSettings {
             ice_ports: None,
             ice_public_addresses: Vec::new(),
             shared_udp: false,
+            lean_media: false,
             tls: None,
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),
@@ -195,7 +200,8 @@ impl MediaPlatform {
         let mut endpoint_config = EndpointConfig::new(settings.listen)
             .with_ice(ice)
             .with_media_timeout(settings.media_timeout)
-            .with_shared_udp(settings.shared_udp);
+            .with_shared_udp(settings.shared_udp)
+            .with_lean_media(settings.lean_media);
         if let Some(tls) = settings.tls {
             endpoint_config = endpoint_config.with_tls(tls);
         }

@@ -320,17 +320,11 @@ impl BotSettings {
                 }
             }
         }
-        if let Some(text) = get("BOTMEDIA_SHARED_UDP") {
-            s.media.shared_udp = match text.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(EnvError {
-                        var: "BOTMEDIA_SHARED_UDP",
-                        problem: format!("`{other}` is not true or false"),
-                    });
-                }
-            };
+        if let Some(on) = switch(&get, "BOTMEDIA_SHARED_UDP")? {
+            s.media.shared_udp = on;
+        }
+        if let Some(on) = switch(&get, "BOTMEDIA_LEAN_MEDIA")? {
+            s.media.lean_media = on;
         }
         if let Some(text) = get("BOTMEDIA_UNMIXED_AUDIO") {
             let max = media_session::MAX_UNMIXED_STREAMS;
@@ -489,6 +483,25 @@ fn parse_ports(var: &'static str, text: &str) -> Result<RangeInclusive<u16>, Env
         return Err(bad("the first port is above the last"));
     }
     Ok(low..=high)
+}
+
+/// An on/off variable: `true`/`1` or `false`/`0` (surrounding spaces ignored), `None` when
+/// unset or blank.
+fn switch(
+    get: &impl Fn(&'static str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<bool>, EnvError> {
+    let Some(text) = get(var) else {
+        return Ok(None);
+    };
+    match text.trim() {
+        "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        other => Err(EnvError {
+            var,
+            problem: format!("`{other}` is not true or false"),
+        }),
+    }
 }
 
 fn parse_addr(var: &'static str, text: &str) -> Result<SocketAddr, EnvError> {
@@ -685,6 +698,26 @@ mod tests {
             assert_eq!(e.var, "BOTMEDIA_UNMIXED_AUDIO", "{bad}");
             assert!(e.to_string().contains("from 0 to 4"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn lean_media_is_true_or_false() {
+        assert!(!with(&[]).unwrap().media.lean_media);
+        assert!(
+            with(&[("BOTMEDIA_LEAN_MEDIA", "true")])
+                .unwrap()
+                .media
+                .lean_media
+        );
+        assert!(
+            !with(&[("BOTMEDIA_LEAN_MEDIA", " 0 ")])
+                .unwrap()
+                .media
+                .lean_media
+        );
+        let e = with(&[("BOTMEDIA_LEAN_MEDIA", "lean")]).unwrap_err();
+        assert_eq!(e.var, "BOTMEDIA_LEAN_MEDIA");
+        assert!(e.problem.contains("lean"), "{}", e.problem);
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct LoadOptions {
     pub unmixed_streams: u8,
     /// The bot's legs share one UDP socket per network pump (shared-UDP mode).
     pub shared_udp: bool,
+    /// The bot's legs run on the lean media path.
+    pub lean_media: bool,
 }
 
 impl Default for LoadOptions {
@@ -102,6 +104,7 @@ impl Default for LoadOptions {
             media_timeout: Duration::from_secs(10),
             unmixed_streams: 0,
             shared_udp: false,
+            lean_media: false,
         }
     }
 }
@@ -647,6 +650,8 @@ pub struct NetworkFigures {
     pub send_calls: f64,
     /// Shared sockets open (0: every leg has its own).
     pub shared_sockets: usize,
+    /// Legs on the lean media path at the end of the window.
+    pub lean_legs: usize,
     /// Datagrams a shared socket dropped as nobody's, over the window (not per call).
     pub unrouted: u64,
     /// Peer addresses that moved between legs of a shared socket, over the window.
@@ -668,6 +673,7 @@ impl NetworkFigures {
             datagrams_out: per(a.datagrams_out, b.datagrams_out),
             send_calls: per(a.send_calls, b.send_calls),
             shared_sockets: b.shared_sockets,
+            lean_legs: b.lean_legs,
             unrouted: b.datagrams_unrouted.saturating_sub(a.datagrams_unrouted),
             path_conflicts: b.path_conflicts.saturating_sub(a.path_conflicts),
         }
@@ -840,6 +846,7 @@ async fn start_bot(emu: &Emulator, options: &LoadOptions) -> Result<Bot, LoadErr
     settings.pipeline = options.pipeline.clone();
     settings.media_timeout = options.media_timeout;
     settings.shared_udp = options.shared_udp;
+    settings.lean_media = options.lean_media;
     let platform = MediaPlatform::start(settings)
         .await
         .map_err(step("starting the media platform"))?;
@@ -1301,8 +1308,12 @@ impl LoadReport {
         );
         let _ = writeln!(
             t,
-            "bot network        {} pump thread(s), {}: {:.1} wake-ups, {:.1} datagrams in, {:.1} out in {:.1} send calls per call per second; cpu per call per 20 ms tick {:.1} us ({:.1} us in the pumps)",
+            "bot network        {} pump thread(s), {}, {}: {:.1} wake-ups, {:.1} datagrams in, {:.1} out in {:.1} send calls per call per second; cpu per call per 20 ms tick {:.1} us ({:.1} us in the pumps)",
             self.network.pumps,
+            match self.network.lean_legs {
+                0 => "the whole WebRTC stack per leg".to_owned(),
+                n => format!("{n} leg(s) on the lean media path"),
+            },
             match self.network.shared_sockets {
                 0 => "a socket per leg".to_owned(),
                 n => format!(

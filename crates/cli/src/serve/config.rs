@@ -224,6 +224,7 @@ struct FileBot {
     ice_ports: Option<String>,
     ice_public_addresses: Option<Vec<String>>,
     shared_udp: Option<bool>,
+    lean_media: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +307,7 @@ const BOT_KEYS: &[(&str, &str)] = &[
     ("ice_ports", "BOTMEDIA_ICE_PORTS"),
     ("ice_public_addresses", "BOTMEDIA_ICE_PUBLIC_ADDRESSES"),
     ("shared_udp", "BOTMEDIA_SHARED_UDP"),
+    ("lean_media", "BOTMEDIA_LEAN_MEDIA"),
 ];
 
 impl ServeConfig {
@@ -501,6 +503,7 @@ fn bot_settings(
         file.ice_public_addresses.as_ref().map(|l| l.join(",")),
     );
     put("shared_udp", file.shared_udp.map(|b| b.to_string()));
+    put("lean_media", file.lean_media.map(|b| b.to_string()));
 
     let secret = match env("BOTMEDIA_APP_SECRET") {
         Some(s) => Some(s),

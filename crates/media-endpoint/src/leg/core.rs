@@ -33,7 +33,7 @@ use super::{Leg, LegOutcome, OPUS_CLOCK, ToneRequest};
 use crate::bridge::{InboundRtp, OutboundAudio, PushError, opus_packet_samples_48k};
 use crate::dtmf::{EventReceiver, EventSender};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
-use crate::quality::{InboundStats, QualityData, ntp64, ntp_mid32, round_trip};
+use crate::quality::{InboundStats, QualityData, ntp_mid32, ntp64, round_trip};
 use crate::sdp::Negotiated;
 
 /// How often a leg whose port cannot wake its driver is asked for outbound packets: a
@@ -230,6 +230,11 @@ impl LegCore {
         };
         core.drain(now);
         core
+    }
+
+    /// Whether the leg runs on the lean media path.
+    pub(crate) fn is_lean(&self) -> bool {
+        matches!(self.link, Link::Lean(_))
     }
 
     /// The leg's label, for logs.
@@ -817,7 +822,10 @@ impl LegCore {
                 // DLSR in 1/65536 s since that report came.
                 Some((mid, at)) => {
                     let since = now.saturating_duration_since(at);
-                    (mid, ((since.as_micros() as u64 * 65_536) / 1_000_000) as u32)
+                    (
+                        mid,
+                        ((since.as_micros() as u64 * 65_536) / 1_000_000) as u32,
+                    )
                 }
                 None => (0, 0),
             };

@@ -125,6 +125,9 @@ pub(crate) struct LeanLink {
     path: Option<(SocketAddr, SocketAddr)>,
     /// When the last valid Binding request came.
     consent: Option<Instant>,
+    /// The DTLS endpoint's next timer, read after every call that can change it (reading
+    /// it walks the endpoint's table: not once per packet).
+    dtls_timeout: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<LeanEvent>,
     reads: VecDeque<LeanRead>,
@@ -177,6 +180,7 @@ impl LeanLink {
             srtp: None,
             path: None,
             consent: None,
+            dtls_timeout: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reads: VecDeque::new(),
@@ -239,8 +243,10 @@ impl LeanLink {
         }
         self.consent = Some(now);
         let mut out = Message::new();
-        let integrity =
-            MessageIntegrity::new_short_term_integrity_with_provider(self.setup.local_pwd.clone(), crypto);
+        let integrity = MessageIntegrity::new_short_term_integrity_with_provider(
+            self.setup.local_pwd.clone(),
+            crypto,
+        );
         let setters: [Box<dyn Setter + '_>; 5] = [
             Box::new(m.transaction_id),
             Box::new(BINDING_SUCCESS),
@@ -349,7 +355,9 @@ impl LeanLink {
 
     fn on_srtp(&mut self, data: &[u8]) -> Result<(), Refused> {
         let Some(srtp) = &mut self.srtp else {
-            return Err(Refused::Srtp("media before the DTLS handshake completed".into()));
+            return Err(Refused::Srtp(
+                "media before the DTLS handshake completed".into(),
+            ));
         };
         // RFC 5761 §4: payload types 64-95 (with the marker bit: 192-223) are RTCP.
         if data.len() > 1 && (192..=223).contains(&data[1]) {
@@ -400,6 +408,7 @@ impl LeanLink {
     }
 
     fn collect_dtls(&mut self) {
+        self.dtls_timeout = self.dtls.poll_timeout(&DTLS_PEER);
         while let Some(msg) = self.dtls.poll_transmit() {
             if let Some((local, remote)) = self.path {
                 self.transmits.push_back(Transmit {
@@ -463,11 +472,7 @@ impl LeanLink {
         if self.closed {
             return;
         }
-        if self
-            .dtls
-            .poll_timeout(&DTLS_PEER)
-            .is_some_and(|t| t <= now)
-        {
+        if self.dtls_timeout.is_some_and(|t| t <= now) {
             if self.dtls.handle_timeout(DTLS_PEER, now).is_err() && self.srtp.is_none() {
                 self.events.push_back(LeanEvent::Failed);
             }
@@ -489,7 +494,7 @@ impl LeanLink {
             return None;
         }
         let consent = self.consent.map(|t| t + CONSENT_TIMEOUT);
-        match (self.dtls.poll_timeout(&DTLS_PEER), consent) {
+        match (self.dtls_timeout, consent) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -236,7 +236,12 @@ fn lean_link(
     let read = |name: &str| {
         lean::sdp_attribute(answer, name)
             .map(str::to_owned)
-            .ok_or_else(|| stack("reading the answer for the lean media path", format!("the answer has no a={name}")))
+            .ok_or_else(|| {
+                stack(
+                    "reading the answer for the lean media path",
+                    format!("the answer has no a={name}"),
+                )
+            })
     };
     let (local_ufrag, local_pwd) = (read("ice-ufrag")?, read("ice-pwd")?);
     if lean::sdp_attribute(answer, "setup") != Some("passive") {

@@ -6,8 +6,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::crypto::{RTCCryptoProvider, SignatureScheme};
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -234,8 +234,9 @@ pub(crate) fn build_lean_answerer(
 ) -> Result<(RTCPeerConnection, RTCCertificate), SetupError> {
     let params = CertificateParams::new(vec![format!("botmedia-{:08x}", rand_u32())])
         .map_err(|e| SetupError::Build(RtcError::Other(e.to_string())))?;
-    let certificate = RTCCertificate::generate(crypto.crypto(), SignatureScheme::EcdsaP256Sha256, params)
-        .map_err(SetupError::Build)?;
+    let certificate =
+        RTCCertificate::generate(crypto.crypto(), SignatureScheme::EcdsaP256Sha256, params)
+            .map_err(SetupError::Build)?;
     let pc = build_with(now, None, Some(&certificate))?;
     Ok((pc, certificate))
 }

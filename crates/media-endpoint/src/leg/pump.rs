@@ -53,6 +53,9 @@ pub struct NetworkStats {
     pub pumps: usize,
     /// Legs the pumps drive now.
     pub legs: usize,
+    /// Of those, legs on the lean media path
+    /// ([`EndpointConfig::lean_media`](crate::EndpointConfig::lean_media)).
+    pub lean_legs: usize,
     /// Times a pump woke from its wait (a datagram, a pipeline tick, a timer, a new leg).
     pub wakeups: u64,
     /// Datagrams read from the legs' sockets.
@@ -78,6 +81,7 @@ pub struct NetworkStats {
 #[derive(Default)]
 struct Counters {
     legs: AtomicUsize,
+    lean_legs: AtomicUsize,
     wakeups: AtomicU64,
     datagrams_in: AtomicU64,
     datagrams_out: AtomicU64,
@@ -219,6 +223,7 @@ pub fn network_stats() -> NetworkStats {
     for p in &pool.pumps {
         let c = &p.counters;
         s.legs += c.legs.load(Ordering::Relaxed);
+        s.lean_legs += c.lean_legs.load(Ordering::Relaxed);
         s.wakeups += c.wakeups.load(Ordering::Relaxed);
         s.datagrams_in += c.datagrams_in.load(Ordering::Relaxed);
         s.datagrams_out += c.datagrams_out.load(Ordering::Relaxed);
@@ -306,6 +311,9 @@ pub(crate) fn start(kind: PoolKind, core: LegCore, sockets: LegSockets) {
             .expect("the pool has a pump"),
     };
     pump.counters.legs.fetch_add(1, Ordering::Relaxed);
+    if core.is_lean() {
+        pump.counters.lean_legs.fetch_add(1, Ordering::Relaxed);
+    }
     pump.queue
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -439,6 +447,9 @@ fn run(
                 let entry = slot.take().expect("the slot holds a leg");
                 if entry.shared {
                     shared.demux.remove(i);
+                }
+                if entry.core.is_lean() {
+                    counters.lean_legs.fetch_sub(1, Ordering::Relaxed);
                 }
                 remove(&poll, entry);
                 free.push(i);
