@@ -7,8 +7,11 @@
 //! page must hear each bot's; after the DELETE each bot's socket reports the leg ended, and
 //! dropping the sessions frees their calls.
 //!
-//! The bot's platform runs in shared-UDP mode: the four legs share one socket, and each
-//! hearing only its own tone is the demultiplexing checked against libwebrtc's ICE.
+//! The bot's platform runs in shared-UDP mode on the lean media path: the four legs share
+//! one socket, and each hearing only its own tone is the demultiplexing checked against
+//! libwebrtc's ICE; each leg answers as an ICE-lite agent and DTLS server and protects its
+//! own SRTP, so libwebrtc's ICE, DTLS client, SRTP, RTCP and DTMF are what it is checked
+//! against. (tests/speech_chromium.rs has Chromium against the whole stack.)
 //!
 //! No emulator in between: the page talks to the endpoint directly, cross-origin (the
 //! endpoint's CORS answer lets it; no `--disable-web-security`). Like tests/browser.rs the
@@ -180,7 +183,7 @@ fn chromium_as_the_calling_service_dials_four_bot_sessions_at_once() {
 
 async fn scenario(chromium: &str, work: &std::path::Path) {
     let start = Instant::now();
-    let platform = start_platform_with(true).await;
+    let platform = start_platform_with(true, true).await;
 
     // The bots: one session each, its tone and recorder running from the start.
     let (stop, stopped) = watch::channel(false);
@@ -421,6 +424,12 @@ async fn scenario(chromium: &str, work: &std::path::Path) {
         failures.push(format!(
             "the legs did not share the pumps' sockets: hosts {hosts:?}, {net:?}"
         ));
+    }
+    for i in 0..BOT_HZ.len() {
+        let answer = report["legs"][i]["answer"].as_str().unwrap_or("");
+        if !answer.contains("a=ice-lite") || !answer.contains("a=setup:passive") {
+            failures.push(format!("leg {i}'s answer is not the lean path's: {answer}"));
+        }
     }
     assert!(
         failures.is_empty(),

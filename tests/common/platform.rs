@@ -30,13 +30,15 @@ pub async fn start_emulator(scenario: Scenario) -> Emulator {
 /// A media platform with one pipeline thread and no real-time scheduling: the machine's
 /// two cores are shared with the emulator and the test.
 pub async fn start_platform() -> MediaPlatform {
-    start_platform_with(false).await
+    start_platform_with(false, false).await
 }
 
-/// [`start_platform`], its legs sharing one UDP socket per network pump when `shared_udp`.
-pub async fn start_platform_with(shared_udp: bool) -> MediaPlatform {
+/// [`start_platform`], its legs sharing one UDP socket per network pump when `shared_udp`,
+/// and on the lean media path when `lean_media`.
+pub async fn start_platform_with(shared_udp: bool, lean_media: bool) -> MediaPlatform {
     let mut settings = MediaPlatformSettings::default();
     settings.shared_udp = shared_udp;
+    settings.lean_media = lean_media;
     settings.pipeline = PipelineConfig {
         threads: 1,
         realtime: Realtime::Off,

@@ -548,6 +548,11 @@ impl LegCore {
             }
             RTCPeerConnectionState::Closed => {
                 self.set_active(false);
+                // A service that hangs up DELETEs the leg and then closes its connection:
+                // a stop not read yet (it is read every HOUSEKEEPING) came first.
+                if let Ok(reason) = self.leg.stop.try_recv() {
+                    return Some(LegOutcome::Ended(reason));
+                }
                 Some(LegOutcome::Ended(EndReason::PeerLeft))
             }
             _ => None,
