@@ -44,7 +44,8 @@ impl<'a> Input<'a> {
 }
 
 /// The endpoint's leg fed hostile datagrams: builds a connected pair in simulated time
-/// (see `leg::sim`), with the service side sending media, then plays `data` as a script of
+/// (see `leg::sim`; the endpoint's leg on the lean media path for odd seeds), with the
+/// service side sending media, then plays `data` as a script of
 /// raw datagrams to the endpoint's leg (whatever bytes, from the peer's address or another),
 /// datagrams shaped to reach each branch of the demultiplexer (STUN, DTLS, SRTP, SRTCP;
 /// each also through a shared socket's [`Demux`]),
@@ -55,7 +56,12 @@ impl<'a> Input<'a> {
 pub fn leg_datagrams(data: &[u8]) {
     let mut input = Input(data);
     let seed = u64::from(input.u32());
-    let Ok(mut sim) = Sim::new(&SimConfig::new(seed)) else {
+    // Odd seeds put the endpoint's leg on the lean media path.
+    let config = SimConfig {
+        lean_media: seed & 1 == 1,
+        ..SimConfig::new(seed)
+    };
+    let Ok(mut sim) = Sim::new(&config) else {
         // Setup (binding a loopback port) failed: nothing about the input.
         return;
     };
