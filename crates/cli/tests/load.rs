@@ -88,3 +88,19 @@ fn a_load_run_on_shared_udp_batches_the_sends() {
     }
     assert!(report.table().contains("shared socket"));
 }
+
+#[test]
+fn a_load_run_on_the_lean_media_path_carries_every_call() {
+    let mut options = short(4);
+    options.lean_media = true;
+    let report = run(options, |_| {}).expect("load runs");
+    eprintln!("{}", report.table());
+    assert_eq!((report.connected, report.failed), (4, 0));
+    let n = report.network;
+    assert_eq!(n.lean_legs, 4, "{n:?}");
+    assert!(n.datagrams_in > 40.0 && n.datagrams_out > 40.0, "{n:?}");
+    for (i, f) in &report.per_call {
+        assert!(f.frames > 50 && f.packets > 50, "call {i}: {f:?}");
+    }
+    assert!(report.table().contains("4 leg(s) on the lean media path"));
+}

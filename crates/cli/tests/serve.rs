@@ -348,9 +348,11 @@ async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
         .collect();
     assert_eq!(tones.len(), 2, "{tones:?}");
     // The legs share the pump's UDP socket: the meeting's speaker streams and the other
-    // call's leg come in on one port.
-    let config =
-        format!("{ECHO}[bot]\nshared_udp = true\n[record]\ndir = \"{{dir}}/rec\"\nunmixed = 4\n");
+    // call's leg come in on one port; and they run on the lean media path, which tells the
+    // speaker streams apart by the SSRCs the offer gives their tracks.
+    let config = format!(
+        "{ECHO}[bot]\nshared_udp = true\nlean_media = true\n[record]\ndir = \"{{dir}}/rec\"\nunmixed = 4\n"
+    );
     let serve = Serve::start(&emu.base_url(), &config).await;
     let place = async |body: Value| {
         let (status, call) = post_json(&serve.url("/calls"), &body).await;
@@ -392,6 +394,11 @@ async fn a_recorded_meeting_writes_each_speaker_and_who_spoke_when() {
         common::metric_value(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
     };
     assert!(value("botmedia_network_legs") >= 2.0, "{metrics}");
+    assert_eq!(
+        value("botmedia_network_lean_legs"),
+        value("botmedia_network_legs"),
+        "{metrics}"
+    );
     let shared = value("botmedia_network_shared_sockets");
     assert!(
         shared >= 1.0 && shared <= value("botmedia_network_pumps"),
@@ -670,6 +677,7 @@ fn a_bad_config_names_the_key_and_exits_2() {
         ("[answer]\nbehaviour = \"dance\"\n", "answer.behaviour"),
         ("[bot]\napp_secret = \"s3cret\"\n", "bot.app_secret"),
         ("[bot]\nshared_udp = \"yes\"\n", "shared_udp"),
+        ("[bot]\nlean_media = 1\n", "lean_media"),
         ("[answer]\nbehaviour = \"play\"\n", "play.prompt"),
         (
             "[bot]\ncallback_url = \"ftp://bot/cb\"\n",
