@@ -44,6 +44,18 @@ pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(20);
 const TONE_PACKET_INTERVAL: Duration = Duration::from_millis(20);
 /// Room reserved ahead for received datagrams.
 const RX_BLOCK: usize = 2048;
+/// The next instant after `now` on a grid of `step` shared by every leg of the process:
+/// legs whose housekeeping falls due together are called in one wake-up of their pump,
+/// not one each at phases of their own.
+fn next_on_grid(now: Instant, step: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let step_ns = step.as_nanos().max(1);
+    let since = now.saturating_duration_since(epoch).as_nanos();
+    let steps = since / step_ns + 1;
+    epoch + Duration::from_nanos((steps * step_ns) as u64)
+}
+
 /// How often a leg on the lean path sends its sender or receiver report (the full stack's
 /// report interceptors use the same interval).
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -342,11 +354,8 @@ impl LegCore {
             }
         }
         self.send_outbound(now);
-        if self.reports.next.is_some_and(|t| t <= now) {
-            self.send_reports(now);
-        }
         if now >= self.next_housekeeping {
-            self.next_housekeeping = now + HOUSEKEEPING;
+            self.next_housekeeping = next_on_grid(now, HOUSEKEEPING);
             changed = true;
             self.housekeeping(now);
         }
@@ -386,9 +395,6 @@ impl LegCore {
         }
         if let Some(t) = &self.tone {
             next = next.min(t.next_at);
-        }
-        if let Some(t) = self.reports.next {
-            next = next.min(t);
         }
         Some(next)
     }
@@ -738,7 +744,12 @@ impl LegCore {
             self.on_tone_request(now, req);
         }
         if let Some(outcome) = self.watchdog(now) {
-            self.finish(now, outcome);
+            return self.finish(now, outcome);
+        }
+        // The lean path's reports go out with the housekeeping when due: no wake-up of
+        // their own.
+        if self.reports.next.is_some_and(|t| t <= now) {
+            self.send_reports(now);
         }
     }
 

@@ -400,9 +400,11 @@ fn peer_notices_by_its_media_timeout(sim: &mut Sim, peer: Side, seed: u64) {
         "seed {seed}: {:?}",
         sim.legs[peer as usize].events
     );
+    // `ended` is up to a housekeeping period (20 ms) after the leg's last packet, which
+    // the peer's 2 s media timeout counts from.
     let after = sim.now - ended;
     assert!(
-        after > Duration::from_secs(2) && after <= Duration::from_millis(2100),
+        after > Duration::from_millis(1960) && after <= Duration::from_millis(2100),
         "seed {seed}: {after:?}"
     );
 }
