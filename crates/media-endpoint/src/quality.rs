@@ -138,11 +138,9 @@ impl InboundStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = if expected_interval == 0 {
-            0
-        } else {
-            ((lost_interval << 8) / expected_interval).min(255) as u8
-        };
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
         // RFC 3550: the cumulative count is 24 bits.
         let total_lost = self.lost().min(0x7f_ffff) as u32;
         rtc::rtcp::reception_report::ReceptionReport {
@@ -212,5 +210,31 @@ mod tests {
         }
         let ms = j.jitter(48_000).as_secs_f64() * 1000.0;
         assert!((9.0..=10.5).contains(&ms), "jitter {ms} ms");
+    }
+
+    #[test]
+    fn report_blocks_count_the_loss_of_each_interval() {
+        let mut s = InboundStats::default();
+        // 10 expected, 8 received (2 and 5 lost).
+        for seq in (0u16..10).filter(|q| *q != 2 && *q != 5) {
+            s.on_sequence(seq);
+        }
+        let r = s.report_block(42, 0x1234_5678, 65_536);
+        assert_eq!(r.ssrc, 42);
+        // 2 of 10 in 1/256 units.
+        assert_eq!(r.fraction_lost, 51);
+        assert_eq!((r.total_lost, r.last_sequence_number), (2, 9));
+        assert_eq!((r.last_sender_report, r.delay), (0x1234_5678, 65_536));
+        // The next 10 all arrive: no loss in that interval.
+        for seq in 10u16..20 {
+            s.on_sequence(seq);
+        }
+        let r = s.report_block(42, 0, 0);
+        assert_eq!((r.fraction_lost, r.total_lost), (0, 2));
+        // An interval with nothing expected reports no loss.
+        assert_eq!(s.report_block(42, 0, 0).fraction_lost, 0);
+        // Before any packet, an empty report.
+        let r = InboundStats::default().report_block(1, 0, 0);
+        assert_eq!((r.fraction_lost, r.total_lost), (0, 0));
     }
 }

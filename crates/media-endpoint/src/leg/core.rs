@@ -112,7 +112,7 @@ pub(crate) struct Negotiation {
 /// The transport under a leg: the `rtc` stack's whole peer connection, or the lean path
 /// (see [`super::lean`]).
 enum Link {
-    Stack(RTCPeerConnection),
+    Stack(Box<RTCPeerConnection>),
     Lean(Box<LeanLink>),
 }
 
@@ -199,7 +199,7 @@ impl LegCore {
                 let _ = neg.pc.close();
                 Link::Lean(lean)
             }
-            None => Link::Stack(neg.pc),
+            None => Link::Stack(Box::new(neg.pc)),
         };
         let mut core = LegCore {
             link,
@@ -265,7 +265,7 @@ impl LegCore {
     /// lean path.
     pub(crate) fn peer_connection(&mut self) -> Option<&mut RTCPeerConnection> {
         match &mut self.link {
-            Link::Stack(pc) => Some(pc),
+            Link::Stack(pc) => Some(pc.as_mut()),
             Link::Lean(_) => None,
         }
     }

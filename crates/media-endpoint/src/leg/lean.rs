@@ -151,7 +151,7 @@ impl LeanLink {
                 .hash(HashAlgorithm::Sha256, first)
                 .map_err(|e| RtcError::Other(e.to_string()))?;
             let seen = hex_fingerprint(&hash);
-            if fingerprints.iter().any(|f| *f == seen) {
+            if fingerprints.contains(&seen) {
                 Ok(())
             } else {
                 Err(RtcError::Other(
@@ -635,7 +635,149 @@ pub(crate) fn declare_ice_lite(sdp: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use rtc::stun::message::Getter;
+
     use super::*;
+
+    const LOCAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
+    const PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6000);
+
+    fn link() -> LeanLink {
+        let crypto = rtc::crypto::default_provider().unwrap();
+        let params =
+            rtc::peer_connection::certificate::CertificateParams::new(vec!["test".to_owned()])
+                .unwrap();
+        let certificate = rtc::peer_connection::certificate::RTCCertificate::generate(
+            crypto.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            params,
+        )
+        .unwrap();
+        LeanLink::new(LeanSetup {
+            local_ufrag: "mine".to_owned(),
+            local_pwd: "the-password-of-this-leg".to_owned(),
+            certificate: certificate.dtls_certificate,
+            remote_fingerprints: vec!["ab:cd".to_owned()],
+            ssrc_tracks: vec![(7, "track".to_owned())],
+            crypto,
+        })
+        .unwrap()
+    }
+
+    /// A Binding request to `ufrag` signed with `pwd`, nominating when `nominate`.
+    fn binding(ufrag: &str, pwd: &str, nominate: bool) -> Vec<u8> {
+        let crypto = rtc::crypto::default_provider().unwrap();
+        let mut m = Message::new();
+        let username = TextAttribute::new(ATTR_USERNAME, format!("{ufrag}:peer"));
+        let integrity = MessageIntegrity::new_short_term_integrity_with_provider(
+            pwd.to_owned(),
+            crypto.crypto(),
+        );
+        let mut setters: Vec<Box<dyn Setter + '_>> = vec![
+            Box::new(rtc::stun::message::TransactionId([7; 12])),
+            Box::new(BINDING_REQUEST),
+            Box::new(username),
+        ];
+        if nominate {
+            setters.push(Box::new(rtc::stun::attributes::RawAttribute {
+                typ: ATTR_USE_CANDIDATE,
+                length: 0,
+                value: Vec::new(),
+            }));
+        }
+        setters.push(Box::new(integrity));
+        setters.push(Box::new(FINGERPRINT));
+        m.build(&setters).unwrap();
+        m.raw
+    }
+
+    #[test]
+    fn a_binding_request_with_the_legs_credentials_is_answered_and_sets_the_path() {
+        let mut l = link();
+        let now = Instant::now();
+        l.handle_read(
+            now,
+            LOCAL,
+            PEER,
+            &binding("mine", "the-password-of-this-leg", false),
+        )
+        .unwrap();
+        let t = l.poll_transmit().expect("a response");
+        assert_eq!((t.from, t.to), (LOCAL, PEER));
+        let mut response = Message::new();
+        response.unmarshal_binary(&t.data).unwrap();
+        assert_eq!(response.typ, BINDING_SUCCESS);
+        assert_eq!(response.transaction_id.0, [7; 12]);
+        let crypto = rtc::crypto::default_provider().unwrap();
+        MessageIntegrity::check(&mut response, b"the-password-of-this-leg", crypto.crypto())
+            .unwrap();
+        let mut mapped = XorMappedAddress::default();
+        mapped.get_from(&response).unwrap();
+        assert_eq!(SocketAddr::new(mapped.ip, mapped.port), PEER);
+        assert_eq!(l.path, Some((LOCAL, PEER)));
+        // Consent keeps the leg until it lapses.
+        assert_eq!(l.poll_timeout(), Some(now + CONSENT_TIMEOUT));
+        l.handle_timeout(now + CONSENT_TIMEOUT + Duration::from_millis(1));
+        assert_eq!(l.poll_event(), Some(LeanEvent::Failed));
+    }
+
+    #[test]
+    fn a_nominated_path_replaces_the_first_one() {
+        let mut l = link();
+        let now = Instant::now();
+        let other = SocketAddr::new(PEER.ip(), 6001);
+        let pwd = "the-password-of-this-leg";
+        l.handle_read(now, LOCAL, PEER, &binding("mine", pwd, false))
+            .unwrap();
+        l.handle_read(now, LOCAL, other, &binding("mine", pwd, false))
+            .unwrap();
+        assert_eq!(
+            l.path,
+            Some((LOCAL, PEER)),
+            "not nominated: the first stays"
+        );
+        l.handle_read(now, LOCAL, other, &binding("mine", pwd, true))
+            .unwrap();
+        assert_eq!(l.path, Some((LOCAL, other)));
+    }
+
+    #[test]
+    fn what_is_not_for_this_leg_is_refused_and_not_answered() {
+        let mut l = link();
+        let now = Instant::now();
+        let refused = [
+            binding("mine", "a-wrong-password", false),
+            binding("someone-else", "the-password-of-this-leg", false),
+            // Not STUN at all, truncated STUN, a zero-length datagram.
+            vec![0x00, 0x01, 0x00],
+            Vec::new(),
+            vec![0xff; 40],
+        ];
+        for d in refused {
+            assert!(l.handle_read(now, LOCAL, PEER, &d).is_err(), "{d:?}");
+        }
+        // DTLS before any check, and media before any handshake.
+        assert!(matches!(
+            l.handle_read(now, LOCAL, PEER, &[22, 0xfe, 0xfd, 0, 0]),
+            Err(Refused::Dtls(_))
+        ));
+        assert!(matches!(
+            l.handle_read(now, LOCAL, PEER, &[0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]),
+            Err(Refused::Srtp(_))
+        ));
+        assert!(l.poll_transmit().is_none());
+        assert!(l.poll_event().is_none());
+        assert_eq!(l.path, None);
+        // Nothing to protect with before the keys.
+        let header = rtp::header::Header {
+            version: 2,
+            ssrc: 1,
+            ..Default::default()
+        };
+        assert!(!l.write_rtp(&header, &[1, 2, 3]));
+        assert_eq!(l.track(0), "track");
+        assert_eq!(l.track(5), "");
+    }
 
     #[test]
     fn fingerprints_are_read_lower_case_and_once() {

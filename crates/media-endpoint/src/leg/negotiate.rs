@@ -199,9 +199,12 @@ pub(crate) fn negotiate(
 
 type Answered = (crate::sdp::Negotiated, u32, String);
 
+/// The offer's `sha-256` fingerprints, and the track of each SSRC it declares.
+type LeanOffer = (Vec<String>, Vec<(u32, String)>);
+
 /// What the lean path needs of the offer: the peer's certificate fingerprints and the
 /// track of each SSRC it declares. An offer without a `sha-256` fingerprint is refused.
-fn lean_from_offer(offer: &str) -> Result<(Vec<String>, Vec<(u32, String)>), NegotiateError> {
+fn lean_from_offer(offer: &str) -> Result<LeanOffer, NegotiateError> {
     let fingerprints = lean::sdp_fingerprints(offer);
     if fingerprints.is_empty() {
         return Err(OfferError::Rejected {
