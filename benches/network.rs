@@ -3,7 +3,9 @@
 //! bot's network side (its pump threads and runtime) per call and 20 ms tick: its WebRTC
 //! legs receiving, decrypting and queueing one packet and taking, encrypting and sending
 //! another, with their timers and RTCP. `service/N` is the same stack on the service's side in the same run, for a ratio.
-//! `bot_shared/N` is the bot's side in shared-UDP mode (one socket per pump, batched sends).
+//! `bot_shared/N` is the bot's side in shared-UDP mode (one socket per pump, batched sends);
+//! `bot_lean/N` and `bot_lean_shared/N` are its legs on the lean media path (ICE lite,
+//! DTLS and SRTP done by the leg), with sockets of their own and shared.
 //! Issue 14's target for the bot's side is 15 us.
 //!
 //! `cargo bench -p botmedia --bench network` (about a minute).
@@ -27,15 +29,16 @@ fn legs_per_tick(c: &mut Criterion) {
         .warm_up_time(Duration::from_nanos(1))
         .measurement_time(11 * WINDOW);
     for calls in [10, 50] {
-        for shared in [false, true] {
-            let engine = Engine::start_with(calls, Measure::Nothing, shared);
-            let measured: &[(&str, Group)] = if shared {
-                &[("bot_shared", Group::BotNetwork)]
-            } else {
-                &[
+        for (shared, lean) in [(false, false), (true, false), (false, true), (true, true)] {
+            let engine = Engine::start_with(calls, Measure::Nothing, shared, lean);
+            let measured: &[(&str, Group)] = match (shared, lean) {
+                (false, false) => &[
                     ("bot", Group::BotNetwork),
                     ("service", Group::ServiceNetwork),
-                ]
+                ],
+                (true, false) => &[("bot_shared", Group::BotNetwork)],
+                (false, true) => &[("bot_lean", Group::BotNetwork)],
+                (true, true) => &[("bot_lean_shared", Group::BotNetwork)],
             };
             for &(name, group) in measured {
                 g.bench_with_input(BenchmarkId::new(name, calls), &engine, |b, e| {

@@ -319,15 +319,22 @@ fn runtime(name: &str) -> tokio::runtime::Runtime {
 impl Engine {
     /// Starts the platform, connects `calls` legs and waits until media flows on all.
     pub fn start(calls: usize, measure: Measure) -> Engine {
-        Engine::start_with(calls, measure, false)
+        Engine::start_with(calls, measure, false, false)
     }
 
-    /// [`Engine::start`], the bot's legs sharing one UDP socket per pump when `shared_udp`.
-    pub fn start_with(calls: usize, measure: Measure, shared_udp: bool) -> Engine {
+    /// [`Engine::start`], the bot's legs sharing one UDP socket per pump when `shared_udp`,
+    /// and on the lean media path when `lean_media`.
+    pub fn start_with(
+        calls: usize,
+        measure: Measure,
+        shared_udp: bool,
+        lean_media: bool,
+    ) -> Engine {
         let bot_rt = runtime("bot-net");
         let svc_rt = runtime("svc-net");
         let mut settings = MediaPlatformSettings::default();
         settings.shared_udp = shared_udp;
+        settings.lean_media = lean_media;
         // Shared benchmark machines: measure the cost, do not refuse calls over it.
         settings.pipeline.admit_by_load = false;
         let platform = bot_rt
