@@ -730,9 +730,12 @@ def lint_dockerfile(path: Path, facts: dict, report: Report) -> None:
         report.problem(where, f"line {final['line']}: the runtime stage is {final['image']}, "
                        "not a Debian *-slim image")
     builders = {s["alias"] for s in stages[:-1] if s["alias"]} | {str(i) for i in range(len(stages) - 1)}
-    if not any(ins == "RUN" and "cargo build" in rest and "--release" in rest and "--locked" in rest
+    # An optimised build: `--release`, or a profile that inherits it (`dist` in Cargo.toml).
+    optimised = re.compile(r"--release\b|--profile[ =](release|dist)\b")
+    if not any(ins == "RUN" and "cargo build" in rest and optimised.search(rest) and "--locked" in rest
                for s in stages[:-1] for _, ins, rest in s["ins"]):
-        report.problem(where, "no `cargo build --release --locked` in a builder stage")
+        report.problem(where, "no `cargo build --release --locked` (or `--profile dist`) in a "
+                       "builder stage")
     user = None
     for line, ins, rest in final["ins"]:
         if ins == "USER":

@@ -250,3 +250,104 @@ pub fn chromium_command(chromium: &str, work: &Path) -> Command {
     ));
     cmd
 }
+
+/// Starts headless Firefox on `url` with a fresh profile in `work`, playing to the
+/// PulseAudio daemon at `pulse_server`, its fake microphone playing `mic_hz`.
+pub fn firefox(firefox: &str, work: &Path, pulse_server: &str, mic_hz: f64, url: &str) -> Browser {
+    let profile = work.join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let prefs: String = firefox_prefs(mic_hz)
+        .iter()
+        .map(|(k, v)| format!("user_pref(\"{k}\", {v});\n"))
+        .collect();
+    std::fs::write(profile.join("user.js"), prefs).expect("user.js");
+    let mut cmd = Command::new(firefox);
+    cmd.args(["--headless", "--no-remote", "--profile"])
+        .arg(&profile)
+        .arg(url)
+        .env("HOME", work)
+        .env("MOZ_HEADLESS", "1")
+        .env("PULSE_SERVER", pulse_server)
+        .env("MOZ_CRASHREPORTER_DISABLE", "1")
+        .env("MOZ_DISABLE_AUTO_SAFE_MODE", "1")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    Browser::start(cmd, work.join("firefox.log"), "firefox-esr")
+}
+
+/// Firefox's profile preferences: a fake microphone playing `mic_hz` with no prompt,
+/// audio allowed to play without a gesture, host candidates with their real addresses,
+/// the page's console on stdout, and nothing that reaches for the network.
+fn firefox_prefs(mic_hz: f64) -> Vec<(&'static str, String)> {
+    let mut p: Vec<(&str, String)> = vec![
+        ("media.navigator.streams.fake", "true".into()),
+        ("media.navigator.permission.disabled", "true".into()),
+        (
+            "media.navigator.audio.fake_frequency",
+            format!("{}", mic_hz as u32),
+        ),
+        ("media.autoplay.default", "0".into()),
+        ("media.autoplay.block-webaudio", "false".into()),
+        ("media.autoplay.blocking_policy", "0".into()),
+        (
+            "media.peerconnection.ice.obfuscate_host_addresses",
+            "false".into(),
+        ),
+        ("media.peerconnection.ice.loopback", "true".into()),
+        (
+            "media.peerconnection.ice.default_address_only",
+            "false".into(),
+        ),
+        ("media.peerconnection.ice.no_host", "false".into()),
+        ("devtools.console.stdout.content", "true".into()),
+    ];
+    for off in [
+        "app.update.enabled",
+        "app.update.auto",
+        "app.normandy.enabled",
+        "browser.aboutwelcome.enabled",
+        "browser.discovery.enabled",
+        "browser.newtabpage.enabled",
+        "browser.ping-centre.telemetry",
+        "browser.region.network.scan",
+        "browser.safebrowsing.blockedURIs.enabled",
+        "browser.safebrowsing.downloads.enabled",
+        "browser.safebrowsing.malware.enabled",
+        "browser.safebrowsing.phishing.enabled",
+        "browser.search.update",
+        "browser.shell.checkDefaultBrowser",
+        "browser.topsites.contile.enabled",
+        "datareporting.healthreport.uploadEnabled",
+        "datareporting.policy.dataSubmissionEnabled",
+        "extensions.getAddons.cache.enabled",
+        "extensions.update.enabled",
+        "extensions.blocklist.enabled",
+        "media.gmp-manager.updateEnabled",
+        "network.captive-portal-service.enabled",
+        "network.connectivity-service.enabled",
+        "network.dns.native_https_query",
+        "network.prefetch-next",
+        "network.predictor.enabled",
+        "services.settings.server.enabled",
+        "toolkit.telemetry.enabled",
+        "toolkit.telemetry.unified",
+        "toolkit.telemetry.archive.enabled",
+        "toolkit.telemetry.server.enabled",
+    ] {
+        p.push((off, "false".into()));
+    }
+    for (k, v) in [
+        ("browser.startup.homepage_override.mstone", "\"ignore\""),
+        ("browser.startup.page", "0"),
+        ("extensions.autoDisableScopes", "15"),
+        ("network.proxy.type", "0"),
+        ("network.trr.mode", "5"),
+        ("toolkit.telemetry.server", "\"\""),
+        ("services.settings.server", "\"http://127.0.0.1:9/\""),
+        ("browser.safebrowsing.provider.mozilla.updateURL", "\"\""),
+        ("extensions.getAddons.discovery.api_url", "\"\""),
+    ] {
+        p.push((k, v.into()));
+    }
+    p
+}

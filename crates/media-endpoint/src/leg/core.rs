@@ -127,6 +127,9 @@ struct Reports {
     /// Whether RTP went out since the last report (a sender report then, else a receiver
     /// report).
     sent_since: bool,
+    /// The timestamp of the last packet sent on the leg's SSRC, and when: a sender report
+    /// states the RTP time of its NTP time on that timeline.
+    last_rtp: Option<(u32, Instant)>,
     /// The peer's last sender report: the middle of its NTP time, and when it came.
     last_sr: Option<(u32, Instant)>,
 }
@@ -554,12 +557,7 @@ impl LegCore {
             }
             RTCPeerConnectionState::Closed => {
                 self.set_active(false);
-                // A service that hangs up DELETEs the leg and then closes its connection:
-                // a stop not read yet (it is read every HOUSEKEEPING) came first.
-                if let Ok(reason) = self.leg.stop.try_recv() {
-                    return Some(LegOutcome::Ended(reason));
-                }
-                Some(LegOutcome::Ended(EndReason::PeerLeft))
+                Some(self.peer_left())
             }
             _ => None,
         }
@@ -708,7 +706,17 @@ impl LegCore {
                 self.on_report(r);
             }
         }
-        bye.then_some(LegOutcome::Ended(EndReason::PeerLeft))
+        bye.then(|| self.peer_left())
+    }
+
+    /// How the leg ends when the peer leaves (a BYE, a DTLS close): as the peer leaving,
+    /// unless its owner's stop came first and is not read yet (stops are read with the
+    /// housekeeping): a service that hangs up DELETEs the leg, then closes its connection.
+    fn peer_left(&mut self) -> LegOutcome {
+        match self.leg.stop.try_recv() {
+            Ok(reason) => LegOutcome::Ended(reason),
+            Err(_) => LegOutcome::Ended(EndReason::PeerLeft),
+        }
     }
 
     fn on_report(&mut self, r: &ReceptionReport) {
@@ -808,6 +816,7 @@ impl LegCore {
                         r.packets = r.packets.wrapping_add(1);
                         r.octets = r.octets.wrapping_add(packet.payload.len() as u32);
                         r.sent_since = true;
+                        r.last_rtp = Some((packet.header.timestamp, now));
                     }
                 } else {
                     tracing::trace!(leg = %self.leg.label, "RTP not sent: no keys or path yet");
@@ -848,24 +857,28 @@ impl LegCore {
             self.stats.report_block(ssrc, lsr, dlsr)
         });
         let reports: Vec<ReceptionReport> = block.into_iter().collect();
-        let packet: Box<dyn rtcp::Packet> = if std::mem::take(&mut self.reports.sent_since) {
-            self.timeline.catch_up(now);
-            Box::new(SenderReport {
-                ssrc: self.ssrc,
-                ntp_time: ntp64(SystemTime::now()),
-                rtp_time: self.timeline.next_ts,
-                packet_count: self.reports.packets,
-                octet_count: self.reports.octets,
-                reports,
-                profile_extensions: Bytes::new(),
-            })
-        } else {
-            Box::new(ReceiverReport {
-                ssrc: self.ssrc,
-                reports,
-                profile_extensions: Bytes::new(),
-            })
-        };
+        let sent = std::mem::take(&mut self.reports.sent_since);
+        let packet: Box<dyn rtcp::Packet> =
+            if let (true, Some((ts, at))) = (sent, self.reports.last_rtp) {
+                // The last packet's timestamp moved on by the time since it left.
+                let since = now.saturating_duration_since(at);
+                let units = since.as_micros() as u64 * u64::from(OPUS_CLOCK) / 1_000_000;
+                Box::new(SenderReport {
+                    ssrc: self.ssrc,
+                    ntp_time: ntp64(SystemTime::now()),
+                    rtp_time: ts.wrapping_add(units as u32),
+                    packet_count: self.reports.packets,
+                    octet_count: self.reports.octets,
+                    reports,
+                    profile_extensions: Bytes::new(),
+                })
+            } else {
+                Box::new(ReceiverReport {
+                    ssrc: self.ssrc,
+                    reports,
+                    profile_extensions: Bytes::new(),
+                })
+            };
         if let Link::Lean(lean) = &mut self.link
             && !lean.write_rtcp(&[packet])
         {
