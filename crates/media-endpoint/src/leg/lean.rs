@@ -55,6 +55,10 @@ const REPLAY_WINDOW: usize = 64;
 /// not to an address: the peer may move to another ICE path after the handshake, and
 /// records are sent on whichever path is selected then.
 const DTLS_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)), 9);
+/// Most addresses of the peer kept as checked (its candidates' paths).
+const MAX_CHECKED_ADDRESSES: usize = 8;
+/// Most times the handshake's last flight is sent again for a peer that repeats its own.
+const MAX_FLIGHT_REPEATS: u8 = 8;
 /// Longest RTP packet written (header, payload, and the tag SRTP adds).
 const MAX_PACKET: usize = 1500;
 
@@ -109,6 +113,9 @@ pub(crate) enum Refused {
     /// Neither STUN, DTLS nor RTP/RTCP (RFC 7983's first-byte ranges).
     #[error("neither STUN, DTLS, RTP nor RTCP")]
     Unknown,
+    /// DTLS, RTP or RTCP from an address that sent no valid Binding request.
+    #[error("DTLS or media from an address that passed no ICE check")]
+    Unchecked,
 }
 
 struct Srtp {
@@ -123,6 +130,9 @@ pub(crate) struct LeanLink {
     srtp: Option<Srtp>,
     /// The selected path (local, remote), once a valid Binding request came.
     path: Option<(SocketAddr, SocketAddr)>,
+    /// The peer's addresses that sent a valid Binding request (at most
+    /// [`MAX_CHECKED_ADDRESSES`]): DTLS, RTP and RTCP are taken from these only.
+    checked: Vec<SocketAddr>,
     /// When the last valid Binding request came.
     consent: Option<Instant>,
     /// The DTLS endpoint's next timer, read after every call that can change it (reading
@@ -133,6 +143,11 @@ pub(crate) struct LeanLink {
     reads: VecDeque<LeanRead>,
     /// Reused for the plaintext of every outbound RTP packet.
     scratch: Vec<u8>,
+    /// The DTLS endpoint's last flight of the handshake, sent again when the peer repeats
+    /// its own (RFC 6347 §4.2.4: ours was lost), which the endpoint does not do itself.
+    last_flight: Vec<BytesMut>,
+    /// Times the last flight was sent again.
+    flight_repeats: u8,
     /// Index into `setup.ssrc_tracks` of the last SSRC looked up (the same stream, nearly
     /// always).
     last_ssrc: Option<(u32, usize)>,
@@ -179,12 +194,15 @@ impl LeanLink {
             dtls,
             srtp: None,
             path: None,
+            checked: Vec::new(),
             consent: None,
             dtls_timeout: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reads: VecDeque::new(),
             scratch: Vec::with_capacity(MAX_PACKET),
+            last_flight: Vec::new(),
+            flight_repeats: 0,
             last_ssrc: None,
             closed: false,
         })
@@ -204,6 +222,8 @@ impl LeanLink {
         // RFC 7983 §7: the first byte tells the protocols apart.
         match data.first() {
             Some(0..=3) => self.on_stun(now, local, peer, data),
+            // RFC 8445 §7.1: nothing but checks from an address that was not checked.
+            Some(20..=63 | 128..=191) if !self.checked.contains(&peer) => Err(Refused::Unchecked),
             Some(20..=63) => self.on_dtls(now, data),
             Some(128..=191) => self.on_srtp(data),
             _ => Err(Refused::Unknown),
@@ -238,6 +258,12 @@ impl LeanLink {
         MessageIntegrity::check(&mut m, self.setup.local_pwd.as_bytes(), crypto)
             .map_err(|_| Refused::Stun)?;
         let nominated = m.contains(ATTR_USE_CANDIDATE);
+        if !self.checked.contains(&peer) {
+            if self.checked.len() == MAX_CHECKED_ADDRESSES {
+                self.checked.remove(0);
+            }
+            self.checked.push(peer);
+        }
         if nominated || self.path.is_none() {
             self.path = Some((local, peer));
         }
@@ -267,34 +293,23 @@ impl LeanLink {
     }
 
     fn on_dtls(&mut self, now: Instant, data: &[u8]) -> Result<(), Refused> {
-        if self.path.is_none() {
-            // RFC 8445 §7.1: nothing but checks before a path was validated.
-            return Err(Refused::Dtls("DTLS before any ICE check".into()));
-        }
+        let queued = self.transmits.len();
         let result = self.dtls.read(now, DTLS_PEER, None, BytesMut::from(data));
         self.collect_dtls();
-        let events = match result {
-            Ok(events) => events,
-            Err(e) => {
-                if self.srtp.is_none() {
-                    // A failed handshake does not recover.
-                    self.events.push_back(LeanEvent::Failed);
-                }
-                return Err(Refused::Dtls(e.to_string()));
-            }
+        self.repeat_lost_flight(queued, data);
+        // A record the endpoint refuses (a duplicate, one out of order, a stranger's on a
+        // checked address) is dropped and the handshake goes on: one bad datagram must not
+        // end the leg. A handshake that never completes fails by the connect timeout.
+        let (events, refused) = match result {
+            Ok(events) => (events, None),
+            // The endpoint drops what it reported with the error: a handshake that
+            // completed in this datagram is found below by its keys.
+            Err(e) => (Vec::new(), Some(Refused::Dtls(e.to_string()))),
         };
+        let mut completed = refused.is_some();
         for ev in events {
             match ev {
-                EndpointEvent::HandshakeComplete => match self.key_srtp() {
-                    Ok(srtp) => {
-                        self.srtp = Some(srtp);
-                        self.events.push_back(LeanEvent::Connected);
-                    }
-                    Err(e) => {
-                        self.events.push_back(LeanEvent::Failed);
-                        return Err(Refused::Dtls(e));
-                    }
-                },
+                EndpointEvent::HandshakeComplete => completed = true,
                 EndpointEvent::PeerClosed => {
                     self.closed = true;
                     self.events.push_back(LeanEvent::Closed);
@@ -303,7 +318,60 @@ impl LeanLink {
                 _ => {}
             }
         }
-        Ok(())
+        if completed && self.srtp.is_none() && !self.closed {
+            match self.key_srtp() {
+                Ok(srtp) => {
+                    self.srtp = Some(srtp);
+                    self.last_flight.clear();
+                    self.events.push_back(LeanEvent::Connected);
+                }
+                // Not yet keyed: the handshake is still going.
+                Err(_) if refused.is_some() => {}
+                Err(e) => {
+                    self.events.push_back(LeanEvent::Failed);
+                    return Err(Refused::Dtls(e));
+                }
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Keeps the flight the endpoint just sent (the transmits from `queued` on); or, when a
+    /// handshake record of the peer got no answer before the handshake completed, the peer
+    /// repeated its flight because ours was lost: ours goes again (at most
+    /// [`MAX_FLIGHT_REPEATS`] times).
+    fn repeat_lost_flight(&mut self, queued: usize, data: &[u8]) {
+        if self.srtp.is_some() {
+            self.last_flight.clear();
+            return;
+        }
+        if self.transmits.len() > queued {
+            self.last_flight = self
+                .transmits
+                .range(queued..)
+                .map(|t| t.data.clone())
+                .collect();
+            self.flight_repeats = 0;
+            return;
+        }
+        // Content type 22: a handshake record (a repeated ClientHello or client flight).
+        let Some((local, remote)) = self.path else {
+            return;
+        };
+        if data.first() != Some(&22)
+            || self.last_flight.is_empty()
+            || self.flight_repeats >= MAX_FLIGHT_REPEATS
+        {
+            return;
+        }
+        self.flight_repeats += 1;
+        for data in &self.last_flight {
+            self.transmits.push_back(Transmit {
+                from: local,
+                to: remote,
+                data: data.clone(),
+            });
+        }
     }
 
     /// The SRTP contexts from the completed handshake's exported keys (RFC 5764 §4.2).
@@ -756,18 +824,43 @@ mod tests {
         for d in refused {
             assert!(l.handle_read(now, LOCAL, PEER, &d).is_err(), "{d:?}");
         }
-        // DTLS before any check, and media before any handshake.
+        // DTLS and media from an address that passed no check.
+        assert!(matches!(
+            l.handle_read(now, LOCAL, PEER, &[22, 0xfe, 0xfd, 0, 0]),
+            Err(Refused::Unchecked)
+        ));
+        let rtp = [0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7];
+        assert!(matches!(
+            l.handle_read(now, LOCAL, PEER, &rtp),
+            Err(Refused::Unchecked)
+        ));
+        assert!(l.poll_transmit().is_none());
+        // Once checked: a malformed DTLS record is dropped (the leg goes on), media before
+        // the handshake refused, and a stranger's DTLS still refused.
+        l.handle_read(
+            now,
+            LOCAL,
+            PEER,
+            &binding("mine", "the-password-of-this-leg", false),
+        )
+        .unwrap();
+        let _response = l.poll_transmit().expect("a response");
         assert!(matches!(
             l.handle_read(now, LOCAL, PEER, &[22, 0xfe, 0xfd, 0, 0]),
             Err(Refused::Dtls(_))
         ));
         assert!(matches!(
-            l.handle_read(now, LOCAL, PEER, &[0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]),
+            l.handle_read(now, LOCAL, PEER, &rtp),
             Err(Refused::Srtp(_))
+        ));
+        let stranger = SocketAddr::new(PEER.ip(), 7000);
+        assert!(matches!(
+            l.handle_read(now, LOCAL, stranger, &[22, 0xfe, 0xfd, 0, 0]),
+            Err(Refused::Unchecked)
         ));
         assert!(l.poll_transmit().is_none());
         assert!(l.poll_event().is_none());
-        assert_eq!(l.path, None);
+        assert_eq!(l.path, Some((LOCAL, PEER)));
         // Nothing to protect with before the keys.
         let header = rtp::header::Header {
             version: 2,

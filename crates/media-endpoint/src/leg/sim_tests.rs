@@ -35,8 +35,9 @@ fn connected(config: &SimConfig) -> Sim {
     let mut sim = Sim::new(config).expect("the pair negotiates");
     assert!(
         sim.connect(Duration::from_secs(30)),
-        "seed {}: not connected after 30 s; offerer {:?}, answerer {:?}",
+        "seed {} lean {}: not connected after 30 s; offerer {:?}, answerer {:?}",
         config.seed,
+        config.lean_media,
         sim.legs[0].events,
         sim.legs[1].events
     );
@@ -602,5 +603,29 @@ fn speaker_streams_arrive_tagged_with_their_stream_and_speaker() {
                 "seed {seed} lean {lean_media}, stream {stream}: {seqs:?}"
             );
         }
+    }
+}
+
+/// The handshakes under loss: ICE checks and DTLS flights are lost and repeated (10 % each
+/// way), and the pair still connects and carries media, on either path.
+#[test]
+fn the_pair_connects_through_a_lossy_network() {
+    for (seed, lean_media) in modes() {
+        let mut config = config(seed, lean_media);
+        let lossy = LinkModel {
+            loss: 0.1,
+            delay: Duration::from_millis(20),
+            ..LinkModel::clean()
+        };
+        config.links = [lossy; 2];
+        let mut sim = connected(&config);
+        sim.start_feed(Side::Offerer, Some(100));
+        sim.run_for(Duration::from_secs(3));
+        let got = drain(sim.leg(Side::Answerer));
+        assert!(
+            (75..=100).contains(&got.len()),
+            "seed {seed} lean {lean_media}: {} of 100",
+            got.len()
+        );
     }
 }
