@@ -702,8 +702,7 @@ mod tests {
 
     #[test]
     fn lean_media_is_true_or_false() {
-        // On unless switched off.
-        assert!(with(&[]).unwrap().media.lean_media);
+        assert!(!with(&[]).unwrap().media.lean_media);
         assert!(
             with(&[("BOTMEDIA_LEAN_MEDIA", "true")])
                 .unwrap()
