@@ -123,6 +123,12 @@ pub(crate) struct Offer {
     pub(crate) speaker_tracks: Vec<SpeakerSection>,
     /// The track id of the main audio m-line, when its `a=msid` names one.
     pub(crate) main_track: Option<String>,
+    /// The `sha-256` certificate fingerprints (session level and the main audio m-line),
+    /// lower case: what the lean media path checks the peer's DTLS certificate against.
+    pub(crate) fingerprints: Vec<String>,
+    /// Each SSRC the active audio m-lines declare (`a=ssrc:N`), with the track it carries:
+    /// its own `msid:` value, else its m-line's (the lean media path routes by SSRC).
+    pub(crate) ssrc_tracks: Vec<(u32, String)>,
 }
 
 /// A further audio m-line of an offer that the offerer sends: a speaker stream.
@@ -286,6 +292,18 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
     }
     let telephone_event = find_telephone_event(audio);
     let direction = Direction::of(&parsed, audio);
+    let fingerprints = sha256_fingerprints(&parsed, audio);
+    let ssrc_tracks = parsed
+        .media_descriptions
+        .iter()
+        .filter(|m| is_active_audio(m))
+        .flat_map(ssrc_tracks)
+        .fold(Vec::new(), |mut all: Vec<(u32, String)>, (ssrc, track)| {
+            if !all.iter().any(|(s, _)| *s == ssrc) {
+                all.push((ssrc, track));
+            }
+            all
+        });
     Ok(Offer {
         sdp: normalised,
         opus,
@@ -293,7 +311,63 @@ pub(crate) fn check_offer(body: &[u8]) -> Result<Offer, OfferError> {
         direction,
         speaker_tracks,
         main_track: msid_track(audio),
+        fingerprints,
+        ssrc_tracks,
     })
+}
+
+/// The `sha-256` values of `a=fingerprint` at session level and in `m`, lower case, once
+/// each.
+fn sha256_fingerprints(s: &SessionDescription, m: &MediaDescription) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in s.attributes.iter().chain(&m.attributes) {
+        let Some((alg, value)) = (a.key == "fingerprint")
+            .then_some(a.value.as_deref())
+            .flatten()
+            .and_then(|v| v.split_once(' '))
+        else {
+            continue;
+        };
+        let value = value.trim().to_ascii_lowercase();
+        if alg.eq_ignore_ascii_case("sha-256") && !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// The SSRCs `m` declares, each with its own `msid:` track or else `m`'s ([`msid_track`]);
+/// an SSRC with no track anywhere is left out.
+fn ssrc_tracks(m: &MediaDescription) -> Vec<(u32, String)> {
+    let section = msid_track(m);
+    let mut out: Vec<(u32, Option<String>)> = Vec::new();
+    for value in m
+        .attributes
+        .iter()
+        .filter(|a| a.key == "ssrc")
+        .filter_map(|a| a.value.as_deref())
+    {
+        let mut fields = value.split_whitespace();
+        let Some(ssrc) = fields.next().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let own = fields
+            .next()
+            .and_then(|f| f.strip_prefix("msid:"))
+            .and_then(|_| fields.next())
+            .map(str::to_owned);
+        match out.iter_mut().find(|(s, _)| *s == ssrc) {
+            Some((_, track)) => {
+                if own.is_some() {
+                    *track = own;
+                }
+            }
+            None => out.push((ssrc, own)),
+        }
+    }
+    out.into_iter()
+        .filter_map(|(ssrc, own)| Some((ssrc, own.or_else(|| section.clone())?)))
+        .collect()
 }
 
 /// Makes the answer's Opus format parameters say `useinbandfec=1`: the WebRTC stack echoes
@@ -405,6 +479,37 @@ a=extmap:1/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
 a=sendrecv\r\na=rtcp-mux\r\n\
 a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
 a=rtpmap:110 telephone-event/8000\r\na=rtpmap:126 telephone-event/48000\r\n";
+
+    #[test]
+    fn fingerprints_and_the_tracks_of_ssrcs_are_read() {
+        let offer = check_offer(OFFER.as_bytes()).expect("valid");
+        assert_eq!(offer.fingerprints, vec!["aa:bb".to_owned()]);
+        assert!(offer.ssrc_tracks.is_empty());
+        // Media level too, once each; sha-1 is not taken.
+        let both = OFFER.replace(
+            "a=mid:0\r\n",
+            "a=mid:0\r\na=fingerprint:sha-256 aa:bb\r\na=fingerprint:sha-1 00:11\r\n",
+        );
+        let offer = check_offer(both.as_bytes()).expect("valid");
+        assert_eq!(offer.fingerprints, vec!["aa:bb".to_owned()]);
+        // An SSRC's own msid, else its section's (as `msid_track` reads it for the section);
+        // one with neither is left out, and so is one that does not parse.
+        let main = OFFER.replace(
+            "a=rtcp-mux\r\n",
+            "a=rtcp-mux\r\na=ssrc:11 cname:x\r\na=ssrc:11 msid:s main-track\r\n",
+        );
+        let speakers = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n\
+            a=sendonly\r\na=msid:s speaker-1\r\na=rtpmap:111 opus/48000/2\r\n\
+            a=ssrc:22 cname:x\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\n\
+            a=sendonly\r\na=rtpmap:111 opus/48000/2\r\na=ssrc:33 cname:x\r\n\
+            a=ssrc:bad cname:y\r\n";
+        let offer = check_offer(format!("{main}{speakers}").as_bytes()).expect("valid");
+        assert_eq!(
+            offer.ssrc_tracks,
+            vec![(11, "main-track".to_owned()), (22, "speaker-1".to_owned())]
+        );
+    }
 
     #[test]
     fn accepts_a_plain_offer_and_reads_it_back() {

@@ -71,10 +71,9 @@ pub(crate) struct LeanSetup {
     pub(crate) local_pwd: String,
     /// The leg's DTLS certificate (its fingerprint is the answer's).
     pub(crate) certificate: rtc::dtls::crypto::Certificate,
-    /// The offer's `sha-256` fingerprints, lower case.
+    /// The offer's `sha-256` fingerprints, lower case ([`crate::sdp::Offer::fingerprints`]).
     pub(crate) remote_fingerprints: Vec<String>,
-    /// The track of each SSRC the offer declares (`a=ssrc:N msid:stream track`, or the
-    /// section's `a=msid` beside an `a=ssrc` line).
+    /// The track of each SSRC the offer declares ([`crate::sdp::Offer::ssrc_tracks`]).
     pub(crate) ssrc_tracks: Vec<(u32, String)>,
     pub(crate) crypto: Arc<dyn RTCCryptoProvider>,
 }
@@ -365,12 +364,9 @@ impl LeanLink {
             return;
         }
         self.flight_repeats += 1;
-        for data in &self.last_flight {
-            self.transmits.push_back(Transmit {
-                from: local,
-                to: remote,
-                data: data.clone(),
-            });
+        for i in 0..self.last_flight.len() {
+            let data = self.last_flight[i].clone();
+            self.queue(local, remote, Some(data));
         }
     }
 
@@ -479,11 +475,7 @@ impl LeanLink {
         self.dtls_timeout = self.dtls.poll_timeout(&DTLS_PEER);
         while let Some(msg) = self.dtls.poll_transmit() {
             if let Some((local, remote)) = self.path {
-                self.transmits.push_back(Transmit {
-                    from: local,
-                    to: remote,
-                    data: msg.message,
-                });
+                self.queue(local, remote, Some(msg.message));
             }
         }
     }
@@ -501,17 +493,21 @@ impl LeanLink {
             return false;
         }
         self.scratch[size..].copy_from_slice(payload);
-        match srtp.local.encrypt_rtp_with_header(&self.scratch, header) {
-            Ok(data) => {
-                self.transmits.push_back(Transmit {
-                    from: local,
-                    to: remote,
-                    data,
-                });
-                true
-            }
-            Err(_) => false,
-        }
+        let protected = srtp.local.encrypt_rtp_with_header(&self.scratch, header);
+        self.queue(local, remote, protected.ok())
+    }
+
+    /// Queues `data` (when there is some) from `local` to `remote`; whether it was queued.
+    fn queue(&mut self, local: SocketAddr, remote: SocketAddr, data: Option<BytesMut>) -> bool {
+        let Some(data) = data else {
+            return false;
+        };
+        self.transmits.push_back(Transmit {
+            from: local,
+            to: remote,
+            data,
+        });
+        true
     }
 
     /// Protects and queues a compound RTCP packet.
@@ -522,17 +518,8 @@ impl LeanLink {
         let Ok(plain) = rtcp::packet::marshal(packets) else {
             return false;
         };
-        match srtp.local.encrypt_rtcp(&plain) {
-            Ok(data) => {
-                self.transmits.push_back(Transmit {
-                    from: local,
-                    to: remote,
-                    data,
-                });
-                true
-            }
-            Err(_) => false,
-        }
+        let protected = srtp.local.encrypt_rtcp(&plain);
+        self.queue(local, remote, protected.ok())
     }
 
     /// Lets time pass: DTLS retransmissions, and the peer's consent.
@@ -603,24 +590,6 @@ fn hex_fingerprint(hash: &[u8]) -> String {
     s
 }
 
-/// The `sha-256` fingerprints an SDP states (session or media level), lower case.
-pub(crate) fn sdp_fingerprints(sdp: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for line in sdp.lines() {
-        let Some(rest) = line.trim_end().strip_prefix("a=fingerprint:") else {
-            continue;
-        };
-        let Some((alg, value)) = rest.split_once(' ') else {
-            continue;
-        };
-        let value = value.trim().to_ascii_lowercase();
-        if alg.eq_ignore_ascii_case("sha-256") && !out.contains(&value) {
-            out.push(value);
-        }
-    }
-    out
-}
-
 /// The value of the first `a={name}:` line of an SDP.
 pub(crate) fn sdp_attribute<'s>(sdp: &'s str, name: &str) -> Option<&'s str> {
     sdp.lines().find_map(|l| {
@@ -630,57 +599,6 @@ pub(crate) fn sdp_attribute<'s>(sdp: &'s str, name: &str) -> Option<&'s str> {
             .strip_prefix(':')
             .map(str::trim)
     })
-}
-
-/// Each SSRC an SDP declares with the track it carries: from `a=ssrc:N msid:stream track`,
-/// or else from its media section's `a=msid:stream track`.
-pub(crate) fn sdp_ssrc_tracks(sdp: &str) -> Vec<(u32, String)> {
-    let mut out: Vec<(u32, String)> = Vec::new();
-    // Per media section: its a=msid track, and its SSRCs without a track of their own.
-    let mut section_track: Option<String> = None;
-    let mut pending: Vec<u32> = Vec::new();
-    let flush = |track: &Option<String>, pending: &mut Vec<u32>, out: &mut Vec<(u32, String)>| {
-        for ssrc in pending.drain(..) {
-            if let Some(t) = track
-                && !out.iter().any(|(s, _)| *s == ssrc)
-            {
-                out.push((ssrc, t.clone()));
-            }
-        }
-    };
-    for line in sdp.lines() {
-        let line = line.trim_end();
-        if line.starts_with("m=") {
-            flush(&section_track, &mut pending, &mut out);
-            section_track = None;
-        } else if let Some(rest) = line.strip_prefix("a=msid:") {
-            section_track = rest.split_whitespace().nth(1).map(str::to_owned);
-        } else if let Some(rest) = line.strip_prefix("a=ssrc:") {
-            let mut fields = rest.split_whitespace();
-            let Some(ssrc) = fields.next().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let named = fields
-                .next()
-                .and_then(|attr| attr.strip_prefix("msid:"))
-                .and_then(|_| fields.next());
-            match named {
-                Some(track) => {
-                    pending.retain(|s| *s != ssrc);
-                    if !out.iter().any(|(s, _)| *s == ssrc) {
-                        out.push((ssrc, track.to_owned()));
-                    }
-                }
-                None => {
-                    if !pending.contains(&ssrc) && !out.iter().any(|(s, _)| *s == ssrc) {
-                        pending.push(ssrc);
-                    }
-                }
-            }
-        }
-    }
-    flush(&section_track, &mut pending, &mut out);
-    out
 }
 
 /// Adds `a=ice-lite` at session level (after the `t=` line): the lean path answers checks
@@ -873,26 +791,8 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_are_read_lower_case_and_once() {
-        let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
-                   a=fingerprint:sha-256 ab:cd\r\na=fingerprint:sha-1 00:11\r\n";
-        assert_eq!(sdp_fingerprints(sdp), vec!["ab:cd".to_owned()]);
+    fn fingerprints_are_written_lower_case_with_colons() {
         assert_eq!(hex_fingerprint(&[0xab, 0x01]), "ab:01");
-    }
-
-    #[test]
-    fn ssrc_tracks_from_ssrc_lines_or_the_section_msid() {
-        let sdp = "v=0\r\n\
-            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ssrc:11 cname:x\r\n\
-            a=ssrc:11 msid:s main-track\r\n\
-            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:s speaker-1\r\n\
-            a=ssrc:22 cname:x\r\n\
-            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=ssrc:33 cname:x\r\n\
-            a=ssrc:bad msid:s t\r\n";
-        assert_eq!(
-            sdp_ssrc_tracks(sdp),
-            vec![(11, "main-track".to_owned()), (22, "speaker-1".to_owned())]
-        );
     }
 
     #[test]

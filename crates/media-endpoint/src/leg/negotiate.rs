@@ -136,7 +136,7 @@ pub(crate) fn negotiate(
     // and DTLS role the lean path then takes over.
     let lean_offer = settings
         .lean_media
-        .then(|| lean_from_offer(&offer.sdp))
+        .then(|| lean_from_offer(&offer))
         .transpose()?;
     let (mut pc, certificate) = match &lean_offer {
         Some(_) => {
@@ -204,9 +204,8 @@ type LeanOffer = (Vec<String>, Vec<(u32, String)>);
 
 /// What the lean path needs of the offer: the peer's certificate fingerprints and the
 /// track of each SSRC it declares. An offer without a `sha-256` fingerprint is refused.
-fn lean_from_offer(offer: &str) -> Result<LeanOffer, NegotiateError> {
-    let fingerprints = lean::sdp_fingerprints(offer);
-    if fingerprints.is_empty() {
+fn lean_from_offer(offer: &Offer) -> Result<LeanOffer, NegotiateError> {
+    if offer.fingerprints.is_empty() {
         return Err(OfferError::Rejected {
             detail: "the offer has no a=fingerprint:sha-256 to check the peer's DTLS \
                      certificate against"
@@ -214,7 +213,7 @@ fn lean_from_offer(offer: &str) -> Result<LeanOffer, NegotiateError> {
         }
         .into());
     }
-    Ok((fingerprints, lean::sdp_ssrc_tracks(offer)))
+    Ok((offer.fingerprints.clone(), offer.ssrc_tracks.clone()))
 }
 
 fn lean_offer_crypto() -> Result<Arc<dyn RTCCryptoProvider>, NegotiateError> {
