@@ -92,7 +92,7 @@ pub struct MediaPlatformSettings {
     pub shared_udp: bool,
     /// Lean media path: after the answer, legs run ICE lite, DTLS and SRTP themselves
     /// from the WebRTC stack's parts instead of its whole peer connection per packet (see
-    /// [`EndpointConfig::lean_media`]). Off by default.
+    /// [`EndpointConfig::lean_media`]). On by default; off runs the whole stack per leg.
     pub lean_media: bool,
     /// Serve the endpoint over https with this certificate.
     pub tls: Option<TlsConfig>,
@@ -113,7 +113,7 @@ impl Default for MediaPlatformSettings {
             ice_ports: None,
             ice_public_addresses: Vec::new(),
             shared_udp: false,
-            lean_media: false,
+            lean_media: true,
             tls: None,
             pipeline: PipelineConfig::default(),
             media_timeout: Duration::from_secs(10),

@@ -702,7 +702,8 @@ mod tests {
 
     #[test]
     fn lean_media_is_true_or_false() {
-        assert!(!with(&[]).unwrap().media.lean_media);
+        // On unless switched off.
+        assert!(with(&[]).unwrap().media.lean_media);
         assert!(
             with(&[("BOTMEDIA_LEAN_MEDIA", "true")])
                 .unwrap()

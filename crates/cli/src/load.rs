@@ -84,7 +84,7 @@ pub struct LoadOptions {
     pub unmixed_streams: u8,
     /// The bot's legs share one UDP socket per network pump (shared-UDP mode).
     pub shared_udp: bool,
-    /// The bot's legs run on the lean media path.
+    /// The bot's legs run on the lean media path (the default), or the whole stack.
     pub lean_media: bool,
 }
 
@@ -104,7 +104,7 @@ impl Default for LoadOptions {
             media_timeout: Duration::from_secs(10),
             unmixed_streams: 0,
             shared_udp: false,
-            lean_media: false,
+            lean_media: true,
         }
     }
 }

@@ -100,7 +100,10 @@ pub struct EndpointConfig {
     /// SRTP contexts of its own, sending its own sender and receiver reports: a fraction
     /// of the per-packet work of the whole stack. Needs offers that let this side be the
     /// DTLS server (`a=setup:actpass` or `active`, as browsers and webrtc-rs send) and a
-    /// `sha-256` fingerprint. Off: the whole stack runs every leg.
+    /// `sha-256` fingerprint, and ICE addresses the peer's checks reach: an ICE-lite agent
+    /// sends no checks, so a peer that will not pair with a loopback candidate (Firefox)
+    /// cannot reach a leg on 127.0.0.1, as it can a full agent that checks it first. On
+    /// by default; off: the whole stack runs every leg.
     pub lean_media: bool,
 }
 
@@ -115,7 +118,7 @@ impl EndpointConfig {
             connect_timeout: Duration::from_secs(20),
             media_timeout: Duration::from_secs(10),
             shared_udp: false,
-            lean_media: false,
+            lean_media: true,
         }
     }
 

@@ -327,19 +327,18 @@ impl ServiceLeg {
         self.control.send_tone(tone, duration)
     }
 
-    /// Ends the leg: stops it on its pump (the events channel gets `LegEnded(Closed)` unless the
-    /// leg had already ended) and deletes the leg's resource at the endpoint.
+    /// Ends the leg: deletes the leg's resource at the endpoint, then stops it on its pump (the
+    /// events channel gets `LegEnded(Closed)` unless the leg had already ended). The DELETE
+    /// goes first so that the endpoint ends its side as deleted: stopping first sends the
+    /// peer connection's close (DTLS `close_notify`), which a lean leg takes as the peer
+    /// leaving. The leg is stopped also when the DELETE fails.
     pub async fn close(mut self) -> Result<(), CloseError> {
+        let response = self.http.delete(self.location.clone()).send().await;
         let _ = self.stop.try_send(EndReason::Closed);
         if let Some(ended) = self.ended.take() {
             let _ = ended.await;
         }
-        let response = self
-            .http
-            .delete(self.location.clone())
-            .send()
-            .await
-            .map_err(CloseError::Unreachable)?;
+        let response = response.map_err(CloseError::Unreachable)?;
         let status = response.status();
         // 404: the endpoint had already forgotten the leg (it ended on its side first).
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {

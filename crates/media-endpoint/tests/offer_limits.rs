@@ -23,8 +23,11 @@ struct Session {
 }
 
 async fn session() -> Session {
+    session_with(EndpointConfig::new("127.0.0.1:0".parse().expect("addr"))).await
+}
+
+async fn session_with(config: EndpointConfig) -> Session {
     common::init_tracing();
-    let config = EndpointConfig::new("127.0.0.1:0".parse().expect("addr"));
     let endpoint = MediaEndpoint::bind(config).await.expect("bind");
     let (far, link) = QueueLink::new(256);
     let (tx, events) = mpsc::channel(1024);
@@ -118,15 +121,14 @@ async fn an_offer_past_the_candidate_limit_is_refused_and_one_at_it_connects() {
     peer.wait_connected().await;
 }
 
-/// The bound stated at `MediaEndpoint::MAX_OFFER_CANDIDATES`, counted on the wire: an offer
-/// at the limit whose candidates are sockets that never answer gets at most 8 binding
-/// requests per candidate (one local candidate: the endpoint's one ICE address), all within
-/// about 1.6 s, and none after.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connectivity_checks_per_leg_are_bounded() {
-    const CHECKS_PER_PAIR: usize = 8;
+/// An offer at `MediaEndpoint::MAX_OFFER_CANDIDATES` whose candidates are sockets that never
+/// answer, posted to a session whose endpoint has `config`: the sockets, and the peer and
+/// session to keep alive while they are watched.
+async fn dead_candidates_offer(
+    config: EndpointConfig,
+) -> (Vec<std::net::UdpSocket>, Peer, Session) {
     let limit = MediaEndpoint::MAX_OFFER_CANDIDATES;
-    let s = session().await;
+    let s = session_with(config).await;
     let mut peer = Peer::new().await;
     let offer = without_candidates(&peer.offer().await);
     let sockets: Vec<std::net::UdpSocket> = (0..limit)
@@ -142,22 +144,36 @@ async fn connectivity_checks_per_leg_are_bounded() {
     let offer = with_candidates(&offer, ports);
     let r = post_sdp(s.endpoint.local_addr(), &s.path, &offer).await;
     assert_eq!(r.status, 201, "{}", r.body);
+    (sockets, peer, s)
+}
 
-    // STUN binding requests (RFC 8489: type 0x0001, magic cookie) received per socket.
-    let drain = |counts: &mut [usize]| {
-        let mut buf = [0u8; 1500];
-        for (socket, count) in sockets.iter().zip(counts.iter_mut()) {
-            while let Ok(n) = socket.recv(&mut buf) {
-                if n >= 20 && buf[..2] == [0, 1] && buf[4..8] == [0x21, 0x12, 0xa4, 0x42] {
-                    *count += 1;
-                }
+/// Adds the STUN binding requests (RFC 8489: type 0x0001, magic cookie) each socket received
+/// since the last call to `counts`.
+fn count_binding_requests(sockets: &[std::net::UdpSocket], counts: &mut [usize]) {
+    let mut buf = [0u8; 1500];
+    for (socket, count) in sockets.iter().zip(counts.iter_mut()) {
+        while let Ok(n) = socket.recv(&mut buf) {
+            if n >= 20 && buf[..2] == [0, 1] && buf[4..8] == [0x21, 0x12, 0xa4, 0x42] {
+                *count += 1;
             }
         }
-    };
+    }
+}
+
+/// The bound stated at `MediaEndpoint::MAX_OFFER_CANDIDATES`, counted on the wire for a leg
+/// on the whole WebRTC stack (a full ICE agent): an offer at the limit whose candidates are
+/// sockets that never answer gets at most 8 binding requests per candidate (one local
+/// candidate: the endpoint's one ICE address), all within about 1.6 s, and none after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectivity_checks_per_leg_are_bounded() {
+    const CHECKS_PER_PAIR: usize = 8;
+    let limit = MediaEndpoint::MAX_OFFER_CANDIDATES;
+    let config = EndpointConfig::new("127.0.0.1:0".parse().expect("addr")).with_lean_media(false);
+    let (sockets, peer, _s) = dead_candidates_offer(config).await;
     let mut counts = vec![0usize; limit];
     // 8 rounds 200 ms apart, with slack for a loaded machine.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    drain(&mut counts);
+    count_binding_requests(&sockets, &mut counts);
     let total: usize = counts.iter().sum();
     assert!(
         counts.iter().all(|&c| (1..=CHECKS_PER_PAIR).contains(&c)),
@@ -167,8 +183,27 @@ async fn connectivity_checks_per_leg_are_bounded() {
     println!("binding requests per candidate: {counts:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let settled = counts.clone();
-    drain(&mut counts);
+    count_binding_requests(&sockets, &mut counts);
     assert_eq!(counts, settled, "checks went on after every pair failed");
+    drop(peer);
+}
+
+/// On the lean media path the leg is an ICE-lite agent (RFC 8445 §2.5): it answers the
+/// peer's checks and sends none of its own, so an offer full of dead candidates costs no
+/// traffic at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lean_leg_sends_no_connectivity_checks() {
+    let limit = MediaEndpoint::MAX_OFFER_CANDIDATES;
+    let config = EndpointConfig::new("127.0.0.1:0".parse().expect("addr")).with_lean_media(true);
+    let (sockets, peer, _s) = dead_candidates_offer(config).await;
+    let mut counts = vec![0usize; limit];
+    // A full agent sends its first round at once and all 8 within about 1.6 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    count_binding_requests(&sockets, &mut counts);
+    assert!(
+        counts.iter().all(|&c| c == 0),
+        "binding requests per candidate: {counts:?}"
+    );
     drop(peer);
 }
 

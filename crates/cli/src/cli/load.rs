@@ -70,10 +70,11 @@ pub(super) struct LoadArgs {
     /// binding sockets of their own; the report then shows the batched sends.
     #[arg(long)]
     shared_udp: bool,
-    /// The bot's legs run on the lean media path (ICE lite, DTLS and SRTP done by the leg
-    /// from the WebRTC stack's parts) instead of the stack's whole peer connection.
+    /// The bot's legs run the WebRTC stack's whole peer connection instead of the lean
+    /// media path (ICE lite, DTLS and SRTP done by the leg from the stack's parts), for a
+    /// side by side.
     #[arg(long)]
-    lean_media: bool,
+    whole_stack: bool,
     /// Prints the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -186,7 +187,7 @@ pub(super) fn run_load(args: LoadArgs) -> Result<ExitCode, CliError> {
     options.ramp = Duration::from_millis(args.ramp_ms);
     options.unmixed_streams = args.unmixed;
     options.shared_udp = args.shared_udp;
-    options.lean_media = args.lean_media;
+    options.lean_media = !args.whole_stack;
     if let Some(t) = args.threads {
         if t == 0 || t > 64 {
             return Err(CliError::Usage("--threads must be between 1 and 64".into()));

@@ -182,7 +182,11 @@ pub(crate) async fn join(
     let (session, url) = {
         let mut ep = hub.remotes.endpoint.lock().await;
         if ep.is_none() {
-            let config = EndpointConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            // The whole stack, not the lean path: browsers on this machine reach the join
+            // page's legs on 127.0.0.1, and Firefox pairs none of its candidates with a
+            // loopback one, so only the checks a full ICE agent sends connect it.
+            let config = EndpointConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                .with_lean_media(false);
             *ep = Some(MediaEndpoint::bind(config).await?);
         }
         let Some(ep) = ep.as_ref() else {
