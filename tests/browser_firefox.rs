@@ -23,18 +23,11 @@ use common::{join, pulse};
 const BOT_HZ: f64 = 1_000.0;
 const BROWSER_HZ: f64 = 700.0;
 const TEST: &str = "firefox_joins_a_meeting_hears_the_bot_and_is_heard";
-/// `lo`, and a veth pair whose one end holds a private address (with the default route, so
-/// Firefox sees a usable interface). Both ends stay in the namespace.
-const NETNS_SETUP: &str = "ip link set lo up; \
-    ip link add bm0 type veth peer name bm1; \
-    ip addr add 10.213.0.1/24 dev bm0; \
-    ip link set bm1 up; ip link set bm0 up; \
-    ip route add default dev bm0";
 
 #[test]
 fn firefox_joins_a_meeting_hears_the_bot_and_is_heard() {
     let firefox = browser::program("BOTMEDIA_FIREFOX", "firefox-esr");
-    if browser::ran_in_netns(TEST, NETNS_SETUP) {
+    if browser::ran_in_netns(TEST, browser::VETH_NETNS_SETUP) {
         return;
     }
     let work = browser::work_dir("firefox");

@@ -17,17 +17,10 @@ const TEST: &str = "firefox_as_the_calling_service_dials_four_lean_bot_sessions_
 const BROWSER: &str = "Firefox";
 const SHARED_UDP: bool = false;
 const LEAN_MEDIA: bool = true;
-/// `lo`, and a veth pair whose one end holds a private address (with the default route, so
-/// Firefox sees a usable interface), as in tests/browser_firefox.rs.
-const NETNS_SETUP: &str = "ip link set lo up; \
-    ip link add bm0 type veth peer name bm1; \
-    ip addr add 10.213.0.1/24 dev bm0; \
-    ip link set bm1 up; ip link set bm0 up; \
-    ip route add default dev bm0";
 
 async fn platform() -> botmedia::MediaPlatform {
     let mut settings = botmedia::MediaPlatformSettings::default();
-    settings.ice_addresses = vec![std::net::IpAddr::from([10, 213, 0, 1])];
+    settings.ice_addresses = vec![std::net::IpAddr::from(browser::VETH_ADDRESS)];
     settings.shared_udp = SHARED_UDP;
     settings.lean_media = LEAN_MEDIA;
     settings.pipeline = botmedia::pipeline::PipelineConfig {
@@ -43,7 +36,7 @@ async fn platform() -> botmedia::MediaPlatform {
 #[test]
 fn firefox_as_the_calling_service_dials_four_lean_bot_sessions_at_once() {
     let firefox = browser::program("BOTMEDIA_FIREFOX", "firefox-esr");
-    if browser::ran_in_netns(TEST, NETNS_SETUP) {
+    if browser::ran_in_netns(TEST, browser::VETH_NETNS_SETUP) {
         return;
     }
     let work = browser::work_dir("interop-firefox");

@@ -19,6 +19,19 @@ const IN_NETNS: &str = "BOTMEDIA_TEST_IN_NETNS";
 /// Network setup of a namespace with only loopback.
 pub const LOOPBACK_ONLY: &str = "ip link set lo up";
 
+/// Setup for [`ran_in_netns`] that Firefox needs: `lo`, and a veth pair whose one end holds
+/// the private address [`VETH_ADDRESS`] with the default route, so Firefox sees a usable
+/// interface (it pairs none of its candidates with a loopback one). Both ends stay in the
+/// namespace.
+pub const VETH_NETNS_SETUP: &str = "ip link set lo up; \
+    ip link add bm0 type veth peer name bm1; \
+    ip addr add 10.213.0.1/24 dev bm0; \
+    ip link set bm1 up; ip link set bm0 up; \
+    ip route add default dev bm0";
+
+/// The address [`VETH_NETNS_SETUP`] gives the namespace's veth end.
+pub const VETH_ADDRESS: [u8; 4] = [10, 213, 0, 1];
+
 /// Outside the namespace: runs this test binary's `test` again inside a fresh network
 /// namespace, after running the shell commands `setup` there (`ip ...`: set `lo` up, add
 /// interfaces), checks that it passed and returns true: the caller is done. Nothing inside
