@@ -38,6 +38,7 @@ pub(crate) mod pump;
 mod recv;
 mod send;
 pub(crate) mod sim;
+mod srtp;
 mod timeline;
 
 pub(crate) use control::LegControl;
