@@ -100,6 +100,8 @@ pub(crate) fn bitrate_for_loss(base: u32, loss_percent: u8) -> u32 {
 
 impl Encoder {
     pub(crate) fn new(cfg: &OpusConfig) -> Result<Encoder, AdmissionError> {
+        #[cfg(target_arch = "x86_64")]
+        crate::opus_nsq::link();
         let mut inner = opus::Encoder::new(16_000, Channels::Mono, Application::Voip)
             .map_err(codec_err("encoder"))?;
         inner

@@ -45,6 +45,8 @@ mod error;
 mod frame;
 mod jitter;
 mod latency;
+#[cfg(target_arch = "x86_64")]
+mod opus_nsq;
 mod pacer;
 mod packet;
 mod pipeline;
