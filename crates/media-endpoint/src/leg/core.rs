@@ -159,6 +159,9 @@ pub(crate) struct LegCore {
     speaker_sends: Vec<SpeakerSend>,
     /// Packets of speaker streams nobody asked for, or for a stream this leg does not send.
     unrouted_speaker_packets: u64,
+    /// The CSRC and extension lists of the last RTP packet the lean path protected,
+    /// emptied: the next packet's header reuses them instead of allocating its own.
+    spare_lists: (Vec<u32>, Vec<rtp::header::Extension>),
     leg: Leg,
     started: Instant,
     connected_once: bool,
@@ -223,6 +226,7 @@ impl LegCore {
                 })
                 .collect(),
             unrouted_speaker_packets: 0,
+            spare_lists: (Vec::new(), Vec::new()),
             leg,
             started: now,
             connected_once: false,
@@ -481,7 +485,12 @@ impl LegCore {
                         Link::Lean(lean) => self.stream_of(lean.track(track)),
                         Link::Stack(_) => None,
                     };
-                    self.on_stream_rtp(now, stream, &p)
+                    let outcome = self.on_stream_rtp(now, stream, &p);
+                    // Back to the lean path: the next packet is parsed into it.
+                    if let Link::Lean(lean) = &mut self.link {
+                        lean.recycle(p);
+                    }
+                    outcome
                 }
                 LeanRead::Rtcp(p) => self.on_rtcp(now, &p),
             };
@@ -821,6 +830,10 @@ impl LegCore {
                 } else {
                     tracing::trace!(leg = %self.leg.label, "RTP not sent: no keys or path yet");
                 }
+                let mut header = packet.header;
+                header.csrc.clear();
+                header.extensions.clear();
+                self.spare_lists = (header.csrc, header.extensions);
                 return;
             }
         };
@@ -914,11 +927,12 @@ impl LegCore {
     /// The RTP packet of `audio` at `(seq, timestamp, marker)` of stream `ssrc`, with its
     /// level extensions and CSRCs.
     fn audio_packet(
-        &self,
+        &mut self,
         audio: OutboundAudio,
         ssrc: u32,
         (seq, ts, marker): (u16, u32, bool),
     ) -> rtp::packet::Packet {
+        let (csrc, extensions) = std::mem::take(&mut self.spare_lists);
         let mut header = rtp::header::Header {
             version: 2,
             marker,
@@ -926,6 +940,8 @@ impl LegCore {
             sequence_number: seq,
             timestamp: ts,
             ssrc,
+            csrc,
+            extensions,
             ..Default::default()
         };
         if let (Some(id), Some(level)) = (self.send_level_id, audio.audio_level) {
@@ -935,7 +951,7 @@ impl LegCore {
             let _ = header.set_extension(id, Bytes::from_static(&LEVEL_BYTES[b..=b]));
         }
         if !audio.csrcs.is_empty() {
-            header.csrc = audio.csrcs.ids().to_vec();
+            header.csrc.extend_from_slice(audio.csrcs.ids());
             // RFC 6465: one level per CSRC, in order; only when every level is known.
             let mut levels = [0u8; audio_pipeline::MAX_CSRCS];
             let known = audio.csrcs.levels().iter().all(Option::is_some);

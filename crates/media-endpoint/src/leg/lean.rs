@@ -10,9 +10,13 @@
 //! - **DTLS** as the server (`a=setup:passive`), with the leg's certificate, the peer's
 //!   certificate checked against the offer's fingerprint; the SRTP keys are exported from
 //!   it when the handshake completes (RFC 5764).
-//! - **SRTP and SRTCP**: one context per direction. A packet is parsed once, decrypted once,
-//!   and handed to the leg as RTP or RTCP; an outbound packet is written once into a reused
-//!   buffer and encrypted from there.
+//! - **SRTP and SRTCP** ([`super::srtp`]): one context per direction, keyed from the
+//!   handshake's exported material. A datagram is copied once into a reused block, decrypted
+//!   there in place, and handed to the leg as RTP (its header parsed into a recycled packet,
+//!   the payload a view of the block) or RTCP; an outbound packet is written once into
+//!   another reused block and encrypted there, its tag after it, and queued as a view of the
+//!   block. Blocks are taken back once the leg and the pump dropped every packet of them, so
+//!   that at steady state no packet allocates.
 //!
 //! The leg's own code does the rest as on the full stack: the timeline, tones, watchdogs,
 //! and the receiver and sender reports ([`super::core`]).
@@ -22,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rtc::crypto::{HashAlgorithm, RTCCryptoProvider};
 use rtc::dtls::config::{
     ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, VerifyPeerCertificateFn,
@@ -31,11 +35,8 @@ use rtc::dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::shared::TransportProtocol;
 use rtc::shared::error::Error as RtcError;
-use rtc::shared::marshal::{Marshal, MarshalSize, Unmarshal};
-use rtc::srtp::config::{Config as SrtpConfig, LABEL_EXTRACTOR_DTLS_SRTP};
-use rtc::srtp::context::Context as SrtpContext;
-use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
-use rtc::srtp::protection_profile::ProtectionProfile;
+use rtc::shared::marshal::{Marshal, MarshalSize};
+use rtc::srtp::config::LABEL_EXTRACTOR_DTLS_SRTP;
 use rtc::stun::attributes::{ATTR_USE_CANDIDATE, ATTR_USERNAME};
 use rtc::stun::fingerprint::FINGERPRINT;
 use rtc::stun::integrity::MessageIntegrity;
@@ -45,12 +46,11 @@ use rtc::stun::xoraddr::XorMappedAddress;
 use rtc::{rtcp, rtp};
 
 use super::core::Transmit;
+use super::srtp::{self, Context as SrtpContext, Profile, SrtpError};
 
 /// How long the peer may send no valid Binding request (its consent, RFC 7675 §5.1) before
 /// the leg fails.
 pub(crate) const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// SRTP and SRTCP replay windows, in packets (as the full stack's default).
-const REPLAY_WINDOW: usize = 64;
 /// Where the DTLS endpoint believes its one peer is. The association belongs to the leg,
 /// not to an address: the peer may move to another ICE path after the handshake, and
 /// records are sent on whichever path is selected then.
@@ -59,8 +59,9 @@ const DTLS_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 
 const MAX_CHECKED_ADDRESSES: usize = 8;
 /// Most times the handshake's last flight is sent again for a peer that repeats its own.
 const MAX_FLIGHT_REPEATS: u8 = 8;
-/// Longest RTP packet written (header, payload, and the tag SRTP adds).
-const MAX_PACKET: usize = 1500;
+/// Bytes of a block packets are split from ([`PacketBlock`]): room for a few dozen
+/// packets, so that one still queued or held does not make the next packet allocate.
+const BLOCK: usize = 16 * 1024;
 
 /// What negotiation leaves the lean path: the leg's ICE credentials and certificate as the
 /// answer states them, and what the offer says of the peer.
@@ -106,9 +107,12 @@ pub(crate) enum Refused {
     /// DTLS the endpoint refused.
     #[error("DTLS refused: {0}")]
     Dtls(String),
-    /// RTP or RTCP before the keys, or that failed authentication or parsing.
+    /// RTP or RTCP before the DTLS handshake gave the keys.
+    #[error("media before the DTLS handshake completed")]
+    NotKeyed,
+    /// RTP or RTCP that failed authentication, the replay check or parsing.
     #[error("SRTP refused: {0}")]
-    Srtp(String),
+    Srtp(#[from] SrtpError),
     /// Neither STUN, DTLS nor RTP/RTCP (RFC 7983's first-byte ranges).
     #[error("neither STUN, DTLS, RTP nor RTCP")]
     Unknown,
@@ -118,8 +122,36 @@ pub(crate) enum Refused {
 }
 
 struct Srtp {
+    /// Protects what this side sends.
     local: SrtpContext,
+    /// Unprotects what the peer sends, with its replay windows.
     remote: SrtpContext,
+}
+
+/// A reused block of bytes each packet is written into and split from: the packets are
+/// views of it, and once every one of them was dropped (sent by the pump, read by the leg)
+/// the block is taken back instead of allocating. A packet still held when the block is
+/// full costs one new block, not one allocation per packet.
+#[derive(Default)]
+struct PacketBlock {
+    buf: BytesMut,
+}
+
+impl PacketBlock {
+    /// An empty buffer with room for `room` bytes, in the block when it has them.
+    fn start(&mut self, room: usize) -> &mut BytesMut {
+        self.buf.clear();
+        if self.buf.capacity() < room && !self.buf.try_reclaim(room) {
+            self.buf = BytesMut::with_capacity(BLOCK.max(room));
+        }
+        &mut self.buf
+    }
+
+    /// The first `len` bytes written since [`Self::start`], split off as a packet.
+    fn finish(&mut self, len: usize) -> BytesMut {
+        self.buf.truncate(len);
+        self.buf.split()
+    }
 }
 
 /// The lean transport of one leg. See the module documentation.
@@ -140,8 +172,13 @@ pub(crate) struct LeanLink {
     transmits: VecDeque<Transmit>,
     events: VecDeque<LeanEvent>,
     reads: VecDeque<LeanRead>,
-    /// Reused for the plaintext of every outbound RTP packet.
-    scratch: Vec<u8>,
+    /// Where inbound SRTP and SRTCP is copied to and decrypted.
+    rx: PacketBlock,
+    /// Where outbound RTP and RTCP is written and encrypted.
+    tx: PacketBlock,
+    /// A packet the leg handed back ([`Self::recycle`]): the next RTP packet read is parsed
+    /// into it, reusing its CSRC and extension lists.
+    spare: Option<rtp::Packet>,
     /// The DTLS endpoint's last flight of the handshake, sent again when the peer repeats
     /// its own (RFC 6347 §4.2.4: ours was lost), which the endpoint does not do itself.
     last_flight: Vec<BytesMut>,
@@ -199,7 +236,9 @@ impl LeanLink {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             reads: VecDeque::new(),
-            scratch: Vec::with_capacity(MAX_PACKET),
+            rx: PacketBlock::default(),
+            tx: PacketBlock::default(),
+            spare: None,
             last_flight: Vec::new(),
             flight_repeats: 0,
             last_ssrc: None,
@@ -377,74 +416,74 @@ impl LeanLink {
             .get_connection_state(DTLS_PEER)
             .ok_or("the DTLS association is gone")?;
         let profile = match state.srtp_protection_profile() {
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => ProtectionProfile::AeadAes128Gcm,
-            SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm => ProtectionProfile::AeadAes256Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => {
-                ProtectionProfile::Aes128CmHmacSha1_80
-            }
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => Profile::AeadAes128Gcm,
+            SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm => Profile::AeadAes256Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80 => Profile::Aes128CmHmacSha1_80,
             other => return Err(format!("no SRTP protection profile agreed ({other:?})")),
         };
-        let mut config = SrtpConfig {
-            profile,
-            ..SrtpConfig::default()
-        };
         let material = state
-            .export_keying_material(LABEL_EXTRACTOR_DTLS_SRTP, &[], config.keying_material_len())
+            .export_keying_material(
+                LABEL_EXTRACTOR_DTLS_SRTP,
+                &[],
+                profile.keying_material_len(),
+            )
             .map_err(|e| e.to_string())?;
-        config
-            .set_session_keys_from_keying_material(material.as_ref(), state.is_client())
-            .map_err(|e| e.to_string())?;
+        let material: &[u8] = material.as_ref();
+        if material.len() != profile.keying_material_len() {
+            return Err("DTLS exported keying material of the wrong length".into());
+        }
+        // RFC 5764 §4.2: the client's key, the server's, the client's salt, the server's.
+        let (keys, salts) = material.split_at(2 * profile.master_key_len());
+        let (client_key, server_key) = keys.split_at(profile.master_key_len());
+        let (client_salt, server_salt) = salts.split_at(profile.master_salt_len());
+        let (local, remote) = if state.is_client() {
+            ((client_key, client_salt), (server_key, server_salt))
+        } else {
+            ((server_key, server_salt), (client_key, client_salt))
+        };
         let crypto = self.setup.crypto.crypto();
-        let keys = &config.keys;
-        let local = SrtpContext::new(
-            &keys.local_master_key,
-            &keys.local_master_salt,
-            profile,
-            None,
-            None,
-            crypto,
-        )
-        .map_err(|e| e.to_string())?;
-        let remote = SrtpContext::new(
-            &keys.remote_master_key,
-            &keys.remote_master_salt,
-            profile,
-            Some(srtp_replay_protection(REPLAY_WINDOW)),
-            Some(srtcp_replay_protection(REPLAY_WINDOW)),
-            crypto,
-        )
-        .map_err(|e| e.to_string())?;
+        let local =
+            SrtpContext::new(profile, local.0, local.1, crypto).map_err(|e| e.to_string())?;
+        let remote =
+            SrtpContext::new(profile, remote.0, remote.1, crypto).map_err(|e| e.to_string())?;
         Ok(Srtp { local, remote })
     }
 
+    /// Unprotects a datagram in the receive block and queues what it carries for the leg.
     fn on_srtp(&mut self, data: &[u8]) -> Result<(), Refused> {
         let Some(srtp) = &mut self.srtp else {
-            return Err(Refused::Srtp(
-                "media before the DTLS handshake completed".into(),
-            ));
+            return Err(Refused::NotKeyed);
         };
+        // The one copy: the pump's receive buffer is shared by every datagram of a batch.
+        let buf = self.rx.start(data.len());
+        buf.extend_from_slice(data);
         // RFC 5761 §4: payload types 64-95 (with the marker bit: 192-223) are RTCP.
         if data.len() > 1 && (192..=223).contains(&data[1]) {
-            let plain = srtp
-                .remote
-                .decrypt_rtcp(data)
-                .map_err(|e| Refused::Srtp(e.to_string()))?;
-            let packets = rtcp::packet::unmarshal(&mut plain.freeze())
-                .map_err(|e| Refused::Srtp(e.to_string()))?;
+            let len = srtp.remote.unprotect_rtcp(buf)?;
+            let mut plain = self.rx.finish(len).freeze();
+            let packets = rtcp::packet::unmarshal(&mut plain).map_err(|_| SrtpError::Malformed)?;
             self.reads.push_back(LeanRead::Rtcp(packets));
             return Ok(());
         }
-        let header = rtp::header::Header::unmarshal(&mut &data[..])
-            .map_err(|e| Refused::Srtp(e.to_string()))?;
-        let plain = srtp
-            .remote
-            .decrypt_rtp_with_header(data, &header)
-            .map_err(|e| Refused::Srtp(e.to_string()))?;
-        let packet = rtp::packet::Packet::unmarshal(&mut plain.freeze())
-            .map_err(|e| Refused::Srtp(e.to_string()))?;
+        let len = srtp.remote.unprotect_rtp(buf)?;
+        let plain = self.rx.finish(len).freeze();
+        let mut packet = self.spare.take().unwrap_or_default();
+        if let Err(e) = parse_rtp(&plain, &mut packet) {
+            self.recycle(packet);
+            return Err(e.into());
+        }
         let track = self.track_index(packet.header.ssrc);
         self.reads.push_back(LeanRead::Rtp(packet, track));
         Ok(())
+    }
+
+    /// Takes back an RTP packet read ([`LeanRead::Rtp`]) once the leg is done with it: the
+    /// next packet is parsed into it. Its views of the receive block are dropped, so that
+    /// the block can be taken back.
+    pub(crate) fn recycle(&mut self, mut packet: rtp::Packet) {
+        packet.payload = Bytes::new();
+        packet.header.extensions.clear();
+        self.spare = Some(packet);
     }
 
     /// Index into the offer's SSRC table of `ssrc`'s track, or past its end when unknown.
@@ -487,14 +526,19 @@ impl LeanLink {
             return false;
         };
         let size = header.marshal_size();
-        self.scratch.clear();
-        self.scratch.resize(size + payload.len(), 0);
-        if header.marshal_to(&mut self.scratch[..size]).is_err() {
+        let len = size + payload.len();
+        let room = len + srtp.local.profile().rtp_overhead();
+        let buf = self.tx.start(room);
+        buf.resize(room, 0);
+        if header.marshal_to(&mut buf[..size]).is_err() {
             return false;
         }
-        self.scratch[size..].copy_from_slice(payload);
-        let protected = srtp.local.encrypt_rtp_with_header(&self.scratch, header);
-        self.queue(local, remote, protected.ok())
+        buf[size..len].copy_from_slice(payload);
+        let Ok(protected) = srtp.local.protect_rtp(buf, len) else {
+            return false;
+        };
+        let data = self.tx.finish(protected);
+        self.queue(local, remote, Some(data))
     }
 
     /// Queues `data` (when there is some) from `local` to `remote`; whether it was queued.
@@ -515,11 +559,22 @@ impl LeanLink {
         let (Some(srtp), Some((local, remote))) = (&mut self.srtp, self.path) else {
             return false;
         };
-        let Ok(plain) = rtcp::packet::marshal(packets) else {
+        let len: usize = packets.iter().map(|p| p.marshal_size()).sum();
+        let room = len + srtp.local.profile().rtcp_overhead();
+        let buf = self.tx.start(room);
+        buf.resize(room, 0);
+        let mut at = 0;
+        for p in packets {
+            match p.marshal_to(&mut buf[at..len]) {
+                Ok(n) => at += n,
+                Err(_) => return false,
+            }
+        }
+        let Ok(protected) = srtp.local.protect_rtcp(buf, len) else {
             return false;
         };
-        let protected = srtp.local.encrypt_rtcp(&plain);
-        self.queue(local, remote, protected.ok())
+        let data = self.tx.finish(protected);
+        self.queue(local, remote, Some(data))
     }
 
     /// Lets time pass: DTLS retransmissions, and the peer's consent.
@@ -578,6 +633,97 @@ impl LeanLink {
     }
 }
 
+/// Parses the RTP packet `plain` into `packet`, reusing its lists: the extensions and the
+/// payload are views of `plain` (RFC 3550 §5.1, RFC 8285 for the one- and two-byte
+/// extension forms; another profile's extension is one extension of id 0, as the `rtc`
+/// stack reads it). Padding is taken off the payload.
+fn parse_rtp(plain: &Bytes, packet: &mut rtp::Packet) -> Result<(), SrtpError> {
+    let d = &plain[..];
+    let header_len = srtp::rtp_header_len(d)?;
+    let h = &mut packet.header;
+    h.version = 2;
+    h.padding = d[0] & 0x20 != 0;
+    h.extension = d[0] & 0x10 != 0;
+    h.marker = d[1] & 0x80 != 0;
+    h.payload_type = d[1] & 0x7f;
+    h.sequence_number = u16::from_be_bytes([d[2], d[3]]);
+    h.timestamp = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+    h.ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+    h.csrc.clear();
+    h.extensions.clear();
+    h.extension_profile = 0;
+    h.extensions_padding = 0;
+    let csrc_end = 12 + 4 * usize::from(d[0] & 0x0f);
+    for c in d[12..csrc_end].chunks_exact(4) {
+        h.csrc.push(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    if h.extension {
+        // `rtp_header_len` checked that the extension is all there.
+        h.extension_profile = u16::from_be_bytes([d[csrc_end], d[csrc_end + 1]]);
+        let (mut at, end) = (csrc_end + 4, header_len);
+        match h.extension_profile {
+            0xbede => {
+                while at < end {
+                    let b = d[at];
+                    at += 1;
+                    if b == 0 {
+                        h.extensions_padding += 1;
+                        continue;
+                    }
+                    // Id 15: the rest of the block is not to be read (RFC 8285 §4.2).
+                    if b >> 4 == 15 {
+                        break;
+                    }
+                    let len = usize::from(b & 0x0f) + 1;
+                    if at + len > end {
+                        return Err(SrtpError::Malformed);
+                    }
+                    h.extensions.push(rtp::header::Extension {
+                        id: b >> 4,
+                        payload: plain.slice(at..at + len),
+                    });
+                    at += len;
+                }
+            }
+            profile if profile & 0xfff0 == 0x1000 => {
+                while at < end {
+                    let id = d[at];
+                    at += 1;
+                    if id == 0 {
+                        h.extensions_padding += 1;
+                        continue;
+                    }
+                    let len =
+                        usize::from(*d.get(at).filter(|_| at < end).ok_or(SrtpError::Malformed)?);
+                    at += 1;
+                    if at + len > end {
+                        return Err(SrtpError::Malformed);
+                    }
+                    h.extensions.push(rtp::header::Extension {
+                        id,
+                        payload: plain.slice(at..at + len),
+                    });
+                    at += len;
+                }
+            }
+            _ => h.extensions.push(rtp::header::Extension {
+                id: 0,
+                payload: plain.slice(at..end),
+            }),
+        }
+    }
+    let mut payload_end = d.len();
+    if h.padding {
+        let pad = usize::from(*d.last().ok_or(SrtpError::Malformed)?);
+        if payload_end - header_len < pad || payload_end == header_len {
+            return Err(SrtpError::Malformed);
+        }
+        payload_end -= pad;
+    }
+    packet.payload = plain.slice(header_len..payload_end);
+    Ok(())
+}
+
 /// `AB:CD:...` of a digest, lower case, as SDP writes fingerprints.
 fn hex_fingerprint(hash: &[u8]) -> String {
     let mut s = String::with_capacity(hash.len() * 3);
@@ -621,6 +767,7 @@ pub(crate) fn declare_ice_lite(sdp: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use rtc::shared::marshal::Unmarshal;
     use rtc::stun::message::Getter;
 
     use super::*;
@@ -769,7 +916,7 @@ mod tests {
         ));
         assert!(matches!(
             l.handle_read(now, LOCAL, PEER, &rtp),
-            Err(Refused::Srtp(_))
+            Err(Refused::NotKeyed)
         ));
         let stranger = SocketAddr::new(PEER.ip(), 7000);
         assert!(matches!(
@@ -788,6 +935,95 @@ mod tests {
         assert!(!l.write_rtp(&header, &[1, 2, 3]));
         assert_eq!(l.track(0), "track");
         assert_eq!(l.track(5), "");
+    }
+
+    /// An RTP packet of the given parts, with valid one-byte (`two_byte` false) or
+    /// two-byte extensions, and padding.
+    fn rtp_bytes(
+        first: (bool, bool, u8),
+        fields: (u8, u16, u32, u32),
+        extensions: &[(u8, Vec<u8>)],
+        two_byte: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (padding, marker, cc) = first;
+        let (pt, seq, ts, ssrc) = fields;
+        let extension = !extensions.is_empty();
+        let mut p = vec![
+            0x80 | u8::from(padding) << 5 | u8::from(extension) << 4 | cc,
+            u8::from(marker) << 7 | pt,
+        ];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        for i in 0..u32::from(cc) {
+            p.extend_from_slice(&(i * 0x0101_0101).to_be_bytes());
+        }
+        if extension {
+            let mut block = Vec::new();
+            for (id, data) in extensions {
+                if two_byte {
+                    block.extend_from_slice(&[*id, data.len() as u8]);
+                } else {
+                    block.push(id << 4 | (data.len() as u8 - 1));
+                }
+                block.extend_from_slice(data);
+            }
+            while block.len() % 4 != 0 {
+                block.push(0);
+            }
+            let profile: u16 = if two_byte { 0x1000 } else { 0xbede };
+            p.extend_from_slice(&profile.to_be_bytes());
+            p.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
+            p.extend_from_slice(&block);
+        }
+        p.extend_from_slice(payload);
+        if padding {
+            p.extend_from_slice(&[0, 0, 3]);
+        }
+        p
+    }
+
+    proptest::proptest! {
+        /// The in-place parse reads what the `rtc` stack's parser reads, into a packet that
+        /// held another one before.
+        #[test]
+        fn the_rtp_parse_agrees_with_the_stacks(
+            first in (proptest::bool::ANY, proptest::bool::ANY, 0u8..4),
+            fields in (0u8..128, proptest::num::u16::ANY, proptest::num::u32::ANY, proptest::num::u32::ANY),
+            two_byte in proptest::bool::ANY,
+            extensions in proptest::collection::vec(
+                (1u8..15, proptest::collection::vec(proptest::num::u8::ANY, 1..=16)),
+                0..4,
+            ),
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let raw = Bytes::from(rtp_bytes(first, fields, &extensions, two_byte, &payload));
+            let theirs = rtp::packet::Packet::unmarshal(&mut raw.clone()).unwrap();
+            let mut packet = rtp::packet::Packet::unmarshal(&mut Bytes::from(rtp_bytes(
+                (true, true, 3),
+                (1, 2, 3, 4),
+                &[(5, vec![1, 2, 3])],
+                false,
+                &[9; 30],
+            )))
+            .unwrap();
+            parse_rtp(&raw, &mut packet).unwrap();
+            proptest::prop_assert_eq!(packet, theirs);
+        }
+
+        /// Whatever the bytes, the parse returns.
+        #[test]
+        fn the_rtp_parse_takes_any_bytes(
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+        ) {
+            let mut raw = raw;
+            if let Some(b) = raw.first_mut() {
+                *b = 0x80 | (*b & 0x3f);
+            }
+            let mut packet = rtp::packet::Packet::default();
+            let _ = parse_rtp(&Bytes::from(raw), &mut packet);
+        }
     }
 
     #[test]

@@ -125,18 +125,22 @@ pub(crate) enum SrtpError {
 
 /// What one direction's keys of one profile need per packet, keyed once.
 enum Keys {
-    /// AES-CM with HMAC-SHA1: an expanded AES key, the session salt, and an HMAC keyed
-    /// once (cloned per packet: its inner and outer pads are already hashed).
-    Cm {
-        aes: Aes128,
-        salt: [u8; 14],
-        mac: Hmac<Sha1>,
-    },
+    /// AES-CM with HMAC-SHA1 (boxed: the expanded key and the HMAC's state are most of a
+    /// kilobyte).
+    Cm(Box<CmKeys>),
     /// AES-GCM: the provider's keyed AEAD and the session salt.
     Gcm {
         aead: Box<dyn AeadCipher>,
         salt: [u8; 12],
     },
+}
+
+/// AES-CM with HMAC-SHA1: an expanded AES key, the session salt, and an HMAC keyed once
+/// (cloned per packet: its inner and outer pads are already hashed).
+struct CmKeys {
+    aes: Aes128,
+    salt: [u8; 14],
+    mac: Hmac<Sha1>,
 }
 
 /// One SSRC's indices and replay windows.
@@ -244,7 +248,8 @@ impl Context {
         }
         let roc = (index >> 16) as u32;
         match &mut self.rtp {
-            Keys::Cm { aes, salt, mac } => {
+            Keys::Cm(keys) => {
+                let CmKeys { aes, salt, mac } = &**keys;
                 let iv = cm_iv(salt, ssrc, index);
                 cm_apply(aes, &iv, &mut buf[header_len..len]);
                 let mut mac = mac.clone();
@@ -286,7 +291,8 @@ impl Context {
         };
         let roc = (index >> 16) as u32;
         match &mut self.rtp {
-            Keys::Cm { aes, salt, mac } => {
+            Keys::Cm(keys) => {
+                let CmKeys { aes, salt, mac } = &**keys;
                 let mut mac = mac.clone();
                 mac.update(&buf[..len]);
                 mac.update(&roc.to_be_bytes());
@@ -341,7 +347,8 @@ impl Context {
         stream.rtcp_index = Some(index);
         let trailer = (RTCP_ENCRYPTED | index).to_be_bytes();
         match &mut self.rtcp {
-            Keys::Cm { aes, salt, mac } => {
+            Keys::Cm(keys) => {
+                let CmKeys { aes, salt, mac } = &**keys;
                 let iv = cm_iv(salt, ssrc, u64::from(index));
                 cm_apply(aes, &iv, &mut buf[RTCP_HEADER..len]);
                 buf[len..len + RTCP_TRAILER].copy_from_slice(&trailer);
@@ -374,7 +381,7 @@ impl Context {
             .ok_or(SrtpError::Malformed)?;
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
         let trailer_at = match self.rtcp {
-            Keys::Cm { .. } => len,
+            Keys::Cm(_) => len,
             Keys::Gcm { .. } => len + GCM_TAG,
         };
         let word = u32::from_be_bytes([
@@ -395,7 +402,8 @@ impl Context {
             check_replay(u64::from(highest), rtcp_window, u64::from(index))?;
         }
         match &mut self.rtcp {
-            Keys::Cm { aes, salt, mac } => {
+            Keys::Cm(keys) => {
+                let CmKeys { aes, salt, mac } = &**keys;
                 let mut mac = mac.clone();
                 mac.update(&buf[..len + RTCP_TRAILER]);
                 mac.verify_truncated_left(&buf[len + RTCP_TRAILER..])
@@ -644,11 +652,11 @@ fn cm_keys(master_key: &[u8], master_salt: &[u8], base: u8) -> Result<Keys, Srtp
     derive(master_key, master_salt, base + 1, &mut auth);
     derive(master_key, master_salt, base + 2, &mut salt);
     let mac = <Hmac<Sha1> as Mac>::new_from_slice(&auth).map_err(|_| SrtpError::KeyLength)?;
-    let keys = Keys::Cm {
+    let keys = Keys::Cm(Box::new(CmKeys {
         aes: Aes128::new(GenericArray::from_slice(&key)),
         salt,
         mac,
-    };
+    }));
     key.fill(0);
     auth.fill(0);
     Ok(keys)
@@ -974,7 +982,8 @@ mod tests {
             let trailer = 5u32.to_be_bytes();
             let mut packet = plain.clone();
             match &mut keyed.rtcp {
-                Keys::Cm { mac, .. } => {
+                Keys::Cm(keys) => {
+                    let mac = &mut keys.mac;
                     packet.extend_from_slice(&trailer);
                     let mut mac = mac.clone();
                     mac.update(&packet);
@@ -1058,7 +1067,7 @@ mod tests {
         let roc1 = 1u64 << 16;
         assert_eq!(estimate_index(roc1 | 100, 101), Some(roc1 | 101));
         assert_eq!(estimate_index(roc1 | 100, 65000), Some(65000));
-        assert_eq!(estimate_index(roc1 | 65000, 3), Some(2 * roc1 | 3));
+        assert_eq!(estimate_index(roc1 | 65000, 3), Some((2 * roc1) | 3));
         assert_eq!(estimate_index(roc1 | 65000, 40000), Some(roc1 | 40000));
         assert_eq!(estimate_index(10, 65000), None);
     }
