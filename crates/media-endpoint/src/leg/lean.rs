@@ -92,7 +92,10 @@ pub(crate) enum LeanEvent {
 
 /// A packet read from the peer.
 pub(crate) enum LeanRead {
-    /// RTP, with the track its SSRC belongs to (empty when the offer did not say).
+    /// RTP, with the index of the track its SSRC belongs to ([`LeanLink::track`]). Its
+    /// payload and extensions are views of the link's receive block: handed back with
+    /// [`LeanLink::recycle`] once read, the next packet is parsed into it and the block is
+    /// reused.
     Rtp(rtp::Packet, usize),
     /// A compound RTCP packet.
     Rtcp(Vec<Box<dyn rtcp::Packet>>),

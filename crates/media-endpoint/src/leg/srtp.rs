@@ -25,9 +25,11 @@ use sha1::Sha1;
 /// SRTP and SRTCP replay windows, in packets: an index this far behind the highest one
 /// authenticated is refused as too old.
 pub(crate) const REPLAY_WINDOW: u64 = 64;
-/// Most SSRCs a context keeps an index and a replay window for; the one used least recently
-/// gives its place to a new one. Sized for a leg's streams (a main stream and a few speaker
-/// streams each way), not for a conference.
+/// Most SSRCs a context keeps an index and a replay window for. Sized for a leg's streams (a
+/// main stream and a few speaker streams each way), not for a conference. Unprotecting, the
+/// SSRC used least recently gives its place to a new one; protecting, a new one is refused
+/// ([`SrtpError::TooManyStreams`]): a sender that forgot an SSRC's index would use its
+/// keystream again.
 pub(crate) const MAX_STREAMS: usize = 16;
 /// Largest 48-bit SRTP index (RFC 3711 §3.3.1).
 const MAX_RTP_INDEX: u64 = (1 << 48) - 1;
@@ -112,6 +114,9 @@ pub(crate) enum SrtpError {
     /// The caller's buffer has no room after the packet for what protection adds.
     #[error("no room for the tag in the buffer")]
     NoRoom,
+    /// A packet of a new SSRC to protect when [`MAX_STREAMS`] are kept already.
+    #[error("too many SSRCs to protect")]
+    TooManyStreams,
     /// The index space of an SSRC is used up (RFC 3711 §9.2: the keys must change).
     #[error("SRTP or SRTCP index exhausted")]
     IndexExhausted,
@@ -234,7 +239,7 @@ impl Context {
         }
         let header_len = rtp_header_len(&buf[..len])?;
         let (ssrc, seq) = rtp_ssrc_seq(buf);
-        let slot = self.stream(ssrc);
+        let slot = self.sending(ssrc)?;
         let stream = &mut self.streams[slot];
         let index = match stream.rtp_index {
             None => u64::from(seq),
@@ -311,7 +316,7 @@ impl Context {
         }
         let slot = match known {
             Some(i) => i,
-            None => self.stream(ssrc),
+            None => self.receiving(ssrc),
         };
         let stream = &mut self.streams[slot];
         let (highest, window) = accept(stream.rtp_index, stream.rtp_window, index);
@@ -335,7 +340,7 @@ impl Context {
             return Err(SrtpError::NoRoom);
         }
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        let slot = self.stream(ssrc);
+        let slot = self.sending(ssrc)?;
         let stream = &mut self.streams[slot];
         // The sender chooses where an SSRC's SRTCP index starts; like libsrtp and the `rtc`
         // stack, this side starts at 1.
@@ -372,7 +377,8 @@ impl Context {
 
     /// Authenticates and, when its E bit says so, decrypts the SRTCP packet `buf` in
     /// place. Returns the length of the compound RTCP packet in clear at the start of
-    /// `buf`. Refused packets leave the SSRC's replay window as it was.
+    /// `buf`. Refused packets leave the SSRC's replay window as it was; their bytes may be
+    /// changed.
     pub(crate) fn unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let len = buf
             .len()
@@ -435,7 +441,7 @@ impl Context {
         }
         let slot = match known {
             Some(i) => i,
-            None => self.stream(ssrc),
+            None => self.receiving(ssrc),
         };
         let stream = &mut self.streams[slot];
         let (highest, window) = accept(
@@ -456,12 +462,24 @@ impl Context {
         Some(i)
     }
 
-    /// The slot of `ssrc`'s stream, a new one if needed (in the place of the stream used
-    /// least recently when the table is full).
-    fn stream(&mut self, ssrc: u32) -> usize {
+    /// The slot of `ssrc`'s stream to protect with, a new one if there is room.
+    fn sending(&mut self, ssrc: u32) -> Result<usize, SrtpError> {
         if let Some(i) = self.find(ssrc) {
-            return i;
+            return Ok(i);
         }
+        if self.streams.len() == MAX_STREAMS {
+            return Err(SrtpError::TooManyStreams);
+        }
+        self.clock += 1;
+        let mut stream = Stream::new(ssrc);
+        stream.used = self.clock;
+        self.streams.push(stream);
+        Ok(self.streams.len() - 1)
+    }
+
+    /// A new slot for `ssrc`'s stream, whose packet just authenticated: in the place of the
+    /// stream used least recently when the table is full.
+    fn receiving(&mut self, ssrc: u32) -> usize {
         self.clock += 1;
         let mut stream = Stream::new(ssrc);
         stream.used = self.clock;
@@ -469,12 +487,8 @@ impl Context {
             self.streams.push(stream);
             return self.streams.len() - 1;
         }
-        let (i, _) = self
-            .streams
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, s)| s.used)
-            .expect("a full table has streams");
+        let oldest = (0..self.streams.len()).min_by_key(|&i| self.streams[i].used);
+        let i = oldest.unwrap_or(0);
         self.streams[i] = stream;
         i
     }
@@ -958,18 +972,41 @@ mod tests {
     }
 
     #[test]
-    fn streams_beyond_the_table_take_the_place_of_the_one_used_least_recently() {
-        let mut tx = ours(Profile::AeadAes128Gcm);
+    fn received_streams_beyond_the_table_take_the_place_of_the_one_used_least_recently() {
         let mut rx = ours(Profile::AeadAes128Gcm);
         for ssrc in 0..(MAX_STREAMS as u32 + 4) {
             let mut plain = rtp(1, 20);
             plain[8..12].copy_from_slice(&ssrc.to_be_bytes());
-            let p = protect_rtp(&mut tx, &plain).unwrap();
+            // A sender per SSRC: one sender keeps no more than the table.
+            let p = protect_rtp(&mut ours(Profile::AeadAes128Gcm), &plain).unwrap();
             assert_eq!(unprotect_rtp(&mut rx, &p).unwrap(), plain);
         }
         assert_eq!(rx.streams.len(), MAX_STREAMS);
         assert_eq!(rx.streams.capacity(), MAX_STREAMS, "no growth per stream");
         assert!(rx.streams.iter().all(|s| s.ssrc >= 4));
+    }
+
+    /// A sender never forgets an SSRC's index: it would use the keystream of its first
+    /// packets again.
+    #[test]
+    fn a_sender_refuses_more_streams_than_the_table_holds() {
+        let mut tx = ours(Profile::Aes128CmHmacSha1_80);
+        for ssrc in 0..(MAX_STREAMS as u32 + 1) {
+            let mut plain = rtp(1, 20);
+            plain[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            let result = protect_rtp(&mut tx, &plain);
+            if (ssrc as usize) < MAX_STREAMS {
+                assert!(result.is_ok());
+            } else {
+                assert_eq!(result, Err(SrtpError::TooManyStreams));
+            }
+        }
+        let mut report = rtcp(1);
+        report[4..8].copy_from_slice(&99u32.to_be_bytes());
+        assert_eq!(
+            protect_rtcp(&mut tx, &report),
+            Err(SrtpError::TooManyStreams)
+        );
     }
 
     /// SRTCP with the E bit clear (authenticated, not encrypted), which this side never
