@@ -102,6 +102,8 @@ impl Encoder {
     pub(crate) fn new(cfg: &OpusConfig) -> Result<Encoder, AdmissionError> {
         #[cfg(target_arch = "x86_64")]
         crate::opus_nsq::link();
+        #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+        crate::opus_warped::link();
         let mut inner = opus::Encoder::new(16_000, Channels::Mono, Application::Voip)
             .map_err(codec_err("encoder"))?;
         inner

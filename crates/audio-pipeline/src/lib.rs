@@ -47,6 +47,8 @@ mod jitter;
 mod latency;
 #[cfg(target_arch = "x86_64")]
 mod opus_nsq;
+#[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+mod opus_warped;
 mod pacer;
 mod packet;
 mod pipeline;
