@@ -288,5 +288,78 @@ fn unmixed(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, per_frame, call_tick, unmixed);
+/// The codec at a call's default settings ([`OpusConfig::default`]: 64 kb/s raised to
+/// 83.2 kb/s by the 5 % loss assumed until reports come, complexity 5, in-band FEC, DTX
+/// off), in thread CPU time: the two libopus figures of a call tick's breakdown (the
+/// `per_frame` ones use 24 kb/s). `decode_default` decodes what `encode_default` makes;
+/// `receive_path_default` is the whole receive path on the same packets.
+fn default_settings(c: &mut Criterion) {
+    let defaults = OpusConfig::default();
+    assert_eq!((defaults.bitrate_bps, defaults.complexity), (64_000, 5));
+    let bitrate = 83_200;
+    let frames = tone_frames(50);
+    let mut enc =
+        opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    enc.set_bitrate(opus::Bitrate::Bits(bitrate)).unwrap();
+    enc.set_complexity(i32::from(defaults.complexity)).unwrap();
+    enc.set_inband_fec(defaults.inband_fec).unwrap();
+    enc.set_dtx(defaults.dtx).unwrap();
+    enc.set_packet_loss_perc(i32::from(defaults.initial_loss_percent))
+        .unwrap();
+    let pool: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut buf = [0u8; 1276];
+            let n = enc.encode(&f.samples, &mut buf).unwrap();
+            buf[..n].to_vec()
+        })
+        .collect();
+    let mut g = c.benchmark_group("default_settings");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("encode_default", |b| {
+        let mut i = 0usize;
+        let mut buf = [0u8; 1276];
+        b.iter_custom(|iters| {
+            let start = thread_cpu_time();
+            for _ in 0..iters {
+                black_box(enc.encode(&frames[i % 50].samples, &mut buf).unwrap());
+                i += 1;
+            }
+            thread_cpu_time() - start
+        })
+    });
+    g.bench_function("decode_default", |b| {
+        let mut dec = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+        let mut out = [0i16; 1920];
+        let mut i = 0usize;
+        b.iter_custom(|iters| {
+            let start = thread_cpu_time();
+            for _ in 0..iters {
+                black_box(dec.decode(&pool[i % 50], &mut out, false).unwrap());
+                i += 1;
+            }
+            thread_cpu_time() - start
+        })
+    });
+    g.bench_function("receive_path_default", |b| {
+        let mut rx = Receiver::new(JitterConfig::default()).unwrap();
+        let mut out = Pcm16K::SILENCE;
+        let mut i = 0u64;
+        b.iter_custom(|iters| {
+            let start = thread_cpu_time();
+            for _ in 0..iters {
+                let p = packet(&pool[(i % 50) as usize], i);
+                rx.insert(&p, p.meta.arrival);
+                black_box(rx.pull(Ticks(1 + i * FRAME_DURATION.0), &mut out));
+                i += 1;
+            }
+            thread_cpu_time() - start
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, per_frame, call_tick, unmixed, default_settings);
 criterion_main!(benches);
