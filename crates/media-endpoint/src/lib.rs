@@ -47,6 +47,8 @@
 //! # }
 //! ```
 
+#[doc(hidden)]
+pub mod bench_support;
 mod bridge;
 mod config;
 mod dtmf;

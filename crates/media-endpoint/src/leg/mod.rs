@@ -38,7 +38,7 @@ pub(crate) mod pump;
 mod recv;
 mod send;
 pub(crate) mod sim;
-mod srtp;
+pub(crate) mod srtp;
 mod timeline;
 
 pub(crate) use control::LegControl;

@@ -703,7 +703,6 @@ fn gcm_keys(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use rtc::srtp::context::Context as TheirContext;
     use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
@@ -1107,59 +1106,5 @@ mod tests {
         assert_eq!(estimate_index(roc1 | 65000, 3), Some((2 * roc1) | 3));
         assert_eq!(estimate_index(roc1 | 65000, 40000), Some(roc1 | 40000));
         assert_eq!(estimate_index(10, 65000), None);
-    }
-
-    /// Per-packet cost of protecting and unprotecting a 100-byte payload, ours and the `rtc`
-    /// stack's, each over a batch of packets prepared beforehand. `cargo test --release -p
-    /// media-endpoint --lib srtp::tests::cost -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a measurement: run in release"]
-    fn cost_per_packet_against_the_rtc_stack() {
-        const N: usize = 100_000;
-        let per = |t: Instant| t.elapsed().as_nanos() as f64 / N as f64;
-        for profile in PROFILES {
-            let plain: Vec<Vec<u8>> = (0..N).map(|i| rtp(i as u16, 100)).collect();
-            let len = plain[0].len();
-            let mut bufs: Vec<[u8; 256]> = plain
-                .iter()
-                .map(|p| {
-                    let mut b = [0u8; 256];
-                    b[..len].copy_from_slice(p);
-                    b
-                })
-                .collect();
-            let (mut tx, mut rx) = (ours(profile), ours(profile));
-            let t = Instant::now();
-            let mut protected = 0;
-            for b in &mut bufs {
-                protected = tx.protect_rtp(std::hint::black_box(b), len).unwrap();
-            }
-            let protect = per(t);
-            let t = Instant::now();
-            for b in &mut bufs {
-                rx.unprotect_rtp(std::hint::black_box(&mut b[..protected]))
-                    .unwrap();
-            }
-            let unprotect = per(t);
-            assert_eq!(&bufs[N - 1][..len], &plain[N - 1][..]);
-
-            let (mut ttx, mut trx) = (theirs(profile), theirs(profile));
-            let mut sent = Vec::with_capacity(N);
-            let t = Instant::now();
-            for p in &plain {
-                sent.push(ttx.encrypt_rtp(std::hint::black_box(p)).unwrap());
-            }
-            let their_protect = per(t);
-            let t = Instant::now();
-            for p in &sent {
-                std::hint::black_box(trx.decrypt_rtp(std::hint::black_box(p)).unwrap());
-            }
-            let their_unprotect = per(t);
-            eprintln!(
-                "{profile:?}, 100-byte payload: protect {protect:.0} ns (rtc-srtp \
-                 {their_protect:.0} ns), unprotect {unprotect:.0} ns (rtc-srtp \
-                 {their_unprotect:.0} ns)"
-            );
-        }
     }
 }
