@@ -104,7 +104,7 @@ fn per_frame(c: &mut Criterion) {
         })
     });
 
-    for complexity in [0, 5, 10] {
+    for complexity in [0, 1, 2, 3, 5, 10] {
         g.bench_function(format!("encode_c{complexity}"), |b| {
             let mut enc =
                 opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
@@ -325,6 +325,31 @@ fn default_settings(c: &mut Criterion) {
             let start = thread_cpu_time();
             for _ in 0..iters {
                 black_box(enc.encode(&frames[i % 50].samples, &mut buf).unwrap());
+                i += 1;
+            }
+            thread_cpu_time() - start
+        })
+    });
+    g.bench_function("encode_no_loss_reported", |b| {
+        // What a call's encoder runs at once receivers report no loss: 64 kb/s, FEC
+        // allowed but not produced (libopus codes LBRR only for a loss above 0).
+        let mut clean =
+            opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        clean
+            .set_bitrate(opus::Bitrate::Bits(defaults.bitrate_bps as i32))
+            .unwrap();
+        clean
+            .set_complexity(i32::from(defaults.complexity))
+            .unwrap();
+        clean.set_inband_fec(defaults.inband_fec).unwrap();
+        clean.set_dtx(defaults.dtx).unwrap();
+        clean.set_packet_loss_perc(0).unwrap();
+        let mut i = 0usize;
+        let mut buf = [0u8; 1276];
+        b.iter_custom(|iters| {
+            let start = thread_cpu_time();
+            for _ in 0..iters {
+                black_box(clean.encode(&frames[i % 50].samples, &mut buf).unwrap());
                 i += 1;
             }
             thread_cpu_time() - start

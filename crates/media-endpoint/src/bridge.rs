@@ -126,6 +126,15 @@ pub trait NetworkPort: Send + 'static {
     fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError>;
     /// The next encoded packet to send, if one is ready.
     fn pop(&mut self) -> Option<OutboundAudio>;
+    /// [`pop`](Self::pop) for a caller that keeps `spare` between calls: a port that has
+    /// to copy the payload out of its own storage writes it into `spare` and hands it out
+    /// split from there, so that once the caller dropped the previous payload its
+    /// allocation is reused and a packet costs no allocation. Ports that hold their
+    /// payloads as [`Bytes`](bytes::Bytes) already need not override it.
+    fn pop_reusing(&mut self, spare: &mut bytes::BytesMut) -> Option<OutboundAudio> {
+        let _ = spare;
+        self.pop()
+    }
     /// Send status: while inactive the pipeline discards what the bot sends.
     fn set_send_active(&self, active: bool);
     /// Loss the peer reports on the endpoint's stream (RTCP fraction lost, loss × 256), for
@@ -154,6 +163,10 @@ fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushE
     audio_pipeline::EncodedPacket::new(meta, p.payload).map_err(|_| PushError::Unfit)
 }
 
+/// What [`NetworkPort::pop_reusing`] reserves in a spare buffer that must grow: room for
+/// several payloads, so that one block serves a run of packets before it is taken back.
+const SPARE_BLOCK: usize = 2048;
+
 impl NetworkPort for audio_pipeline::NetworkHalf {
     fn push(&mut self, packet: InboundRtp<'_>) -> Result<(), PushError> {
         let encoded = to_encoded(&packet)?;
@@ -164,14 +177,26 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
     }
 
     fn pop(&mut self) -> Option<OutboundAudio> {
-        // Read where it waits: only the payload's bytes cross from the pipeline's core.
-        self.pop_packet_with(|p| OutboundAudio {
-            payload: bytes::Bytes::copy_from_slice(p.payload()),
-            audio_level: p.meta.audio_level,
-            rtp_timestamp: Some(p.meta.rtp_timestamp),
-            marker: p.meta.marker,
-            csrcs: p.meta.csrcs,
-            stream: 0,
+        self.pop_reusing(&mut bytes::BytesMut::new())
+    }
+
+    fn pop_reusing(&mut self, spare: &mut bytes::BytesMut) -> Option<OutboundAudio> {
+        // Read where it waits: only the payload's bytes cross from the pipeline's core,
+        // into `spare`'s block (taken back whole once nothing holds the earlier payloads).
+        self.pop_packet_with(|p| {
+            let payload = p.payload();
+            if spare.capacity() < payload.len() {
+                spare.reserve(payload.len().max(SPARE_BLOCK));
+            }
+            spare.extend_from_slice(payload);
+            OutboundAudio {
+                payload: spare.split().freeze(),
+                audio_level: p.meta.audio_level,
+                rtp_timestamp: Some(p.meta.rtp_timestamp),
+                marker: p.meta.marker,
+                csrcs: p.meta.csrcs,
+                stream: 0,
+            }
         })
     }
 

@@ -188,6 +188,9 @@ pub(crate) struct LegCore {
     /// Where datagrams are copied for the stack, which takes each as an owned buffer: once
     /// the stack let go of the last one, the next reuses its memory instead of allocating.
     rx: BytesMut,
+    /// Where the port copies outbound payloads ([`crate::NetworkPort::pop_reusing`]): one block
+    /// reused while the lean path copies each payload on into its packet at once.
+    tx_payload: BytesMut,
 }
 
 impl LegCore {
@@ -246,6 +249,7 @@ impl LegCore {
             writes: 0,
             arrival: None,
             rx: BytesMut::new(),
+            tx_payload: BytesMut::new(),
         };
         core.drain(now);
         core
@@ -799,7 +803,7 @@ impl LegCore {
         if let Some(t) = &mut self.next_outbound_poll {
             *t = now + OUTBOUND_POLL;
         }
-        while let Some(audio) = self.leg.link.pop() {
+        while let Some(audio) = self.leg.link.pop_reusing(&mut self.tx_payload) {
             // Media before Active is discarded, and a tone replaces the main stream's audio
             // it overlaps.
             if !self.active {
