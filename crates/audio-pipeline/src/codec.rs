@@ -20,8 +20,6 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     pub(crate) fn new() -> Result<Decoder, AdmissionError> {
-        #[cfg(target_arch = "x86_64")]
-        crate::opus_decode_core::link();
         Ok(Decoder {
             inner: opus::Decoder::new(16_000, Channels::Mono).map_err(codec_err("decoder"))?,
         })

@@ -46,8 +46,6 @@ mod frame;
 mod jitter;
 mod latency;
 #[cfg(target_arch = "x86_64")]
-mod opus_decode_core;
-#[cfg(target_arch = "x86_64")]
 mod opus_nsq;
 #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
 mod opus_warped;
