@@ -9,6 +9,7 @@
 //! socket or task inside: the [`pump`](super::pump) drives legs on real sockets, tests drive
 //! them in simulated time.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +27,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::{rtcp, rtp};
 
+use super::flight::FlightRepeat;
 use super::lean::{LeanEvent, LeanLink, LeanRead};
 use super::pump::LegSockets;
 use super::timeline::RtpTimeline;
@@ -35,6 +37,19 @@ use crate::dtmf::{EventReceiver, EventSender};
 use crate::events::{EndReason, EndpointEvent, FailureReason, SendStatus};
 use crate::quality::{InboundStats, QualityData, ntp_mid32, ntp64, round_trip};
 use crate::sdp::Negotiated;
+
+/// Queues a flight the watch sends again behind what the stack has for the wire.
+fn queue_again(out: &mut VecDeque<Transmit>, again: &[Transmit], label: &str) {
+    if again.is_empty() {
+        return;
+    }
+    tracing::debug!(leg = %label, datagrams = again.len(), "DTLS flight sent again");
+    out.extend(again.iter().map(|t| Transmit {
+        from: t.from,
+        to: t.to,
+        data: t.data.clone(),
+    }));
+}
 
 /// How often a leg whose port cannot wake its driver is asked for outbound packets: a
 /// quarter of a packet.
@@ -191,6 +206,11 @@ pub(crate) struct LegCore {
     /// Where the port copies outbound payloads ([`crate::NetworkPort::pop_reusing`]): one block
     /// reused while the lean path copies each payload on into its packet at once.
     tx_payload: BytesMut,
+    /// The whole stack's handshake, watched for a lost last flight of its DTLS client.
+    flight: FlightRepeat,
+    /// What the stack sent in reply to a datagram while [`Self::flight`] watched, and the
+    /// flight it sends again, before anything else the stack has.
+    stack_out: VecDeque<Transmit>,
 }
 
 impl LegCore {
@@ -250,6 +270,8 @@ impl LegCore {
             arrival: None,
             rx: BytesMut::new(),
             tx_payload: BytesMut::new(),
+            flight: FlightRepeat::default(),
+            stack_out: VecDeque::new(),
         };
         core.drain(now);
         core
@@ -321,12 +343,18 @@ impl LegCore {
                 },
                 message: self.read_buffer(data),
             };
+            self.flight.peer_sent(now, data);
             let Link::Stack(pc) = &mut self.link else {
                 unreachable!("the lean path returned above")
             };
             if let Err(e) = pc.handle_read(msg) {
                 self.refused_datagrams += 1;
                 tracing::trace!(leg = %self.leg.label, error = %e, "datagram refused");
+            }
+            if self.flight.watching() {
+                let answered = self.take_stack_writes(now);
+                let again = self.flight.repeat(now, data, answered);
+                queue_again(&mut self.stack_out, again, &self.leg.label);
             }
         }
         self.drain(now);
@@ -364,6 +392,12 @@ impl LegCore {
                 Link::Lean(lean) => lean.handle_timeout(now),
             }
         }
+        if self.flight.watching() && matches!(self.link, Link::Stack(_)) {
+            // The stack's own retransmissions count as DTLS sent; then the watch's timer.
+            self.take_stack_writes(now);
+            let again = self.flight.on_timeout(now);
+            queue_again(&mut self.stack_out, again, &self.leg.label);
+        }
         self.send_outbound(now);
         if now >= self.next_housekeeping {
             self.next_housekeeping = next_on_grid(now, HOUSEKEEPING);
@@ -376,10 +410,32 @@ impl LegCore {
         }
     }
 
+    /// While the handshake is watched ([`FlightRepeat`]): moves what the stack has for
+    /// the wire into [`Self::stack_out`], showing it to the watch; whether any was DTLS.
+    fn take_stack_writes(&mut self, now: Instant) -> bool {
+        let Link::Stack(pc) = &mut self.link else {
+            return false;
+        };
+        let mut dtls = false;
+        while let Some(msg) = pc.poll_write() {
+            let t = Transmit {
+                from: msg.transport.local_addr,
+                to: msg.transport.peer_addr,
+                data: msg.message,
+            };
+            dtls |= self.flight.sent(now, &t);
+            self.stack_out.push_back(t);
+        }
+        dtls
+    }
+
     /// The next datagram to send, if any.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         match &mut self.link {
             Link::Stack(pc) => {
+                if let Some(t) = self.stack_out.pop_front() {
+                    return Some(t);
+                }
                 let msg = pc.poll_write()?;
                 Some(Transmit {
                     from: msg.transport.local_addr,
@@ -402,6 +458,9 @@ impl LegCore {
             next = next.min(t);
         }
         if let Some(t) = self.next_outbound_poll {
+            next = next.min(t);
+        }
+        if let Some(t) = self.flight.poll_timeout() {
             next = next.min(t);
         }
         if let Some(t) = &self.tone {
@@ -516,6 +575,8 @@ impl LegCore {
         stream: Option<u8>,
         p: &rtp::Packet,
     ) -> Option<LegOutcome> {
+        // The peer's media: its handshake is over too.
+        self.flight.finish();
         match stream {
             Some(0) => self.on_rtp(now, p),
             Some(stream) => self.on_speaker_rtp(now, p, stream),
@@ -690,6 +751,7 @@ impl LegCore {
 
     /// Handles RTCP from the peer; returns an outcome when the peer said goodbye.
     fn on_rtcp(&mut self, now: Instant, packets: &[Box<dyn rtcp::Packet>]) -> Option<LegOutcome> {
+        self.flight.finish();
         self.last_heard = now;
         let mut bye = false;
         for p in packets {

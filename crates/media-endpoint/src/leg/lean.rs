@@ -362,8 +362,9 @@ impl LeanLink {
         if completed && self.srtp.is_none() && !self.closed {
             match self.key_srtp() {
                 Ok(srtp) => {
+                    // The last flight is kept until the peer's media shows that it
+                    // arrived: a peer that did not get it repeats its own.
                     self.srtp = Some(srtp);
-                    self.last_flight.clear();
                     self.events.push_back(LeanEvent::Connected);
                 }
                 // Not yet keyed: the handshake is still going.
@@ -378,15 +379,17 @@ impl LeanLink {
     }
 
     /// Keeps the flight the endpoint just sent (the transmits from `queued` on); or, when a
-    /// handshake record of the peer got no answer before the handshake completed, the peer
-    /// repeated its flight because ours was lost: ours goes again (at most
-    /// [`MAX_FLIGHT_REPEATS`] times).
+    /// handshake record of the peer got no answer, the peer repeated its flight because
+    /// ours was lost: ours goes again (at most [`MAX_FLIGHT_REPEATS`] times). After the
+    /// handshake completed here, only a flight in the clear (epoch 0) counts: the peer
+    /// sends its last flight again when ours, which completed the handshake, was lost.
     fn repeat_lost_flight(&mut self, queued: usize, data: &[u8]) {
         if self.srtp.is_some() {
-            self.last_flight.clear();
-            return;
-        }
-        if self.transmits.len() > queued {
+            let clear = data.len() >= 13 && data[3] == 0 && data[4] == 0;
+            if !clear || self.transmits.len() > queued {
+                return;
+            }
+        } else if self.transmits.len() > queued {
             self.last_flight = self
                 .transmits
                 .range(queued..)
@@ -463,12 +466,19 @@ impl LeanLink {
         // RFC 5761 §4: payload types 64-95 (with the marker bit: 192-223) are RTCP.
         if data.len() > 1 && (192..=223).contains(&data[1]) {
             let len = srtp.remote.unprotect_rtcp(buf)?;
+            if !self.last_flight.is_empty() {
+                self.last_flight = Vec::new();
+            }
             let mut plain = self.rx.finish(len).freeze();
             let packets = rtcp::packet::unmarshal(&mut plain).map_err(|_| SrtpError::Malformed)?;
             self.reads.push_back(LeanRead::Rtcp(packets));
             return Ok(());
         }
         let len = srtp.remote.unprotect_rtp(buf)?;
+        if !self.last_flight.is_empty() {
+            // The peer's media: it finished the handshake, our last flight reached it.
+            self.last_flight = Vec::new();
+        }
         let plain = self.rx.finish(len).freeze();
         let mut packet = self.spare.take().unwrap_or_default();
         if let Err(e) = parse_rtp(&plain, &mut packet) {

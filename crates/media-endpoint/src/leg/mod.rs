@@ -29,6 +29,7 @@ use crate::events::{EndReason, EndpointEvent, FailureReason};
 
 mod control;
 pub(crate) mod core;
+mod flight;
 mod lean;
 pub(crate) mod mux;
 mod negotiate;
