@@ -135,6 +135,13 @@ pub trait NetworkPort: Send + 'static {
         let _ = spare;
         self.pop()
     }
+    /// Whether a packet may be ready to [`pop`](Self::pop): a driver woken by a tick asks
+    /// first, and skips the legs whose calls queued nothing (a pump's legs belong to
+    /// several pipeline threads, each waking it after its own tick). A port that cannot
+    /// tell cheaply says `true`.
+    fn has_outbound(&self) -> bool {
+        true
+    }
     /// Send status: while inactive the pipeline discards what the bot sends.
     fn set_send_active(&self, active: bool);
     /// Loss the peer reports on the endpoint's stream (RTCP fraction lost, loss × 256), for
@@ -198,6 +205,10 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
                 stream: 0,
             }
         })
+    }
+
+    fn has_outbound(&self) -> bool {
+        self.packets_ready() > 0
     }
 
     fn set_send_active(&self, active: bool) {

@@ -277,6 +277,11 @@ impl LegCore {
         core
     }
 
+    /// Whether its port may have packets to send (see [`crate::NetworkPort::has_outbound`]).
+    pub(crate) fn has_outbound(&self) -> bool {
+        self.leg.link.has_outbound()
+    }
+
     /// Whether the leg runs on the lean media path.
     pub(crate) fn is_lean(&self) -> bool {
         matches!(self.link, Link::Lean(_))

@@ -434,11 +434,12 @@ fn run(
                 ),
             }
         }
-        // A pipeline tick queued packets (or a leg was added): every leg sends what it has.
+        // A pipeline tick queued packets (or a leg was added): every leg whose port has
+        // some sends them; legs whose timer is due run it.
         let ticked = signal.pending.swap(false, Ordering::AcqRel);
         for (i, slot) in slots.iter_mut().enumerate() {
             let Some(entry) = slot else { continue };
-            if ticked || entry.next.is_some_and(|t| t <= now) {
+            if entry.next.is_some_and(|t| t <= now) || (ticked && entry.core.has_outbound()) {
                 entry.core.handle_timeout(now);
                 flush(i, entry, &mut shared, &counters);
                 entry.next = entry.core.poll_timeout();
