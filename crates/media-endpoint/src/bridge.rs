@@ -170,6 +170,18 @@ fn to_encoded(p: &InboundRtp<'_>) -> Result<audio_pipeline::EncodedPacket, PushE
     audio_pipeline::EncodedPacket::new(meta, p.payload).map_err(|_| PushError::Unfit)
 }
 
+/// The packet the pipeline encoded, with its payload copied out as `payload`.
+fn outbound(p: &audio_pipeline::EncodedPacket, payload: bytes::Bytes) -> OutboundAudio {
+    OutboundAudio {
+        payload,
+        audio_level: p.meta.audio_level,
+        rtp_timestamp: Some(p.meta.rtp_timestamp),
+        marker: p.meta.marker,
+        csrcs: p.meta.csrcs,
+        stream: 0,
+    }
+}
+
 /// What [`NetworkPort::pop_reusing`] reserves in a spare buffer that must grow: room for
 /// several payloads, so that one block serves a run of packets before it is taken back.
 const SPARE_BLOCK: usize = 2048;
@@ -184,26 +196,19 @@ impl NetworkPort for audio_pipeline::NetworkHalf {
     }
 
     fn pop(&mut self) -> Option<OutboundAudio> {
-        self.pop_reusing(&mut bytes::BytesMut::new())
+        // Read where it waits: only the payload's bytes cross from the pipeline's core.
+        self.pop_packet_with(|p| outbound(p, bytes::Bytes::copy_from_slice(p.payload())))
     }
 
     fn pop_reusing(&mut self, spare: &mut bytes::BytesMut) -> Option<OutboundAudio> {
-        // Read where it waits: only the payload's bytes cross from the pipeline's core,
-        // into `spare`'s block (taken back whole once nothing holds the earlier payloads).
+        // Into `spare`'s block, taken back whole once nothing holds the earlier payloads.
         self.pop_packet_with(|p| {
             let payload = p.payload();
             if spare.capacity() < payload.len() {
                 spare.reserve(payload.len().max(SPARE_BLOCK));
             }
             spare.extend_from_slice(payload);
-            OutboundAudio {
-                payload: spare.split().freeze(),
-                audio_level: p.meta.audio_level,
-                rtp_timestamp: Some(p.meta.rtp_timestamp),
-                marker: p.meta.marker,
-                csrcs: p.meta.csrcs,
-                stream: 0,
-            }
+            outbound(p, spare.split().freeze())
         })
     }
 

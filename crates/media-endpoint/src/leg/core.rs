@@ -206,7 +206,7 @@ pub(crate) struct LegCore {
     /// Where the port copies outbound payloads ([`crate::NetworkPort::pop_reusing`]): one block
     /// reused while the lean path copies each payload on into its packet at once.
     tx_payload: BytesMut,
-    /// The whole stack's handshake, watched for a lost last flight of its DTLS client.
+    /// The whole stack's handshake, watched for a lost last flight ([`FlightRepeat`]).
     flight: FlightRepeat,
     /// What the stack sent in reply to a datagram while [`Self::flight`] watched, and the
     /// flight it sends again, before anything else the stack has.
@@ -377,8 +377,8 @@ impl LegCore {
 
     /// Lets time pass until `now`: the peer connection's timers, packets the pipeline
     /// encoded, tones, the owner's requests and the watchdogs. Cheap when nothing is due:
-    /// a pump calls it for every leg after every pipeline tick, and a leg whose thread did
-    /// not tick has nothing to send.
+    /// a pump calls it when the leg's timer is due and, after a pipeline tick, when its
+    /// port has packets ([`Self::has_outbound`]).
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.outcome.is_some() {
             return;
@@ -398,7 +398,9 @@ impl LegCore {
             }
         }
         if self.flight.watching() && matches!(self.link, Link::Stack(_)) {
-            // The stack's own retransmissions count as DTLS sent; then the watch's timer.
+            // What the stack sends on its own timer is its flight again (it replaces the
+            // one kept); then the watch's timer.
+            self.flight.stack_timer();
             self.take_stack_writes(now);
             let again = self.flight.on_timeout(now);
             queue_again(&mut self.stack_out, again, &self.leg.label);
@@ -622,6 +624,7 @@ impl LegCore {
         match state {
             RTCPeerConnectionState::Connected => {
                 self.connected_once = true;
+                self.flight.complete();
                 self.last_heard = now;
                 self.set_active(true);
                 None

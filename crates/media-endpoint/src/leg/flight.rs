@@ -6,15 +6,21 @@
 //! `ChangeCipherSpec` and `Finished` (5), and the server's `ChangeCipherSpec` and `Finished`
 //! (6). Each side must send its last flight again when the peer's answer does not come
 //! (RFC 6347 §4.2.4): on a timer, and when the peer repeats its own flight. The `rtc`
-//! stack's DTLS endpoint does neither once its flight 4 or 5 is out: in simulated time at
-//! 10 % loss with jitter about one handshake in sixteen stalled until the connect timeout
-//! (a server that never sent flight 4 again, a client that never sent flight 5 again).
+//! stack's DTLS endpoint stops its retransmission timer once part of the peer's next
+//! flight arrived, even when the rest never does: in the traced stalls a whole-stack server
+//! did not send flight 4 again while the client repeated its `ClientHello`, and a client
+//! did not send flight 5 again while the server repeated flight 4. In simulated time at
+//! 10 % loss with jitter about one handshake in sixteen stalled until the connect timeout.
 //!
-//! [`FlightRepeat`] watches a whole-stack leg's datagrams and does it for the stack: the
-//! leg's last flight goes again when the peer repeats a flight in the clear that the stack
-//! left unanswered, and when nothing came for a retransmission timeout (1 s, doubling to 8
-//! s). The lean path's DTLS server does the same for its own flights (`lean::LeanLink`).
-//! It stops once the peer's media arrives, which shows that the peer finished too.
+//! [`FlightRepeat`] watches a whole-stack leg's handshake and does it for the stack. Until
+//! the handshake completes on this side, the leg's last flight goes again when nothing
+//! came for a retransmission timeout (1 s, doubling to 8 s). Until the peer's media shows
+//! that the peer completed too, it goes again when the peer repeats a flight in the clear
+//! that the stack left unanswered (at most once per half second: a repeated flight spans
+//! several datagrams). At most 8 times in all. A flight goes again as it was sent, which
+//! helps exactly when it was lost: records the peer got already are dropped by its replay
+//! window. The lean path's DTLS server answers repeated flights the same way
+//! (`lean::LeanLink`); its DTLS endpoint's own timer covers the rest.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +45,15 @@ fn is_clear_handshake(data: &[u8]) -> bool {
     data.len() >= 13 && data[0] == 22 && data[3] == 0 && data[4] == 0
 }
 
+/// The shortest time between two repeats the peer's datagrams ask for.
+const REPEAT_SPACING: Duration = Duration::from_millis(500);
+
+/// A DTLS record of the handshake: `ChangeCipherSpec` (20) or handshake (22). Alerts and
+/// application data are never part of a flight that goes again.
+fn is_handshake_flight(data: &[u8]) -> bool {
+    matches!(data.first(), Some(20 | 22))
+}
+
 /// The DTLS datagrams a leg's stack sent last, and when DTLS was last heard or sent.
 pub(crate) struct FlightRepeat {
     /// The datagrams of this side's last flight.
@@ -49,8 +64,13 @@ pub(crate) struct FlightRepeat {
     repeats: u8,
     /// When DTLS last went either way; the timer runs from there.
     active_at: Option<Instant>,
+    /// When the last flight last went again.
+    repeated_at: Option<Instant>,
     /// The retransmission timeout now.
     timeout: Duration,
+    /// The handshake completed on this side: the timer stops, repeats the peer asks for go
+    /// on (our final flight may be what was lost).
+    completed: bool,
     /// The peer's media came: nothing more is watched.
     done: bool,
 }
@@ -62,7 +82,9 @@ impl Default for FlightRepeat {
             open: false,
             repeats: 0,
             active_at: None,
+            repeated_at: None,
             timeout: FIRST_TIMEOUT,
+            completed: false,
             done: false,
         }
     }
@@ -84,12 +106,18 @@ impl FlightRepeat {
         self.active_at = Some(now);
     }
 
+    /// The stack's own timer fired: what it sends now replaces the flight kept (it sent
+    /// its flight again itself, under new record numbers).
+    pub(crate) fn stack_timer(&mut self) {
+        self.open = false;
+    }
+
     /// A datagram the stack sends; whether it is DTLS.
     pub(crate) fn sent(&mut self, now: Instant, t: &Transmit) -> bool {
         if !is_dtls(&t.data) {
             return false;
         }
-        if self.done {
+        if self.done || !is_handshake_flight(&t.data) {
             return true;
         }
         if !self.open {
@@ -111,16 +139,22 @@ impl FlightRepeat {
     /// in reply. The datagrams to send again: this side's last flight, when the peer
     /// repeated a flight in the clear and the stack let it go unanswered.
     pub(crate) fn repeat(&mut self, now: Instant, data: &[u8], answered: bool) -> &[Transmit] {
-        if self.done || answered || !is_clear_handshake(data) {
+        if self.done
+            || answered
+            || !is_clear_handshake(data)
+            || self
+                .repeated_at
+                .is_some_and(|t| now.saturating_duration_since(t) < REPEAT_SPACING)
+        {
             return &[];
         }
         self.again(now)
     }
 
     /// When [`Self::on_timeout`] is due: a retransmission timeout after DTLS last went
-    /// either way, while a flight is kept.
+    /// either way, while a flight is kept and the handshake has not completed here.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        if self.done || self.last.is_empty() || self.repeats >= MAX_REPEATS {
+        if self.done || self.completed || self.last.is_empty() || self.repeats >= MAX_REPEATS {
             return None;
         }
         self.active_at.map(|t| t + self.timeout)
@@ -142,7 +176,13 @@ impl FlightRepeat {
         }
         self.repeats += 1;
         self.active_at = Some(now);
+        self.repeated_at = Some(now);
         &self.last
+    }
+
+    /// The handshake completed on this side: no more repeats on the timer.
+    pub(crate) fn complete(&mut self) {
+        self.completed = true;
     }
 
     /// The peer's media came: its handshake is over as well as ours.
@@ -261,14 +301,49 @@ mod tests {
     }
 
     #[test]
-    fn repeats_are_bounded() {
+    fn repeats_are_bounded_and_spaced() {
         let t0 = Instant::now();
         let mut f = FlightRepeat::default();
         f.sent(t0, &transmit(&record(22, 0)));
-        let total: usize = (0..100)
-            .map(|_| exchange(&mut f, t0, &record(22, 0), &[]))
+        // The datagrams of one repeated flight ask once.
+        let burst: usize = (0..5)
+            .map(|i| exchange(&mut f, t0 + Duration::from_millis(i), &record(22, 0), &[]))
             .sum();
-        assert_eq!(total, usize::from(MAX_REPEATS));
+        assert_eq!(burst, 1);
+        let total: usize = (1..100)
+            .map(|i| exchange(&mut f, t0 + Duration::from_secs(i), &record(22, 0), &[]))
+            .sum();
+        assert_eq!(1 + total, usize::from(MAX_REPEATS));
         assert_eq!(f.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_stacks_own_resends_replace_the_flight_and_alerts_are_no_flight() {
+        let t0 = Instant::now();
+        let mut f = FlightRepeat::default();
+        f.sent(t0, &transmit(&record(22, 0)));
+        // The stack's timer sends the flight again itself: still one flight, not two.
+        f.stack_timer();
+        f.sent(t0, &transmit(&record(22, 0)));
+        // An alert is DTLS (it answers) but never part of a flight.
+        assert!(f.sent(t0, &transmit(&record(21, 0))));
+        f.peer_sent(t0, &record(22, 0));
+        assert_eq!(f.repeat(t0, &record(22, 0), false).len(), 1);
+    }
+
+    #[test]
+    fn after_completing_only_the_peer_asks_for_the_final_flight() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut f = FlightRepeat::default();
+        // A server's flight 6 completes the handshake on its side.
+        assert_eq!(exchange(&mut f, t0, &record(22, 0), &[record(20, 0)]), 0);
+        f.complete();
+        assert_eq!(f.poll_timeout(), None, "no timer once completed");
+        // The client did not get it and repeats its flight 5 (its replay is dropped by the
+        // stack, which answers nothing): flight 6 goes again.
+        assert_eq!(exchange(&mut f, t0 + s(1), &record(22, 0), &[]), 1);
+        f.finish();
+        assert_eq!(exchange(&mut f, t0 + s(2), &record(22, 0), &[]), 0);
     }
 }

@@ -632,10 +632,11 @@ fn the_pair_connects_through_a_lossy_network() {
 
 /// The handshakes through a harder network, 120 seeds on either path: 10 % loss, 20-50 ms
 /// of jitter, reordering, holds and duplicates each way. The `rtc` stack's DTLS endpoint
-/// does not send its flight 4 or 5 again when it is lost; the leg does (`leg/flight.rs`,
-/// and the lean path's own repeats, which also answer a repeated flight 5 after the
-/// handshake completed on its side). Without them 15 of these 240 handshakes stalled until
-/// the connect timeout (seeds 9, 13, 64 among them).
+/// stops retransmitting once part of the peer's next flight came, so a lost flight 4 or 5
+/// stalled it; the leg sends its flights again itself (`leg/flight.rs`, and the lean
+/// path's own repeats, which also answer a repeated flight 5 after the handshake completed
+/// on its side). Without them 15 of these 240 handshakes stalled until the connect timeout
+/// (seeds 9, 13, 64 among them).
 #[test]
 fn every_handshake_completes_through_a_hard_network() {
     let mut failed = Vec::new();
