@@ -288,6 +288,19 @@ fn unmixed(c: &mut Criterion) {
     g.finish();
 }
 
+/// An encoder at the default settings' complexity, FEC and DTX, at `bitrate` and told of
+/// `loss_percent` loss.
+fn default_encoder(defaults: &OpusConfig, bitrate: i32, loss_percent: u8) -> opus::Encoder {
+    let mut enc =
+        opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    enc.set_bitrate(opus::Bitrate::Bits(bitrate)).unwrap();
+    enc.set_complexity(i32::from(defaults.complexity)).unwrap();
+    enc.set_inband_fec(defaults.inband_fec).unwrap();
+    enc.set_dtx(defaults.dtx).unwrap();
+    enc.set_packet_loss_perc(i32::from(loss_percent)).unwrap();
+    enc
+}
+
 /// The codec at a call's default settings ([`OpusConfig::default`]: 64 kb/s raised to
 /// 83.2 kb/s by the 5 % loss assumed until reports come, complexity 5, in-band FEC, DTX
 /// off), in thread CPU time: the two libopus figures of a call tick's breakdown (the
@@ -298,14 +311,7 @@ fn default_settings(c: &mut Criterion) {
     assert_eq!((defaults.bitrate_bps, defaults.complexity), (64_000, 5));
     let bitrate = 83_200;
     let frames = tone_frames(50);
-    let mut enc =
-        opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-    enc.set_bitrate(opus::Bitrate::Bits(bitrate)).unwrap();
-    enc.set_complexity(i32::from(defaults.complexity)).unwrap();
-    enc.set_inband_fec(defaults.inband_fec).unwrap();
-    enc.set_dtx(defaults.dtx).unwrap();
-    enc.set_packet_loss_perc(i32::from(defaults.initial_loss_percent))
-        .unwrap();
+    let mut enc = default_encoder(&defaults, bitrate, defaults.initial_loss_percent);
     let pool: Vec<Vec<u8>> = frames
         .iter()
         .map(|f| {
@@ -333,17 +339,7 @@ fn default_settings(c: &mut Criterion) {
     g.bench_function("encode_no_loss_reported", |b| {
         // What a call's encoder runs at once receivers report no loss: 64 kb/s, FEC
         // allowed but not produced (libopus codes LBRR only for a loss above 0).
-        let mut clean =
-            opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
-        clean
-            .set_bitrate(opus::Bitrate::Bits(defaults.bitrate_bps as i32))
-            .unwrap();
-        clean
-            .set_complexity(i32::from(defaults.complexity))
-            .unwrap();
-        clean.set_inband_fec(defaults.inband_fec).unwrap();
-        clean.set_dtx(defaults.dtx).unwrap();
-        clean.set_packet_loss_perc(0).unwrap();
+        let mut clean = default_encoder(&defaults, defaults.bitrate_bps as i32, 0);
         let mut i = 0usize;
         let mut buf = [0u8; 1276];
         b.iter_custom(|iters| {
@@ -362,18 +358,7 @@ fn default_settings(c: &mut Criterion) {
         // Most of what `botmedia load` measures above `encode_default`. Prefetching or
         // touching the next encoder's state before its turn did not win it back.
         let mut encs: Vec<opus::Encoder> = (0..25)
-            .map(|_| {
-                let mut e =
-                    opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip)
-                        .unwrap();
-                e.set_bitrate(opus::Bitrate::Bits(bitrate)).unwrap();
-                e.set_complexity(i32::from(defaults.complexity)).unwrap();
-                e.set_inband_fec(defaults.inband_fec).unwrap();
-                e.set_dtx(defaults.dtx).unwrap();
-                e.set_packet_loss_perc(i32::from(defaults.initial_loss_percent))
-                    .unwrap();
-                e
-            })
+            .map(|_| default_encoder(&defaults, bitrate, defaults.initial_loss_percent))
             .collect();
         let mut i = 0usize;
         let mut buf = [0u8; 1276];

@@ -8,20 +8,11 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use media_endpoint::bench_support::{SRTP_PROFILES, SrtpPairs};
+use media_endpoint::bench_support::{SRTP_PROFILES, SrtpPairs, rtp_packet};
 
-const SSRC: u32 = 0x1234_5678;
-
-/// The RTP packet of sequence number `seq`.
+/// The RTP packet of sequence number `seq`, with a 100-byte payload.
 fn rtp(seq: u16) -> Vec<u8> {
-    let mut p = vec![0x91, 111];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-    p.extend_from_slice(&SSRC.to_be_bytes());
-    p.extend_from_slice(&0xdead_beefu32.to_be_bytes());
-    p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0x85, 0, 0]);
-    p.extend((0..100u8).map(|i| i ^ seq as u8));
-    p
+    rtp_packet(seq, 100)
 }
 
 /// Packets with consecutive sequence numbers (wrapping), so that a receiver's replay window

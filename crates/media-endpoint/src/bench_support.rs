@@ -1,4 +1,5 @@
-//! Entry points for the crate's benches (`benches/srtp.rs`): not part of the API.
+//! Entry points for the crate's benches (`benches/srtp.rs`), and the SRTP keys and packets
+//! the unit tests of `leg::srtp` share with them: not part of the API.
 
 use bytes::BytesMut;
 use rtc::srtp::context::Context as TheirContext;
@@ -6,6 +7,61 @@ use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc::srtp::protection_profile::ProtectionProfile;
 
 use crate::leg::srtp::{Context, Profile, REPLAY_WINDOW};
+
+/// The SSRC of [`rtp_packet`]'s packets.
+pub const SSRC: u32 = 0x1234_5678;
+
+/// An RTP packet of [`SSRC`] with sequence number `seq`, a CSRC and a one-byte header
+/// extension (as the bot's audio packets have), and `payload_len` bytes of payload.
+pub fn rtp_packet(seq: u16, payload_len: usize) -> Vec<u8> {
+    let mut p = vec![0x91, 111];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    p.extend_from_slice(&SSRC.to_be_bytes());
+    p.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+    p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0x85, 0, 0]);
+    p.extend((0..payload_len).map(|i| (i as u8) ^ (seq as u8)));
+    p
+}
+
+/// The master key and salt every test and bench context of `profile` is keyed with.
+pub(crate) fn master(profile: Profile) -> (Vec<u8>, Vec<u8>) {
+    let key = (0..profile.master_key_len() as u8)
+        .map(|i| i.wrapping_mul(7) ^ 0x5a)
+        .collect();
+    let salt = (0..profile.master_salt_len() as u8)
+        .map(|i| i.wrapping_mul(13) ^ 0xa5)
+        .collect();
+    (key, salt)
+}
+
+/// The lean path's SRTP context of `profile`, keyed with [`master`].
+pub(crate) fn our_context(profile: Profile) -> Context {
+    let (key, salt) = master(profile);
+    let provider = rtc::crypto::default_provider().expect("the rtc stack's crypto provider");
+    Context::new(profile, &key, &salt, provider.crypto()).expect("our SRTP context")
+}
+
+/// `rtc-srtp`'s context of `profile`, keyed with [`master`], with the lean path's replay
+/// window.
+pub(crate) fn their_context(profile: Profile) -> TheirContext {
+    let (key, salt) = master(profile);
+    let provider = rtc::crypto::default_provider().expect("the rtc stack's crypto provider");
+    let their_profile = match profile {
+        Profile::Aes128CmHmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
+        Profile::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
+        Profile::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
+    };
+    TheirContext::new(
+        &key,
+        &salt,
+        their_profile,
+        Some(srtp_replay_protection(REPLAY_WINDOW as usize)),
+        Some(srtcp_replay_protection(REPLAY_WINDOW as usize)),
+        provider.crypto(),
+    )
+    .expect("rtc-srtp's context")
+}
 
 /// The protection profiles the lean path's SRTP implements, by their RFC names, in the
 /// order [`SrtpPairs::new`] takes them.
@@ -27,38 +83,15 @@ pub struct SrtpPairs {
 impl SrtpPairs {
     /// The pairs for profile `index` of [`SRTP_PROFILES`]; `None` past its end.
     pub fn new(index: usize) -> Option<SrtpPairs> {
-        let (profile, their_profile) = match index {
-            0 => (
-                Profile::Aes128CmHmacSha1_80,
-                ProtectionProfile::Aes128CmHmacSha1_80,
-            ),
-            1 => (Profile::AeadAes128Gcm, ProtectionProfile::AeadAes128Gcm),
-            2 => (Profile::AeadAes256Gcm, ProtectionProfile::AeadAes256Gcm),
-            _ => return None,
-        };
-        let key: Vec<u8> = (0..profile.master_key_len() as u8)
-            .map(|i| i.wrapping_mul(7) ^ 0x5a)
-            .collect();
-        let salt: Vec<u8> = (0..profile.master_salt_len() as u8)
-            .map(|i| i.wrapping_mul(13) ^ 0xa5)
-            .collect();
-        let provider = rtc::crypto::default_provider().expect("the rtc stack's crypto provider");
-        let crypto = provider.crypto();
-        let ours = || Context::new(profile, &key, &salt, crypto).expect("our SRTP context");
-        let theirs = || {
-            TheirContext::new(
-                &key,
-                &salt,
-                their_profile,
-                Some(srtp_replay_protection(REPLAY_WINDOW as usize)),
-                Some(srtcp_replay_protection(REPLAY_WINDOW as usize)),
-                crypto,
-            )
-            .expect("rtc-srtp's context")
-        };
+        let profile = *[
+            Profile::Aes128CmHmacSha1_80,
+            Profile::AeadAes128Gcm,
+            Profile::AeadAes256Gcm,
+        ]
+        .get(index)?;
         Some(SrtpPairs {
-            ours: (ours(), ours()),
-            theirs: (theirs(), theirs()),
+            ours: (our_context(profile), our_context(profile)),
+            theirs: (their_context(profile), their_context(profile)),
         })
     }
 

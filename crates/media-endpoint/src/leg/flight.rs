@@ -41,7 +41,7 @@ fn is_dtls(data: &[u8]) -> bool {
 
 /// A handshake record of epoch 0: part of a flight in the clear, which a peer sends again
 /// when our answer to it was lost (a `Finished` after `ChangeCipherSpec` is of epoch 1).
-fn is_clear_handshake(data: &[u8]) -> bool {
+pub(crate) fn is_clear_handshake(data: &[u8]) -> bool {
     data.len() >= 13 && data[0] == 22 && data[3] == 0 && data[4] == 0
 }
 

@@ -46,6 +46,7 @@ use rtc::stun::xoraddr::XorMappedAddress;
 use rtc::{rtcp, rtp};
 
 use super::core::Transmit;
+use super::flight::is_clear_handshake;
 use super::srtp::{self, Context as SrtpContext, Profile, SrtpError};
 
 /// How long the peer may send no valid Binding request (its consent, RFC 7675 §5.1) before
@@ -385,8 +386,7 @@ impl LeanLink {
     /// sends its last flight again when ours, which completed the handshake, was lost.
     fn repeat_lost_flight(&mut self, queued: usize, data: &[u8]) {
         if self.srtp.is_some() {
-            let clear = data.len() >= 13 && data[3] == 0 && data[4] == 0;
-            if !clear || self.transmits.len() > queued {
+            if !is_clear_handshake(data) || self.transmits.len() > queued {
                 return;
             }
         } else if self.transmits.len() > queued {

@@ -704,9 +704,8 @@ fn gcm_keys(
 #[cfg(test)]
 mod tests {
 
+    use crate::bench_support::{SSRC, master, our_context, rtp_packet, their_context};
     use rtc::srtp::context::Context as TheirContext;
-    use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
-    use rtc::srtp::protection_profile::ProtectionProfile;
 
     use super::*;
 
@@ -715,7 +714,6 @@ mod tests {
         Profile::AeadAes128Gcm,
         Profile::AeadAes256Gcm,
     ];
-    const SSRC: u32 = 0x1234_5678;
 
     fn hex(s: &str) -> Vec<u8> {
         let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -724,52 +722,18 @@ mod tests {
             .collect()
     }
 
-    fn master(profile: Profile) -> (Vec<u8>, Vec<u8>) {
-        let key = (0..profile.master_key_len() as u8)
-            .map(|i| i.wrapping_mul(7) ^ 0x5a)
-            .collect();
-        let salt = (0..profile.master_salt_len() as u8)
-            .map(|i| i.wrapping_mul(13) ^ 0xa5)
-            .collect();
-        (key, salt)
-    }
-
     fn ours(profile: Profile) -> Context {
-        let (key, salt) = master(profile);
-        let crypto = rtc::crypto::default_provider().unwrap();
-        Context::new(profile, &key, &salt, crypto.crypto()).unwrap()
+        our_context(profile)
     }
 
     fn theirs(profile: Profile) -> TheirContext {
-        let (key, salt) = master(profile);
-        let crypto = rtc::crypto::default_provider().unwrap();
-        let their_profile = match profile {
-            Profile::Aes128CmHmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
-            Profile::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
-            Profile::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
-        };
-        TheirContext::new(
-            &key,
-            &salt,
-            their_profile,
-            Some(srtp_replay_protection(REPLAY_WINDOW as usize)),
-            Some(srtcp_replay_protection(REPLAY_WINDOW as usize)),
-            crypto.crypto(),
-        )
-        .unwrap()
+        their_context(profile)
     }
 
     /// An RTP packet with a one-byte header extension and a CSRC, `payload_len` bytes of
     /// payload.
     fn rtp(seq: u16, payload_len: usize) -> Vec<u8> {
-        let mut p = vec![0x91, 111];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-        p.extend_from_slice(&SSRC.to_be_bytes());
-        p.extend_from_slice(&0xdead_beefu32.to_be_bytes());
-        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0x85, 0, 0]);
-        p.extend((0..payload_len).map(|i| (i as u8) ^ (seq as u8)));
-        p
+        rtp_packet(seq, payload_len)
     }
 
     /// A receiver report of [`SSRC`] with one reception block.
